@@ -1,0 +1,91 @@
+"""The `foundation` command: one small function per verb; formatting only, no decisions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from foundation import validate as validate_verb
+from foundation.errors import InvalidInput
+from foundation.project import Project
+
+app = typer.Typer(
+    help="Airflow 3 on AWS ECS with a least-privilege AWS identity per DAG.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ProjectOption = Annotated[
+    Path,
+    typer.Option("--project", help="Folder holding config/ and dag_permissions/."),
+]
+EnvOption = Annotated[
+    str | None,
+    typer.Option("--env", help="Overlay config/NAME.yaml on config/foundation.yaml."),
+]
+
+EXIT_FINDINGS = 1
+EXIT_INVALID_INPUT = 2
+
+
+@app.callback()
+def main() -> None:
+    """Validate, synthesize and deploy an Airflow cluster from config/ and dag_permissions/."""
+
+
+def fail_on_invalid_input(error: InvalidInput) -> typer.Exit:
+    for problem in error.problems:
+        err.print(f"[red]error[/red]: {problem}", highlight=False, soft_wrap=True)
+    err.print(f"{len(error.problems)} problem(s); nothing was written.", highlight=False)
+    return typer.Exit(EXIT_INVALID_INPUT)
+
+
+@app.command()
+def validate(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check the config and every manifest, and show each DAG's generated permissions."""
+    try:
+        loaded = validate_verb.run(project, env)
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error) from None
+    if as_json:
+        print(json.dumps(validate_verb.as_json(loaded), indent=2))
+    else:
+        _print_summary(loaded)
+    for finding in loaded.findings:
+        err.print(f"[red]error[/red]: {finding}", highlight=False, soft_wrap=True)
+    if loaded.findings:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _print_summary(loaded: Project) -> None:
+    deployment = loaded.deployment
+    table = Table(
+        title=f"{deployment.name}: {deployment.account} {deployment.region} "
+        f"({deployment.airflow.executor} executor)"
+    )
+    for column in ("DAG", "owner", "worker", "services granted", "statements", "policies"):
+        table.add_column(column, justify="right" if column in ("statements", "policies") else None)
+    for dag in loaded.dags:
+        row = validate_verb.dag_summary(loaded, dag)
+        worker = row["worker"]
+        table.add_row(
+            dag.dag_id + (" [yellow](escalation allowed)[/yellow]" if row["escalations"] else ""),
+            row["owner"],
+            f"{worker['cpu']}/{worker['memory']} x{worker['min_count']}-{worker['max_count']}",
+            ", ".join(row["services"]) or "-",
+            str(row["statement_count"]),
+            str(row["managed_policies"] or "-"),
+        )
+    out.print(table)

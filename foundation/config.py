@@ -1,0 +1,189 @@
+"""The deployment: `config/foundation.yaml`, optionally overlaid by `config/<env>.yaml`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from foundation.fields import (
+    AccountId,
+    Cidr,
+    DagId,
+    Model,
+    Region,
+    SecretName,
+    _matching,
+    check_counts,
+    check_fargate_size,
+)
+
+DEFAULT_IMAGE = "apache/airflow:3.3.2"
+
+# Longest values an ARN can take, for sizing policies at their worst case.
+WORST_CASE_PARTITION = "aws-us-gov"
+WORST_CASE_REGION = "ap-southeast-14"
+
+_PARTITIONS = {
+    "cn-": "aws-cn",
+    "us-gov-": "aws-us-gov",
+    "us-isob-": "aws-iso-b",
+    "us-isof-": "aws-iso-f",
+    "eu-isoe-": "aws-iso-e",
+    "us-iso-": "aws-iso",
+    "eusc-": "aws-eusc",
+}
+
+ProjectName = Annotated[
+    str,
+    _matching(r"[a-z][a-z0-9-]{1,18}[a-z0-9]", "a lowercase name of 3-20 letters, digits, '-'"),
+]
+AvailabilityZone = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}[a-z]", "an AZ name")]
+VpcId = Annotated[str, _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-...)")]
+SubnetId = Annotated[str, _matching(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-...)")]
+CertificateArn = Annotated[
+    str,
+    _matching(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}", "an ACM ARN"),
+]
+InstanceClass = Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class")]
+Image = Annotated[
+    str, _matching(r"[a-z0-9./_-]+(:[A-Za-z0-9._-]{1,128})?(@sha256:[0-9a-f]{64})?", "an image")
+]
+GitUrl = Annotated[str, _matching(r"(https://|ssh://|git@)\S+", "a git URL (https, ssh or git@)")]
+TagKey = Annotated[
+    str, _matching(r"(?!aws:)[\w .:/=+@-]{1,128}", "a tag key (1-128 chars, not 'aws:')")
+]
+TagValue = Annotated[str, _matching(r"[\w .:/=+@-]{0,256}", "a tag value (0-256 chars)")]
+
+
+def partition_of(region: str) -> str:
+    for prefix, partition in _PARTITIONS.items():
+        if region.startswith(prefix):
+            return partition
+    return "aws"
+
+
+class AirflowConfig(Model):
+    image: Image = DEFAULT_IMAGE
+    executor: Literal["ecs", "celery"] = "ecs"
+
+
+class NetworkConfig(Model):
+    """Either a VPC to create (cidr) or an existing one (vpc_id and subnet ids)."""
+
+    availability_zones: list[AvailabilityZone] = Field(min_length=2, max_length=6)
+    cidr: Cidr | None = None
+    nat_gateways: int | None = Field(default=None, ge=0, le=6)
+    vpc_id: VpcId | None = None
+    private_subnet_ids: list[SubnetId] = Field(default_factory=list)
+    public_subnet_ids: list[SubnetId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> NetworkConfig:
+        if self.vpc_id is None:
+            if self.private_subnet_ids or self.public_subnet_ids:
+                raise ValueError("subnet ids need vpc_id; to create a VPC give cidr instead")
+            if self.cidr is not None:
+                prefix = ipaddress.ip_network(self.cidr).prefixlen
+                if not 16 <= prefix <= 24:
+                    raise ValueError(f"cidr {self.cidr}: use a /16 to /24 block")
+            return self
+        if self.cidr is not None or self.nat_gateways is not None:
+            raise ValueError("give either vpc_id (use a VPC) or cidr/nat_gateways (create one)")
+        if len(self.private_subnet_ids) != len(self.availability_zones):
+            raise ValueError("private_subnet_ids needs one subnet per availability zone")
+        if self.public_subnet_ids and len(self.public_subnet_ids) != len(self.availability_zones):
+            raise ValueError("public_subnet_ids needs one subnet per availability zone")
+        return self
+
+    @property
+    def creates_vpc(self) -> bool:
+        return self.vpc_id is None
+
+    @property
+    def vpc_cidr(self) -> str:
+        return self.cidr or "10.0.0.0/16"
+
+    @property
+    def nat_gateway_count(self) -> int:
+        return 1 if self.nat_gateways is None else self.nat_gateways
+
+
+class DatabaseConfig(Model):
+    instance_class: InstanceClass = "db.t4g.medium"
+    allocated_storage_gb: int = Field(default=20, ge=20, le=65536)
+    multi_az: bool = True
+    deletion_protection: bool = True
+
+
+class WebConfig(Model):
+    allowed_cidrs: list[Cidr] = Field(min_length=1)
+    certificate_arn: CertificateArn | None = None
+    internal: bool = True
+    allow_http: bool = False
+
+    @model_validator(mode="after")
+    def _tls(self) -> WebConfig:
+        if self.certificate_arn is None and not self.allow_http:
+            raise ValueError(
+                "give certificate_arn for HTTPS, or set allow_http: true to serve plain HTTP"
+            )
+        return self
+
+
+class DagsConfig(Model):
+    bundle: Literal["git", "s3"] = "s3"
+    url: GitUrl | None = None
+    branch: str = "main"
+    credentials_secret: SecretName | None = None
+
+    @model_validator(mode="after")
+    def _git_fields(self) -> DagsConfig:
+        if self.bundle == "git" and self.url is None:
+            raise ValueError("bundle: git needs url")
+        if self.bundle == "s3" and (self.url or self.credentials_secret):
+            raise ValueError("url and credentials_secret apply only to bundle: git")
+        return self
+
+
+class WorkerSize(Model):
+    cpu: int = 512
+    memory: int = 1024
+    min_count: int = Field(default=0, ge=0, le=100)
+    max_count: int = Field(default=4, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _fits(self) -> WorkerSize:
+        check_fargate_size(self.cpu, self.memory)
+        check_counts(self.min_count, self.max_count)
+        return self
+
+
+class IamConfig(Model):
+    allow_escalation_for: list[DagId] = Field(default_factory=list)
+    max_managed_policies_per_role: int = Field(default=10, ge=1, le=20)
+
+
+class Deployment(Model):
+    """The whole of `config/foundation.yaml` after overlays."""
+
+    name: ProjectName
+    region: Region
+    account: AccountId
+    network: NetworkConfig
+    web: WebConfig
+    airflow: AirflowConfig = AirflowConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    dags: DagsConfig = DagsConfig()
+    worker_defaults: WorkerSize = WorkerSize()
+    iam: IamConfig = IamConfig()
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=40)
+
+    @property
+    def partition(self) -> str:
+        return partition_of(self.region)
+
+    @property
+    def logs_bucket(self) -> str:
+        return f"{self.name}-logs-{self.account}-{self.region}"

@@ -1,0 +1,165 @@
+"""Validated field types shared by the config and manifest models.
+
+Each validator raises ValueError with a sentence a user can act on; `foundation.models` turns it
+into a message naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    """Base for every user-facing model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+def _matching(pattern: str, what: str):
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a CIDR block ({err})") from None
+    return str(network)
+
+
+def _no_wildcards(value: str) -> str:
+    if "*" in value or "?" in value:
+        raise ValueError(f"{value!r} contains a wildcard; name exactly one resource")
+    if "${" in value:
+        raise ValueError(f"{value!r} contains an IAM policy variable ('${{')")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+AccountId = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
+Region = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "an AWS region name")]
+DagId = Annotated[
+    str, _matching(r"[A-Za-z0-9_.-]{1,250}", "a valid dag_id ([A-Za-z0-9_.-], 1 to 250 chars)")
+]
+BucketName = Annotated[
+    str,
+    _matching(
+        r"(?!xn--)(?!sthree-)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+        "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+    ),
+]
+S3Prefix = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(
+        r"(?!/)[^\x00-\x1f]{0,1023}/", "an S3 key prefix ending in '/' (and not starting with it)"
+    ),
+]
+SecretName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9/_+=.@-]{1,512}", "a Secrets Manager name ([A-Za-z0-9/_+=.@-])"),
+]
+KmsKeyArn = Annotated[
+    str,
+    _matching(
+        r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-)?[0-9a-f-]{32,36}",
+        "a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)",
+    ),
+]
+DynamoTable = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9_.-]{3,255}", "a DynamoDB table name"),
+]
+QueueName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9_-]{1,80}(\.fifo)?", "an SQS queue name"),
+]
+TopicName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9_-]{1,256}(\.fifo)?", "an SNS topic name"),
+]
+FunctionName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9_-]{1,64}", "a Lambda function name"),
+]
+GlueName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9 _.-]{1,255}", "a Glue job or crawler name"),
+]
+GlueDatabase = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[a-z0-9_-]{1,255}", "a Glue database name (lowercase)"),
+]
+AthenaWorkgroup = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z0-9._-]{1,128}", "an Athena workgroup name"),
+]
+EmrClusterId = Annotated[str, _matching(r"j-[A-Z0-9]{1,13}", "an EMR cluster id (j-...)")]
+RedshiftIdentifier = Annotated[
+    str,
+    _matching(r"[a-z][a-z0-9-]{0,62}", "a Redshift cluster identifier (lowercase)"),
+]
+RedshiftName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"[A-Za-z_][A-Za-z0-9_$]{0,126}", "a Redshift database or user name"),
+]
+PipelineId = Annotated[str, _matching(r"df-[A-Z0-9]{1,32}", "a Data Pipeline id (df-...)")]
+RoleName = Annotated[
+    str,
+    AfterValidator(_no_wildcards),
+    _matching(r"([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}", "an IAM role name (path/name)"),
+]
+ServicePrincipal = Annotated[
+    str,
+    _matching(r"[a-z0-9.-]+\.amazonaws\.com(\.cn)?", "a service principal (name.amazonaws.com)"),
+]
+
+# Fargate task sizes: cpu units -> allowed memory in MiB.
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+
+
+def check_fargate_size(cpu: int, memory: int) -> None:
+    if cpu not in FARGATE_SIZES:
+        raise ValueError(f"cpu {cpu} is not a Fargate size; use one of {sorted(FARGATE_SIZES)}")
+    allowed = FARGATE_SIZES[cpu]
+    if memory not in allowed:
+        shown = (
+            ", ".join(map(str, allowed))
+            if len(allowed) <= 4
+            else (f"{allowed[0]} to {allowed[-1]} in steps of {allowed[1] - allowed[0]}")
+        )
+        raise ValueError(f"memory {memory} MiB does not fit cpu {cpu} on Fargate; use {shown}")
+
+
+def check_counts(min_count: int, max_count: int) -> None:
+    if min_count > max_count:
+        raise ValueError(f"min_count ({min_count}) is greater than max_count ({max_count})")

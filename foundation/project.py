@@ -1,0 +1,214 @@
+"""Find and load a project: the deployment config, every DAG manifest, and each DAG's policy."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foundation.config import Deployment
+from foundation.errors import InvalidInput, Location, Problem
+from foundation.iam import escape_hatch
+from foundation.iam.policy import (
+    WORST_CASE,
+    ArnContext,
+    DagPolicy,
+    Statement,
+    grants,
+    merge,
+    render,
+)
+from foundation.iam.sizing import DoesNotFit, Packing, pack
+from foundation.manifest import DagManifest
+from foundation.validation import parse
+from foundation.yamlio import Document, FieldPath, format_path, load_mapping
+
+CONFIG_DIR = "config"
+BASE_CONFIG = "foundation.yaml"
+MANIFEST_DIR = "dag_permissions"
+
+
+@dataclass
+class Dag:
+    manifest: DagManifest
+    file: Path
+    policy: DagPolicy
+    packing: Packing | str = ""  # the managed policies, or why they cannot fit
+
+    @property
+    def dag_id(self) -> str:
+        return self.manifest.dag_id
+
+
+@dataclass
+class Project:
+    root: Path
+    deployment: Deployment
+    dags: list[Dag]
+    findings: list[Problem] = field(default_factory=list)  # checks that failed (exit 1)
+
+
+def load_project(root: Path, env: str | None = None) -> Project:
+    """Load and check everything; raise InvalidInput with every problem in the input."""
+    root = root.resolve()
+    deployment, config_doc = _load_config(root, env)
+    manifests, problems = _load_manifests(root)
+    problems += _cross_check(deployment, config_doc, manifests)
+    project = Project(root, deployment, [])
+    for doc, manifest in manifests:
+        dag, found = _build_policy(root, deployment, doc, manifest)
+        problems += found
+        project.dags.append(dag)
+    if problems:
+        raise InvalidInput(problems)
+    for dag in project.dags:
+        if isinstance(dag.packing, str):
+            project.findings.append(Problem(dag.file, 0, "permissions", dag.packing))
+    return project
+
+
+def _load_config(root: Path, env: str | None) -> tuple[Deployment, Document]:
+    base = root / CONFIG_DIR / BASE_CONFIG
+    if not base.is_file():
+        raise InvalidInput(
+            [
+                Problem(
+                    base,
+                    0,
+                    "",
+                    "not found: a project holds config/foundation.yaml and "
+                    "dag_permissions/<dag_id>.yaml (use --project to point at one)",
+                )
+            ]
+        )
+    doc = load_mapping(base)
+    if env is not None:
+        overlay = root / CONFIG_DIR / f"{env}.yaml"
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", env) or env == "foundation":
+            raise InvalidInput([Problem(overlay, 0, "", f"--env {env!r} is not a valid name")])
+        if not overlay.is_file():
+            raise InvalidInput([Problem(overlay, 0, "", f"--env {env}: no such file")])
+        doc = overlay_document(doc, load_mapping(overlay))
+    return parse(doc, Deployment), doc
+
+
+def overlay_document(base: Document, top: Document) -> Document:
+    """Deep-merge `top` onto `base`: mappings merge key by key, anything else is replaced."""
+    locations = dict(base.locations)
+
+    def merge_into(a: Any, b: Any, path: FieldPath) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            out = dict(a)
+            for key, value in b.items():
+                out[key] = merge_into(a[key], value, (*path, key)) if key in a else value
+                if key not in a:
+                    _take_locations(locations, top, (*path, key))
+            locations[path] = top.locations.get(path, locations.get(path, Location(top.file, 1)))
+            return out
+        _take_locations(locations, top, path)
+        return b
+
+    data = merge_into(base.data, top.data, ())
+    return Document(top.file, data, locations)
+
+
+def _take_locations(locations: dict, top: Document, path: FieldPath) -> None:
+    for key in [k for k in locations if k[: len(path)] == path]:
+        del locations[key]
+    locations.update({k: v for k, v in top.locations.items() if k[: len(path)] == path})
+
+
+def _load_manifests(root: Path) -> tuple[list[tuple[Document, DagManifest]], list[Problem]]:
+    folder = root / MANIFEST_DIR
+    if not folder.is_dir():
+        return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")]
+    loaded, problems = [], []
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        try:
+            doc = load_mapping(path)
+            manifest = parse(doc, DagManifest)
+        except InvalidInput as err:
+            problems += err.problems
+            continue
+        if manifest.dag_id != path.stem:
+            message = f"dag_id {manifest.dag_id!r} must match the file name ({path.stem!r})"
+            problems.append(doc.problem(("dag_id",), message))
+            continue
+        loaded.append((doc, manifest))
+    return loaded, problems
+
+
+def _cross_check(
+    deployment: Deployment, config_doc: Document, manifests: list[tuple[Document, DagManifest]]
+) -> list[Problem]:
+    """Rules that need more than one file: collisions, config references, reserved names."""
+    problems = []
+    by_folded: dict[str, list[tuple[Document, DagManifest]]] = defaultdict(list)
+    for doc, manifest in manifests:
+        by_folded[manifest.dag_id.lower()].append((doc, manifest))
+    for group in by_folded.values():
+        for doc, manifest in group[1:]:
+            other = group[0][1].dag_id
+            message = (
+                f"{manifest.dag_id!r} and {other!r} differ only in case; AWS names (IAM roles) "
+                "are case-insensitive, so each DAG needs a dag_id of its own"
+            )
+            problems.append(doc.problem(("dag_id",), message))
+    known = {m.dag_id for _, m in manifests}
+    for i, dag_id in enumerate(deployment.iam.allow_escalation_for):
+        if dag_id not in known:
+            path = ("iam", "allow_escalation_for", i)
+            problems.append(config_doc.problem(path, f"{dag_id!r} has no manifest"))
+    for doc, manifest in manifests:
+        problems += _reserved_buckets(deployment, doc, manifest)
+    return problems
+
+
+def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManifest) -> list:
+    message = "the task-log bucket is the toolkit's; each DAG gets its own log prefix already"
+    problems = [
+        doc.problem(("permissions", "s3", i, "bucket"), message)
+        for i, s3 in enumerate(manifest.permissions.s3)
+        if s3.bucket == deployment.logs_bucket
+    ]
+    athena = manifest.permissions.athena
+    if athena and athena.results.bucket == deployment.logs_bucket:
+        problems.append(doc.problem(("permissions", "athena", "results", "bucket"), message))
+    return problems
+
+
+def _build_policy(
+    root: Path, deployment: Deployment, doc: Document, manifest: DagManifest
+) -> tuple[Dag, list[Problem]]:
+    def locate(path: FieldPath) -> str:
+        where = doc.location_of(path)
+        return f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
+
+    rules = escape_hatch.Rules(
+        deployment.partition,
+        deployment.logs_bucket,
+        manifest.dag_id in deployment.iam.allow_escalation_for,
+    )
+    policy = DagPolicy(manifest.dag_id)
+    problems = []
+    raw: list[Statement] = []
+    for i, statement in enumerate(manifest.permissions.statements):
+        at = ("permissions", "statements", i)
+        checked = escape_hatch.check(statement, rules, locate(at))
+        problems += [doc.problem((*at, *sub), message) for sub, message in checked.problems]
+        policy.escalations += checked.escalations
+        if checked.statement:
+            raw.append(checked.statement)
+    dag_grants = list(grants(manifest, deployment, locate))
+    ctx = ArnContext.of(deployment)
+    policy.statements = merge([s for g in dag_grants for s in render(g, ctx)] + raw)
+    worst_case = merge([s for g in dag_grants for s in render(g, WORST_CASE)] + raw)
+    try:
+        packing: Packing | str = pack(worst_case, deployment.iam.max_managed_policies_per_role)
+    except DoesNotFit as err:
+        packing = str(err)
+    return Dag(manifest, doc.file, policy, packing), problems

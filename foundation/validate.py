@@ -1,0 +1,53 @@
+"""`foundation validate`: the project as checked data, for people (a table) and tools (JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from foundation.iam.sizing import Packing
+from foundation.project import Dag, Project, load_project
+
+
+def run(root: Path, env: str | None) -> Project:
+    return load_project(root, env)
+
+
+def worker_size(project: Project, dag: Dag) -> dict[str, int]:
+    return (dag.manifest.worker or project.deployment.worker_defaults).model_dump()
+
+
+def dag_summary(project: Project, dag: Dag) -> dict[str, Any]:
+    packing = dag.packing
+    return {
+        "dag_id": dag.dag_id,
+        "owner": dag.manifest.owner,
+        "file": str(dag.file.relative_to(project.root)),
+        "worker": worker_size(project, dag),
+        "services": dag.manifest.permissions.services(),
+        "statement_count": len(dag.policy.statements),
+        "managed_policies": len(packing.policies) if isinstance(packing, Packing) else None,
+        "worst_case_policy_chars": packing.sizes if isinstance(packing, Packing) else None,
+        "escalations": dag.policy.escalations,
+    }
+
+
+def as_json(project: Project) -> dict[str, Any]:
+    deployment = project.deployment
+    return {
+        "project": str(project.root),
+        "name": deployment.name,
+        "region": deployment.region,
+        "account": deployment.account,
+        "partition": deployment.partition,
+        "executor": deployment.airflow.executor,
+        "dags": [
+            dag_summary(project, dag)
+            | {
+                "statements": [s.document() for s in dag.policy.statements],
+                "sources": {s.sid: list(s.sources) for s in dag.policy.statements},
+            }
+            for dag in project.dags
+        ],
+        "errors": [str(p) for p in project.findings],
+    }

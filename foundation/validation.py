@@ -1,0 +1,90 @@
+"""Turn pydantic's errors into problems that name the file, the line and the field."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from foundation.errors import InvalidInput, Problem
+from foundation.yamlio import Document, FieldPath
+
+M = TypeVar("M", bound=BaseModel)
+
+_MESSAGES = {
+    "missing": "required field is missing",
+    "model_type": "expected a mapping of fields",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "string_type": "expected a string",
+}
+
+
+def parse(doc: Document, model: type[M]) -> M:
+    """Validate a document's data against `model`, or raise every problem found."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as err:
+        problems = [_problem(doc, model, error) for error in err.errors()]
+        raise InvalidInput(_dedupe(problems)) from None
+
+
+def _problem(doc: Document, model: type[BaseModel], error: Any) -> Problem:
+    loc: FieldPath = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return doc.problem(loc, _unknown_key(model, loc))
+    message = _MESSAGES.get(error["type"], error["msg"]).removeprefix("Value error, ")
+    return doc.problem(loc, message)
+
+
+def _unknown_key(model: type[BaseModel], loc: FieldPath) -> str:
+    key = str(loc[-1])
+    allowed = allowed_keys(model, loc[:-1])
+    match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    listing = f" (allowed: {', '.join(allowed)})" if allowed and not match else ""
+    return f"unknown field {key!r}{hint}{listing}"
+
+
+def allowed_keys(model: type[BaseModel], path: FieldPath) -> list[str]:
+    """The keys a mapping at `path` may hold, found by walking the model's annotations."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            current = _item_type(current)
+            continue
+        if not _is_model(current):
+            return []
+        fields = {f.alias or name: f for name, f in current.model_fields.items()}
+        if part not in fields:
+            return []
+        current = _unwrap(fields[part].annotation)
+    return (
+        sorted(f.alias or n for n, f in current.model_fields.items()) if _is_model(current) else []
+    )
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _unwrap(tp: Any) -> Any:
+    """Optional[X] -> X; Annotated[X, ...] -> X."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else tp
+    return tp
+
+
+def _item_type(tp: Any) -> Any:
+    args = typing.get_args(tp)
+    return _unwrap(args[-1]) if args else None
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
