@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from foundation import validate as validate_verb
 from foundation.errors import InvalidInput
@@ -20,8 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False, highlight=False)
 
 ProjectOption = Annotated[
     Path,
@@ -43,9 +44,14 @@ def main() -> None:
 
 def fail_on_invalid_input(error: InvalidInput) -> typer.Exit:
     for problem in error.problems:
-        err.print(f"[red]error[/red]: {problem}", highlight=False, soft_wrap=True)
-    err.print(f"{len(error.problems)} problem(s); nothing was written.", highlight=False)
+        report_error(problem)
+    err.print(f"{len(error.problems)} problem(s); nothing was written.")
     return typer.Exit(EXIT_INVALID_INPUT)
+
+
+def report_error(problem: object) -> None:
+    """User text is printed as text: never read as rich markup."""
+    err.print(Text.assemble(("error", "red"), f": {problem}"), soft_wrap=True)
 
 
 @app.command()
@@ -64,7 +70,7 @@ def validate(
     else:
         _print_summary(loaded)
     for finding in loaded.findings:
-        err.print(f"[red]error[/red]: {finding}", highlight=False, soft_wrap=True)
+        report_error(finding)
     if loaded.findings:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -80,9 +86,12 @@ def _print_summary(loaded: Project) -> None:
     for dag in loaded.dags:
         row = validate_verb.dag_summary(loaded, dag)
         worker = row["worker"]
+        name = Text(dag.dag_id)
+        if row["escalations"]:
+            name.append(" (escalation allowed)", style="yellow")
         table.add_row(
-            dag.dag_id + (" [yellow](escalation allowed)[/yellow]" if row["escalations"] else ""),
-            row["owner"],
+            name,
+            Text(row["owner"]),
             f"{worker['cpu']}/{worker['memory']} x{worker['min_count']}-{worker['max_count']}",
             ", ".join(row["services"]) or "-",
             str(row["statement_count"]),

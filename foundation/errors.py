@@ -22,7 +22,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        shown = (
+            self.file.relative_to(Path.cwd()) if self.file.is_relative_to(Path.cwd()) else self.file
+        )
+        where = f"{shown}:{self.line}" if self.line else str(shown)
         field = f" {self.field}:" if self.field else ""
         return f"{where}:{field} {self.message}"
 

@@ -67,9 +67,19 @@ S3Prefix = Annotated[
         r"(?!/)[^\x00-\x1f]{0,1023}/", "an S3 key prefix ending in '/' (and not starting with it)"
     ),
 ]
+
+
+def _clean_path(value: str) -> str:
+    parts = value.split("/")
+    if value.startswith("/") or "" in parts or "." in parts or ".." in parts:
+        raise ValueError(f"{value!r}: empty, '.' or '..' path segments are not allowed")
+    return value
+
+
 SecretName = Annotated[
     str,
     AfterValidator(_no_wildcards),
+    AfterValidator(_clean_path),
     _matching(r"[A-Za-z0-9/_+=.@-]{1,512}", "a Secrets Manager name ([A-Za-z0-9/_+=.@-])"),
 ]
 KmsKeyArn = Annotated[

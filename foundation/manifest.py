@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from foundation.config import WorkerSize
 from foundation.fields import (
@@ -32,6 +32,18 @@ from foundation.fields import (
 )
 
 RESERVED_SECRET_ROOT = "airflow/"
+
+
+def _outside_reserved_root(name: str) -> str:
+    if name.startswith(RESERVED_SECRET_ROOT):
+        raise ValueError(
+            f"{name!r} is under '{RESERVED_SECRET_ROOT}', which the toolkit reserves: "
+            "a DAG's own secrets live under airflow/dags/<dag_id>/ and need no entry"
+        )
+    return name
+
+
+ExtraSecret = Annotated[SecretName, AfterValidator(_outside_reserved_root)]
 
 
 class S3Access(Model):
@@ -107,7 +119,7 @@ class RawStatement(Model):
 
 class Permissions(Model):
     s3: list[S3Access] = Field(default_factory=list)
-    secrets: list[SecretName] = Field(default_factory=list)
+    secrets: list[ExtraSecret] = Field(default_factory=list)
     kms: list[KmsAccess] = Field(default_factory=list)
     dynamodb: list[DynamoAccess] = Field(default_factory=list)
     sqs: list[SqsAccess] = Field(default_factory=list)
@@ -120,20 +132,6 @@ class Permissions(Model):
     datapipeline: DataPipelineAccess | None = None
     pass_roles: list[PassRole] = Field(default_factory=list)
     statements: list[RawStatement] = Field(default_factory=list)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secrets_stay_in_their_prefix(cls, names: list[str]) -> list[str]:
-        for name in names:
-            parts = name.split("/")
-            if name.startswith("/") or "" in parts or "." in parts or ".." in parts:
-                raise ValueError(f"{name!r}: empty, '.' or '..' path segments are not allowed")
-            if name.startswith(RESERVED_SECRET_ROOT):
-                raise ValueError(
-                    f"{name!r} is under '{RESERVED_SECRET_ROOT}', which the toolkit reserves: "
-                    "a DAG's own secrets live under airflow/dags/<dag_id>/ and need no entry"
-                )
-        return names
 
     def services(self) -> list[str]:
         """Names of the permission kinds this manifest uses, in declaration order."""

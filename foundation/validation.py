@@ -33,7 +33,7 @@ def parse(doc: Document, model: type[M]) -> M:
 
 
 def _problem(doc: Document, model: type[BaseModel], error: Any) -> Problem:
-    loc: FieldPath = tuple(error["loc"])
+    loc: FieldPath = tuple(part for part in error["loc"] if part != "[key]")
     if error["type"] == "extra_forbidden":
         return doc.problem(loc, _unknown_key(model, loc))
     message = _MESSAGES.get(error["type"], error["msg"]).removeprefix("Value error, ")

@@ -34,6 +34,10 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _INT = "tag:yaml.org,2002:int"
 
 
+def _tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
 def format_path(path: FieldPath) -> str:
     out = ""
     for part in path:
@@ -71,11 +75,19 @@ class _Refused(Exception):
 
 
 class _NoAliasLoader(yaml.SafeLoader):
+    depth = 0
+
     def compose_node(self, parent: Node | None, index: Any) -> Node:
+        mark = self.peek_event().start_mark
         if self.check_event(AliasEvent):
-            mark = self.peek_event().start_mark
             raise _Refused(mark.line + 1, "YAML aliases (*name) are not allowed")
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            raise _Refused(mark.line + 1, f"YAML nesting is deeper than {MAX_DEPTH} levels")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
@@ -91,15 +103,23 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InvalidInput([Problem(path, line, "", "file is not valid UTF-8")]) from None
-    loader = _NoAliasLoader(text)
     doc = Document(path, None)
     lines: dict[FieldPath, int] = {}
     try:
-        node = loader.get_single_node()
-        if node is not None:
-            doc.data = _convert(loader, node, (), lines, 0)
+        loader = _NoAliasLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                doc.data = _convert(loader, node, (), lines)
+        finally:
+            loader.dispose()
     except _Refused as err:
         raise InvalidInput([Problem(path, err.line, format_path(err.path), err.message)]) from None
+    except yaml.reader.ReaderError as err:
+        line = text[: err.position].count("\n") + 1
+        raise InvalidInput(
+            [Problem(path, line, "", f"character {chr(err.character)!r} is not allowed")]
+        ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 0
@@ -107,10 +127,6 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
         raise InvalidInput([Problem(path, line, "", message)]) from None
     except yaml.YAMLError as err:
         raise InvalidInput([Problem(path, 0, "", f"YAML error: {err}")]) from None
-    except RecursionError:
-        raise InvalidInput([Problem(path, 0, "", "YAML nesting is too deep")]) from None
-    finally:
-        loader.dispose()
     doc.locations = {p: Location(path, line) for p, line in lines.items()}
     return doc
 
@@ -129,35 +145,30 @@ def load_mapping(path: Path, max_bytes: int = MAX_BYTES) -> Document:
 
 
 def _convert(
-    loader: yaml.SafeLoader, node: Node, path: FieldPath, lines: dict[FieldPath, int], depth: int
+    loader: yaml.SafeLoader, node: Node, path: FieldPath, lines: dict[FieldPath, int]
 ) -> Any:
     line = node.start_mark.line + 1
     lines.setdefault(path, line)
-    if depth > MAX_DEPTH:
-        raise _Refused(line, f"YAML nesting is deeper than {MAX_DEPTH} levels")
     if isinstance(node, MappingNode):
-        return _convert_mapping(loader, node, path, lines, depth)
+        return _convert_mapping(loader, node, path, lines)
     if isinstance(node, SequenceNode):
         if node.tag != "tag:yaml.org,2002:seq":
-            raise _Refused(line, f"YAML tag {node.tag} is not allowed")
-        return [
-            _convert(loader, item, (*path, i), lines, depth + 1)
-            for i, item in enumerate(node.value)
-        ]
+            raise _Refused(line, f"YAML tag {_tag(node.tag)} is not allowed")
+        return [_convert(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
     assert isinstance(node, ScalarNode)
     if node.tag == _TIMESTAMP or (node.tag == _INT and re.fullmatch(r"0\d+", node.value)):
         # Dates stay text, and so do zero-led numbers such as account ids (YAML 1.1 octal).
         return node.value
     if node.tag not in _PLAIN_TAGS:
-        raise _Refused(line, f"YAML tag {node.tag} is not allowed")
+        raise _Refused(line, f"YAML tag {_tag(node.tag)} is not allowed")
     return loader.construct_object(node)
 
 
 def _convert_mapping(
-    loader: yaml.SafeLoader, node: MappingNode, path: FieldPath, lines: dict, depth: int
+    loader: yaml.SafeLoader, node: MappingNode, path: FieldPath, lines: dict
 ) -> dict:
     if node.tag != "tag:yaml.org,2002:map":
-        raise _Refused(node.start_mark.line + 1, f"YAML tag {node.tag} is not allowed")
+        raise _Refused(node.start_mark.line + 1, f"YAML tag {_tag(node.tag)} is not allowed")
     out: dict = {}
     for key_node, value_node in node.value:
         key_line = key_node.start_mark.line + 1
@@ -169,6 +180,6 @@ def _convert_mapping(
             message = f"duplicate key {key!r} (first set on line {first})"
             raise _Refused(key_line, message, (*path, key))
         lines[(*path, key)] = key_line
-        out[key] = _convert(loader, value_node, (*path, key), lines, depth + 1)
+        out[key] = _convert(loader, value_node, (*path, key), lines)
         lines[(*path, key)] = key_line
     return out

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from foundation.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None
+
+
+@dataclass
+class ProjectDir:
+    """A copy of the shipped example that a test may change."""
+
+    root: Path
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    def manifest(self, dag_id: str, text: str) -> Path:
+        return self.write(f"dag_permissions/{dag_id}.yaml", text)
+
+    def run(self, *args: str) -> Run:
+        result = CliRunner().invoke(app, [*args, "--project", str(self.root)])
+        return Run(result.exit_code, result.stdout, result.stderr, result.exception)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectDir:
+    for folder in ("config", "dag_permissions"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return ProjectDir(tmp_path)
+
+
+@pytest.fixture
+def empty_project(project: ProjectDir) -> ProjectDir:
+    """The example's config with no manifests."""
+    for path in (project.root / "dag_permissions").iterdir():
+        path.unlink()
+    return project

@@ -1,0 +1,167 @@
+"""Every invalid manifest or config: exit 2, one message naming file, line and field, no traceback.
+
+Fixtures live in tests/fixtures/invalid/{manifests,config}; each is dropped into a copy of the
+shipped example (a manifest as dag_permissions/bad.yaml, a config as config/foundation.yaml).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ProjectDir
+
+FIXTURES = Path(__file__).parent / "fixtures" / "invalid"
+
+MANIFEST = "dag_permissions/bad.yaml"
+MANIFEST_CASES = {
+    "empty": ":1: file is empty",
+    "top_level_list": ":1: expected a mapping at the top level, got list",
+    "syntax_error": ":3: YAML syntax error",
+    "duplicate_key": ":3: owner: duplicate key 'owner' (first set on line 2)",
+    "unknown_key": ":5: permissions.s3[0].acess: unknown field 'acess'; did you mean 'access'?",
+    "unknown_permission": ":4: permissions.secret: unknown field 'secret'; did you mean 'secrets'?",
+    "alias_bomb": ":4: YAML aliases (*name) are not allowed",
+    "python_tag": ":2: YAML tag !!python/object/apply:os.system is not allowed",
+    "custom_tag": ":2: YAML tag !Ref is not allowed",
+    "wrong_type": ":4: permissions.s3: expected a list",
+    "dag_id_mismatch": ":1: dag_id: dag_id 'not_bad' must match the file name ('bad')",
+    "dag_id_bad_chars": ":1: dag_id: 'bad dag/../x' is not a valid dag_id",
+    "missing_owner": ":1: owner: required field is missing",
+    "wildcard_action": ":5: permissions.statements[0].actions[0]: wildcard action 's3:Get*'",
+    "star_action": ":5: permissions.statements[0].actions[0]: wildcard action '*'",
+    "unknown_action": ":5: permissions.statements[0].actions[0]: 's3:GetObjekt' is not in the IAM "
+    "action database; did you mean 's3:GetObject'?",
+    "star_resource_for_scoped_action": ":6: permissions.statements[0].resources: '*' is not "
+    "allowed for ssm:GetParameter",
+    "all_buckets": ":6: permissions.statements[0].resources[0]: 'arn:aws:s3:::*' matches more "
+    "than one resource",
+    "all_secrets": ":6: permissions.statements[0].resources[0]: 'arn:aws:secretsmanager:us-east-1:"
+    "111122223333:secret:*' matches more than one resource",
+    "other_dags_secrets": ":6: permissions.statements[0].resources[0]: secrets under 'airflow/' "
+    "are the toolkit's",
+    "escalation": ":5: permissions.statements[0].actions[0]: iam:AttachRolePolicy (Permissions "
+    "management) can escalate privileges",
+    "assume_role": ":5: permissions.statements[0].actions[0]: sts:AssumeRole (Write) can escalate",
+    "kms_grant": ":5: permissions.statements[0].actions[0]: kms:CreateGrant (Permissions "
+    "management) can escalate privileges",
+    "untyped_pass_role": ":5: permissions.statements[0].actions[0]: iam:PassRole is granted "
+    "through pass_roles only",
+    "bad_arn": ":6: permissions.statements[0].resources[0]: 'ssm:parameter/x' is not an ARN",
+    "wrong_partition": ":6: permissions.statements[0].resources[0]: 'arn:aws-cn:ssm:cn-north-1:"
+    "111122223333:parameter/x': partition 'aws-cn' is not this deployment's (aws)",
+    "resource_type_mismatch": ":6: permissions.statements[0].resources: no resource here is of a "
+    "type s3:GetObject takes",
+    "prefix_without_slash": ":5: permissions.s3[0].prefix: 'sales' is not an S3 key prefix ending",
+    "prefix_wildcard": ":5: permissions.s3[0].prefix: 'sales/*/' contains a wildcard",
+    "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
+    "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
+    "logs_bucket": ":5: permissions.s3[0].bucket: the task-log bucket is the toolkit's",
+    "secret_escapes_prefix": ":4: permissions.secrets[0]: 'airflow/dags/sales_daily/salesforce' "
+    "is under 'airflow/'",
+    "secret_dotdot": ":4: permissions.secrets[0]: 'shared/../airflow/connections/x': empty, '.' "
+    "or '..' path segments are not allowed",
+    "secret_wildcard": ":4: permissions.secrets[0]: 'shared/*' contains a wildcard",
+    "bad_kms_arn": ":5: permissions.kms[0].key_arn: 'arn:aws:kms:us-east-1:111122223333:alias/*' "
+    "is not a KMS key ARN",
+    "invalid_fargate_pair": ":3: worker: memory 4096 MiB does not fit cpu 256 on Fargate",
+    "invalid_cpu": ":3: worker: cpu 300 is not a Fargate size",
+    "min_over_max": ":3: worker: min_count (3) is greater than max_count (2)",
+    "bad_cidr": ":5: network.egress[0].cidr: '10.0.0.300/8' is not a CIDR block",
+    "cidr_host_bits": ":5: network.egress[0].cidr: '10.0.0.1/8' is not a CIDR block",
+    "bad_port": ":5: network.egress[0].port: Input should be less than or equal to 65535",
+    "pass_role_bad_service": ":5: permissions.pass_roles[0].service: '*' is not a service",
+    "athena_without_results": ":4: permissions.athena.results: required field is missing",
+}
+
+CONFIG = "config/foundation.yaml"
+CONFIG_CASES = {
+    "unknown_key": ":9: databse: unknown field 'databse'; did you mean 'database'?",
+    "bad_region": ":2: region: 'US East' is not an AWS region name",
+    "bad_account": ":3: account: '1234' is not a 12-digit AWS account id",
+    "bad_name": ":1: name: 'Acme_Airflow' is not a lowercase name",
+    "http_without_opt_in": ":6: web: give certificate_arn for HTTPS, or set allow_http: true",
+    "bad_allowed_cidr": ":7: web.allowed_cidrs[0]: '10.0.0.0/33' is not a CIDR block",
+    "git_without_url": ":9: dags: bundle: git needs url",
+    "vpc_and_cidr": ":4: network: give either vpc_id (use a VPC) or cidr/nat_gateways",
+    "one_az": ":5: network.availability_zones: List should have at least 2 items",
+    "escalation_for_unknown_dag": ":10: iam.allow_escalation_for[0]: 'no_such_dag' has no manifest",
+    "bad_executor": ":10: airflow.executor: Input should be 'ecs' or 'celery'",
+    "worker_defaults_bad_pair": ":9: worker_defaults: memory 1024 MiB does not fit cpu 1024",
+    "aws_tag_key": ":10: tags.aws:owner: 'aws:owner' is not a tag key",
+}
+
+
+def test_every_fixture_has_a_case() -> None:
+    assert {p.stem for p in (FIXTURES / "manifests").glob("*.yaml")} == set(MANIFEST_CASES)
+    assert {p.stem for p in (FIXTURES / "config").glob("*.yaml")} == set(CONFIG_CASES)
+
+
+def assert_refused(project: ProjectDir, file: str, expected: str) -> None:
+    before = sorted(p.relative_to(project.root) for p in project.root.rglob("*"))
+    result = project.run("validate")
+    assert result.exit_code == 2, result.stdout
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    assert f"{file}{expected}" in result.stderr.replace(str(project.root) + "/", ""), result.stderr
+    assert result.stdout == ""
+    assert sorted(p.relative_to(project.root) for p in project.root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_CASES))
+def test_invalid_manifest(empty_project: ProjectDir, case: str) -> None:
+    shutil.copy(FIXTURES / "manifests" / f"{case}.yaml", empty_project.root / MANIFEST)
+    assert_refused(empty_project, MANIFEST, MANIFEST_CASES[case])
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_invalid_config(project: ProjectDir, case: str) -> None:
+    shutil.copy(FIXTURES / "config" / f"{case}.yaml", project.root / CONFIG)
+    assert_refused(project, CONFIG, CONFIG_CASES[case])
+
+
+def test_oversized_file_is_refused_before_it_is_read(empty_project: ProjectDir) -> None:
+    path = empty_project.root / MANIFEST
+    with path.open("w") as f:
+        f.write("dag_id: bad\nowner: x\ndescription: '")
+        f.write("x" * (20 * 1024 * 1024))
+        f.write("'\n")
+    size = path.stat().st_size
+    assert_refused(empty_project, MANIFEST, f": file is {size:,} bytes; the limit is 1,048,576")
+
+
+def test_non_utf8_bytes_name_their_line(empty_project: ProjectDir) -> None:
+    (empty_project.root / MANIFEST).write_bytes(b"dag_id: bad\nowner: \xff\xfe\n")
+    assert_refused(empty_project, MANIFEST, ":2: file is not valid UTF-8")
+
+
+def test_deep_nesting_is_refused(empty_project: ProjectDir) -> None:
+    (empty_project.root / MANIFEST).write_text("dag_id: bad\nx: " + "[" * 5000 + "]" * 5000)
+    assert_refused(empty_project, MANIFEST, ":2: YAML nesting is deeper than 32 levels")
+
+
+def test_control_characters_are_refused(empty_project: ProjectDir) -> None:
+    (empty_project.root / MANIFEST).write_bytes(b"dag_id: bad\nowner: a\x00b\n")
+    assert_refused(empty_project, MANIFEST, ":2: character '\\x00' is not allowed")
+
+
+def test_dag_ids_that_differ_only_in_case_collide(empty_project: ProjectDir) -> None:
+    empty_project.manifest("Sales", "dag_id: Sales\nowner: a\n")
+    empty_project.manifest("sales", "dag_id: sales\nowner: b\n")
+    assert_refused(
+        empty_project,
+        "dag_permissions/sales.yaml",
+        ":1: dag_id: 'sales' and 'Sales' differ only in case",
+    )
+
+
+def test_every_problem_is_reported_at_once(empty_project: ProjectDir) -> None:
+    empty_project.manifest("a", "dag_id: a\nowner: x\nworker: {cpu: 3}\n")
+    empty_project.manifest("b", "dag_id: b\n")
+    result = empty_project.run("validate")
+    assert result.exit_code == 2
+    assert "a.yaml:3: worker: cpu 3 is not a Fargate size" in result.stderr
+    assert "b.yaml:1: owner: required field is missing" in result.stderr
+    assert "2 problem(s); nothing was written." in result.stderr
