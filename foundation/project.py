@@ -18,9 +18,10 @@ from foundation.iam.policy import (
     Statement,
     grants,
     merge,
+    number,
     render,
 )
-from foundation.iam.sizing import DoesNotFit, Packing, pack
+from foundation.iam.sizing import DoesNotFit, document_size, pack
 from foundation.manifest import DagManifest
 from foundation.validation import parse
 from foundation.yamlio import Document, FieldPath, format_path, load_mapping
@@ -35,7 +36,6 @@ class Dag:
     manifest: DagManifest
     file: Path
     policy: DagPolicy
-    packing: Packing | str = ""  # the managed policies, or why they cannot fit
 
     @property
     def dag_id(self) -> str:
@@ -64,8 +64,8 @@ def load_project(root: Path, env: str | None = None) -> Project:
     if problems:
         raise InvalidInput(problems)
     for dag in project.dags:
-        if isinstance(dag.packing, str):
-            project.findings.append(Problem(dag.file, 0, "permissions", dag.packing))
+        if dag.policy.does_not_fit:
+            project.findings.append(Problem(dag.file, 0, "permissions", dag.policy.does_not_fit))
     return project
 
 
@@ -195,20 +195,25 @@ def _build_policy(
     )
     policy = DagPolicy(manifest.dag_id)
     problems = []
-    raw: list[Statement] = []
+    ctx = ArnContext.of(deployment)
+    units: list[tuple[list[Statement], list[Statement]]] = [
+        (render(g, ctx), render(g, WORST_CASE)) for g in grants(manifest, deployment, locate)
+    ]
     for i, statement in enumerate(manifest.permissions.statements):
         at = ("permissions", "statements", i)
         checked = escape_hatch.check(statement, rules, locate(at))
         problems += [doc.problem((*at, *sub), message) for sub, message in checked.problems]
         policy.escalations += checked.escalations
         if checked.statement:
-            raw.append(checked.statement)
-    dag_grants = list(grants(manifest, deployment, locate))
-    ctx = ArnContext.of(deployment)
-    policy.statements = merge([s for g in dag_grants for s in render(g, ctx)] + raw)
-    worst_case = merge([s for g in dag_grants for s in render(g, WORST_CASE)] + raw)
+            units.append(([checked.statement], [checked.statement]))
     try:
-        packing: Packing | str = pack(worst_case, deployment.iam.max_managed_policies_per_role)
+        bins = pack([worst for _, worst in units], deployment.iam.max_managed_policies_per_role)
     except DoesNotFit as err:
-        packing = str(err)
-    return Dag(manifest, doc.file, policy, packing), problems
+        policy.does_not_fit = str(err)
+        bins = [list(range(len(units)))]
+    policy.policies = [merge([s for i in b for s in units[i][0]]) for b in bins]
+    number(policy.policies)
+    worst_case = [merge([s for i in b for s in units[i][1]]) for b in bins]
+    number(worst_case)
+    policy.worst_case_sizes = [document_size(p) for p in worst_case]
+    return Dag(manifest, doc.file, policy), problems

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from foundation.iam.sizing import Packing
 from foundation.project import Dag, Project, load_project
 
 
@@ -18,17 +17,17 @@ def worker_size(project: Project, dag: Dag) -> dict[str, int]:
 
 
 def dag_summary(project: Project, dag: Dag) -> dict[str, Any]:
-    packing = dag.packing
+    policy = dag.policy
     return {
         "dag_id": dag.dag_id,
         "owner": dag.manifest.owner,
         "file": str(dag.file.relative_to(project.root)),
         "worker": worker_size(project, dag),
         "services": dag.manifest.permissions.services(),
-        "statement_count": len(dag.policy.statements),
-        "managed_policies": len(packing.policies) if isinstance(packing, Packing) else None,
-        "worst_case_policy_chars": packing.sizes if isinstance(packing, Packing) else None,
-        "escalations": dag.policy.escalations,
+        "statement_count": len(policy.statements),
+        "managed_policies": None if policy.does_not_fit else len(policy.policies),
+        "worst_case_policy_chars": policy.worst_case_sizes,
+        "escalations": policy.escalations,
     }
 
 

@@ -71,16 +71,20 @@ class Statement:
             doc["Condition"] = self.condition
         return doc
 
-    def size(self) -> int:
-        """Characters IAM counts for this statement (it ignores whitespace)."""
-        return len(json.dumps(self.document(), separators=(",", ":")))
-
 
 @dataclass
 class DagPolicy:
+    """A DAG's statements, grouped into the managed policies its role will carry."""
+
     dag_id: str
-    statements: list[Statement] = field(default_factory=list)
+    policies: list[list[Statement]] = field(default_factory=list)
+    worst_case_sizes: list[int] = field(default_factory=list)
     escalations: list[str] = field(default_factory=list)
+    does_not_fit: str = ""  # why the statements cannot fit IAM's limits, if they cannot
+
+    @property
+    def statements(self) -> list[Statement]:
+        return [s for policy in self.policies for s in policy]
 
 
 def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Iterator[Grant]:
@@ -180,10 +184,13 @@ def merge(statements: list[Statement]) -> list[Statement]:
             merged[key] = Statement(
                 tuple(sorted(st.actions)), st.resources, st.condition, st.sources
             )
-    out = list(merged.values())
-    for i, st in enumerate(out):
+    return list(merged.values())
+
+
+def number(policies: list[list[Statement]]) -> None:
+    """Give every statement a Sid unique within the DAG."""
+    for i, st in enumerate(s for policy in policies for s in policy):
         st.sid = f"{_sid_stem(st.actions)}{i}"
-    return out
 
 
 def _sid_stem(actions: tuple[str, ...]) -> str:

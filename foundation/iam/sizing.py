@@ -1,48 +1,53 @@
-"""Fit a DAG's statements into IAM managed policies, measured at their worst case."""
+"""Fit a DAG's grants into IAM managed policies, measured at their worst case."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
 from foundation.iam.policy import Statement
 
 MANAGED_POLICY_MAX_CHARS = 6144
-# {"Version":"2012-10-17","Statement":[ ... ]} around the statements, commas between them.
-_DOCUMENT_OVERHEAD = len('{"Version":"2012-10-17","Statement":[]}')
-
-
-@dataclass
-class Packing:
-    policies: list[list[int]]  # statement indexes per managed policy
-    sizes: list[int]  # worst-case characters per managed policy
 
 
 class DoesNotFit(Exception):
     pass
 
 
-def pack(worst_case: list[Statement], max_policies: int) -> Packing:
-    """First-fit in order: statement i goes to the first policy with room for it."""
-    packing = Packing([], [])
-    for i, statement in enumerate(worst_case):
-        size = statement.size()
-        if size + _DOCUMENT_OVERHEAD > MANAGED_POLICY_MAX_CHARS:
+def document_size(statements: list[Statement]) -> int:
+    """Characters IAM counts for a policy document holding `statements` (no whitespace)."""
+    document = {"Version": "2012-10-17", "Statement": [s.document() for s in statements]}
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+_EMPTY = document_size([])
+
+
+def pack(units: list[list[Statement]], max_policies: int) -> list[list[int]]:
+    """First-fit in order: each unit (one grant's statements) goes to the first policy with room.
+
+    Units are measured unmerged; merging statements inside a policy afterwards only shrinks it.
+    """
+    bins: list[list[int]] = []
+    used: list[int] = []
+    for i, unit in enumerate(units):
+        size = document_size(unit) - _EMPTY + 1  # +1: the comma joining it to its neighbour
+        if _EMPTY + size > MANAGED_POLICY_MAX_CHARS:
             raise DoesNotFit(
-                f"statement {statement.sid} alone is {size:,} characters at worst case; a managed "
-                f"policy holds {MANAGED_POLICY_MAX_CHARS:,}: split it into several statements"
+                f"grant from {unit[0].sources[0]} alone is {size:,} characters at worst case; "
+                f"a managed policy holds {MANAGED_POLICY_MAX_CHARS:,}"
             )
-        for index, used in enumerate(packing.sizes):
-            if used + 1 + size <= MANAGED_POLICY_MAX_CHARS:
-                packing.policies[index].append(i)
-                packing.sizes[index] = used + 1 + size
+        for b, filled in enumerate(used):
+            if filled + size <= MANAGED_POLICY_MAX_CHARS:
+                bins[b].append(i)
+                used[b] += size
                 break
         else:
-            packing.policies.append([i])
-            packing.sizes.append(_DOCUMENT_OVERHEAD + size)
-    if len(packing.policies) > max_policies:
+            bins.append([i])
+            used.append(_EMPTY + size)
+    if len(bins) > max_policies:
         raise DoesNotFit(
-            f"needs {len(packing.policies)} managed policies of {MANAGED_POLICY_MAX_CHARS:,} "
-            f"characters at worst case; a role takes {max_policies} "
-            "(iam.max_managed_policies_per_role): grant less or use wider prefixes"
+            f"needs {len(bins)} managed policies of {MANAGED_POLICY_MAX_CHARS:,} characters at "
+            f"worst case; a role takes {max_policies} (iam.max_managed_policies_per_role): "
+            "grant less, or ask for a higher IAM quota and raise that setting"
         )
-    return packing
+    return bins
