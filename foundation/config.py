@@ -178,6 +178,7 @@ class Deployment(Model):
     dags: DagsConfig = DagsConfig()
     worker_defaults: WorkerSize = WorkerSize()
     iam: IamConfig = IamConfig()
+    worker_stacks: int = Field(default=32, ge=1, le=200)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=40)
 
     @property

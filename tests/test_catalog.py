@@ -29,9 +29,20 @@ SAMPLE = {
     "pipeline": "df-0123456789ABC",
     "role": "emr-job",
     "service": "emr-serverless.amazonaws.com",
+    "family_prefix": "acme-worker-",
+    "role_path": "/acme/dags/",
+    "execution_role": "acme-task-execution",
+    "ecs_cluster": "acme",
+    "cluster_arn": "arn:aws:ecs:us-east-1:111122223333:cluster/acme",
+    "identity_path": "/acme/dags/",
 }
 CTX = ArnContext("aws", "us-east-1", "111122223333")
-GRANTS = [(kind, access) for kind, levels in CAT.grants.items() for access in levels]
+GRANTS = [
+    (kind, access)
+    for table in (CAT.grants, CAT.cluster_grants)
+    for kind, levels in table.items()
+    for access in levels
+]
 
 
 @pytest.mark.parametrize("action", sorted(CAT.actions))

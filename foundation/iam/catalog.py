@@ -42,11 +42,13 @@ class Catalog:
     arns: dict[str, str]
     actions: dict[str, str]
     grants: dict[str, dict[str, list[Any]]]
+    cluster_grants: dict[str, dict[str, list[Any]]]
     escalation: dict[str, list[str]]
 
     def templates(self, kind: str, access: str) -> list[StatementTemplate]:
         out: list[StatementTemplate] = []
-        for entry in self.grants[kind][access]:
+        levels = self.grants.get(kind) or self.cluster_grants[kind]
+        for entry in levels[access]:
             if isinstance(entry, str):
                 out.extend(self.templates(kind, entry))
             else:
@@ -65,7 +67,9 @@ class Catalog:
 def catalog() -> Catalog:
     text = resources.files("foundation.iam").joinpath("catalog.yaml").read_text()
     data = yaml.safe_load(text)
-    return Catalog(data["arns"], data["actions"], data["grants"], data["escalation"])
+    return Catalog(
+        data["arns"], data["actions"], data["grants"], data["cluster_grants"], data["escalation"]
+    )
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")

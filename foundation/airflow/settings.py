@@ -1,0 +1,117 @@
+"""Airflow-side settings for each cluster component: environment, secrets and commands.
+
+Stacks turn these into ECS container definitions; tests feed the same values to real Airflow.
+Secrets Manager cannot emit a Fernet key and ECS cannot compose a connection URL, so both are
+derived inside the container through Airflow's `_CMD` options from secrets ECS injects.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+
+from foundation.config import Deployment
+from foundation.iam.policy import dag_secrets_prefix
+
+AIRFLOW_PORT = 8080
+WORKER_CONTAINER = "airflow-worker"
+TASK_LOGS_FOLDER = "task-logs"
+DB_NAME = "airflow"
+ECS_EXECUTOR = "airflow_foundation_executor.FoundationEcsExecutor"
+
+# Environment variables ECS fills from Secrets Manager; the _CMD programs read them.
+FERNET_MATERIAL_ENV = "FOUNDATION_FERNET_MATERIAL"
+DB_SECRET_ENV = "FOUNDATION_DB_SECRET"
+DB_NAME_ENV = "FOUNDATION_DB_NAME"
+
+_FERNET_PROGRAM = (
+    "import base64,hashlib,os;"
+    f"print(base64.urlsafe_b64encode(hashlib.sha256(os.environ['{FERNET_MATERIAL_ENV}']"
+    ".encode()).digest()).decode())"
+)
+_SQL_CONN_PROGRAM = (
+    "import json,os;from urllib.parse import quote;"
+    f"s=json.loads(os.environ['{DB_SECRET_ENV}']);"
+    "print('postgresql+psycopg2://%s:%s@%s:%s/%s'%(quote(s['username'],safe=''),"
+    "quote(s['password'],safe=''),s['host'],s['port'],"
+    f"os.environ['{DB_NAME_ENV}']))"
+)
+FERNET_KEY_CMD = shlex.join(["python", "-c", _FERNET_PROGRAM])
+SQL_ALCHEMY_CONN_CMD = shlex.join(["python", "-c", _SQL_CONN_PROGRAM])
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """An ECS secret: one of the cluster's secrets, whole or one JSON field of it."""
+
+    secret: str  # "db", "fernet", "jwt", "api"
+    field: str | None = None
+
+
+@dataclass
+class ComponentSettings:
+    environment: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, SecretRef] = field(default_factory=dict)
+
+
+def api_base_url(deployment: Deployment) -> str:
+    """Where task containers reach the Execution API: service discovery, not the public ALB."""
+    return f"http://api-server.{deployment.name}.internal:{AIRFLOW_PORT}"
+
+
+def _common(deployment: Deployment) -> dict[str, str]:
+    return {
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_base_url(deployment)}/execution/",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
+        "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": (
+            f"s3://{deployment.logs_bucket}/{TASK_LOGS_FOLDER}"
+        ),
+        "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "",
+        "AWS_DEFAULT_REGION": deployment.region,
+    }
+
+
+def _with_database(settings: ComponentSettings) -> ComponentSettings:
+    settings.environment |= {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": SQL_ALCHEMY_CONN_CMD,
+        "AIRFLOW__CORE__FERNET_KEY_CMD": FERNET_KEY_CMD,
+        DB_NAME_ENV: DB_NAME,
+    }
+    settings.secrets |= {DB_SECRET_ENV: SecretRef("db"), FERNET_MATERIAL_ENV: SecretRef("fernet")}
+    return settings
+
+
+def cluster_component(deployment: Deployment, component: str) -> ComponentSettings:
+    """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task."""
+    settings = _with_database(ComponentSettings(_common(deployment)))
+    settings.environment["AIRFLOW__API__BASE_URL"] = api_base_url(deployment)
+    if component in ("api-server", "scheduler"):
+        # The JWT signing key signs task tokens (scheduler) and checks them (api-server): it
+        # never goes to a task container.
+        settings.secrets["AIRFLOW__API_AUTH__JWT_SECRET"] = SecretRef("jwt")
+    if component == "api-server":
+        settings.secrets["AIRFLOW__API__SECRET_KEY"] = SecretRef("api")
+    if component == "scheduler" and deployment.airflow.executor == "ecs":
+        settings.environment["AIRFLOW__CORE__EXECUTOR"] = ECS_EXECUTOR
+    return settings
+
+
+def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
+    """A task container of one DAG: no database credentials, no signing key."""
+    prefix = dag_secrets_prefix(dag_id)
+    backend_kwargs = {
+        "connections_prefix": f"{prefix}connections",
+        "variables_prefix": f"{prefix}variables",
+        "config_prefix": None,
+    }
+    environment = _common(deployment) | {
+        "CONNECTION_CHECK_MAX_COUNT": "0",
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": (
+            "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+        ),
+        "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(backend_kwargs),
+        "FOUNDATION_DAG_ID": dag_id,
+    }
+    return ComponentSettings(environment)

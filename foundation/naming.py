@@ -1,0 +1,73 @@
+"""AWS names derived from a dag_id: deterministic, within each service's rules, and unique even
+where AWS compares names case-insensitively (IAM) or the dag_id has characters a name cannot hold.
+
+Every per-DAG name is `<project>-<kind>-<slug>-<hash>`: the slug keeps names readable, the hash
+(of the exact dag_id) keeps `sales_eu`, `sales.eu` and `Sales-EU` apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+HASH_CHARS = 6
+ROLE_NAME_MAX = 64
+WORKER_FAMILY_KIND = "worker"
+
+
+def dag_hash(dag_id: str) -> str:
+    return hashlib.sha256(dag_id.encode()).hexdigest()[:HASH_CHARS]
+
+
+def _slug(dag_id: str, room: int) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", dag_id.lower()).strip("-") or "dag"
+    return slug[:room].rstrip("-")
+
+
+@dataclass(frozen=True)
+class DagNames:
+    """Every AWS name one DAG's resources use."""
+
+    project: str
+    dag_id: str
+
+    @property
+    def suffix(self) -> str:
+        fixed = len(self.project) + len("-dag-") + 1 + HASH_CHARS
+        return f"{_slug(self.dag_id, ROLE_NAME_MAX - fixed)}-{dag_hash(self.dag_id)}"
+
+    @property
+    def role(self) -> str:
+        return f"{self.project}-dag-{self.suffix}"
+
+    @property
+    def task_family(self) -> str:
+        return f"{self.project}-{WORKER_FAMILY_KIND}-{self.suffix}"
+
+    def managed_policy(self, index: int) -> str:
+        return f"{self.role}-{index + 1}"
+
+    @property
+    def security_group(self) -> str:
+        return f"{self.project}-dag-{self.suffix}"
+
+
+def role_path(project: str) -> str:
+    """The IAM path every per-DAG role lives under: the scheduler may pass exactly these."""
+    return f"/{project}/dags/"
+
+
+def task_family_prefix(project: str) -> str:
+    """Every per-DAG task definition family starts so; no cluster component's family does."""
+    return f"{project}-{WORKER_FAMILY_KIND}-"
+
+
+def identity_parameter(project: str, dag_id: str) -> str:
+    """The SSM parameter a worker stack publishes its DAG's run-time identity under."""
+    return f"/{project}/dags/{dag_id}"
+
+
+def worker_shard(dag_id: str, shards: int) -> int:
+    """The worker stack a DAG lives in: a function of its own dag_id only, so it never moves."""
+    return int(hashlib.sha256(dag_id.encode()).hexdigest(), 16) % shards

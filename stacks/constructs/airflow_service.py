@@ -1,0 +1,106 @@
+"""One Airflow cluster component on Fargate: its task definition, role, logs and service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from foundation.airflow.settings import ComponentSettings
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str  # api-server, scheduler, dag-processor, triggerer, db-migrate
+    command: list[str]
+    cpu: int
+    memory: int
+    desired_count: int  # 0: a task definition only, run on demand (db-migrate)
+    port: int | None = None
+
+
+def task_role(scope: Construct, id: str, *, name: str, account: str) -> iam.Role:
+    """A role ECS tasks assume, only on behalf of this account."""
+    return iam.Role(
+        scope,
+        id,
+        role_name=name,
+        assumed_by=iam.ServicePrincipal(
+            "ecs-tasks.amazonaws.com",
+            conditions={"StringEquals": {"aws:SourceAccount": account}},
+        ),
+    )
+
+
+class AirflowService(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        spec: ComponentSpec,
+        project: str,
+        account: str,
+        image: ecs.ContainerImage,
+        settings: ComponentSettings,
+        secrets: dict[str, secretsmanager.ISecret],
+        execution_role: iam.IRole,
+        cluster: ecs.ICluster,
+        security_group: ec2.ISecurityGroup,
+        subnets: ec2.SubnetSelection,
+    ) -> None:
+        super().__init__(scope, id)
+        self.role = task_role(self, "TaskRole", name=f"{project}-{spec.name}", account=account)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/{project}/{spec.name}",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            family=f"{project}-{spec.name}",
+            cpu=spec.cpu,
+            memory_limit_mib=spec.memory,
+            task_role=self.role,
+            execution_role=execution_role,
+        )
+        self.container = self.task_definition.add_container(
+            "airflow",
+            container_name=spec.name,
+            image=image,
+            command=spec.command,
+            environment=settings.environment,
+            secrets={
+                env: ecs.Secret.from_secrets_manager(secrets[ref.secret], ref.field)
+                for env, ref in settings.secrets.items()
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.name, log_group=self.log_group),
+            port_mappings=[ecs.PortMapping(container_port=spec.port)] if spec.port else None,
+            readonly_root_filesystem=False,
+        )
+        self.service: ecs.FargateService | None = None
+        if spec.desired_count:
+            self.service = ecs.FargateService(
+                self,
+                "Service",
+                service_name=f"{project}-{spec.name}",
+                cluster=cluster,
+                task_definition=self.task_definition,
+                desired_count=spec.desired_count,
+                security_groups=[security_group],
+                vpc_subnets=subnets,
+                assign_public_ip=False,
+                circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+                min_healthy_percent=100 if spec.desired_count > 1 else 0,
+                propagate_tags=ecs.PropagatedTagSource.SERVICE,
+                enable_execute_command=False,
+            )

@@ -1,0 +1,263 @@
+"""The Airflow cluster: ECS cluster, api-server behind an ALB, scheduler, dag-processor, triggerer,
+the one-off `airflow db migrate` task, and the shared pieces every DAG worker uses.
+
+Nothing here references a worker stack: a DAG can be added or removed without touching core.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_servicediscovery as servicediscovery
+from constructs import Construct
+
+from foundation.airflow import settings as airflow_settings
+from foundation.airflow.settings import AIRFLOW_PORT, WORKER_CONTAINER
+from foundation.config import Deployment
+from foundation.iam.policy import TASK_LOGS_ROOT, ArnContext, Grant, merge, number, render
+from foundation.naming import identity_parameter, role_path, task_family_prefix
+from stacks.constructs.airflow_service import AirflowService, ComponentSpec
+from stacks.data import DataStack
+from stacks.network import NetworkStack
+
+COMPONENTS = (
+    ComponentSpec("api-server", ["api-server"], 1024, 2048, 2, AIRFLOW_PORT),
+    ComponentSpec("scheduler", ["scheduler"], 1024, 2048, 1),
+    ComponentSpec("dag-processor", ["dag-processor"], 1024, 2048, 1),
+    ComponentSpec("triggerer", ["triggerer"], 512, 1024, 1),
+    ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
+)
+HEALTH_PATH = "/api/v2/monitor/health"
+
+
+def execution_role_name(project: str) -> str:
+    return f"{project}-task-execution"
+
+
+def workers_log_group_name(project: str) -> str:
+    return f"/{project}/workers"
+
+
+def policy_statements(grant: Grant, ctx: ArnContext) -> list[iam.PolicyStatement]:
+    statements = merge(render(grant, ctx))
+    number([statements])
+    return [iam.PolicyStatement.from_json(s.document()) for s in statements]
+
+
+class CoreStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        deployment: Deployment,
+        network: NetworkStack,
+        data: DataStack,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.deployment = deployment
+        name = deployment.name
+        vpc = network.vpc
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            cluster_name=name,
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+        namespace = servicediscovery.PrivateDnsNamespace(
+            self, "Namespace", name=f"{name}.internal", vpc=vpc
+        )
+        secrets = {"db": data.database.secret, **self._cluster_secrets(name)}
+        self.execution_role = iam.Role(
+            self,
+            "TaskExecutionRole",
+            role_name=execution_role_name(name),
+            assumed_by=iam.ServicePrincipal(
+                "ecs-tasks.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},
+            ),
+        )
+        self.workers_log_group = logs.LogGroup(
+            self,
+            "WorkersLogs",
+            log_group_name=workers_log_group_name(name),
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.workers_log_group.grant_write(self.execution_role)
+
+        self.alb_sg = self._security_group("AlbSecurityGroup", vpc, "Load balancer")
+        self.api_sg = self._security_group("ApiSecurityGroup", vpc, "Airflow api-server")
+        self.components_sg = self._security_group(
+            "ComponentsSecurityGroup", vpc, "Airflow scheduler, dag-processor and triggerer"
+        )
+        self.workers_sg = self._security_group(
+            "WorkersSecurityGroup", vpc, "Every DAG's task containers: Execution API and HTTPS"
+        )
+        self._wire_network(data)
+
+        image = ecs.ContainerImage.from_registry(deployment.airflow.image)
+        self.services: dict[str, AirflowService] = {}
+        for spec in COMPONENTS:
+            self.services[spec.name] = AirflowService(
+                self,
+                "".join(part.capitalize() for part in spec.name.split("-")),
+                spec=spec,
+                project=name,
+                account=deployment.account,
+                image=image,
+                settings=self._settings(spec.name, network),
+                secrets=secrets,
+                execution_role=self.execution_role,
+                cluster=self.cluster,
+                security_group=self.api_sg if spec.name == "api-server" else self.components_sg,
+                subnets=network.private_subnets,
+            )
+        api = self.services["api-server"]
+        assert api.service is not None
+        api.service.enable_cloud_map(
+            cloud_map_namespace=namespace,
+            name="api-server",
+            dns_record_type=servicediscovery.DnsRecordType.A,
+        )
+        self._grant_task_logs(api.role, data)
+        self._grant_scheduler(self.services["scheduler"].role)
+        if data.dags_bucket is not None:
+            data.dags_bucket.grant_read(self.services["dag-processor"].role)
+        self.url = self._load_balancer(vpc, network, api.service)
+        cdk.CfnOutput(self, "AirflowUrl", value=self.url)
+
+    def _cluster_secrets(self, name: str) -> dict[str, secretsmanager.Secret]:
+        def generated(id: str, secret: str, length: int) -> secretsmanager.Secret:
+            return secretsmanager.Secret(
+                self,
+                id,
+                secret_name=f"{name}/cluster/{secret}",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    password_length=length, exclude_punctuation=True
+                ),
+            )
+
+        return {
+            "fernet": generated("FernetKeyMaterial", "fernet-key-material", 64),
+            "jwt": generated("JwtSecret", "jwt-secret", 64),
+            "api": generated("ApiSecretKey", "api-secret-key", 48),
+        }
+
+    def _security_group(self, id: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
+        return ec2.SecurityGroup(
+            self, id, vpc=vpc, description=description, allow_all_outbound=False
+        )
+
+    def _wire_network(self, data: DataStack) -> None:
+        https = ec2.Port.tcp(443)
+        api_port = ec2.Port.tcp(AIRFLOW_PORT)
+        postgres = ec2.Port.tcp(5432)
+        self.alb_sg.connections.allow_to(self.api_sg, api_port, "ALB to api-server")
+        self.workers_sg.connections.allow_to(self.api_sg, api_port, "Tasks to the Execution API")
+        self.components_sg.connections.allow_to(self.api_sg, api_port, "Components to the API")
+        for sg in (self.api_sg, self.components_sg):
+            sg.connections.allow_to(data.db_security_group, postgres, "Metadata database")
+            sg.add_egress_rule(ec2.Peer.any_ipv4(), https, "AWS APIs, image registry, DAG bundle")
+        self.workers_sg.add_egress_rule(ec2.Peer.any_ipv4(), https, "AWS APIs and image registry")
+
+    def _settings(
+        self, component: str, network: NetworkStack
+    ) -> airflow_settings.ComponentSettings:
+        settings = airflow_settings.cluster_component(self.deployment, component)
+        if component == "scheduler" and self.deployment.airflow.executor == "ecs":
+            subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            settings.environment |= {
+                "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": self.cluster.cluster_name,
+                "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
+                "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
+                "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": self.deployment.region,
+                "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
+                "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": ",".join(subnets.subnet_ids),
+                "AIRFLOW__AWS_ECS_EXECUTOR__SECURITY_GROUPS": self.workers_sg.security_group_id,
+                "AIRFLOW__AWS_ECS_EXECUTOR__RUN_TASK_KWARGS": json.dumps(
+                    {"propagateTags": "TASK_DEFINITION"}
+                ),
+                "FOUNDATION_IDENTITY_PATH": identity_parameter(self.deployment.name, ""),
+            }
+        return settings
+
+    def _grant_task_logs(self, role: iam.IRole, data: DataStack) -> None:
+        grant = Grant(
+            "s3",
+            "read",
+            {"bucket": data.logs_bucket.bucket_name, "prefix": TASK_LOGS_ROOT},
+            "cluster: the api-server reads every DAG's task logs",
+        )
+        for statement in policy_statements(grant, self._ctx):
+            role.add_to_principal_policy(statement)
+
+    def _grant_scheduler(self, role: iam.IRole) -> None:
+        name = self.deployment.name
+        params = {
+            "family_prefix": task_family_prefix(name),
+            "role_path": role_path(name),
+            "execution_role": execution_role_name(name),
+            "ecs_cluster": name,
+            "cluster_arn": f"arn:{self._ctx.partition}:ecs:{self._ctx.region}:"
+            f"{self._ctx.account}:cluster/{name}",
+            "identity_path": identity_parameter(name, ""),
+        }
+        grant = Grant("scheduler", "launch_dag_tasks", params, "cluster: the ECS executor")
+        for statement in policy_statements(grant, self._ctx):
+            role.add_to_principal_policy(statement)
+
+    @property
+    def _ctx(self) -> ArnContext:
+        return ArnContext.of(self.deployment)
+
+    def _load_balancer(
+        self, vpc: ec2.IVpc, network: NetworkStack, service: ecs.FargateService
+    ) -> str:
+        web = self.deployment.web
+        alb = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=not web.internal,
+            security_group=self.alb_sg,
+            vpc_subnets=(
+                network.private_subnets
+                if web.internal
+                else ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+            ),
+            drop_invalid_header_fields=True,
+        )
+        if web.certificate_arn:
+            port, protocol = 443, elbv2.ApplicationProtocol.HTTPS
+            listener = alb.add_listener(
+                "Https",
+                port=port,
+                protocol=protocol,
+                certificates=[elbv2.ListenerCertificate.from_arn(web.certificate_arn)],
+                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+                open=False,
+            )
+        else:
+            port, protocol = 80, elbv2.ApplicationProtocol.HTTP
+            listener = alb.add_listener("Http", port=port, protocol=protocol, open=False)
+        for cidr in web.allowed_cidrs:
+            self.alb_sg.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), "allowed_cidrs")
+        listener.add_targets(
+            "ApiServer",
+            port=AIRFLOW_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[service],
+            health_check=elbv2.HealthCheck(path=HEALTH_PATH, healthy_http_codes="200"),
+        )
+        scheme = "https" if web.certificate_arn else "http"
+        return f"{scheme}://{alb.load_balancer_dns_name}"

@@ -1,0 +1,60 @@
+"""The VPC: created from config, or an existing one from explicit ids (never a lookup)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from foundation.config import Deployment
+
+
+class NetworkStack(cdk.Stack):
+    def __init__(self, scope: Construct, id: str, *, deployment: Deployment, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        net = deployment.network
+        if net.creates_vpc:
+            self.vpc: ec2.IVpc = ec2.Vpc(
+                self,
+                "Vpc",
+                ip_addresses=ec2.IpAddresses.cidr(net.vpc_cidr),
+                availability_zones=net.availability_zones,
+                nat_gateways=net.nat_gateway_count,
+                subnet_configuration=[
+                    ec2.SubnetConfiguration(
+                        name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                    ),
+                    ec2.SubnetConfiguration(
+                        name="private",
+                        subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                        cidr_mask=20,
+                    ),
+                    ec2.SubnetConfiguration(
+                        name="database",
+                        subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                        cidr_mask=24,
+                    ),
+                ],
+                # The restriction is a custom resource (a Lambda asset); nothing here uses the
+                # default security group.
+                restrict_default_security_group=False,
+            )
+        else:
+            self.vpc = ec2.Vpc.from_vpc_attributes(
+                self,
+                "Vpc",
+                vpc_id=net.vpc_id,
+                availability_zones=net.availability_zones,
+                private_subnet_ids=net.private_subnet_ids,
+                public_subnet_ids=net.public_subnet_ids or None,
+            )
+
+    @property
+    def private_subnets(self) -> ec2.SubnetSelection:
+        return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+
+    @property
+    def database_subnets(self) -> ec2.SubnetSelection:
+        if self.vpc.isolated_subnets:
+            return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        return self.private_subnets
