@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from foundation import synth as synth_verb
 from foundation import validate as validate_verb
 from foundation.errors import InvalidInput
 from foundation.project import Project
@@ -21,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(emoji=False)
+console = Console(emoji=False)
 err = Console(stderr=True, emoji=False, highlight=False)
 
 ProjectOption = Annotated[
@@ -75,6 +76,44 @@ def validate(
         raise typer.Exit(EXIT_FINDINGS)
 
 
+@app.command()
+def synth(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Cloud assembly folder (default: PROJECT/cdk.out).")
+    ] = None,
+) -> None:
+    """Validate, synthesize the CloudFormation cloud assembly and check every template."""
+    try:
+        result = synth_verb.run(project, env, out)
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error) from None
+    except synth_verb.NodeMissing as error:
+        report_error(error)
+        raise typer.Exit(EXIT_FINDINGS) from None
+    table = Table(title=f"{result.project.deployment.name}: cloud assembly")
+    for column in ("stack", "resources", "template", "errors", "warnings"):
+        table.add_column(column, justify="left" if column == "stack" else "right")
+    for stack in result.stacks:
+        errors = sum(f.severity == "error" for f in stack.findings)
+        table.add_row(
+            stack.name,
+            str(stack.resources),
+            f"{stack.template_bytes / 1024:.1f} KiB",
+            str(errors),
+            str(len(stack.findings) - errors),
+        )
+    console.print(table)
+    for finding in result.findings:
+        style = "red" if finding.severity == "error" else "yellow"
+        err.print(Text.assemble((finding.severity, style), f": {finding}"), soft_wrap=True)
+    if not result.written:
+        err.print(f"{len(result.errors)} error(s); the assembly was not written.")
+        raise typer.Exit(EXIT_FINDINGS)
+    console.print(f"Cloud assembly written to {result.out}")
+
+
 def _print_summary(loaded: Project) -> None:
     deployment = loaded.deployment
     table = Table(
@@ -97,4 +136,4 @@ def _print_summary(loaded: Project) -> None:
             str(row["statement_count"]),
             str(row["managed_policies"] or "-"),
         )
-    out.print(table)
+    console.print(table)

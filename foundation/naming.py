@@ -53,6 +53,15 @@ class DagNames:
         return f"{self.project}-dag-{self.suffix}"
 
 
+def execution_role_name(project: str) -> str:
+    """The one execution role every task shares: it pulls images and writes container logs."""
+    return f"{project}-task-execution"
+
+
+def workers_log_group_name(project: str) -> str:
+    return f"/{project}/workers"
+
+
 def role_path(project: str) -> str:
     """The IAM path every per-DAG role lives under: the scheduler may pass exactly these."""
     return f"/{project}/dags/"

@@ -21,8 +21,10 @@ from constructs import Construct
 from foundation.airflow import settings as airflow_settings
 from foundation.airflow.settings import AIRFLOW_PORT, WORKER_CONTAINER
 from foundation.config import Deployment
-from foundation.iam.policy import TASK_LOGS_ROOT, ArnContext, Grant, merge, number, render
-from foundation.naming import identity_parameter, role_path, task_family_prefix
+from foundation.iam import cluster
+from foundation.iam.policy import ArnContext, Grant
+from foundation.naming import execution_role_name, identity_parameter, workers_log_group_name
+from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec
 from stacks.data import DataStack
 from stacks.network import NetworkStack
@@ -37,21 +39,11 @@ COMPONENTS = (
 HEALTH_PATH = "/api/v2/monitor/health"
 
 
-def execution_role_name(project: str) -> str:
-    return f"{project}-task-execution"
-
-
-def workers_log_group_name(project: str) -> str:
-    return f"/{project}/workers"
-
-
 def policy_statements(grant: Grant, ctx: ArnContext) -> list[iam.PolicyStatement]:
-    statements = merge(render(grant, ctx))
-    number([statements])
-    return [iam.PolicyStatement.from_json(s.document()) for s in statements]
+    return [iam.PolicyStatement.from_json(s.document()) for s in cluster.statements(grant, ctx)]
 
 
-class CoreStack(cdk.Stack):
+class CoreStack(FoundationStack):
     def __init__(
         self,
         scope: Construct,
@@ -60,10 +52,8 @@ class CoreStack(cdk.Stack):
         deployment: Deployment,
         network: NetworkStack,
         data: DataStack,
-        **kwargs,
     ) -> None:
-        super().__init__(scope, id, **kwargs)
-        self.deployment = deployment
+        super().__init__(scope, id, deployment=deployment)
         name = deployment.name
         vpc = network.vpc
         self.cluster = ecs.Cluster(
@@ -101,7 +91,7 @@ class CoreStack(cdk.Stack):
             "ComponentsSecurityGroup", vpc, "Airflow scheduler, dag-processor and triggerer"
         )
         self.workers_sg = self._security_group(
-            "WorkersSecurityGroup", vpc, "Every DAG's task containers: Execution API and HTTPS"
+            "WorkersSecurityGroup", vpc, "Task containers of every DAG: Execution API and HTTPS"
         )
         self._wire_network(data)
 
@@ -192,27 +182,13 @@ class CoreStack(cdk.Stack):
         return settings
 
     def _grant_task_logs(self, role: iam.IRole, data: DataStack) -> None:
-        grant = Grant(
-            "s3",
-            "read",
-            {"bucket": data.logs_bucket.bucket_name, "prefix": TASK_LOGS_ROOT},
-            "cluster: the api-server reads every DAG's task logs",
-        )
-        for statement in policy_statements(grant, self._ctx):
+        for statement in policy_statements(
+            cluster.read_task_logs(self.deployment.logs_bucket), self._ctx
+        ):
             role.add_to_principal_policy(statement)
 
     def _grant_scheduler(self, role: iam.IRole) -> None:
-        name = self.deployment.name
-        params = {
-            "family_prefix": task_family_prefix(name),
-            "role_path": role_path(name),
-            "execution_role": execution_role_name(name),
-            "ecs_cluster": name,
-            "cluster_arn": f"arn:{self._ctx.partition}:ecs:{self._ctx.region}:"
-            f"{self._ctx.account}:cluster/{name}",
-            "identity_path": identity_parameter(name, ""),
-        }
-        grant = Grant("scheduler", "launch_dag_tasks", params, "cluster: the ECS executor")
+        grant = cluster.launch_dag_tasks(self.deployment.name, self._ctx)
         for statement in policy_statements(grant, self._ctx):
             role.add_to_principal_policy(statement)
 

@@ -10,12 +10,13 @@ from constructs import Construct
 
 from foundation.airflow.settings import DB_NAME
 from foundation.config import Deployment
+from stacks.base import FoundationStack
 from stacks.network import NetworkStack
 
-POSTGRES = rds.PostgresEngineVersion.VER_16
+POSTGRES = rds.PostgresEngineVersion.VER_17_9
 
 
-class DataStack(cdk.Stack):
+class DataStack(FoundationStack):
     def __init__(
         self,
         scope: Construct,
@@ -23,9 +24,8 @@ class DataStack(cdk.Stack):
         *,
         deployment: Deployment,
         network: NetworkStack,
-        **kwargs,
     ) -> None:
-        super().__init__(scope, id, **kwargs)
+        super().__init__(scope, id, deployment=deployment)
         db = deployment.database
         self.db_security_group = ec2.SecurityGroup(
             self,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from foundation.config import Deployment
+from stacks.base import FoundationStack
 
 
-class NetworkStack(cdk.Stack):
-    def __init__(self, scope: Construct, id: str, *, deployment: Deployment, **kwargs) -> None:
-        super().__init__(scope, id, **kwargs)
+class NetworkStack(FoundationStack):
+    def __init__(self, scope: Construct, id: str, *, deployment: Deployment) -> None:
+        super().__init__(scope, id, deployment=deployment)
         net = deployment.network
         if net.creates_vpc:
             self.vpc: ec2.IVpc = ec2.Vpc(

@@ -15,13 +15,14 @@ from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
 from foundation.config import Deployment
+from foundation.naming import execution_role_name, workers_log_group_name
 from foundation.project import Dag
+from stacks.base import FoundationStack
 from stacks.constructs.dag_worker import DagWorker
-from stacks.core import execution_role_name, workers_log_group_name
 from stacks.network import NetworkStack
 
 
-class WorkersStack(cdk.Stack):
+class WorkersStack(FoundationStack):
     def __init__(
         self,
         scope: Construct,
@@ -30,9 +31,8 @@ class WorkersStack(cdk.Stack):
         deployment: Deployment,
         network: NetworkStack,
         dags: list[Dag],
-        **kwargs,
     ) -> None:
-        super().__init__(scope, id, **kwargs)
+        super().__init__(scope, id, deployment=deployment)
         name = deployment.name
         execution_role = iam.Role.from_role_name(
             self, "TaskExecutionRole", execution_role_name(name), mutable=False

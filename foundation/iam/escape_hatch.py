@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from foundation.iam import arns
+from foundation.iam.arns import WILDCARD
 from foundation.iam.catalog import ActionInfo, arn_matches_format, is_escalation, lookup, suggest
 from foundation.iam.policy import DAG_SECRETS_ROOT, Statement
 from foundation.manifest import RESERVED_SECRET_ROOT, RawStatement
-
-_ARN = re.compile(r"arn:([^:]*):([^:]*):([^:]*):([^:]*):(.+)")
-_WILD = re.compile(r"[*?]")
-_SECRET_SUFFIX = "-??????"
 
 
 @dataclass
@@ -61,7 +59,7 @@ def check(raw: RawStatement, rules: Rules, source: str) -> Checked:
 
 
 def _check_action(action: str) -> tuple[ActionInfo | None, str]:
-    if _WILD.search(action):
+    if WILDCARD.search(action):
         return None, f"wildcard action {action!r}: list each action by its full name"
     if ":" not in action:
         return None, f"{action!r} is not of the form service:Action"
@@ -85,11 +83,11 @@ def _check_resource(resource: str, rules: Rules) -> str:
         return ""
     if "${" in resource:
         return f"{resource!r}: IAM policy variables are not allowed"
-    match = _ARN.fullmatch(resource)
-    if not match:
+    arn = arns.parse(resource)
+    if arn is None:
         return f"{resource!r} is not an ARN (arn:partition:service:region:account:resource)"
-    partition, service, region, account, rest = match.groups()
-    if _WILD.search(":".join((partition, service, region, account))):
+    partition, service, region, account = arn.partition, arn.service, arn.region, arn.account
+    if WILDCARD.search(":".join((partition, service, region, account))):
         return f"{resource!r}: wildcards are allowed only in the resource part of an ARN"
     if partition != rules.partition:
         return f"{resource!r}: partition {partition!r} is not this deployment's ({rules.partition})"
@@ -97,27 +95,9 @@ def _check_resource(resource: str, rules: Rules) -> str:
         return f"{resource!r}: account {account!r} is not a 12-digit account id"
     if region and not re.fullmatch(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", region):
         return f"{resource!r}: {region!r} is not a region"
-    if _wider_than_one_resource(service, rest):
+    if arns.wider_than_one_resource(arn):
         return f"{resource!r} matches more than one resource; name one (a path after it may be *)"
-    return _reserved(service, rest, rules)
-
-
-def _wider_than_one_resource(service: str, rest: str) -> bool:
-    """A wildcard may follow a named resource and a path delimiter, never stand for the name."""
-    if service == "s3":
-        name = rest
-    else:
-        split = re.search(r"[/:]", rest)
-        if split and _WILD.search(rest[: split.start()]):
-            return True
-        name = rest[split.end() :] if split else rest
-    first = _WILD.search(name)
-    if first is None:
-        return False
-    if service == "secretsmanager" and name.endswith(_SECRET_SUFFIX):
-        return _WILD.search(name[: -len(_SECRET_SUFFIX)]) is not None
-    head = name[: first.start()].lstrip("/:")
-    return not re.search(r"[^/:][/:]", head)
+    return _reserved(service, arn.resource, rules)
 
 
 def _reserved(service: str, rest: str, rules: Rules) -> str:

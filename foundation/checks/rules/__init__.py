@@ -1,0 +1,21 @@
+"""The toolkit's own rules, one per module; `ALL` is what every synth runs."""
+
+from foundation.checks.rules.fa001_wildcard_actions import WildcardActions
+from foundation.checks.rules.fa002_star_resource import StarResource
+from foundation.checks.rules.fa003_resource_scope import ResourceScope
+from foundation.checks.rules.fa004_launch_grants import LaunchGrants
+from foundation.checks.rules.fa101_template_limits import TemplateLimits
+from foundation.checks.rules.fa102_iam_limits import IamLimits
+from foundation.checks.rules.fa201_lookups import NoLookups
+from foundation.checks.rules.fa202_assets import PublishableAssets
+
+ALL = [
+    WildcardActions(),
+    StarResource(),
+    ResourceScope(),
+    LaunchGrants(),
+    TemplateLimits(),
+    IamLimits(),
+    NoLookups(),
+    PublishableAssets(),
+]

@@ -1,0 +1,23 @@
+from collections.abc import Iterator
+
+from foundation.checks.launch import allowed_patterns
+from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
+from foundation.checks.policies import as_list, policy_documents, statements
+from foundation.iam import arns
+
+
+class ResourceScope(Rule):
+    id = "FA003"
+    description = "No resource pattern wider than one resource (all buckets, all secrets, name*)"
+
+    def check_stack(self, stack: StackTemplate, assembly: Assembly) -> Iterator[Finding]:
+        allowed = set(allowed_patterns(assembly))
+        for doc in policy_documents(stack):
+            for st in statements(doc):
+                for resource in as_list(st.get("Resource", [])):
+                    if resource == "*" or resource in allowed or not arns.WILDCARD.search(resource):
+                        continue
+                    arn = arns.parse(resource)
+                    if arn is None or arns.wider_than_one_resource(arn):
+                        message = f"{resource!r} matches more than one resource"
+                        yield self.finding(stack.name, doc.resource, message)

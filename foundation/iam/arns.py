@@ -1,0 +1,48 @@
+"""ARN shape rules shared by the manifest checks and the template checks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ARN = re.compile(r"arn:([^:]*):([^:]*):([^:]*):([^:]*):(.+)")
+WILDCARD = re.compile(r"[*?]")
+SECRET_SUFFIX = "-??????"
+
+
+@dataclass(frozen=True)
+class Arn:
+    partition: str
+    service: str
+    region: str
+    account: str
+    resource: str
+
+
+def parse(text: str) -> Arn | None:
+    match = _ARN.fullmatch(text)
+    return Arn(*match.groups()) if match else None
+
+
+def wider_than_one_resource(arn: Arn) -> bool:
+    """A wildcard may follow a named resource and a path delimiter, never stand for the name.
+
+    Refused: arn:aws:s3:::*, secret:*, table/sales_*. Allowed: bucket/prefix/*,
+    parameter/sales/*, table/t/index/*, function:f:*, secret:name-?????? (the suffix Secrets
+    Manager appends).
+    """
+    rest = arn.resource
+    if arn.service == "s3":
+        name = rest
+    else:
+        split = re.search(r"[/:]", rest)
+        if split and WILDCARD.search(rest[: split.start()]):
+            return True
+        name = rest[split.end() :] if split else rest
+    first = WILDCARD.search(name)
+    if first is None:
+        return False
+    if arn.service == "secretsmanager" and name.endswith(SECRET_SUFFIX):
+        return WILDCARD.search(name[: -len(SECRET_SUFFIX)]) is not None
+    head = name[: first.start()].lstrip("/:")
+    return not re.search(r"[^/:][/:]", head)

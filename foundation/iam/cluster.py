@@ -1,0 +1,39 @@
+"""The cluster components' own grants, rendered from the catalog like a DAG's."""
+
+from __future__ import annotations
+
+from foundation.iam.policy import (
+    TASK_LOGS_ROOT,
+    ArnContext,
+    Grant,
+    Statement,
+    merge,
+    number,
+    render,
+)
+from foundation.naming import execution_role_name, identity_parameter, role_path, task_family_prefix
+
+
+def launch_dag_tasks(project: str, ctx: ArnContext) -> Grant:
+    """What the scheduler's executor needs to start each DAG's tasks as that DAG."""
+    cluster_arn = f"arn:{ctx.partition}:ecs:{ctx.region}:{ctx.account}:cluster/{project}"
+    params = {
+        "family_prefix": task_family_prefix(project),
+        "role_path": role_path(project),
+        "execution_role": execution_role_name(project),
+        "ecs_cluster": project,
+        "cluster_arn": cluster_arn,
+        "identity_path": identity_parameter(project, ""),
+    }
+    return Grant("scheduler", "launch_dag_tasks", params, "cluster: the ECS executor")
+
+
+def read_task_logs(logs_bucket: str) -> Grant:
+    params = {"bucket": logs_bucket, "prefix": TASK_LOGS_ROOT}
+    return Grant("s3", "read", params, "cluster: the api-server reads every DAG's task logs")
+
+
+def statements(grant: Grant, ctx: ArnContext) -> list[Statement]:
+    out = merge(render(grant, ctx))
+    number([out])
+    return out

@@ -1,0 +1,97 @@
+"""`foundation synth`: build the CDK app in-process, synthesize into a temporary folder, check
+every template, and only then move the assembly into place."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from foundation.checks.model import ERROR, Assembly, Finding
+from foundation.checks.runner import run_checks
+from foundation.project import Project, load_project
+
+
+@dataclass
+class StackSummary:
+    name: str
+    resources: int
+    template_bytes: int
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class SynthResult:
+    project: Project
+    out: Path
+    stacks: list[StackSummary]
+    findings: list[Finding]
+    written: bool
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == ERROR]
+
+
+def check_context(project: Project) -> dict[str, str]:
+    deployment = project.deployment
+    return {
+        "project": deployment.name,
+        "partition": deployment.partition,
+        "region": deployment.region,
+        "account": deployment.account,
+        "max_managed_policies_per_role": str(deployment.iam.max_managed_policies_per_role),
+    }
+
+
+class NodeMissing(Exception):
+    """aws-cdk-lib runs its constructs in Node.js; without it nothing can be synthesized."""
+
+
+def synthesize(project: Project, outdir: Path) -> Assembly:
+    if shutil.which("node") is None:
+        raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
+    from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
+
+    build_app(project, str(outdir)).synth()
+    return Assembly.read(outdir, check_context(project))
+
+
+def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
+    project = load_project(root, env)
+    target = (out or project.root / "cdk.out").resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
+    try:
+        assembly = synthesize(project, staging)
+        findings = [*project_findings(project), *run_checks(assembly)]
+        stacks = [
+            StackSummary(
+                s.name,
+                len(s.resources),
+                s.size,
+                [f for f in findings if f.stack == s.name],
+            )
+            for s in assembly.stacks
+        ]
+        written = not any(f.severity == ERROR for f in findings)
+        if written:
+            _replace(target, staging)
+        return SynthResult(project, target, stacks, findings, written)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def project_findings(project: Project) -> list[Finding]:
+    return [Finding("FA100", ERROR, "project", "", str(p)) for p in project.findings]
+
+
+def _replace(target: Path, staging: Path) -> None:
+    """Swap the new assembly in; the old one is removed only after the new one is in place."""
+    previous = target.with_name(f".{target.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
