@@ -54,3 +54,24 @@ def empty_project(project: ProjectDir) -> ProjectDir:
     for path in (project.root / "dag_permissions").iterdir():
         path.unlink()
     return project
+
+
+@pytest.fixture(scope="session")
+def example_synth(tmp_path_factory: pytest.TempPathFactory):
+    """The shipped example, synthesized and checked once for the whole session."""
+    from foundation import synth
+
+    out = tmp_path_factory.mktemp("example") / "cdk.out"
+    return synth.run(ROOT, None, out)
+
+
+@pytest.fixture(scope="session")
+def templates(example_synth) -> dict[str, dict]:
+    import json
+
+    manifest = json.loads((example_synth.out / "manifest.json").read_text())
+    return {
+        name: json.loads((example_synth.out / a["properties"]["templateFile"]).read_text())
+        for name, a in manifest["artifacts"].items()
+        if a["type"] == "aws:cloudformation:stack"
+    }

@@ -11,7 +11,10 @@ FIELDS = {
     "(baseline) own task logs": ("task_logs", {"read_write": "-"}),
     "s3": ("s3", {"read": "read", "write": "write", "read_write": "read_write"}),
     "secrets": ("secret", {"read": "-"}),
-    "kms": ("kms", {"decrypt": "decrypt", "encrypt": "encrypt", "encrypt_decrypt": "encrypt_decrypt"}),
+    "kms": (
+        "kms",
+        {"decrypt": "decrypt", "encrypt": "encrypt", "encrypt_decrypt": "encrypt_decrypt"},
+    ),
     "dynamodb": ("dynamodb", {"read": "read", "write": "write", "read_write": "read_write"}),
     "sqs": ("sqs", {"send": "send", "consume": "consume"}),
     "sns": ("sns", {"publish": "-"}),

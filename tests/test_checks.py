@@ -1,0 +1,164 @@
+"""Each rule against good and bad fixture templates (tests/fixtures/templates/<rule>/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from foundation.checks import cfn_lint
+from foundation.checks.model import Assembly, StackTemplate
+from foundation.checks.rules import ALL
+
+FIXTURES = Path(__file__).parent / "fixtures" / "templates"
+CONTEXT = {
+    "project": "acme",
+    "partition": "aws",
+    "region": "us-east-1",
+    "account": "111122223333",
+    "max_managed_policies_per_role": "2",
+}
+RULES = {rule.id: rule for rule in ALL}
+BAD = {
+    "FA001": ["wildcard action 's3:Get*'", "NotAction grants every other action"],
+    "FA002": ["Resource '*' for s3:GetObject, which takes resource ARNs"],
+    "FA003": [
+        "'arn:aws:secretsmanager:us-east-1:111122223333:secret:*' matches more than one resource",
+        "'arn:aws-us-gov:s3:::acme-*' matches more than one resource",
+    ],
+    "FA004": [
+        "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-*:*': not an "
+        "allow-listed prefix",
+        "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-worker-*:*' "
+        "lacks its condition",
+        "iam:PassRole without iam:PassedToService",
+        "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*' lacks its condition",
+        "iam:passrole on 'arn:aws:iam::111122223333:role/*': not an allow-listed prefix",
+    ],
+}
+
+
+def assembly_of(*templates: dict, manifest: dict | None = None, root: Path = FIXTURES) -> Assembly:
+    stacks = [StackTemplate(f"stack{i}", t, len(json.dumps(t))) for i, t in enumerate(templates)]
+    return Assembly(root, manifest or {}, stacks, CONTEXT)
+
+
+def load(rule: str, kind: str) -> dict:
+    return json.loads((FIXTURES / rule / f"{kind}.json").read_text())
+
+
+@pytest.mark.parametrize("rule", sorted(BAD))
+def test_good_template_passes(rule: str) -> None:
+    assert list(RULES[rule].check(assembly_of(load(rule, "good")))) == []
+
+
+@pytest.mark.parametrize("rule", sorted(BAD))
+def test_bad_template_is_caught(rule: str) -> None:
+    findings = list(RULES[rule].check(assembly_of(load(rule, "bad"))))
+    assert len(findings) == len(BAD[rule])
+    for expected, finding in zip(BAD[rule], findings, strict=True):
+        assert expected in finding.message
+        assert finding.rule == rule and finding.resource == "Policy"
+
+
+def test_every_rule_has_an_id_and_a_one_line_description() -> None:
+    ids = [rule.id for rule in ALL]
+    assert len(ids) == len(set(ids))
+    for rule in ALL:
+        assert rule.id.startswith("FA") and rule.description and "\n" not in rule.description
+
+
+def _many(count: int) -> dict:
+    return {
+        "Resources": {
+            f"Topic{i}": {"Type": "AWS::SNS::Topic", "Properties": {}} for i in range(count)
+        }
+    }
+
+
+def test_template_limits() -> None:
+    rule = RULES["FA101"]
+    assert list(rule.check(assembly_of(_many(500)))) == []
+    (finding,) = rule.check(assembly_of(_many(501)))
+    assert "501 resources; CloudFormation takes 500" in finding.message
+    big = StackTemplate("big", {"Resources": {}}, 1_000_001)
+    (finding,) = rule.check(Assembly(FIXTURES, {}, [big], CONTEXT))
+    assert "template is 1,000,001 bytes" in finding.message
+
+
+def _managed(index: int, resources: int) -> dict:
+    return {
+        "Type": "AWS::IAM::ManagedPolicy",
+        "Properties": {
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": [
+                            {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::b/p{index}-{i}/*"}
+                            for i in range(resources)
+                        ],
+                    }
+                ],
+            },
+            "Roles": [{"Ref": "Role"}],
+        },
+    }
+
+
+def test_iam_limits_count_policies_per_role_and_worst_case_size() -> None:
+    rule = RULES["FA102"]
+    role = {"Type": "AWS::IAM::Role", "Properties": {}}
+    fits = {"Resources": {"Role": role, "P1": _managed(1, 10), "P2": _managed(2, 10)}}
+    assert list(rule.check(assembly_of(fits))) == []
+    too_many = {"Resources": {**fits["Resources"], "P3": _managed(3, 1)}}
+    (finding,) = rule.check(assembly_of(too_many))
+    assert finding.resource == "Role" and "3 managed policies attached" in finding.message
+    # 200 ARNs of 29 characters: about 6,000 with "aws", over 6,144 with "aws-us-gov"
+    too_big = {"Resources": {"Role": role, "P1": _managed(1, 200)}}
+    (finding,) = rule.check(assembly_of(too_big))
+    assert finding.resource == "P1" and "at worst case" in finding.message
+
+
+def test_missing_context_is_an_error() -> None:
+    manifest = {"missing": [{"key": "availability-zones:account=1:region=us-east-1"}]}
+    (finding,) = RULES["FA201"].check(assembly_of(manifest=manifest))
+    assert "needs a context lookup (availability-zones" in finding.message
+
+
+def test_docker_assets_and_missing_files_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "asset.1.zip").write_text("x")
+    assets = {
+        "files": {
+            "present": {"source": {"path": "asset.1.zip"}},
+            "gone": {"source": {"path": "asset.2.zip"}},
+        },
+        "dockerImages": {"img": {"source": {"directory": "asset.3"}}},
+    }
+    (tmp_path / "s.assets.json").write_text(json.dumps(assets))
+    manifest = {
+        "artifacts": {
+            "s.assets": {"type": "cdk:asset-manifest", "properties": {"file": "s.assets.json"}}
+        }
+    }
+    findings = list(RULES["FA202"].check(assembly_of(manifest=manifest, root=tmp_path)))
+    assert [(f.resource, f.message) for f in findings] == [
+        ("img", "Docker image asset: the deploy cannot build it"),
+        ("gone", "file asset asset.2.zip is missing"),
+    ]
+
+
+def test_cfn_lint_errors_are_errors_and_warnings_warnings() -> None:
+    template = {
+        "Resources": {
+            "Group": {
+                "Type": "AWS::EC2::SecurityGroup",
+                "Properties": {"GroupDescription": "it's not allowed", "VpcId": "vpc-12345678"},
+            }
+        }
+    }
+    findings = list(cfn_lint.run(assembly_of(template)))
+    assert [(f.rule, f.severity) for f in findings] == [("E3031", "error")]

@@ -1,0 +1,233 @@
+"""The shipped example, synthesized once: snapshots of every template, then per-component checks."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from foundation.naming import DagNames, identity_parameter
+from foundation.project import load_project
+from stacks.app import shards
+from tests.conftest import ROOT, ProjectDir
+
+PROJECT = load_project(ROOT)
+NAME = PROJECT.deployment.name
+WORKER_STACKS = [f"{NAME}-workers-{shard:02d}" for shard in shards(PROJECT)]
+STACKS = [f"{NAME}-network", f"{NAME}-data", f"{NAME}-core", *WORKER_STACKS]
+
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["Name"]: e["Value"] for e in container.get("Environment", [])}
+
+
+def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None:
+    assert example_synth.written, [str(f) for f in example_synth.errors]
+    assert example_synth.errors == []
+    assert sorted(s.name for s in example_synth.stacks) == sorted(STACKS)
+    assert (example_synth.out / "manifest.json").is_file()
+    assert not list(example_synth.out.parent.glob(".synth-*")), "staging folder left behind"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_template_snapshot(templates: dict, stack: str, snapshot) -> None:
+    assert templates[stack] == snapshot(extension_class=JSONSnapshotExtension)
+
+
+def test_no_stack_needs_bootstrap_or_lookups(example_synth, templates: dict) -> None:
+    manifest = json.loads((example_synth.out / "manifest.json").read_text())
+    assert "missing" not in manifest
+    for template in templates.values():
+        assert "BootstrapVersion" not in template.get("Parameters", {})
+        assert "CDKMetadata" not in template["Resources"]
+
+
+def test_core_never_references_a_worker_stack(templates: dict) -> None:
+    core = json.dumps(templates[f"{NAME}-core"])
+    for stack in WORKER_STACKS:
+        assert stack not in core
+        outputs = templates[stack].get("Outputs", {})
+        assert not any("Export" in o for o in outputs.values()), "worker stacks export nothing"
+
+
+def test_every_dag_has_its_own_identity(templates: dict) -> None:
+    seen = set()
+    for dag in PROJECT.dags:
+        names = DagNames(NAME, dag.dag_id)
+        stack = next(
+            t for s, t in templates.items() if s in WORKER_STACKS and names.role in json.dumps(t)
+        )
+        roles = [
+            r
+            for r in resources(stack, "AWS::IAM::Role").values()
+            if r["Properties"]["RoleName"] == names.role
+        ]
+        (role,) = roles
+        props = role["Properties"]
+        assert props["Path"] == f"/{NAME}/dags/"
+        (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert trust["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": PROJECT.deployment.account}
+        }
+        assert {"Key": "foundation:dag_id", "Value": dag.dag_id} in props["Tags"]
+        (task_def,) = [
+            t
+            for t in resources(stack, "AWS::ECS::TaskDefinition").values()
+            if t["Properties"]["Family"] == names.task_family
+        ]
+        size = dag.manifest.worker or PROJECT.deployment.worker_defaults
+        assert task_def["Properties"]["Cpu"] == str(size.cpu)
+        assert task_def["Properties"]["Memory"] == str(size.memory)
+        assert {"Key": "foundation:dag_id", "Value": dag.dag_id} in task_def["Properties"]["Tags"]
+        (container,) = task_def["Properties"]["ContainerDefinitions"]
+        env = env_of(container)
+        assert "Secrets" not in container, "task containers get no database or signing secrets"
+        assert env["CONNECTION_CHECK_MAX_COUNT"] == "0"
+        assert not any("SQL_ALCHEMY" in k or "JWT" in k or "FERNET" in k for k in env)
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
+            f"http://api-server.{NAME}.internal"
+        )
+        kwargs = json.loads(env["AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"])
+        assert kwargs["connections_prefix"] == f"airflow/dags/{dag.dag_id}/connections"
+        policies = [
+            p
+            for p in resources(stack, "AWS::IAM::ManagedPolicy").values()
+            if p["Properties"]["ManagedPolicyName"].startswith(names.role)
+        ]
+        generated = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+        assert len(generated) == len(dag.policy.statements)
+        (param,) = [
+            p
+            for p in resources(stack, "AWS::SSM::Parameter").values()
+            if p["Properties"]["Name"] == identity_parameter(NAME, dag.dag_id)
+        ]
+        assert {"foundation:dag_id": dag.dag_id}.items() <= param["Properties"]["Tags"].items()
+        seen.add(names.role.lower())
+    assert len(seen) == len(PROJECT.dags)
+
+
+def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
+    core = templates[f"{NAME}-core"]
+    (policy,) = [
+        p
+        for k, p in resources(core, "AWS::IAM::Policy").items()
+        if k.startswith("SchedulerTaskRole")
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {json.dumps(s["Action"]): s for s in statements}
+    run_task = by_action['"ecs:RunTask"']
+    assert (
+        run_task["Resource"]
+        == f"arn:aws:ecs:us-east-1:111122223333:task-definition/{NAME}-worker-*:*"
+    )
+    assert run_task["Condition"] == {
+        "ArnEquals": {"ecs:cluster": f"arn:aws:ecs:us-east-1:111122223333:cluster/{NAME}"}
+    }
+    pass_role = by_action['"iam:PassRole"']
+    assert pass_role["Resource"] == [
+        f"arn:aws:iam::111122223333:role/{NAME}/dags/*",
+        f"arn:aws:iam::111122223333:role/{NAME}-task-execution",
+    ]
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    # no list of DAGs anywhere in the scheduler's grants
+    text = json.dumps(statements)
+    assert not any(dag.dag_id in text for dag in PROJECT.dags)
+
+
+def test_signing_key_and_database_only_where_needed(templates: dict) -> None:
+    core = templates[f"{NAME}-core"]
+    secrets_by_family = {}
+    for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
+        (container,) = task_def["Properties"]["ContainerDefinitions"]
+        secrets_by_family[task_def["Properties"]["Family"]] = {
+            s["Name"] for s in container.get("Secrets", [])
+        }
+        env = env_of(container)
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"].startswith("python -c")
+        assert env["AIRFLOW__CORE__FERNET_KEY_CMD"].startswith("python -c")
+    jwt = "AIRFLOW__API_AUTH__JWT_SECRET"
+    assert {f for f, s in secrets_by_family.items() if jwt in s} == {
+        f"{NAME}-api-server",
+        f"{NAME}-scheduler",
+    }
+    assert all("FOUNDATION_DB_SECRET" in s for s in secrets_by_family.values())
+
+
+def test_no_plaintext_secret_in_any_template(templates: dict) -> None:
+    for name, template in templates.items():
+        text = json.dumps(template)
+        assert not re.search(r'"(Password|SecretString|MasterUserPassword)":\s*"', text), name
+        for secret in resources(template, "AWS::SecretsManager::Secret").values():
+            assert "GenerateSecretString" in secret["Properties"]
+
+
+def test_data_is_encrypted_and_kept(templates: dict) -> None:
+    data = templates[f"{NAME}-data"]
+    (db,) = resources(data, "AWS::RDS::DBInstance").values()
+    assert db["Properties"]["StorageEncrypted"] is True
+    assert db["Properties"]["DeletionProtection"] is True
+    assert db["DeletionPolicy"] == "Snapshot" and db["UpdateReplacePolicy"] == "Snapshot"
+    assert db["Properties"]["PubliclyAccessible"] is False
+    for bucket in resources(data, "AWS::S3::Bucket").values():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert bucket["DeletionPolicy"] == "Retain"
+    for policy in resources(data, "AWS::S3::BucketPolicy").values():
+        (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_web_access_only_from_allowed_cidrs_over_https(templates: dict) -> None:
+    core = templates[f"{NAME}-core"]
+    (alb,) = resources(core, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert alb["Properties"]["Scheme"] == "internal"
+    (listener,) = resources(core, "AWS::ElasticLoadBalancingV2::Listener").values()
+    assert listener["Properties"]["Protocol"] == "HTTPS" and listener["Properties"]["Port"] == 443
+    alb_sg = next(
+        g
+        for g in resources(core, "AWS::EC2::SecurityGroup").values()
+        if g["Properties"]["GroupDescription"] == "Load balancer"
+    )
+    ingress = alb_sg["Properties"]["SecurityGroupIngress"]
+    assert [(r["CidrIp"], r["FromPort"]) for r in ingress] == [("10.0.0.0/8", 443)]
+
+
+def test_synth_refuses_invalid_input_and_writes_nothing(project: ProjectDir) -> None:
+    project.manifest("housekeeping", "dag_id: housekeeping\nowner: x\nworker: {cpu: 3}\n")
+    result = project.run("synth")
+    assert result.exit_code == 2
+    assert "housekeeping.yaml:3: worker: cpu 3 is not a Fargate size" in result.stderr
+    assert not (project.root / "cdk.out").exists()
+
+
+def test_a_failing_check_keeps_the_previous_assembly(project: ProjectDir) -> None:
+    out = project.root / "cdk.out"
+    out.mkdir()
+    (out / "previous").write_text("kept")
+    lines = ["dag_id: big", "owner: x", "permissions:", "  s3:"] + [
+        f"    - {{bucket: bucket-{i:04d}-long-name, prefix: a/long/prefix/{i}/, access: read}}"
+        for i in range(400)
+    ]
+    project.manifest("big", "\n".join(lines) + "\n")
+    result = project.run("synth")
+    assert result.exit_code == 1
+    assert "needs" in result.stderr and "managed policies" in result.stderr
+    assert "the assembly was not written" in result.stderr
+    assert (out / "previous").read_text() == "kept"
+    assert [p.name for p in project.root.iterdir() if p.name.startswith(".synth-")] == []
