@@ -105,6 +105,8 @@ def synth(
             str(len(stack.findings) - errors),
         )
     console.print(table)
+    quota = result.project.deployment.iam.role_quota
+    console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
     for finding in result.findings:
         style = "red" if finding.severity == "error" else "yellow"
         err.print(Text.assemble((finding.severity, style), f": {finding}"), soft_wrap=True)

@@ -163,6 +163,7 @@ class WorkerSize(Model):
 class IamConfig(Model):
     allow_escalation_for: list[DagId] = Field(default_factory=list)
     max_managed_policies_per_role: int = Field(default=10, ge=1, le=20)
+    role_quota: int = Field(default=1000, ge=1, le=5000)
 
 
 class Deployment(Model):

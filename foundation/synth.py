@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation.checks.model import ERROR, Assembly, Finding
+from foundation.checks.rules.fa103_role_quota import role_count
 from foundation.checks.runner import run_checks
 from foundation.project import Project, load_project
 
@@ -18,6 +19,7 @@ class StackSummary:
     name: str
     resources: int
     template_bytes: int
+    roles: int
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -28,6 +30,10 @@ class SynthResult:
     stacks: list[StackSummary]
     findings: list[Finding]
     written: bool
+
+    @property
+    def roles(self) -> int:
+        return sum(s.roles for s in self.stacks)
 
     @property
     def errors(self) -> list[Finding]:
@@ -42,6 +48,7 @@ def check_context(project: Project) -> dict[str, str]:
         "region": deployment.region,
         "account": deployment.account,
         "max_managed_policies_per_role": str(deployment.iam.max_managed_policies_per_role),
+        "role_quota": str(deployment.iam.role_quota),
     }
 
 
@@ -71,6 +78,7 @@ def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
                 s.name,
                 len(s.resources),
                 s.size,
+                role_count(s),
                 [f for f in findings if f.stack == s.name],
             )
             for s in assembly.stacks

@@ -162,3 +162,14 @@ def test_cfn_lint_errors_are_errors_and_warnings_warnings() -> None:
     }
     findings = list(cfn_lint.run(assembly_of(template)))
     assert [(f.rule, f.severity) for f in findings] == [("E3031", "error")]
+
+
+def test_role_quota() -> None:
+    role = {"Type": "AWS::IAM::Role", "Properties": {}}
+    template = {"Resources": {f"Role{i}": role for i in range(3)}}
+    rule = RULES["FA103"]
+    assembly = assembly_of(template, template)
+    assert list(rule.check(assembly)) == []
+    assembly.context = {**CONTEXT, "role_quota": "5"}
+    (finding,) = rule.check(assembly)
+    assert finding.message == "6 IAM roles; the account quota is 5 (iam.role_quota)"

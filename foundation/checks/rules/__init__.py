@@ -6,6 +6,7 @@ from foundation.checks.rules.fa003_resource_scope import ResourceScope
 from foundation.checks.rules.fa004_launch_grants import LaunchGrants
 from foundation.checks.rules.fa101_template_limits import TemplateLimits
 from foundation.checks.rules.fa102_iam_limits import IamLimits
+from foundation.checks.rules.fa103_role_quota import RoleQuota
 from foundation.checks.rules.fa201_lookups import NoLookups
 from foundation.checks.rules.fa202_assets import PublishableAssets
 
@@ -16,6 +17,7 @@ ALL = [
     LaunchGrants(),
     TemplateLimits(),
     IamLimits(),
+    RoleQuota(),
     NoLookups(),
     PublishableAssets(),
 ]
