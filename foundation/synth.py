@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundation.airflow import runtime_files
 from foundation.checks.model import ERROR, Assembly, Finding
 from foundation.checks.rules.fa103_role_quota import role_count
 from foundation.checks.runner import run_checks
@@ -62,6 +63,7 @@ def synthesize(project: Project, outdir: Path) -> Assembly:
     from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
 
     build_app(project, str(outdir)).synth()
+    runtime_files.write(outdir / "airflow")
     return Assembly.read(outdir, check_context(project))
 
 

@@ -23,7 +23,7 @@ from foundation.airflow.settings import AIRFLOW_PORT, WORKER_CONTAINER
 from foundation.config import Deployment
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant
-from foundation.naming import execution_role_name, identity_parameter, workers_log_group_name
+from foundation.naming import execution_role_name, workers_log_group_name
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec
 from stacks.data import DataStack
@@ -177,7 +177,6 @@ class CoreStack(FoundationStack):
                 "AIRFLOW__AWS_ECS_EXECUTOR__RUN_TASK_KWARGS": json.dumps(
                     {"propagateTags": "TASK_DEFINITION"}
                 ),
-                "FOUNDATION_IDENTITY_PATH": identity_parameter(self.deployment.name, ""),
             }
         return settings
 

@@ -11,8 +11,10 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from foundation.airflow import runtime_files
 from foundation.config import Deployment
 from foundation.iam.policy import dag_secrets_prefix
+from foundation.naming import identity_parameter
 
 AIRFLOW_PORT = 8080
 WORKER_CONTAINER = "airflow-worker"
@@ -86,7 +88,11 @@ def _with_database(settings: ComponentSettings) -> ComponentSettings:
 def cluster_component(deployment: Deployment, component: str) -> ComponentSettings:
     """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task."""
     settings = _with_database(ComponentSettings(_common(deployment)))
-    settings.environment["AIRFLOW__API__BASE_URL"] = api_base_url(deployment)
+    settings.environment |= {
+        "AIRFLOW__API__BASE_URL": api_base_url(deployment),
+        "FOUNDATION_PROJECT": deployment.name,
+        runtime_files.RUNTIME_ENV: runtime_files.archive(),
+    }
     if component in ("api-server", "scheduler"):
         # The JWT signing key signs task tokens (scheduler) and checks them (api-server): it
         # never goes to a task container.
@@ -94,7 +100,10 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
     if component == "api-server":
         settings.secrets["AIRFLOW__API__SECRET_KEY"] = SecretRef("api")
     if component == "scheduler" and deployment.airflow.executor == "ecs":
-        settings.environment["AIRFLOW__CORE__EXECUTOR"] = ECS_EXECUTOR
+        settings.environment |= {
+            "AIRFLOW__CORE__EXECUTOR": ECS_EXECUTOR,
+            "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),
+        }
     return settings
 
 

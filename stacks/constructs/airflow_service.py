@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from foundation.airflow import runtime_files
 from foundation.airflow.settings import ComponentSettings
 
 
@@ -77,7 +78,7 @@ class AirflowService(Construct):
             "airflow",
             container_name=spec.name,
             image=image,
-            command=spec.command,
+            command=runtime_files.container_command(spec.command),
             environment=settings.environment,
             secrets={
                 env: ecs.Secret.from_secrets_manager(secrets[ref.secret], ref.field)

@@ -1,0 +1,38 @@
+"""Cluster policies written by airflow-foundation.
+
+- task_instance_mutation_hook (scheduler and api-server: every task instance they create or
+  clear) pins the DAG's own identity in executor_config, so the UI and API show what the
+  executor will really use. The executor enforces it; this only makes it visible.
+- task_policy (dag-processor, at parse time) tells DAG authors that executor_config and queue
+  do not choose an identity. It runs beside the author's code: a courtesy, not a control.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from foundation_names import DagNames
+
+PROJECT_ENV = "FOUNDATION_PROJECT"
+log = logging.getLogger(__name__)
+
+
+def pinned_identity(dag_id: str) -> dict[str, str]:
+    names = DagNames(os.environ[PROJECT_ENV], dag_id)
+    return {"task_definition": names.task_family, "task_role": names.role}
+
+
+def task_instance_mutation_hook(task_instance) -> None:
+    if os.environ.get(PROJECT_ENV):
+        task_instance.executor_config = {"foundation": pinned_identity(task_instance.dag_id)}
+
+
+def task_policy(task) -> None:
+    if task.executor_config:
+        log.warning(
+            "%s.%s: executor_config is ignored; tasks of this DAG run as its own identity (%s)",
+            task.dag_id,
+            task.task_id,
+            pinned_identity(task.dag_id)["task_role"] if os.environ.get(PROJECT_ENV) else "?",
+        )

@@ -1,0 +1,57 @@
+"""The Airflow-side files `foundation synth` writes under <out>/airflow/ and ships to the
+cluster's containers (in an environment variable they unpack into $AIRFLOW_HOME/config)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shlex
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+CONFIG_DIR = "/opt/airflow/config"  # the official image's $AIRFLOW_HOME/config, on sys.path
+RUNTIME_ENV = "FOUNDATION_RUNTIME"
+_FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def files() -> dict[str, str]:
+    runtime = resources.files("foundation.airflow.runtime")
+    out = {
+        name: runtime.joinpath(name).read_text()
+        for name in ("airflow_foundation_executor.py", "airflow_local_settings.py")
+    }
+    # The same naming code the stacks use, so the hook names exactly what was deployed.
+    out["foundation_names.py"] = resources.files("foundation").joinpath("naming.py").read_text()
+    return out
+
+
+def write(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files().items():
+        (folder / name).write_text(text)
+        written.append(folder / name)
+    return written
+
+
+def archive() -> str:
+    """The files as a deterministic base64 zip (same bytes for the same files)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in sorted(files().items()):
+            zf.writestr(zipfile.ZipInfo(name, _FIXED_TIME), text)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+UNPACK = (
+    "import base64,io,os,zipfile;"
+    f"zipfile.ZipFile(io.BytesIO(base64.b64decode(os.environ['{RUNTIME_ENV}'])))"
+    f".extractall('{CONFIG_DIR}')"
+)
+
+
+def container_command(airflow_args: list[str]) -> list[str]:
+    """Unpack the files, then start the component through the image's own entrypoint."""
+    script = f"python -c {shlex.quote(UNPACK)} && exec /entrypoint {shlex.join(airflow_args)}"
+    return ["bash", "-c", script]
