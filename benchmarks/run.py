@@ -1,0 +1,93 @@
+"""Speed and memory of validate and synth, on the shipped example and on generated projects.
+
+    .venv/bin/python benchmarks/run.py [--dags 100 1000]
+
+Each measurement runs in a fresh process (so imports and Node start-up count, as they do for a
+user) and reports wall time and peak resident memory of that process and its children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOUNDATION = Path(sys.executable).with_name("foundation")
+
+
+def generated_project(folder: Path, count: int) -> Path:
+    shutil.copytree(ROOT / "config", folder / "config")
+    (folder / "dag_permissions").mkdir()
+    for i in range(count):
+        dag_id = f"team{i % 37}_pipeline_{i}"
+        manifest = {
+            "dag_id": dag_id,
+            "owner": f"team{i % 37}@example.com",
+            "permissions": {
+                "s3": [{"bucket": "acme-raw", "prefix": f"team{i % 37}/{dag_id}/", "access": "read"}],
+                "secrets": [f"teams/team{i % 37}/token"],
+                "sqs": [{"queue": f"q-{dag_id}"[:80], "access": "send"}],
+            },
+        }
+        (folder / "dag_permissions" / f"{dag_id}.yaml").write_text(json.dumps(manifest))
+    return folder
+
+
+# Runs the command in a fresh process and reports the largest resident set of any process it
+# waited for (the Python CLI, or the Node process jsii starts for aws-cdk-lib).
+_WRAPPER = (
+    "import resource,subprocess,sys;"
+    "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+    "sys.stderr.write(r.stderr);"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
+    "sys.exit(r.returncode)"
+)
+
+
+def measure(args: list[str]) -> dict[str, float]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    peak_kib = int(done.stdout.split()[-1])
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dags", type=int, nargs="*", default=[100, 1000])
+    counts = parser.parse_args().dags
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, project in [("example (7 DAGs)", ROOT)] + [
+            (f"{n} DAGs", generated_project(Path(tmp) / f"p{n}", n)) for n in counts
+        ]:
+            out = Path(tmp) / f"out-{label.split()[0]}"
+            validate = measure([str(FOUNDATION), "validate", "--project", str(project)])
+            synth = measure(
+                [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
+            )
+            stacks = json.loads((out / "manifest.json").read_text())["artifacts"]
+            templates = [a for a in stacks.values() if a["type"] == "aws:cloudformation:stack"]
+            biggest = max(
+                (out / a["properties"]["templateFile"]).stat().st_size for a in templates
+            )
+            rows.append((label, validate, synth, len(templates), biggest))
+    print("| project | validate s | validate MiB | synth s | synth MiB | stacks | largest template |")
+    print("|---|---|---|---|---|---|---|")
+    for label, validate, synth, stacks, biggest in rows:
+        print(
+            f"| {label} | {validate['seconds']} | {validate['peak_rss_mib']} | {synth['seconds']} "
+            f"| {synth['peak_rss_mib']} | {stacks} | {biggest / 1024:.0f} KiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
