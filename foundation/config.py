@@ -67,6 +67,8 @@ def partition_of(region: str) -> str:
 class AirflowConfig(Model):
     image: Image = DEFAULT_IMAGE
     executor: Literal["ecs", "celery"] = "ecs"
+    # DAGs with no manifest: refused by the executor, or run under an identity with no grants
+    unmanaged_dags: Literal["refuse", "baseline"] = "refuse"
 
 
 class NetworkConfig(Model):

@@ -77,6 +77,22 @@ def identity_parameter(project: str, dag_id: str) -> str:
     return f"/{project}/dags/{dag_id}"
 
 
+# The identity of DAGs without a manifest (config airflow.unmanaged_dags: baseline). No dag_id
+# holds "/", so this parameter cannot be a DAG's; no DagNames name lacks the hash suffix.
+UNMANAGED_PARAMETER_NAME = "unmanaged/baseline"
+
+
+def unmanaged_names(project: str) -> DagNames:
+    return UnmanagedNames(project, "")
+
+
+@dataclass(frozen=True)
+class UnmanagedNames(DagNames):
+    @property
+    def suffix(self) -> str:
+        return "unmanaged"
+
+
 def worker_shard(dag_id: str, shards: int) -> int:
     """The worker stack a DAG lives in: a function of its own dag_id only, so it never moves."""
     return int(hashlib.sha256(dag_id.encode()).hexdigest(), 16) % shards

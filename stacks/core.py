@@ -23,9 +23,16 @@ from foundation.airflow.settings import AIRFLOW_PORT, WORKER_CONTAINER
 from foundation.config import Deployment
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant
-from foundation.naming import execution_role_name, workers_log_group_name
+from foundation.naming import (
+    UNMANAGED_PARAMETER_NAME,
+    execution_role_name,
+    identity_parameter,
+    unmanaged_names,
+    workers_log_group_name,
+)
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec
+from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec
 from stacks.data import DataStack
 from stacks.network import NetworkStack
 
@@ -123,8 +130,33 @@ class CoreStack(FoundationStack):
         self._grant_scheduler(self.services["scheduler"].role)
         if data.dags_bucket is not None:
             data.dags_bucket.grant_read(self.services["dag-processor"].role)
+        if deployment.airflow.unmanaged_dags == "baseline":
+            self._unmanaged_identity(network, image)
         self.url = self._load_balancer(vpc, network, api.service)
         cdk.CfnOutput(self, "AirflowUrl", value=self.url)
+
+    def _unmanaged_identity(self, network: NetworkStack, image: ecs.ContainerImage) -> None:
+        """The identity DAGs without a manifest run as: no grants at all."""
+        name = self.deployment.name
+        spec = WorkerSpec(
+            label="DAGs without a manifest",
+            names=unmanaged_names(name),
+            parameter=identity_parameter(name, UNMANAGED_PARAMETER_NAME),
+            size=self.deployment.worker_defaults,
+            settings=airflow_settings.unmanaged_worker(self.deployment),
+        )
+        shared = SharedPieces(
+            project=name,
+            account=self.deployment.account,
+            image=image,
+            execution_role=self.execution_role,
+            log_group=self.workers_log_group,
+            vpc=network.vpc,
+            subnet_ids=network.vpc.select_subnets(
+                subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
+            ).subnet_ids,
+        )
+        DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)
 
     def _cluster_secrets(self, name: str) -> dict[str, secretsmanager.Secret]:
         def generated(id: str, secret: str, length: int) -> secretsmanager.Secret:

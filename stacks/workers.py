@@ -7,7 +7,7 @@ a worker stack.
 
 from __future__ import annotations
 
-import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -15,10 +15,15 @@ from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
 from foundation.config import Deployment
-from foundation.naming import execution_role_name, workers_log_group_name
+from foundation.naming import (
+    DagNames,
+    execution_role_name,
+    identity_parameter,
+    workers_log_group_name,
+)
 from foundation.project import Dag
 from stacks.base import FoundationStack
-from stacks.constructs.dag_worker import DagWorker
+from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec
 from stacks.network import NetworkStack
 
 
@@ -33,30 +38,41 @@ class WorkersStack(FoundationStack):
         dags: list[Dag],
     ) -> None:
         super().__init__(scope, id, deployment=deployment)
-        name = deployment.name
-        execution_role = iam.Role.from_role_name(
-            self, "TaskExecutionRole", execution_role_name(name), mutable=False
-        )
-        log_group = logs.LogGroup.from_log_group_name(
-            self, "WorkersLogs", workers_log_group_name(name)
-        )
-        image = ecs.ContainerImage.from_registry(deployment.airflow.image)
-        subnet_ids = network.vpc.select_subnets(
-            subnet_type=cdk.aws_ec2.SubnetType.PRIVATE_WITH_EGRESS
-        ).subnet_ids
+        shared = shared_pieces(self, deployment, network)
         for dag in dags:
-            DagWorker(
-                self,
-                f"Dag-{dag.dag_id}",
-                project=name,
-                account=deployment.account,
-                manifest=dag.manifest,
-                policy=dag.policy,
-                size=dag.manifest.worker or deployment.worker_defaults,
-                settings=airflow_settings.dag_worker(deployment, dag.dag_id),
-                image=image,
-                execution_role=execution_role,
-                log_group=log_group,
-                vpc=network.vpc,
-                subnet_ids=subnet_ids,
-            )
+            DagWorker(self, f"Dag-{dag.dag_id}", spec=dag_spec(deployment, dag), shared=shared)
+
+
+def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
+    manifest = dag.manifest
+    return WorkerSpec(
+        label=f"DAG {dag.dag_id}",
+        names=DagNames(deployment.name, dag.dag_id),
+        parameter=identity_parameter(deployment.name, dag.dag_id),
+        size=manifest.worker or deployment.worker_defaults,
+        settings=airflow_settings.dag_worker(deployment, dag.dag_id),
+        policies=dag.policy.policies,
+        egress=list(manifest.network.egress),
+        bundle=manifest.bundle,
+        dag_id=dag.dag_id,
+    )
+
+
+def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> SharedPieces:
+    """Core's shared pieces, named rather than referenced: no export ties a worker to core."""
+    name = deployment.name
+    return SharedPieces(
+        project=name,
+        account=deployment.account,
+        image=ecs.ContainerImage.from_registry(deployment.airflow.image),
+        execution_role=iam.Role.from_role_name(
+            scope, "TaskExecutionRole", execution_role_name(name), mutable=False
+        ),
+        log_group=logs.LogGroup.from_log_group_name(
+            scope, "WorkersLogs", workers_log_group_name(name)
+        ),
+        vpc=network.vpc,
+        subnet_ids=network.vpc.select_subnets(
+            subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
+        ).subnet_ids,
+    )

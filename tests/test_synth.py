@@ -231,3 +231,47 @@ def test_a_failing_check_keeps_the_previous_assembly(project: ProjectDir) -> Non
     assert "the assembly was not written" in result.stderr
     assert (out / "previous").read_text() == "kept"
     assert [p.name for p in project.root.iterdir() if p.name.startswith(".synth-")] == []
+
+
+def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(project: ProjectDir) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(
+        config.read_text().replace("unmanaged_dags: refuse", "unmanaged_dags: baseline")
+    )
+    result = project.run("synth")
+    assert result.exit_code == 0, result.stderr
+    core = json.loads((project.root / "cdk.out" / f"{NAME}-core.template.json").read_text())
+    (role,) = [
+        r
+        for r in resources(core, "AWS::IAM::Role").values()
+        if r["Properties"]["RoleName"] == f"{NAME}-dag-unmanaged"
+    ]
+    assert role["Properties"]["Path"] == f"/{NAME}/dags/"
+    assert "ManagedPolicyArns" not in role["Properties"] and "Policies" not in role["Properties"]
+    granting = [
+        p
+        for p in [
+            *resources(core, "AWS::IAM::Policy").values(),
+            *resources(core, "AWS::IAM::ManagedPolicy").values(),
+        ]
+        if "UnmanagedDags" in json.dumps(p["Properties"].get("Roles", []))
+    ]
+    assert granting == []
+    (param,) = [
+        p
+        for p in resources(core, "AWS::SSM::Parameter").values()
+        if p["Properties"]["Name"] == f"/{NAME}/dags/unmanaged/baseline"
+    ]
+    families = [
+        t["Properties"]["Family"] for t in resources(core, "AWS::ECS::TaskDefinition").values()
+    ]
+    assert f"{NAME}-worker-unmanaged" in families
+    scheduler = next(
+        t
+        for t in resources(core, "AWS::ECS::TaskDefinition").values()
+        if t["Properties"]["Family"] == f"{NAME}-scheduler"
+    )
+    assert (
+        env_of(scheduler["Properties"]["ContainerDefinitions"][0])["FOUNDATION_UNMANAGED_DAGS"]
+        == "baseline"
+    )

@@ -103,8 +103,13 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         settings.environment |= {
             "AIRFLOW__CORE__EXECUTOR": ECS_EXECUTOR,
             "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),
+            "FOUNDATION_UNMANAGED_DAGS": deployment.airflow.unmanaged_dags,
         }
     return settings
+
+
+def _task_container(deployment: Deployment) -> dict[str, str]:
+    return _common(deployment) | {"CONNECTION_CHECK_MAX_COUNT": "0"}
 
 
 def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
@@ -115,8 +120,7 @@ def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
         "variables_prefix": f"{prefix}variables",
         "config_prefix": None,
     }
-    environment = _common(deployment) | {
-        "CONNECTION_CHECK_MAX_COUNT": "0",
+    environment = _task_container(deployment) | {
         "AIRFLOW__WORKERS__SECRETS_BACKEND": (
             "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
         ),
@@ -124,3 +128,8 @@ def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
         "FOUNDATION_DAG_ID": dag_id,
     }
     return ComponentSettings(environment)
+
+
+def unmanaged_worker(deployment: Deployment) -> ComponentSettings:
+    """Task containers of DAGs without a manifest: no secrets backend, no grants."""
+    return ComponentSettings(_task_container(deployment))

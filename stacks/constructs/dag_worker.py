@@ -3,6 +3,8 @@ the scheduler reads to launch the DAG's tasks under them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -13,50 +15,62 @@ from constructs import Construct
 
 from foundation.airflow.settings import WORKER_CONTAINER, ComponentSettings
 from foundation.config import WorkerSize
-from foundation.iam.policy import DagPolicy
-from foundation.manifest import DagManifest
-from foundation.naming import DagNames, identity_parameter, role_path
+from foundation.iam.policy import Statement
+from foundation.manifest import Egress
+from foundation.naming import DagNames, role_path
 
 DAG_ID_TAG = "foundation:dag_id"
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What one identity is made of; a DAG's comes from its manifest."""
+
+    label: str  # the dag_id, or a description of whom the identity serves
+    names: DagNames
+    parameter: str
+    size: WorkerSize
+    settings: ComponentSettings
+    policies: list[list[Statement]] = field(default_factory=list)
+    egress: list[Egress] = field(default_factory=list)
+    bundle: str | None = None
+    dag_id: str | None = None  # tagged as foundation:dag_id when the identity is one DAG's
+
+
+@dataclass(frozen=True)
+class SharedPieces:
+    """What every worker identity uses from the cluster."""
+
+    project: str
+    account: str
+    image: ecs.ContainerImage
+    execution_role: iam.IRole
+    log_group: logs.ILogGroup
+    vpc: ec2.IVpc
+    subnet_ids: list[str]
+
+
 class DagWorker(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        project: str,
-        account: str,
-        manifest: DagManifest,
-        policy: DagPolicy,
-        size: WorkerSize,
-        settings: ComponentSettings,
-        image: ecs.ContainerImage,
-        execution_role: iam.IRole,
-        log_group: logs.ILogGroup,
-        vpc: ec2.IVpc,
-        subnet_ids: list[str],
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, spec: WorkerSpec, shared: SharedPieces):
         super().__init__(scope, id)
-        names = DagNames(project, manifest.dag_id)
+        names = spec.names
         self.role = iam.Role(
             self,
             "TaskRole",
             role_name=names.role,
-            path=role_path(project),
-            description=f"Tasks of DAG {manifest.dag_id}"[:1000],
+            path=role_path(shared.project),
+            description=f"Tasks of {spec.label}"[:1000],
             assumed_by=iam.ServicePrincipal(
                 "ecs-tasks.amazonaws.com",
-                conditions={"StringEquals": {"aws:SourceAccount": account}},
+                conditions={"StringEquals": {"aws:SourceAccount": shared.account}},
             ),
         )
-        for index, statements in enumerate(policy.policies):
+        for index, statements in enumerate(spec.policies):
             iam.ManagedPolicy(
                 self,
                 f"Policy{index + 1}",
                 managed_policy_name=names.managed_policy(index),
-                path=role_path(project),
+                path=role_path(shared.project),
                 document=iam.PolicyDocument.from_json(
                     {"Version": "2012-10-17", "Statement": [s.document() for s in statements]}
                 ),
@@ -65,43 +79,44 @@ class DagWorker(Construct):
         self.security_group = ec2.SecurityGroup(
             self,
             "Egress",
-            vpc=vpc,
+            vpc=shared.vpc,
             security_group_name=names.security_group,
-            description=f"Egress declared by DAG {manifest.dag_id}"[:255],
+            description=f"Egress declared for {spec.label}"[:255],
             allow_all_outbound=False,
         )
-        for rule in manifest.network.egress:
+        for rule in spec.egress:
             port = ec2.Port.tcp(rule.port) if rule.protocol == "tcp" else ec2.Port.udp(rule.port)
             self.security_group.add_egress_rule(ec2.Peer.ipv4(rule.cidr), port, rule.description)
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
             family=names.task_family,
-            cpu=size.cpu,
-            memory_limit_mib=size.memory,
+            cpu=spec.size.cpu,
+            memory_limit_mib=spec.size.memory,
             task_role=self.role,
-            execution_role=execution_role,
+            execution_role=shared.execution_role,
         )
         self.task_definition.add_container(
             "airflow",
             container_name=WORKER_CONTAINER,
-            image=image,
-            environment=settings.environment,
-            logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=log_group),
+            image=shared.image,
+            environment=spec.settings.environment,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
         self.identity = ssm.StringParameter(
             self,
             "Identity",
-            parameter_name=identity_parameter(project, manifest.dag_id),
-            description=f"Run-time identity of DAG {manifest.dag_id}"[:1024],
+            parameter_name=spec.parameter,
+            description=f"Run-time identity of {spec.label}"[:1024],
             string_value=cdk.Stack.of(self).to_json_string(
                 {
                     "task_definition": names.task_family,
                     "task_role_arn": self.role.role_arn,
                     "security_groups": [self.security_group.security_group_id],
-                    "subnets": subnet_ids,
-                    "bundle": manifest.bundle,
+                    "subnets": shared.subnet_ids,
+                    "bundle": spec.bundle,
                 }
             ),
         )
-        cdk.Tags.of(self).add(DAG_ID_TAG, manifest.dag_id)
+        if spec.dag_id is not None:
+            cdk.Tags.of(self).add(DAG_ID_TAG, spec.dag_id)

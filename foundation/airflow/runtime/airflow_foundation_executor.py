@@ -17,8 +17,10 @@ from typing import Any
 
 import boto3
 from airflow.providers.amazon.aws.executors.ecs.ecs_executor import AwsEcsExecutor
+from foundation_names import UNMANAGED_PARAMETER_NAME
 
 IDENTITY_PATH_ENV = "FOUNDATION_IDENTITY_PATH"
+UNMANAGED_ENV = "FOUNDATION_UNMANAGED_DAGS"
 CACHE_SECONDS = 60.0
 
 
@@ -72,6 +74,7 @@ class FoundationEcsExecutor(AwsEcsExecutor):
             os.environ[IDENTITY_PATH_ENV],
             boto3.client("ssm", region_name=self.run_task_kwargs.get("region_name")),
         )
+        self.unmanaged = os.environ.get(UNMANAGED_ENV, "refuse")
 
     def execute_async(self, key: Any, command: Any, queue: Any = None, executor_config: Any = None):
         # executor_config never reaches RunTask: a DAG file cannot pick an identity.
@@ -96,6 +99,8 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         if not dag_id:
             raise IdentityRefused("workload names no dag_id")
         identity = self.identities.get(dag_id)
+        if identity is None and self.unmanaged == "baseline":
+            identity = self.identities.get(UNMANAGED_PARAMETER_NAME)
         if identity is None:
             raise IdentityRefused(f"DAG {dag_id!r} has no permission manifest")
         if identity.bundle and bundle != identity.bundle:
