@@ -89,7 +89,6 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
     """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task."""
     settings = _with_database(ComponentSettings(_common(deployment)))
     settings.environment |= {
-        "AIRFLOW__API__BASE_URL": api_base_url(deployment),
         "FOUNDATION_PROJECT": deployment.name,
         runtime_files.RUNTIME_ENV: runtime_files.archive(),
     }
