@@ -262,6 +262,7 @@ def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(project: Projec
         for p in resources(core, "AWS::SSM::Parameter").values()
         if p["Properties"]["Name"] == f"/{NAME}/dags/unmanaged/baseline"
     ]
+    assert f"{NAME}-worker-unmanaged" in json.dumps(param["Properties"]["Value"])
     families = [
         t["Properties"]["Family"] for t in resources(core, "AWS::ECS::TaskDefinition").values()
     ]

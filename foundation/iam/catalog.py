@@ -14,9 +14,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 from policy_sentry.querying.actions import get_actions_for_service, get_privilege_info
 from policy_sentry.querying.all import get_all_service_prefixes
+
+from foundation import yamlio
 
 READ_LEVELS = {"Read", "List"}
 
@@ -65,8 +66,9 @@ class Catalog:
 
 @cache
 def catalog() -> Catalog:
-    text = resources.files("foundation.iam").joinpath("catalog.yaml").read_text()
-    data = yaml.safe_load(text)
+    # Read like user input: a duplicated key in the catalog is an error, not a silent override.
+    with resources.as_file(resources.files("foundation.iam").joinpath("catalog.yaml")) as path:
+        data = yamlio.load(path).data
     return Catalog(
         data["arns"], data["actions"], data["grants"], data["cluster_grants"], data["escalation"]
     )

@@ -1,0 +1,138 @@
+"""A local moto server with IAM access control enforced, and IAM users made from policies.
+
+`moto_aws` (session) runs the server on a free 127.0.0.1 port and creates an allow-all admin
+user for setting up resources. `moto_env` (per test) points the process environment at it:
+every AWS client without an explicit endpoint goes to the server, and the instance-metadata,
+container and profile credential sources are shut off, so nothing reaches AWS. monkeypatch puts
+the environment back after each test. The moto-wide switches the session flips (IAM
+enforcement, the Docker-free Lambda backend) are put back when it ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account: every ARN moto makes carries it
+
+ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+
+# Credential and endpoint sources that could point boto3 anywhere but the local server.
+_AWS_ENV_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CA_BUNDLE",
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass
+class MotoAws:
+    endpoint: str
+    admin: Credentials
+    environment: dict[str, str] = field(default_factory=dict)
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    def client(self, service: str, creds: Credentials | None = None) -> Any:
+        """A boto3 client; the admin's unless `creds` is given."""
+        creds = creds or self.admin
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+        )
+
+    def user_with(self, name: str, policies: list[list[dict[str, Any]]]) -> Credentials:
+        """A new IAM user carrying exactly `policies`, one managed policy each, like a DAG role."""
+        iam = self.client("iam")
+        user = f"{name}-{next(self._names)}"
+        iam.create_user(UserName=user)
+        for i, statements in enumerate(policies):
+            document = {"Version": "2012-10-17", "Statement": statements}
+            arn = iam.create_policy(PolicyName=f"{user}-{i}", PolicyDocument=json.dumps(document))
+            iam.attach_user_policy(UserName=user, PolicyArn=arn["Policy"]["Arn"])
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def set_transition(self, model_name: str, progression: str) -> None:
+        """How fast moto moves a resource's state (e.g. a Glue crawl) along."""
+        body = {"model_name": model_name, "transition": {"progression": progression}}
+        self._post("state-manager/set-transition", json.dumps(body))
+
+    def _post(self, path: str, body: str) -> dict[str, Any]:
+        response = requests.post(f"{self.endpoint}/moto-api/{path}", data=body.encode())
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+
+@pytest.fixture(scope="session")
+def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
+    """moto on a free 127.0.0.1 port, IAM enforced, with an allow-all admin user for set-up."""
+    from moto.server import ThreadedMotoServer
+
+    home = tmp_path_factory.mktemp("moto_aws")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # While IAM is not enforced moto takes any key; the admin's own key is used after that.
+    aws = MotoAws(f"http://{host}:{port}", Credentials("bootstrap", "bootstrap"))
+    aws.environment = {
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+        # Airflow reads AIRFLOW_HOME when it is first imported; the tests import it lazily.
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    no_auth_count, lambda_config = "inf", {"use_docker": True}
+    try:
+        no_auth_count = aws._post("reset-auth", "inf")["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+        iam = aws.client("iam")
+        iam.create_user(UserName="admin")
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [ALLOW_ALL]})
+        iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=policy)
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        aws.admin = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+        # Lambda without Docker: an invoked function returns its payload.
+        lambda_config = requests.get(f"{aws.endpoint}/moto-api/config").json()["lambda"]
+        aws._post("config", json.dumps({"lambda": {"use_docker": False}}))
+        aws._post("reset-auth", "0")  # every request from now on is checked
+        yield aws
+    finally:
+        aws._post("reset-auth", no_auth_count)
+        aws._post("config", json.dumps({"lambda": lambda_config}))
+        server.stop()
+
+
+@pytest.fixture
+def moto_env(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
+    """The process environment pointed at the moto server, for this test only."""
+    for name in _AWS_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_aws.environment.items():
+        monkeypatch.setenv(name, value)
+    return moto_aws
