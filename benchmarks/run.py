@@ -25,9 +25,9 @@ def generated_project(folder: Path, count: int) -> Path:
     shutil.copytree(ROOT / "config", folder / "config")
     # 1,000 DAGs need 1,006 roles: past IAM's default quota, which synth rightly refuses
     (folder / "config" / "foundation.yaml").write_text(
-        (ROOT / "config" / "foundation.yaml").read_text().replace(
-            "allow_escalation_for: []", "allow_escalation_for: []\n  role_quota: 2000"
-        )
+        (ROOT / "config" / "foundation.yaml")
+        .read_text()
+        .replace("allow_escalation_for: []", "allow_escalation_for: []\n  role_quota: 2000")
     )
     (folder / "dag_permissions").mkdir()
     for i in range(count):
@@ -36,7 +36,9 @@ def generated_project(folder: Path, count: int) -> Path:
             "dag_id": dag_id,
             "owner": f"team{i % 37}@example.com",
             "permissions": {
-                "s3": [{"bucket": "acme-raw", "prefix": f"team{i % 37}/{dag_id}/", "access": "read"}],
+                "s3": [
+                    {"bucket": "acme-raw", "prefix": f"team{i % 37}/{dag_id}/", "access": "read"}
+                ],
                 "secrets": [f"teams/team{i % 37}/token"],
                 "sqs": [{"queue": f"q-{dag_id}"[:80], "access": "send"}],
             },
@@ -82,11 +84,11 @@ def main() -> None:
             )
             stacks = json.loads((out / "manifest.json").read_text())["artifacts"]
             templates = [a for a in stacks.values() if a["type"] == "aws:cloudformation:stack"]
-            biggest = max(
-                (out / a["properties"]["templateFile"]).stat().st_size for a in templates
-            )
+            biggest = max((out / a["properties"]["templateFile"]).stat().st_size for a in templates)
             rows.append((label, validate, synth, len(templates), biggest))
-    print("| project | validate s | validate MiB | synth s | synth MiB | stacks | largest template |")
+    print(
+        "| project | validate s | validate MiB | synth s | synth MiB | stacks | largest template |"
+    )
     print("|---|---|---|---|---|---|---|")
     for label, validate, synth, stacks, biggest in rows:
         print(

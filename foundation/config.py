@@ -191,3 +191,15 @@ class Deployment(Model):
     @property
     def logs_bucket(self) -> str:
         return f"{self.name}-logs-{self.account}-{self.region}"
+
+    @property
+    def dags_bucket(self) -> str | None:
+        """The S3 DAG bundle's bucket (bundle: s3); DAG files live under DAG_BUNDLE_PREFIX."""
+        if self.dags.bundle != "s3":
+            return None
+        return f"{self.name}-dags-{self.account}-{self.region}"
+
+    @property
+    def reserved_buckets(self) -> set[str]:
+        """Buckets only the toolkit grants: every DAG's logs, and every DAG's code."""
+        return {self.logs_bucket} | ({self.dags_bucket} if self.dags_bucket else set())

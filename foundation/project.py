@@ -169,14 +169,15 @@ def _cross_check(
 
 
 def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManifest) -> list:
-    message = "the task-log bucket is the toolkit's; each DAG gets its own log prefix already"
+    reserved = deployment.reserved_buckets
+    message = f"this bucket {escape_hatch.RESERVED_BUCKET_MESSAGE}"
     problems = [
         doc.problem(("permissions", "s3", i, "bucket"), message)
         for i, s3 in enumerate(manifest.permissions.s3)
-        if s3.bucket == deployment.logs_bucket
+        if s3.bucket in reserved
     ]
     athena = manifest.permissions.athena
-    if athena and athena.results.bucket == deployment.logs_bucket:
+    if athena and athena.results.bucket in reserved:
         problems.append(doc.problem(("permissions", "athena", "results", "bucket"), message))
     return problems
 
@@ -190,7 +191,7 @@ def _build_policy(
 
     rules = escape_hatch.Rules(
         deployment.partition,
-        deployment.logs_bucket,
+        deployment.reserved_buckets,
         manifest.dag_id in deployment.iam.allow_escalation_for,
     )
     policy = DagPolicy(manifest.dag_id)

@@ -32,7 +32,7 @@ from foundation.naming import (
 )
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec
-from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec
+from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec, bundle_secrets
 from stacks.data import DataStack
 from stacks.network import NetworkStack
 
@@ -73,7 +73,11 @@ class CoreStack(FoundationStack):
         namespace = servicediscovery.PrivateDnsNamespace(
             self, "Namespace", name=f"{name}.internal", vpc=vpc
         )
-        secrets = {"db": data.database.secret, **self._cluster_secrets(name)}
+        self.secrets: dict[str, secretsmanager.ISecret] = {
+            "db": data.database.secret,
+            **self._cluster_secrets(name),
+            **bundle_secrets(self, deployment),
+        }
         self.execution_role = iam.Role(
             self,
             "TaskExecutionRole",
@@ -91,6 +95,8 @@ class CoreStack(FoundationStack):
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.workers_log_group.grant_write(self.execution_role)
+        for secret in self.secrets.values():
+            secret.grant_read(self.execution_role)
 
         self.alb_sg = self._security_group("AlbSecurityGroup", vpc, "Load balancer")
         self.api_sg = self._security_group("ApiSecurityGroup", vpc, "Airflow api-server")
@@ -113,7 +119,7 @@ class CoreStack(FoundationStack):
                 account=deployment.account,
                 image=image,
                 settings=self._settings(spec.name, network),
-                secrets=secrets,
+                secrets=self.secrets,
                 execution_role=self.execution_role,
                 cluster=self.cluster,
                 security_group=self.api_sg if spec.name == "api-server" else self.components_sg,
@@ -128,8 +134,10 @@ class CoreStack(FoundationStack):
         )
         self._grant_task_logs(api.role, data)
         self._grant_scheduler(self.services["scheduler"].role)
-        if data.dags_bucket is not None:
-            data.dags_bucket.grant_read(self.services["dag-processor"].role)
+        if deployment.dags_bucket:
+            grant = cluster.read_dag_bundle(deployment.dags_bucket)
+            for statement in policy_statements(grant, self._ctx):
+                self.services["dag-processor"].role.add_to_principal_policy(statement)
         if deployment.airflow.unmanaged_dags == "baseline":
             self._unmanaged_identity(network, image)
         self.url = self._load_balancer(vpc, network, api.service)
@@ -155,6 +163,7 @@ class CoreStack(FoundationStack):
             subnet_ids=network.vpc.select_subnets(
                 subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
             ).subnet_ids,
+            secrets=self.secrets,
         )
         DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)
 

@@ -57,12 +57,8 @@ class DataStack(FoundationStack):
         )
         self.logs_bucket = _private_bucket(self, "LogsBucket", deployment.logs_bucket)
         self.dags_bucket = (
-            _private_bucket(
-                self,
-                "DagsBucket",
-                f"{deployment.name}-dags-{deployment.account}-{deployment.region}",
-            )
-            if deployment.dags.bundle == "s3"
+            _private_bucket(self, "DagsBucket", deployment.dags_bucket)
+            if deployment.dags_bucket
             else None
         )
 

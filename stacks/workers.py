@@ -23,7 +23,7 @@ from foundation.naming import (
 )
 from foundation.project import Dag
 from stacks.base import FoundationStack
-from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec
+from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec, bundle_secrets
 from stacks.network import NetworkStack
 
 
@@ -75,4 +75,5 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
         subnet_ids=network.vpc.select_subnets(
             subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
         ).subnet_ids,
+        secrets=bundle_secrets(scope, deployment),
     )

@@ -68,4 +68,4 @@ def test_fernet_key_and_connection_url_come_from_the_injected_secrets(tmp_path: 
 def test_task_containers_get_neither_command() -> None:
     worker = settings.dag_worker(DEPLOYMENT, "sales_daily")
     assert not any(k.endswith("_CMD") for k in worker.environment)
-    assert worker.secrets == {}
+    assert set(worker.secrets) == {settings.GIT_CONNECTION_ENV}

@@ -58,7 +58,7 @@ MANIFEST_CASES = {
     "prefix_wildcard": ":5: permissions.s3[0].prefix: 'sales/*/' contains a wildcard",
     "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
-    "logs_bucket": ":5: permissions.s3[0].bucket: the task-log bucket is the toolkit's",
+    "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (task logs or DAG",
     "secret_escapes_prefix": ":4: permissions.secrets[0]: 'airflow/dags/sales_daily/salesforce' "
     "is under 'airflow/'",
     "secret_dotdot": ":4: permissions.secrets[0]: 'shared/../airflow/connections/x': empty, '.' "

@@ -88,7 +88,8 @@ def test_every_dag_has_its_own_identity(templates: dict) -> None:
         assert {"Key": "foundation:dag_id", "Value": dag.dag_id} in task_def["Properties"]["Tags"]
         (container,) = task_def["Properties"]["ContainerDefinitions"]
         env = env_of(container)
-        assert "Secrets" not in container, "task containers get no database or signing secrets"
+        secrets = {x["Name"] for x in container.get("Secrets", [])}
+        assert secrets == {"AIRFLOW_CONN_FOUNDATION_DAGS_GIT"}, "only the DAG bundle's git key"
         assert env["CONNECTION_CHECK_MAX_COUNT"] == "0"
         assert not any("SQL_ALCHEMY" in k or "JWT" in k or "FERNET" in k for k in env)
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
 from foundation.config import Deployment
-from foundation.iam.policy import dag_secrets_prefix
+from foundation.iam.policy import DAG_BUNDLE_PREFIX, dag_secrets_prefix
 from foundation.naming import identity_parameter
 
 AIRFLOW_PORT = 8080
@@ -26,6 +26,8 @@ ECS_EXECUTOR = "airflow_foundation_executor.FoundationEcsExecutor"
 FERNET_MATERIAL_ENV = "FOUNDATION_FERNET_MATERIAL"
 DB_SECRET_ENV = "FOUNDATION_DB_SECRET"
 DB_NAME_ENV = "FOUNDATION_DB_NAME"
+DAG_BUNDLE = "dags"
+GIT_CONNECTION_ENV = "AIRFLOW_CONN_FOUNDATION_DAGS_GIT"
 
 _FERNET_PROGRAM = (
     "import base64,hashlib,os;"
@@ -62,8 +64,32 @@ def api_base_url(deployment: Deployment) -> str:
     return f"http://api-server.{deployment.name}.internal:{AIRFLOW_PORT}"
 
 
+def dag_bundles(deployment: Deployment) -> str:
+    """[dag_processor] dag_bundle_config_list: the one bundle, read by every component and task."""
+    dags = deployment.dags
+    if dags.bundle == "git":
+        kwargs = {"repo_url": dags.url, "tracking_ref": dags.branch}
+        if dags.credentials_secret:
+            kwargs["git_conn_id"] = GIT_CONNECTION_ENV.removeprefix("AIRFLOW_CONN_").lower()
+        classpath = "airflow.providers.git.bundles.git.GitDagBundle"
+    else:
+        kwargs = {
+            "bucket_name": deployment.dags_bucket,
+            "prefix": DAG_BUNDLE_PREFIX,
+            "aws_conn_id": None,
+        }
+        classpath = "airflow.providers.amazon.aws.bundles.s3.S3DagBundle"
+    return json.dumps([{"name": DAG_BUNDLE, "classpath": classpath, "kwargs": kwargs}])
+
+
+def _bundle_secrets(deployment: Deployment) -> dict[str, SecretRef]:
+    """The git connection (a read-only deploy key, please): whoever loads DAG code needs it."""
+    return {GIT_CONNECTION_ENV: SecretRef("git")} if deployment.dags.credentials_secret else {}
+
+
 def _common(deployment: Deployment) -> dict[str, str]:
     return {
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundles(deployment),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_base_url(deployment)}/execution/",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
@@ -87,7 +113,7 @@ def _with_database(settings: ComponentSettings) -> ComponentSettings:
 
 def cluster_component(deployment: Deployment, component: str) -> ComponentSettings:
     """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task."""
-    settings = _with_database(ComponentSettings(_common(deployment)))
+    settings = _with_database(ComponentSettings(_common(deployment), _bundle_secrets(deployment)))
     settings.environment |= {
         "FOUNDATION_PROJECT": deployment.name,
         runtime_files.RUNTIME_ENV: runtime_files.archive(),
@@ -126,9 +152,9 @@ def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
         "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(backend_kwargs),
         "FOUNDATION_DAG_ID": dag_id,
     }
-    return ComponentSettings(environment)
+    return ComponentSettings(environment, _bundle_secrets(deployment))
 
 
 def unmanaged_worker(deployment: Deployment) -> ComponentSettings:
     """Task containers of DAGs without a manifest: no secrets backend, no grants."""
-    return ComponentSettings(_task_container(deployment))
+    return ComponentSettings(_task_container(deployment), _bundle_secrets(deployment))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from foundation.iam.policy import (
+    DAG_BUNDLE_PREFIX,
     TASK_LOGS_ROOT,
     ArnContext,
     Grant,
@@ -26,6 +27,11 @@ def launch_dag_tasks(project: str, ctx: ArnContext) -> Grant:
         "identity_path": identity_parameter(project, ""),
     }
     return Grant("scheduler", "launch_dag_tasks", params, "cluster: the ECS executor")
+
+
+def read_dag_bundle(dags_bucket: str) -> Grant:
+    params = {"bucket": dags_bucket, "prefix": DAG_BUNDLE_PREFIX}
+    return Grant("s3", "read", params, "cluster: the dag-processor reads the DAG bundle")
 
 
 def read_task_logs(logs_bucket: str) -> Grant:

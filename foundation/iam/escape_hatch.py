@@ -11,13 +11,17 @@ from foundation.iam.catalog import ActionInfo, arn_matches_format, is_escalation
 from foundation.iam.policy import DAG_SECRETS_ROOT, Statement
 from foundation.manifest import RESERVED_SECRET_ROOT, RawStatement
 
+RESERVED_BUCKET_MESSAGE = (
+    "is the toolkit's (task logs or DAG code); each DAG already gets exactly what it needs of it"
+)
+
 
 @dataclass
 class Rules:
     """What the deployment decides about a DAG's escape hatch."""
 
     partition: str
-    logs_bucket: str
+    reserved_buckets: set[str]
     allow_escalation: bool
 
 
@@ -101,8 +105,8 @@ def _check_resource(resource: str, rules: Rules) -> str:
 
 
 def _reserved(service: str, rest: str, rules: Rules) -> str:
-    if service == "s3" and rest.split("/", 1)[0] == rules.logs_bucket:
-        return "the task-log bucket is the toolkit's; each DAG gets its own log prefix already"
+    if service == "s3" and rest.split("/", 1)[0] in rules.reserved_buckets:
+        return f"this bucket {RESERVED_BUCKET_MESSAGE}"
     if service == "secretsmanager" and rest.removeprefix("secret:").startswith(
         RESERVED_SECRET_ROOT
     ):

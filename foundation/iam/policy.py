@@ -14,6 +14,7 @@ from foundation.yamlio import FieldPath
 
 DAG_SECRETS_ROOT = "airflow/dags/"
 TASK_LOGS_ROOT = "task-logs/"
+DAG_BUNDLE_PREFIX = "dags/"
 
 Locate = Callable[[FieldPath], str]
 
@@ -101,6 +102,13 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
         {"bucket": deployment.logs_bucket, "prefix": dag_logs_prefix(manifest.dag_id)},
         "baseline: the DAG's own task-log prefix",
     )
+    if deployment.dags_bucket:
+        yield Grant(
+            "s3",
+            "read",
+            {"bucket": deployment.dags_bucket, "prefix": DAG_BUNDLE_PREFIX},
+            "baseline: the DAG bundle (tasks load their DAG's code from it)",
+        )
     p = manifest.permissions
     at = ("permissions",)
     for i, s3 in enumerate(p.s3):

@@ -10,11 +10,12 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from foundation.airflow.settings import WORKER_CONTAINER, ComponentSettings
-from foundation.config import WorkerSize
+from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
 from foundation.naming import DagNames, role_path
@@ -48,6 +49,15 @@ class SharedPieces:
     log_group: logs.ILogGroup
     vpc: ec2.IVpc
     subnet_ids: list[str]
+    secrets: dict[str, secretsmanager.ISecret]  # by SecretRef.secret; the execution role reads them
+
+
+def bundle_secrets(scope: Construct, deployment: Deployment) -> dict[str, secretsmanager.ISecret]:
+    """The git credentials, by name: core grants the shared execution role to read them."""
+    name = deployment.dags.credentials_secret
+    if not name:
+        return {}
+    return {"git": secretsmanager.Secret.from_secret_name_v2(scope, "GitCredentials", name)}
 
 
 class DagWorker(Construct):
@@ -101,6 +111,10 @@ class DagWorker(Construct):
             container_name=WORKER_CONTAINER,
             image=shared.image,
             environment=spec.settings.environment,
+            secrets={
+                env: ecs.Secret.from_secrets_manager(shared.secrets[ref.secret], ref.field)
+                for env, ref in spec.settings.secrets.items()
+            },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
         self.identity = ssm.StringParameter(
