@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from foundation.config import Deployment
@@ -48,6 +49,15 @@ class NetworkStack(FoundationStack):
                 private_subnet_ids=net.private_subnet_ids,
                 public_subnet_ids=net.public_subnet_ids or None,
             )
+
+        # Where the network can be found after deploy; this also keeps the stack non-empty when
+        # it only names an existing VPC (CloudFormation refuses a template without resources).
+        ssm.StringParameter(
+            self,
+            "VpcIdParameter",
+            parameter_name=f"/{deployment.name}/network/vpc-id",
+            string_value=self.vpc.vpc_id,
+        )
 
     @property
     def private_subnets(self) -> ec2.SubnetSelection:

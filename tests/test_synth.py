@@ -234,46 +234,99 @@ def test_a_failing_check_keeps_the_previous_assembly(project: ProjectDir) -> Non
     assert [p.name for p in project.root.iterdir() if p.name.startswith(".synth-")] == []
 
 
-def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(project: ProjectDir) -> None:
-    config = project.root / "config" / "foundation.yaml"
-    config.write_text(
-        config.read_text().replace("unmanaged_dags: refuse", "unmanaged_dags: baseline")
-    )
-    result = project.run("synth")
+ALTERNATIVE_CONFIG = """
+name: acme-alt
+region: eu-west-1
+account: "111122223333"
+airflow: {unmanaged_dags: baseline}
+network:
+  vpc_id: vpc-0abc1234def567890
+  availability_zones: [eu-west-1a, eu-west-1b]
+  private_subnet_ids: [subnet-0aaa1111bbbb2222c, subnet-0ddd3333eeee4444f]
+  public_subnet_ids: [subnet-0aaa1111bbbb2222d, subnet-0ddd3333eeee4444e]
+web: {internal: false, allow_http: true, allowed_cidrs: [203.0.113.0/24]}
+dags: {bundle: s3}
+"""
+
+
+@pytest.fixture(scope="module")
+def alternative(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """An existing VPC, plain HTTP on a public ALB, an S3 DAG bundle, unmanaged DAGs allowed."""
+    root = tmp_path_factory.mktemp("alternative")
+    (root / "config").mkdir()
+    (root / "config" / "foundation.yaml").write_text(ALTERNATIVE_CONFIG)
+    (root / "dag_permissions").mkdir()
+    (root / "dag_permissions" / "etl.yaml").write_text("dag_id: etl\nowner: x\n")
+    result = ProjectDir(root).run("synth")
     assert result.exit_code == 0, result.stderr
-    core = json.loads((project.root / "cdk.out" / f"{NAME}-core.template.json").read_text())
+    out = root / "cdk.out"
+    return {
+        p.name.removesuffix(".template.json"): json.loads(p.read_text())
+        for p in out.glob("*.template.json")
+    }
+
+
+def test_existing_vpc_is_used_by_id_without_lookups(alternative: dict) -> None:
+    assert resources(alternative["acme-alt-network"], "AWS::EC2::VPC") == {}
+    text = json.dumps(alternative)
+    assert "vpc-0abc1234def567890" in text and "subnet-0aaa1111bbbb2222c" in text
+
+
+def test_plain_http_only_when_asked_and_only_from_allowed_cidrs(alternative: dict) -> None:
+    core = alternative["acme-alt-core"]
+    (alb,) = resources(core, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert alb["Properties"]["Scheme"] == "internet-facing"
+    (listener,) = resources(core, "AWS::ElasticLoadBalancingV2::Listener").values()
+    assert (listener["Properties"]["Protocol"], listener["Properties"]["Port"]) == ("HTTP", 80)
+    alb_sg = next(
+        g
+        for g in resources(core, "AWS::EC2::SecurityGroup").values()
+        if g["Properties"]["GroupDescription"] == "Load balancer"
+    )
+    ingress = alb_sg["Properties"]["SecurityGroupIngress"]
+    assert [(r["CidrIp"], r["FromPort"]) for r in ingress] == [("203.0.113.0/24", 80)]
+
+
+def test_s3_bundle_is_read_by_the_dag_processor_and_each_dag(alternative: dict) -> None:
+    bucket = "acme-alt-dags-111122223333-eu-west-1"
+    (data_bucket,) = [
+        b
+        for b in resources(alternative["acme-alt-data"], "AWS::S3::Bucket").values()
+        if b["Properties"]["BucketName"] == bucket
+    ]
+    assert data_bucket["DeletionPolicy"] == "Retain"
+    core = json.dumps(alternative["acme-alt-core"])
+    assert f"arn:aws:s3:::{bucket}/dags/*" in core
+    worker = json.dumps(next(t for n, t in alternative.items() if "-workers-" in n))
+    assert f"arn:aws:s3:::{bucket}/dags/*" in worker
+    assert '\\"classpath\\": \\"airflow.providers.amazon.aws.bundles.s3.S3DagBundle\\"' in worker
+
+
+def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(alternative: dict) -> None:
+    name = "acme-alt"
+    core = alternative[f"{name}-core"]
     (role,) = [
         r
         for r in resources(core, "AWS::IAM::Role").values()
-        if r["Properties"]["RoleName"] == f"{NAME}-dag-unmanaged"
+        if r["Properties"]["RoleName"] == f"{name}-dag-unmanaged"
     ]
-    assert role["Properties"]["Path"] == f"/{NAME}/dags/"
+    assert role["Properties"]["Path"] == f"/{name}/dags/"
     assert "ManagedPolicyArns" not in role["Properties"] and "Policies" not in role["Properties"]
-    granting = [
-        p
-        for p in [
-            *resources(core, "AWS::IAM::Policy").values(),
-            *resources(core, "AWS::IAM::ManagedPolicy").values(),
-        ]
-        if "UnmanagedDags" in json.dumps(p["Properties"].get("Roles", []))
+    policies = [
+        *resources(core, "AWS::IAM::Policy").values(),
+        *resources(core, "AWS::IAM::ManagedPolicy").values(),
     ]
-    assert granting == []
+    assert not [p for p in policies if "UnmanagedDags" in json.dumps(p["Properties"]["Roles"])]
     (param,) = [
         p
         for p in resources(core, "AWS::SSM::Parameter").values()
-        if p["Properties"]["Name"] == f"/{NAME}/dags/unmanaged/baseline"
+        if p["Properties"]["Name"] == f"/{name}/dags/unmanaged/baseline"
     ]
-    assert f"{NAME}-worker-unmanaged" in json.dumps(param["Properties"]["Value"])
-    families = [
-        t["Properties"]["Family"] for t in resources(core, "AWS::ECS::TaskDefinition").values()
-    ]
-    assert f"{NAME}-worker-unmanaged" in families
+    assert f"{name}-worker-unmanaged" in json.dumps(param["Properties"]["Value"])
     scheduler = next(
         t
         for t in resources(core, "AWS::ECS::TaskDefinition").values()
-        if t["Properties"]["Family"] == f"{NAME}-scheduler"
+        if t["Properties"]["Family"] == f"{name}-scheduler"
     )
-    assert (
-        env_of(scheduler["Properties"]["ContainerDefinitions"][0])["FOUNDATION_UNMANAGED_DAGS"]
-        == "baseline"
-    )
+    env = env_of(scheduler["Properties"]["ContainerDefinitions"][0])
+    assert env["FOUNDATION_UNMANAGED_DAGS"] == "baseline"
