@@ -23,6 +23,7 @@ from foundation.iam.policy import (
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
 from foundation.manifest import DagManifest
+from foundation.naming import DagNames
 from foundation.validation import parse
 from foundation.yamlio import Document, FieldPath, format_path, load_mapping
 
@@ -158,6 +159,7 @@ def _cross_check(
                 "are case-insensitive, so each DAG needs a dag_id of its own"
             )
             problems.append(doc.problem(("dag_id",), message))
+    problems += _name_collisions(deployment, manifests)
     known = {m.dag_id for _, m in manifests}
     for i, dag_id in enumerate(deployment.iam.allow_escalation_for):
         if dag_id not in known:
@@ -165,6 +167,21 @@ def _cross_check(
             problems.append(config_doc.problem(path, f"{dag_id!r} has no manifest"))
     for doc, manifest in manifests:
         problems += _reserved_buckets(deployment, doc, manifest)
+    return problems
+
+
+def _name_collisions(
+    deployment: Deployment, manifests: list[tuple[Document, DagManifest]]
+) -> list[Problem]:
+    """Derived AWS names carry a hash of the dag_id; two DAGs still must never share one."""
+    seen: dict[str, str] = {}
+    problems = []
+    for doc, manifest in manifests:
+        role = DagNames(deployment.name, manifest.dag_id).role.lower()
+        if role in seen and seen[role].lower() != manifest.dag_id.lower():
+            message = f"derives the same AWS names as {seen[role]!r}; rename one of the two DAGs"
+            problems.append(doc.problem(("dag_id",), message))
+        seen.setdefault(role, manifest.dag_id)
     return problems
 
 

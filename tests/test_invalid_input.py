@@ -165,3 +165,19 @@ def test_every_problem_is_reported_at_once(empty_project: ProjectDir) -> None:
     assert "a.yaml:3: worker: cpu 3 is not a Fargate size" in result.stderr
     assert "b.yaml:1: owner: required field is missing" in result.stderr
     assert "2 problem(s); nothing was written." in result.stderr
+
+
+def test_dag_ids_whose_derived_names_collide_are_refused(
+    empty_project: ProjectDir, monkeypatch
+) -> None:
+    import foundation.naming
+
+    # Force a hash collision: every DAG gets the same 6-character hash.
+    monkeypatch.setattr(foundation.naming, "dag_hash", lambda dag_id: "abc123")
+    empty_project.manifest("sales_eu", "dag_id: sales_eu\nowner: a\n")
+    empty_project.manifest("sales.eu", "dag_id: sales.eu\nowner: b\n")
+    assert_refused(
+        empty_project,
+        "dag_permissions/sales_eu.yaml",
+        ":1: dag_id: derives the same AWS names as 'sales.eu'",
+    )

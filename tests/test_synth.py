@@ -33,6 +33,12 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
     assert sorted(s.name for s in example_synth.stacks) == sorted(STACKS)
     assert (example_synth.out / "manifest.json").is_file()
     assert not list(example_synth.out.parent.glob(".synth-*")), "staging folder left behind"
+    airflow = example_synth.out / "airflow"
+    assert sorted(p.name for p in airflow.iterdir()) == [
+        "airflow_foundation_executor.py",
+        "airflow_local_settings.py",
+        "foundation_names.py",
+    ]
 
 
 @pytest.mark.parametrize("stack", STACKS)
