@@ -89,7 +89,12 @@ def synth(
         result = synth_verb.run(project, env, out)
     except InvalidInput as error:
         raise fail_on_invalid_input(error) from None
-    except (synth_verb.NodeMissing, synth_verb.NotSupportedYet) as error:
+    except (
+        synth_verb.NodeMissing,
+        synth_verb.NotSupportedYet,
+        synth_verb.UnsafeOutput,
+        synth_verb.SynthesisFailed,
+    ) as error:
         report_error(error)
         raise typer.Exit(EXIT_FINDINGS) from None
     table = Table(title=f"{result.project.deployment.name}: cloud assembly")

@@ -37,7 +37,11 @@ _PARTITIONS = {
 
 ProjectName = Annotated[
     str,
-    _matching(r"[a-z][a-z0-9-]{1,18}[a-z0-9]", "a lowercase name of 3-20 letters, digits, '-'"),
+    _matching(
+        r"(?!sg-)(?!aws)(?!ssm)[a-z][a-z0-9-]{1,18}[a-z0-9]",
+        "a lowercase name of 3-20 letters, digits, '-' (not starting 'sg-', 'aws' or 'ssm': "
+        "security group and SSM parameter names may not)",
+    ),
 ]
 AvailabilityZone = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}[a-z]", "an AZ name")]
 VpcId = Annotated[str, _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-...)")]
@@ -50,7 +54,14 @@ InstanceClass = Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS in
 Image = Annotated[
     str, _matching(r"[a-z0-9./_-]+(:[A-Za-z0-9._-]{1,128})?(@sha256:[0-9a-f]{64})?", "an image")
 ]
-GitUrl = Annotated[str, _matching(r"(https://|ssh://|git@)\S+", "a git URL (https, ssh or git@)")]
+GitUrl = Annotated[
+    str,
+    _matching(
+        r"https://[^@/\s]+/\S+",
+        "an https git URL without credentials (put those in credentials_secret; components "
+        "reach the repository over HTTPS only)",
+    ),
+]
 TagKey = Annotated[
     str, _matching(r"(?!aws:)[\w .:/=+@-]{1,128}", "a tag key (1-128 chars, not 'aws:')")
 ]
@@ -71,12 +82,16 @@ class AirflowConfig(Model):
     unmanaged_dags: Literal["refuse", "baseline"] = "refuse"
 
 
+SUBNET_ADDRESSES_PER_AZ = 256 + 4096 + 256
+
+
 class NetworkConfig(Model):
     """Either a VPC to create (cidr) or an existing one (vpc_id and subnet ids)."""
 
     availability_zones: list[AvailabilityZone] = Field(min_length=2, max_length=6)
     cidr: Cidr | None = None
-    nat_gateways: int | None = Field(default=None, ge=0, le=6)
+    # at least one: without VPC endpoints, private subnets reach AWS APIs only through NAT
+    nat_gateways: int | None = Field(default=None, ge=1, le=6)
     vpc_id: VpcId | None = None
     private_subnet_ids: list[SubnetId] = Field(default_factory=list)
     public_subnet_ids: list[SubnetId] = Field(default_factory=list)
@@ -86,10 +101,13 @@ class NetworkConfig(Model):
         if self.vpc_id is None:
             if self.private_subnet_ids or self.public_subnet_ids:
                 raise ValueError("subnet ids need vpc_id; to create a VPC give cidr instead")
-            if self.cidr is not None:
-                prefix = ipaddress.ip_network(self.cidr).prefixlen
-                if not 16 <= prefix <= 24:
-                    raise ValueError(f"cidr {self.cidr}: use a /16 to /24 block")
+            size = ipaddress.ip_network(self.vpc_cidr).num_addresses
+            needed = len(self.availability_zones) * SUBNET_ADDRESSES_PER_AZ
+            if size < needed:
+                raise ValueError(
+                    f"cidr {self.vpc_cidr} holds {size:,} addresses; {len(self.availability_zones)}"
+                    f" AZs need {needed:,} (a public /24, a private /20 and a database /24 each)"
+                )
             return self
         if self.cidr is not None or self.nat_gateways is not None:
             raise ValueError("give either vpc_id (use a VPC) or cidr/nat_gateways (create one)")
@@ -184,6 +202,13 @@ class Deployment(Model):
     worker_stacks: int = Field(default=32, ge=1, le=200)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=40)
 
+    @model_validator(mode="after")
+    def _public_alb_needs_public_subnets(self) -> Deployment:
+        net = self.network
+        if not self.web.internal and not net.creates_vpc and not net.public_subnet_ids:
+            raise ValueError("web.internal: false needs network.public_subnet_ids for the ALB")
+        return self
+
     @property
     def partition(self) -> str:
         return partition_of(self.region)
@@ -203,3 +228,33 @@ class Deployment(Model):
     def reserved_buckets(self) -> set[str]:
         """Buckets only the toolkit grants: every DAG's logs, and every DAG's code."""
         return {self.logs_bucket} | ({self.dags_bucket} if self.dags_bucket else set())
+
+    def reserved_secret(self, name: str) -> bool:
+        """Secrets only the toolkit grants: every DAG's own (airflow/), the cluster's
+        (<name>/: database, Fernet, JWT and API keys) and the DAG bundle's git key."""
+        return (
+            name.startswith(("airflow/", f"{self.name}/")) or name == self.dags.credentials_secret
+        )
+
+    def reserved_resource(self, service: str, resource: str) -> bool:
+        """Whether an ARN's resource part names something of the cluster's own, which no DAG's
+        escape hatch may reach: its secrets, SSM identities, log groups, ECS and IAM names."""
+        name = self.name
+        if service == "s3":
+            return resource.split("/", 1)[0] in self.reserved_buckets
+        if service == "secretsmanager":
+            return self.reserved_secret(resource.removeprefix("secret:"))
+        prefixes = {
+            "ssm": (f"parameter/{name}/",),
+            "logs": (f"log-group:/{name}/",),
+            "ecs": (
+                f"cluster/{name}",
+                f"task-definition/{name}-",
+                f"task/{name}/",
+                f"service/{name}/",
+                f"container-instance/{name}/",
+                f"task-set/{name}/",
+            ),
+            "iam": (f"role/{name}/", f"role/{name}-", f"policy/{name}/", f"policy/{name}-"),
+        }
+        return resource.startswith(prefixes.get(service, ()))

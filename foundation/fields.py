@@ -32,9 +32,9 @@ def _matching(pattern: str, what: str):
 
 def _cidr(value: str) -> str:
     try:
-        network = ipaddress.ip_network(value, strict=True)
+        network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as err:
-        raise ValueError(f"{value!r} is not a CIDR block ({err})") from None
+        raise ValueError(f"{value!r} is not an IPv4 CIDR block ({err})") from None
     return str(network)
 
 

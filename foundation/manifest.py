@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from foundation.config import WorkerSize
 from foundation.fields import (
@@ -30,20 +30,6 @@ from foundation.fields import (
     ServicePrincipal,
     TopicName,
 )
-
-RESERVED_SECRET_ROOT = "airflow/"
-
-
-def _outside_reserved_root(name: str) -> str:
-    if name.startswith(RESERVED_SECRET_ROOT):
-        raise ValueError(
-            f"{name!r} is under '{RESERVED_SECRET_ROOT}', which the toolkit reserves: "
-            "a DAG's own secrets live under airflow/dags/<dag_id>/ and need no entry"
-        )
-    return name
-
-
-ExtraSecret = Annotated[SecretName, AfterValidator(_outside_reserved_root)]
 
 
 class S3Access(Model):
@@ -119,7 +105,7 @@ class RawStatement(Model):
 
 class Permissions(Model):
     s3: list[S3Access] = Field(default_factory=list)
-    secrets: list[ExtraSecret] = Field(default_factory=list)
+    secrets: list[SecretName] = Field(default_factory=list)
     kms: list[KmsAccess] = Field(default_factory=list)
     dynamodb: list[DynamoAccess] = Field(default_factory=list)
     sqs: list[SqsAccess] = Field(default_factory=list)

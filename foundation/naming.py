@@ -54,8 +54,14 @@ class DagNames:
 
 
 def execution_role_name(project: str) -> str:
-    """The one execution role every task shares: it pulls images and writes container logs."""
+    """The execution role of the cluster's components: it injects their secrets."""
     return f"{project}-task-execution"
+
+
+def worker_execution_role_name(project: str) -> str:
+    """The one execution role every DAG's tasks share: image pull, container logs and the DAG
+    bundle's git key, nothing of the cluster's secrets."""
+    return f"{project}-worker-execution"
 
 
 def workers_log_group_name(project: str) -> str:

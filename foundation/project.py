@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foundation.airflow.settings import DAG_BUNDLE
 from foundation.config import Deployment
 from foundation.errors import InvalidInput, Location, Problem
 from foundation.iam import escape_hatch
@@ -196,6 +197,23 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
     athena = manifest.permissions.athena
     if athena and athena.results.bucket in reserved:
         problems.append(doc.problem(("permissions", "athena", "results", "bucket"), message))
+    for i, secret in enumerate(manifest.permissions.secrets):
+        if deployment.reserved_secret(secret):
+            message = (
+                f"{secret!r} is the toolkit's (every DAG's own under airflow/, the cluster's "
+                f"under {deployment.name}/, the DAG bundle's key): this DAG's own secrets live "
+                "under airflow/dags/<dag_id>/ and need no entry"
+            )
+            problems.append(doc.problem(("permissions", "secrets", i), message))
+    for i, passed in enumerate(manifest.permissions.pass_roles):
+        if deployment.reserved_resource("iam", f"role/{passed.role}"):
+            message = f"{passed.role!r} is one of the cluster's roles; no DAG may pass it"
+            problems.append(doc.problem(("permissions", "pass_roles", i, "role"), message))
+    if manifest.bundle is not None and manifest.bundle != DAG_BUNDLE:
+        message = (
+            f"bundle {manifest.bundle!r} is not configured; this deployment's is {DAG_BUNDLE!r}"
+        )
+        problems.append(doc.problem(("bundle",), message))
     return problems
 
 
@@ -208,7 +226,7 @@ def _build_policy(
 
     rules = escape_hatch.Rules(
         deployment.partition,
-        deployment.reserved_buckets,
+        deployment.reserved_resource,
         manifest.dag_id in deployment.iam.allow_escalation_for,
     )
     policy = DagPolicy(manifest.dag_id)

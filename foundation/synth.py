@@ -66,9 +66,29 @@ def synthesize(project: Project, outdir: Path) -> Assembly:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
     from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
 
-    build_app(project, str(outdir)).synth()
+    try:
+        build_app(project, str(outdir)).synth()
+    except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
+        raise SynthesisFailed(f"CDK could not synthesize the app: {err}") from None
     runtime_files.write(outdir / "airflow")
     return Assembly.read(outdir, check_context(project))
+
+
+class UnsafeOutput(Exception):
+    """--out points at something that is not a cloud assembly: it would be replaced."""
+
+
+class SynthesisFailed(Exception):
+    """CDK refused the app (a construct's own validation)."""
+
+
+def _check_target(target: Path, project_root: Path) -> None:
+    if project_root == target or project_root.is_relative_to(target):
+        raise UnsafeOutput(f"--out {target} holds the project; choose a folder of its own")
+    if target.exists() and not (target.is_dir() and (target / "manifest.json").is_file()):
+        raise UnsafeOutput(
+            f"--out {target} exists and is not a cloud assembly; synth replaces only assemblies"
+        )
 
 
 def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
@@ -80,6 +100,7 @@ def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
             "planned); use executor: ecs"
         )
     target = (out or project.root / "cdk.out").resolve()
+    _check_target(target, project.root)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     try:

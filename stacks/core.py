@@ -28,11 +28,18 @@ from foundation.naming import (
     execution_role_name,
     identity_parameter,
     unmanaged_names,
+    worker_execution_role_name,
     workers_log_group_name,
 )
 from stacks.base import FoundationStack
-from stacks.constructs.airflow_service import AirflowService, ComponentSpec
-from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec, bundle_secrets
+from stacks.constructs.airflow_service import AirflowService, ComponentSpec, task_role
+from stacks.constructs.dag_worker import (
+    BUNDLE_SECRETS,
+    DagWorker,
+    SharedPieces,
+    WorkerSpec,
+    bundle_secrets,
+)
 from stacks.data import DataStack
 from stacks.network import NetworkStack
 
@@ -78,14 +85,14 @@ class CoreStack(FoundationStack):
             **self._cluster_secrets(name),
             **bundle_secrets(self, deployment),
         }
-        self.execution_role = iam.Role(
+        self.execution_role = task_role(
+            self, "TaskExecutionRole", name=execution_role_name(name), account=deployment.account
+        )
+        self.worker_execution_role = task_role(
             self,
-            "TaskExecutionRole",
-            role_name=execution_role_name(name),
-            assumed_by=iam.ServicePrincipal(
-                "ecs-tasks.amazonaws.com",
-                conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},
-            ),
+            "WorkerExecutionRole",
+            name=worker_execution_role_name(name),
+            account=deployment.account,
         )
         self.workers_log_group = logs.LogGroup(
             self,
@@ -94,9 +101,11 @@ class CoreStack(FoundationStack):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        self.workers_log_group.grant_write(self.execution_role)
-        for secret in self.secrets.values():
+        self.workers_log_group.grant_write(self.worker_execution_role)
+        for key, secret in self.secrets.items():
             secret.grant_read(self.execution_role)
+            if key in BUNDLE_SECRETS:
+                secret.grant_read(self.worker_execution_role)
 
         self.alb_sg = self._security_group("AlbSecurityGroup", vpc, "Load balancer")
         self.api_sg = self._security_group("ApiSecurityGroup", vpc, "Airflow api-server")
@@ -132,12 +141,15 @@ class CoreStack(FoundationStack):
             name="api-server",
             dns_record_type=servicediscovery.DnsRecordType.A,
         )
-        self._grant_task_logs(api.role, data)
-        self._grant_scheduler(self.services["scheduler"].role)
+        self._grant(api.role, cluster.read_task_logs(deployment.logs_bucket))
+        self._grant(
+            self.services["triggerer"].role, cluster.write_task_logs(deployment.logs_bucket)
+        )
+        self._grant(self.services["scheduler"].role, cluster.launch_dag_tasks(name, self._ctx))
         if deployment.dags_bucket:
-            grant = cluster.read_dag_bundle(deployment.dags_bucket)
-            for statement in policy_statements(grant, self._ctx):
-                self.services["dag-processor"].role.add_to_principal_policy(statement)
+            self._grant(
+                self.services["dag-processor"].role, cluster.read_dag_bundle(deployment.dags_bucket)
+            )
         if deployment.airflow.unmanaged_dags == "baseline":
             self._unmanaged_identity(network, image)
         self.url = self._load_balancer(vpc, network, api.service)
@@ -152,12 +164,13 @@ class CoreStack(FoundationStack):
             parameter=identity_parameter(name, UNMANAGED_PARAMETER_NAME),
             size=self.deployment.worker_defaults,
             settings=airflow_settings.unmanaged_worker(self.deployment),
+            policies=self._bundle_read_policies(),
         )
         shared = SharedPieces(
             project=name,
             account=self.deployment.account,
             image=image,
-            execution_role=self.execution_role,
+            execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,
             vpc=network.vpc,
             subnet_ids=network.vpc.select_subnets(
@@ -166,6 +179,13 @@ class CoreStack(FoundationStack):
             secrets=self.secrets,
         )
         DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)
+
+    def _bundle_read_policies(self) -> list:
+        """Even a DAG with no grants must load its code from an S3 bundle."""
+        if not self.deployment.dags_bucket:
+            return []
+        grant = cluster.read_dag_bundle(self.deployment.dags_bucket)
+        return [cluster.statements(grant, self._ctx)]
 
     def _cluster_secrets(self, name: str) -> dict[str, secretsmanager.Secret]:
         def generated(id: str, secret: str, length: int) -> secretsmanager.Secret:
@@ -221,14 +241,7 @@ class CoreStack(FoundationStack):
             }
         return settings
 
-    def _grant_task_logs(self, role: iam.IRole, data: DataStack) -> None:
-        for statement in policy_statements(
-            cluster.read_task_logs(self.deployment.logs_bucket), self._ctx
-        ):
-            role.add_to_principal_policy(statement)
-
-    def _grant_scheduler(self, role: iam.IRole) -> None:
-        grant = cluster.launch_dag_tasks(self.deployment.name, self._ctx)
+    def _grant(self, role: iam.IRole, grant: Grant) -> None:
         for statement in policy_statements(grant, self._ctx):
             role.add_to_principal_policy(statement)
 

@@ -17,8 +17,8 @@ from foundation.airflow import settings as airflow_settings
 from foundation.config import Deployment
 from foundation.naming import (
     DagNames,
-    execution_role_name,
     identity_parameter,
+    worker_execution_role_name,
     workers_log_group_name,
 )
 from foundation.project import Dag
@@ -66,7 +66,7 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
         account=deployment.account,
         image=ecs.ContainerImage.from_registry(deployment.airflow.image),
         execution_role=iam.Role.from_role_name(
-            scope, "TaskExecutionRole", execution_role_name(name), mutable=False
+            scope, "WorkerExecutionRole", worker_execution_role_name(name), mutable=False
         ),
         log_group=logs.LogGroup.from_log_group_name(
             scope, "WorkersLogs", workers_log_group_name(name)

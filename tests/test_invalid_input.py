@@ -40,8 +40,20 @@ MANIFEST_CASES = {
     "than one resource",
     "all_secrets": ":6: permissions.statements[0].resources[0]: 'arn:aws:secretsmanager:us-east-1:"
     "111122223333:secret:*' matches more than one resource",
-    "other_dags_secrets": ":6: permissions.statements[0].resources[0]: secrets under 'airflow/' "
-    "are the toolkit's",
+    "other_dags_secrets": ":6: permissions.statements[0].resources[0]: this is the cluster's own",
+    "cluster_secret_statement": ":6: permissions.statements[0].resources[0]: this is the "
+    "cluster's own",
+    "cluster_secret": ":4: permissions.secrets[0]: 'acme-airflow/cluster/jwt-secret' is the "
+    "toolkit's",
+    "dag_identity_parameter": ":6: permissions.statements[0].resources[0]: this is the cluster's",
+    "workers_log_group": ":6: permissions.statements[0].resources[0]: this is the cluster's own",
+    "pass_toolkit_role": ":5: permissions.pass_roles[0].role: 'acme-airflow/dags/acme-airflow-"
+    "dag-sales-daily-c2237c' is one of the cluster's roles",
+    "whole_bucket_statement": ":6: permissions.statements[0].resources[0]: "
+    "'arn:aws:s3:::acme-raw/*' matches more than one resource",
+    "start_service": ":5: permissions.statements[0].actions[0]: ecs:CreateService (Write) can "
+    "escalate privileges",
+    "unknown_bundle": ":3: bundle: bundle 'sales' is not configured; this deployment's is 'dags'",
     "escalation": ":5: permissions.statements[0].actions[0]: iam:AttachRolePolicy (Permissions "
     "management) can escalate privileges",
     "assume_role": ":5: permissions.statements[0].actions[0]: sts:AssumeRole (Write) can escalate",
@@ -60,7 +72,7 @@ MANIFEST_CASES = {
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
     "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (task logs or DAG",
     "secret_escapes_prefix": ":4: permissions.secrets[0]: 'airflow/dags/sales_daily/salesforce' "
-    "is under 'airflow/'",
+    "is the toolkit's",
     "secret_dotdot": ":4: permissions.secrets[0]: 'shared/../airflow/connections/x': empty, '.' "
     "or '..' path segments are not allowed",
     "secret_wildcard": ":4: permissions.secrets[0]: 'shared/*' contains a wildcard",
@@ -69,8 +81,9 @@ MANIFEST_CASES = {
     "invalid_fargate_pair": ":3: worker: memory 4096 MiB does not fit cpu 256 on Fargate",
     "invalid_cpu": ":3: worker: cpu 300 is not a Fargate size",
     "min_over_max": ":3: worker: min_count (3) is greater than max_count (2)",
-    "bad_cidr": ":5: network.egress[0].cidr: '10.0.0.300/8' is not a CIDR block",
-    "cidr_host_bits": ":5: network.egress[0].cidr: '10.0.0.1/8' is not a CIDR block",
+    "bad_cidr": ":5: network.egress[0].cidr: '10.0.0.300/8' is not an IPv4 CIDR block",
+    "cidr_host_bits": ":5: network.egress[0].cidr: '10.0.0.1/8' is not an IPv4 CIDR block",
+    "ipv6_cidr": ":5: network.egress[0].cidr: '::/0' is not an IPv4 CIDR block",
     "bad_port": ":5: network.egress[0].port: Input should be less than or equal to 65535",
     "pass_role_bad_service": ":5: permissions.pass_roles[0].service: '*' is not a service",
     "athena_without_results": ":4: permissions.athena.results: required field is missing",
@@ -83,7 +96,14 @@ CONFIG_CASES = {
     "bad_account": ":3: account: '1234' is not a 12-digit AWS account id",
     "bad_name": ":1: name: 'Acme_Airflow' is not a lowercase name",
     "http_without_opt_in": ":6: web: give certificate_arn for HTTPS, or set allow_http: true",
-    "bad_allowed_cidr": ":7: web.allowed_cidrs[0]: '10.0.0.0/33' is not a CIDR block",
+    "bad_allowed_cidr": ":7: web.allowed_cidrs[0]: '10.0.0.0/33' is not an IPv4 CIDR block",
+    "git_url_with_token": ":11: dags.url: 'https://x-token:ghp_abc@github.com/acme/dags.git' is "
+    "not an https git URL without credentials",
+    "git_ssh_url": ":11: dags.url: 'git@github.com:acme/dags.git' is not an https git URL",
+    "sg_name": ":1: name: 'sg-prod' is not a lowercase name",
+    "cidr_too_small": ":4: network: cidr 10.0.0.0/24 holds 256 addresses; 2 AZs need 9,216",
+    "no_nat": ":7: network.nat_gateways: Input should be greater than or equal to 1",
+    "public_alb_without_public_subnets": ":1: web.internal: false needs network.public_subnet_ids",
     "git_without_url": ":9: dags: bundle: git needs url",
     "vpc_and_cidr": ":4: network: give either vpc_id (use a VPC) or cidr/nat_gateways",
     "one_az": ":5: network.availability_zones: List should have at least 2 items",

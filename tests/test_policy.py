@@ -33,7 +33,9 @@ def test_a_dag_with_no_permissions_gets_only_its_baseline(project: ProjectDir) -
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": [
                 "arn:aws:s3:::acme-airflow-logs-111122223333-us-east-1/"
-                "task-logs/dag_id=housekeeping/*"
+                "task-logs/dag_id=housekeeping/*",
+                "arn:aws:s3:::acme-airflow-logs-111122223333-us-east-1/"
+                "task-logs/executor_callbacks/housekeeping/*",
             ],
         },
         {
@@ -42,6 +44,15 @@ def test_a_dag_with_no_permissions_gets_only_its_baseline(project: ProjectDir) -
             "Action": ["s3:ListBucket"],
             "Resource": ["arn:aws:s3:::acme-airflow-logs-111122223333-us-east-1"],
             "Condition": {"StringLike": {"s3:prefix": "task-logs/dag_id=housekeeping/*"}},
+        },
+        {
+            "Sid": "S33",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::acme-airflow-logs-111122223333-us-east-1"],
+            "Condition": {
+                "StringLike": {"s3:prefix": "task-logs/executor_callbacks/housekeeping/*"}
+            },
         },
     ]
 
@@ -159,7 +170,7 @@ def test_large_policies_are_split_across_managed_policies(empty_project: Project
     assert len(dag.policy.policies) > 1
     assert all(size <= MANAGED_POLICY_MAX_CHARS for size in dag.policy.worst_case_sizes)
     objects = {r for s in dag.policy.statements for r in s.resources if r.endswith("/*")}
-    assert len(objects) == 60 + 2  # every declared prefix, and the DAG's own log and secrets
+    assert len(objects) == 60 + 3  # every declared prefix; own secrets, logs and callback logs
 
 
 def test_policies_that_cannot_fit_are_a_check_failure(empty_project: ProjectDir) -> None:
@@ -175,9 +186,9 @@ def test_sizes_are_measured_at_the_worst_case_partition(empty_project: ProjectDi
     loaded = load_project(empty_project.root)
     (dag,) = loaded.dags
     real = document_size(dag.policy.statements)
-    # three ARNs hold the partition (aws -> aws-us-gov: 7 more each), the secrets ARN also the
+    # five ARNs hold the partition (aws -> aws-us-gov: 7 more each), the secrets ARN also the
     # region (us-east-1 -> ap-southeast-14: 6 more)
-    assert dag.policy.worst_case_sizes == [real + 3 * 7 + 6]
+    assert dag.policy.worst_case_sizes == [real + 5 * 7 + 6]
 
 
 def test_policy_size_ignores_whitespace() -> None:

@@ -140,7 +140,7 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     pass_role = by_action['"iam:PassRole"']
     assert pass_role["Resource"] == [
         f"arn:aws:iam::111122223333:role/{NAME}/dags/*",
-        f"arn:aws:iam::111122223333:role/{NAME}-task-execution",
+        f"arn:aws:iam::111122223333:role/{NAME}-worker-execution",
     ]
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
@@ -226,6 +226,7 @@ def test_synth_refuses_invalid_input_and_writes_nothing(project: ProjectDir) -> 
 def test_a_failing_check_keeps_the_previous_assembly(project: ProjectDir) -> None:
     out = project.root / "cdk.out"
     out.mkdir()
+    (out / "manifest.json").write_text("{}")
     (out / "previous").write_text("kept")
     lines = ["dag_id: big", "owner: x", "permissions:", "  s3:"] + [
         f"    - {{bucket: bucket-{i:04d}-long-name, prefix: a/long/prefix/{i}/, access: read}}"
@@ -322,7 +323,15 @@ def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(alternative: di
         *resources(core, "AWS::IAM::Policy").values(),
         *resources(core, "AWS::IAM::ManagedPolicy").values(),
     ]
-    assert not [p for p in policies if "UnmanagedDags" in json.dumps(p["Properties"]["Roles"])]
+    granted = [
+        s
+        for p in policies
+        if "UnmanagedDags" in json.dumps(p["Properties"]["Roles"])
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    # nothing but reading the S3 DAG bundle, which even a DAG without grants needs
+    assert {json.dumps(s["Action"]) for s in granted} == {'"s3:GetObject"', '"s3:ListBucket"'}
+    assert all("acme-alt-dags-111122223333-eu-west-1" in json.dumps(s) for s in granted)
     (param,) = [
         p
         for p in resources(core, "AWS::SSM::Parameter").values()
@@ -346,3 +355,11 @@ def test_celery_mode_is_refused_until_it_is_built(project: ProjectDir) -> None:
     assert result.exit_code == 1
     assert "airflow.executor: celery is not synthesized yet" in result.stderr
     assert not (project.root / "cdk.out").exists()
+
+
+def test_synth_never_replaces_what_is_not_an_assembly(project: ProjectDir) -> None:
+    for out in (project.root / "config", project.root, project.root.parent):
+        result = project.run("synth", "--out", str(out))
+        assert result.exit_code == 1
+        assert "--out" in result.stderr and "Traceback" not in result.stderr
+    assert (project.root / "config" / "foundation.yaml").is_file()

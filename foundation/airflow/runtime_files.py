@@ -52,6 +52,6 @@ UNPACK = (
 
 
 def container_command(airflow_args: list[str]) -> list[str]:
-    """Unpack the files, then start the component through the image's own entrypoint."""
-    script = f"python -c {shlex.quote(UNPACK)} && exec /entrypoint {shlex.join(airflow_args)}"
+    """Unpack the files, then start the component (the image's entrypoint already ran)."""
+    script = f"python -c {shlex.quote(UNPACK)} && exec airflow {shlex.join(airflow_args)}"
     return ["bash", "-c", script]

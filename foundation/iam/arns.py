@@ -27,18 +27,19 @@ def parse(text: str) -> Arn | None:
 def wider_than_one_resource(arn: Arn) -> bool:
     """A wildcard may follow a named resource and a path delimiter, never stand for the name.
 
-    Refused: arn:aws:s3:::*, secret:*, table/sales_*. Allowed: bucket/prefix/*,
+    Refused: arn:aws:s3:::*, bucket/*, secret:*, table/sales_*. Allowed: bucket/prefix/*,
     parameter/sales/*, table/t/index/*, function:f:*, secret:name-?????? (the suffix Secrets
     Manager appends).
     """
     rest = arn.resource
     if arn.service == "s3":
-        name = rest
-    else:
-        split = re.search(r"[/:]", rest)
-        if split and WILDCARD.search(rest[: split.start()]):
-            return True
-        name = rest[split.end() :] if split else rest
+        # objects need a key prefix before any wildcard: bucket/prefix/*, never bucket/*
+        first = WILDCARD.search(rest)
+        return first is not None and not re.fullmatch(r"[^/]+/.*[^/]/", rest[: first.start()])
+    split = re.search(r"[/:]", rest)
+    if split and WILDCARD.search(rest[: split.start()]):
+        return True
+    name = rest[split.end() :] if split else rest
     first = WILDCARD.search(name)
     if first is None:
         return False

@@ -147,5 +147,5 @@ def arn_matches_format(arn: str, arn_format: str) -> bool:
         elif i == last_var:
             pattern += "[^/]+" if part == "${BucketName}" else ".+"
         else:
-            pattern += "[^:/]*"
+            pattern += "[^:]*"  # a log group's name holds "/", never ":"
     return re.fullmatch(pattern, arn) is not None

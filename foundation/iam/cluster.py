@@ -12,7 +12,12 @@ from foundation.iam.policy import (
     number,
     render,
 )
-from foundation.naming import execution_role_name, identity_parameter, role_path, task_family_prefix
+from foundation.naming import (
+    identity_parameter,
+    role_path,
+    task_family_prefix,
+    worker_execution_role_name,
+)
 
 
 def launch_dag_tasks(project: str, ctx: ArnContext) -> Grant:
@@ -21,7 +26,7 @@ def launch_dag_tasks(project: str, ctx: ArnContext) -> Grant:
     params = {
         "family_prefix": task_family_prefix(project),
         "role_path": role_path(project),
-        "execution_role": execution_role_name(project),
+        "execution_role": worker_execution_role_name(project),
         "ecs_cluster": project,
         "cluster_arn": cluster_arn,
         "identity_path": identity_parameter(project, ""),
@@ -32,6 +37,11 @@ def launch_dag_tasks(project: str, ctx: ArnContext) -> Grant:
 def read_dag_bundle(dags_bucket: str) -> Grant:
     params = {"bucket": dags_bucket, "prefix": DAG_BUNDLE_PREFIX}
     return Grant("s3", "read", params, "cluster: the dag-processor reads the DAG bundle")
+
+
+def write_task_logs(logs_bucket: str) -> Grant:
+    params = {"bucket": logs_bucket, "prefix": TASK_LOGS_ROOT}
+    return Grant("task_logs", "read_write", params, "cluster: the triggerer uploads deferred logs")
 
 
 def read_task_logs(logs_bucket: str) -> Grant:

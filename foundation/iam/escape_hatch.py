@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from foundation.iam import arns
 from foundation.iam.arns import WILDCARD
 from foundation.iam.catalog import ActionInfo, arn_matches_format, is_escalation, lookup, suggest
 from foundation.iam.policy import DAG_SECRETS_ROOT, Statement
-from foundation.manifest import RESERVED_SECRET_ROOT, RawStatement
+from foundation.manifest import RawStatement
 
 RESERVED_BUCKET_MESSAGE = (
     "is the toolkit's (task logs or DAG code); each DAG already gets exactly what it needs of it"
@@ -21,7 +22,7 @@ class Rules:
     """What the deployment decides about a DAG's escape hatch."""
 
     partition: str
-    reserved_buckets: set[str]
+    reserved: Callable[[str, str], bool]  # (service, resource part) -> the cluster's own?
     allow_escalation: bool
 
 
@@ -105,16 +106,14 @@ def _check_resource(resource: str, rules: Rules) -> str:
 
 
 def _reserved(service: str, rest: str, rules: Rules) -> str:
-    if service == "s3" and rest.split("/", 1)[0] in rules.reserved_buckets:
+    if not rules.reserved(service, rest):
+        return ""
+    if service == "s3":
         return f"this bucket {RESERVED_BUCKET_MESSAGE}"
-    if service == "secretsmanager" and rest.removeprefix("secret:").startswith(
-        RESERVED_SECRET_ROOT
-    ):
-        return (
-            f"secrets under '{RESERVED_SECRET_ROOT}' are the toolkit's; "
-            f"this DAG's own are under {DAG_SECRETS_ROOT}<dag_id>/ already"
-        )
-    return ""
+    return (
+        "this is the cluster's own (its secrets, identities, logs, ECS or IAM names); "
+        f"a DAG's own secrets are under {DAG_SECRETS_ROOT}<dag_id>/ already"
+    )
 
 
 def _check_pairing(infos: list[ActionInfo], resources: list[str]) -> list:

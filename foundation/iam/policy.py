@@ -28,6 +28,11 @@ def dag_logs_prefix(dag_id: str) -> str:
     return f"{TASK_LOGS_ROOT}dag_id={dag_id}/"
 
 
+def dag_callback_logs_prefix(dag_id: str) -> str:
+    """Where an executor callback of the DAG logs (ExecuteCallback.log_path)."""
+    return f"{TASK_LOGS_ROOT}executor_callbacks/{dag_id}/"
+
+
 @dataclass(frozen=True)
 class ArnContext:
     partition: str
@@ -101,6 +106,12 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
         "read_write",
         {"bucket": deployment.logs_bucket, "prefix": dag_logs_prefix(manifest.dag_id)},
         "baseline: the DAG's own task-log prefix",
+    )
+    yield Grant(
+        "task_logs",
+        "read_write",
+        {"bucket": deployment.logs_bucket, "prefix": dag_callback_logs_prefix(manifest.dag_id)},
+        "baseline: the DAG's own callback-log prefix",
     )
     if deployment.dags_bucket:
         yield Grant(

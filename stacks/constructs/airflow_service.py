@@ -26,12 +26,22 @@ class ComponentSpec:
     port: int | None = None
 
 
-def task_role(scope: Construct, id: str, *, name: str, account: str) -> iam.Role:
+def task_role(
+    scope: Construct,
+    id: str,
+    *,
+    name: str,
+    account: str,
+    path: str | None = None,
+    description: str | None = None,
+) -> iam.Role:
     """A role ECS tasks assume, only on behalf of this account."""
     return iam.Role(
         scope,
         id,
         role_name=name,
+        path=path,
+        description=description,
         assumed_by=iam.ServicePrincipal(
             "ecs-tasks.amazonaws.com",
             conditions={"StringEquals": {"aws:SourceAccount": account}},

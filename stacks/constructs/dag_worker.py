@@ -19,6 +19,7 @@ from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
 from foundation.naming import DagNames, role_path
+from stacks.constructs.airflow_service import task_role
 
 DAG_ID_TAG = "foundation:dag_id"
 
@@ -52,28 +53,29 @@ class SharedPieces:
     secrets: dict[str, secretsmanager.ISecret]  # by SecretRef.secret; the execution role reads them
 
 
+BUNDLE_SECRETS = {"git"}
+
+
 def bundle_secrets(scope: Construct, deployment: Deployment) -> dict[str, secretsmanager.ISecret]:
     """The git credentials, by name: core grants the shared execution role to read them."""
     name = deployment.dags.credentials_secret
     if not name:
         return {}
-    return {"git": secretsmanager.Secret.from_secret_name_v2(scope, "GitCredentials", name)}
+    (key,) = BUNDLE_SECRETS
+    return {key: secretsmanager.Secret.from_secret_name_v2(scope, "GitCredentials", name)}
 
 
 class DagWorker(Construct):
     def __init__(self, scope: Construct, id: str, *, spec: WorkerSpec, shared: SharedPieces):
         super().__init__(scope, id)
         names = spec.names
-        self.role = iam.Role(
+        self.role = task_role(
             self,
             "TaskRole",
-            role_name=names.role,
+            name=names.role,
+            account=shared.account,
             path=role_path(shared.project),
             description=f"Tasks of {spec.label}"[:1000],
-            assumed_by=iam.ServicePrincipal(
-                "ecs-tasks.amazonaws.com",
-                conditions={"StringEquals": {"aws:SourceAccount": shared.account}},
-            ),
         )
         for index, statements in enumerate(spec.policies):
             iam.ManagedPolicy(

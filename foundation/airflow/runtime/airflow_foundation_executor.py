@@ -17,9 +17,10 @@ from typing import Any
 
 import boto3
 from airflow.providers.amazon.aws.executors.ecs.ecs_executor import AwsEcsExecutor
-from foundation_names import UNMANAGED_PARAMETER_NAME
+from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, unmanaged_names
 
 IDENTITY_PATH_ENV = "FOUNDATION_IDENTITY_PATH"
+PROJECT_ENV = "FOUNDATION_PROJECT"
 UNMANAGED_ENV = "FOUNDATION_UNMANAGED_DAGS"
 CACHE_SECONDS = 60.0
 
@@ -72,8 +73,11 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         super().__init__(*args, **kwargs)
         self.identities = IdentitySource(
             os.environ[IDENTITY_PATH_ENV],
-            boto3.client("ssm", region_name=self.run_task_kwargs.get("region_name")),
+            boto3.client(
+                "ssm", region_name=self.conf.get("aws_ecs_executor", "region_name", fallback=None)
+            ),
         )
+        self.project = os.environ[PROJECT_ENV]
         self.unmanaged = os.environ.get(UNMANAGED_ENV, "refuse")
 
     def execute_async(self, key: Any, command: Any, queue: Any = None, executor_config: Any = None):
@@ -99,10 +103,17 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         if not dag_id:
             raise IdentityRefused("workload names no dag_id")
         identity = self.identities.get(dag_id)
+        names = DagNames(self.project, dag_id)
         if identity is None and self.unmanaged == "baseline":
             identity = self.identities.get(UNMANAGED_PARAMETER_NAME)
+            names = unmanaged_names(self.project)
         if identity is None:
             raise IdentityRefused(f"DAG {dag_id!r} has no permission manifest")
+        # The parameter is data: accept only the names this DAG's worker stack creates.
+        if identity.task_definition != names.task_family or not identity.task_role_arn.endswith(
+            f":role/{self.project}/dags/{names.role}"
+        ):
+            raise IdentityRefused(f"the identity published for DAG {dag_id!r} is not its own")
         if identity.bundle and bundle != identity.bundle:
             raise IdentityRefused(
                 f"DAG {dag_id!r} may only come from bundle {identity.bundle!r}, not {bundle!r}"

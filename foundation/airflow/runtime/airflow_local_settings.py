@@ -3,8 +3,8 @@
 - task_instance_mutation_hook (scheduler and api-server: every task instance they create or
   clear) pins the DAG's own identity in executor_config, so the UI and API show what the
   executor will really use. The executor enforces it; this only makes it visible.
-- task_policy (dag-processor, at parse time) tells DAG authors that executor_config and queue
-  do not choose an identity. It runs beside the author's code: a courtesy, not a control.
+- task_policy (dag-processor, at parse time) tells DAG authors that executor_config does not
+  choose an identity. It runs beside the author's code: a courtesy, not a control.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import logging
 import os
 
 from foundation_names import DagNames
+
+__all__ = ["task_instance_mutation_hook", "task_policy"]  # Airflow copies these, only these
 
 PROJECT_ENV = "FOUNDATION_PROJECT"
 log = logging.getLogger(__name__)

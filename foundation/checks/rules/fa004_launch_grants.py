@@ -30,8 +30,10 @@ class LaunchGrants(Rule):
         allowed: dict[str, dict[str, Any]],
     ) -> Iterator[Finding]:
         condition = st.get("Condition", {})
-        if action == "iam:passrole" and "iam:PassedToService" not in str(condition):
-            yield self.finding(stack.name, resource_id, "iam:PassRole without iam:PassedToService")
+        typed = condition.get("StringEquals", {}).get("iam:PassedToService")
+        if action == "iam:passrole" and not typed:
+            message = "iam:PassRole without StringEquals iam:PassedToService"
+            yield self.finding(stack.name, resource_id, message)
         for resource in as_list(st.get("Resource", [])):
             if not WILDCARD.search(resource):
                 continue
