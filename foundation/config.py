@@ -24,6 +24,7 @@ DEFAULT_IMAGE = "apache/airflow:3.3.2"
 # Longest values an ARN can take, for sizing policies at their worst case.
 WORST_CASE_PARTITION = "aws-us-gov"
 WORST_CASE_REGION = "ap-southeast-14"
+WORST_CASE_ACCOUNT = "123456789012"
 
 _PARTITIONS = {
     "cn-": "aws-cn",

@@ -6,8 +6,6 @@ Nothing here references a worker stack: a DAG can be added or removed without to
 
 from __future__ import annotations
 
-import json
-
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -135,8 +133,10 @@ class CoreStack(FoundationStack):
                 subnets=network.private_subnets,
             )
         api = self.services["api-server"]
-        assert api.service is not None
-        api.service.enable_cloud_map(
+        api_service = api.service
+        if api_service is None:
+            raise ValueError("the api-server runs as a service")
+        api_service.enable_cloud_map(
             cloud_map_namespace=namespace,
             name="api-server",
             dns_record_type=servicediscovery.DnsRecordType.A,
@@ -152,7 +152,7 @@ class CoreStack(FoundationStack):
             )
         if deployment.airflow.unmanaged_dags == "baseline":
             self._unmanaged_identity(network, image)
-        self.url = self._load_balancer(vpc, network, api.service)
+        self.url = self._load_balancer(vpc, network, api_service)
         cdk.CfnOutput(self, "AirflowUrl", value=self.url)
 
     def _unmanaged_identity(self, network: NetworkStack, image: ecs.ContainerImage) -> None:
@@ -173,9 +173,7 @@ class CoreStack(FoundationStack):
             execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,
             vpc=network.vpc,
-            subnet_ids=network.vpc.select_subnets(
-                subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
-            ).subnet_ids,
+            subnet_ids=network.private_subnet_ids,
             secrets=self.secrets,
         )
         DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)
@@ -226,18 +224,15 @@ class CoreStack(FoundationStack):
     ) -> airflow_settings.ComponentSettings:
         settings = airflow_settings.cluster_component(self.deployment, component)
         if component == "scheduler" and self.deployment.airflow.executor == "ecs":
-            subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            subnets = network.private_subnet_ids
             settings.environment |= {
                 "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": self.cluster.cluster_name,
                 "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
                 "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
                 "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": self.deployment.region,
                 "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
-                "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": ",".join(subnets.subnet_ids),
+                "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": ",".join(subnets),
                 "AIRFLOW__AWS_ECS_EXECUTOR__SECURITY_GROUPS": self.workers_sg.security_group_id,
-                "AIRFLOW__AWS_ECS_EXECUTOR__RUN_TASK_KWARGS": json.dumps(
-                    {"propagateTags": "TASK_DEFINITION"}
-                ),
             }
         return settings
 

@@ -64,6 +64,10 @@ class NetworkStack(FoundationStack):
         return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
 
     @property
+    def private_subnet_ids(self) -> list[str]:
+        return self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids
+
+    @property
     def database_subnets(self) -> ec2.SubnetSelection:
         if self.vpc.isolated_subnets:
             return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)

@@ -7,7 +7,6 @@ a worker stack.
 
 from __future__ import annotations
 
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -72,8 +71,6 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
             scope, "WorkersLogs", workers_log_group_name(name)
         ),
         vpc=network.vpc,
-        subnet_ids=network.vpc.select_subnets(
-            subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
-        ).subnet_ids,
+        subnet_ids=network.private_subnet_ids,
         secrets=bundle_secrets(scope, deployment),
     )

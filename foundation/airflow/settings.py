@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
 from foundation.config import Deployment
-from foundation.iam.policy import DAG_BUNDLE_PREFIX, dag_secrets_prefix
+from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT, dag_secrets_prefix
 from foundation.naming import identity_parameter
 
 AIRFLOW_PORT = 8080
 WORKER_CONTAINER = "airflow-worker"
-TASK_LOGS_FOLDER = "task-logs"
 DB_NAME = "airflow"
 ECS_EXECUTOR = "airflow_foundation_executor.FoundationEcsExecutor"
 
@@ -47,10 +46,9 @@ SQL_ALCHEMY_CONN_CMD = shlex.join(["python", "-c", _SQL_CONN_PROGRAM])
 
 @dataclass(frozen=True)
 class SecretRef:
-    """An ECS secret: one of the cluster's secrets, whole or one JSON field of it."""
+    """An ECS secret: the whole value of one of the cluster's secrets."""
 
-    secret: str  # "db", "fernet", "jwt", "api"
-    field: str | None = None
+    secret: str  # "db", "fernet", "jwt", "api", "git"
 
 
 @dataclass
@@ -94,7 +92,7 @@ def _common(deployment: Deployment) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
         "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": (
-            f"s3://{deployment.logs_bucket}/{TASK_LOGS_FOLDER}"
+            f"s3://{deployment.logs_bucket}/{TASK_LOGS_ROOT.rstrip('/')}"
         ),
         "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "",
         "AWS_DEFAULT_REGION": deployment.region,
@@ -150,7 +148,6 @@ def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
             "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
         ),
         "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(backend_kwargs),
-        "FOUNDATION_DAG_ID": dag_id,
     }
     return ComponentSettings(environment, _bundle_secrets(deployment))
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundation.checks.model import StackTemplate
-from foundation.config import WORST_CASE_PARTITION, WORST_CASE_REGION
+from foundation.config import WORST_CASE_ACCOUNT, WORST_CASE_PARTITION, WORST_CASE_REGION
 
 PSEUDO = {
     "AWS::Partition": WORST_CASE_PARTITION,
     "AWS::Region": WORST_CASE_REGION,
-    "AWS::AccountId": "123456789012",
+    "AWS::AccountId": WORST_CASE_ACCOUNT,
     "AWS::URLSuffix": "amazonaws.com.cn",
     "AWS::StackName": "x" * 128,
 }

@@ -7,7 +7,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from foundation.config import WORST_CASE_PARTITION, WORST_CASE_REGION, Deployment
+from foundation.config import (
+    WORST_CASE_ACCOUNT,
+    WORST_CASE_PARTITION,
+    WORST_CASE_REGION,
+    Deployment,
+)
 from foundation.iam.catalog import catalog, fill
 from foundation.manifest import DagManifest
 from foundation.yamlio import FieldPath
@@ -45,7 +50,7 @@ class ArnContext:
 
 
 # The longest ARNs a policy can hold: IAM size limits are checked against this.
-WORST_CASE = ArnContext(WORST_CASE_PARTITION, WORST_CASE_REGION, "123456789012")
+WORST_CASE = ArnContext(WORST_CASE_PARTITION, WORST_CASE_REGION, WORST_CASE_ACCOUNT)
 
 
 @dataclass(frozen=True)

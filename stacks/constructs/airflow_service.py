@@ -91,7 +91,7 @@ class AirflowService(Construct):
             command=runtime_files.container_command(spec.command),
             environment=settings.environment,
             secrets={
-                env: ecs.Secret.from_secrets_manager(secrets[ref.secret], ref.field)
+                env: ecs.Secret.from_secrets_manager(secrets[ref.secret])
                 for env, ref in settings.secrets.items()
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.name, log_group=self.log_group),

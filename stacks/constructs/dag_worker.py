@@ -114,7 +114,7 @@ class DagWorker(Construct):
             image=shared.image,
             environment=spec.settings.environment,
             secrets={
-                env: ecs.Secret.from_secrets_manager(shared.secrets[ref.secret], ref.field)
+                env: ecs.Secret.from_secrets_manager(shared.secrets[ref.secret])
                 for env, ref in spec.settings.secrets.items()
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
