@@ -17,7 +17,7 @@ from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
-from foundation.airflow.settings import AIRFLOW_PORT, WORKER_CONTAINER
+from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.config import Deployment
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant
@@ -224,16 +224,9 @@ class CoreStack(FoundationStack):
     ) -> airflow_settings.ComponentSettings:
         settings = airflow_settings.cluster_component(self.deployment, component)
         if component == "scheduler" and self.deployment.airflow.executor == "ecs":
-            subnets = network.private_subnet_ids
-            settings.environment |= {
-                "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": self.cluster.cluster_name,
-                "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
-                "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
-                "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": self.deployment.region,
-                "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
-                "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": ",".join(subnets),
-                "AIRFLOW__AWS_ECS_EXECUTOR__SECURITY_GROUPS": self.workers_sg.security_group_id,
-            }
+            settings.environment |= airflow_settings.ecs_executor_network(
+                network.private_subnet_ids, self.workers_sg.security_group_id
+            )
         return settings
 
     def _grant(self, role: iam.IRole, grant: Grant) -> None:

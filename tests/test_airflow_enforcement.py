@@ -55,8 +55,8 @@ STOLEN = {
 def scheduler_environment() -> dict[str, str]:
     """The scheduler's environment from foundation.airflow.settings, less what needs the real
     cluster (database and Fernet secrets through _CMD, remote logging to S3, the runtime-file
-    archive, which the test writes to $AIRFLOW_HOME/config instead), plus the ECS executor keys
-    stacks/core.py adds."""
+    archive, which the test writes to $AIRFLOW_HOME/config instead), plus the network defaults
+    stacks/core.py adds, with made-up ids."""
     component = settings.cluster_component(DEPLOYMENT, "scheduler").environment
     env = {
         k: v
@@ -66,22 +66,16 @@ def scheduler_environment() -> dict[str, str]:
         and k != runtime_files.RUNTIME_ENV
     }
     assert env["AIRFLOW__CORE__EXECUTOR"] == settings.ECS_EXECUTOR
-    return env | {
-        "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": f"{PROJECT}-cluster",
-        "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": settings.WORKER_CONTAINER,
-        "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
-        "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": DEPLOYMENT.region,
-        "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
-        "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": ",".join(CONFIG_SUBNETS),
-        "AIRFLOW__AWS_ECS_EXECUTOR__SECURITY_GROUPS": WORKERS_SG,
-        "AIRFLOW__AWS_ECS_EXECUTOR__RUN_TASK_KWARGS": json.dumps(
-            {"propagateTags": "TASK_DEFINITION"}
-        ),
-        # Test only: fail a refused workload at its first attempt instead of retrying it.
-        "AIRFLOW__AWS_ECS_EXECUTOR__MAX_RUN_TASK_ATTEMPTS": "1",
-        # airflow.unmanaged_dags: refuse (the example's setting, pinned here for dag_c).
-        "FOUNDATION_UNMANAGED_DAGS": "refuse",
-    }
+    return (
+        env
+        | settings.ecs_executor_network(CONFIG_SUBNETS, WORKERS_SG)
+        | {
+            # Test only: fail a refused workload at its first attempt instead of retrying it.
+            "AIRFLOW__AWS_ECS_EXECUTOR__MAX_RUN_TASK_ATTEMPTS": "1",
+            # airflow.unmanaged_dags: refuse (the example's setting, pinned here for dag_c).
+            "FOUNDATION_UNMANAGED_DAGS": "refuse",
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +170,7 @@ def expected_run_task(dag_id: str, command: list[str]) -> dict:
     """Everything RunTask gets: the scheduler's ECS settings, the DAG's published identity."""
     published = IDENTITIES[dag_id]
     return {
-        "cluster": f"{PROJECT}-cluster",
+        "cluster": PROJECT,  # the ECS cluster is named after the project
         "launchType": "FARGATE",
         "platformVersion": "LATEST",
         "count": 1,

@@ -125,10 +125,24 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
     if component == "scheduler" and deployment.airflow.executor == "ecs":
         settings.environment |= {
             "AIRFLOW__CORE__EXECUTOR": ECS_EXECUTOR,
+            "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": deployment.name,
+            "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
+            "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
+            "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": deployment.region,
+            "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
             "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),
             "FOUNDATION_UNMANAGED_DAGS": deployment.airflow.unmanaged_dags,
         }
     return settings
+
+
+def ecs_executor_network(subnet_ids: list[str], workers_security_group: str) -> dict[str, str]:
+    """The scheduler's defaults for RunTask, known only in the stack (ids after deploy): the
+    subnets, and the shared workers security group every task gets besides its DAG's own."""
+    return {
+        "AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS": ",".join(subnet_ids),
+        "AIRFLOW__AWS_ECS_EXECUTOR__SECURITY_GROUPS": workers_security_group,
+    }
 
 
 def _task_container(deployment: Deployment) -> dict[str, str]:
