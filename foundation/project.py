@@ -55,8 +55,11 @@ class Project:
 def load_project(root: Path, env: str | None = None) -> Project:
     """Load and check everything; raise InvalidInput with every problem in the input."""
     root = root.resolve()
-    deployment, config_doc = _load_config(root, env)
     manifests, problems = _load_manifests(root)
+    try:
+        deployment, config_doc = _load_config(root, env)
+    except InvalidInput as err:
+        raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
     project = Project(root, deployment, [])
     for doc, manifest in manifests:

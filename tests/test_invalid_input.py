@@ -201,3 +201,13 @@ def test_dag_ids_whose_derived_names_collide_are_refused(
         "dag_permissions/sales_eu.yaml",
         ":1: dag_id: derives the same AWS names as 'sales.eu'",
     )
+
+
+def test_config_and_manifest_problems_are_reported_together(project: ProjectDir) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(config.read_text().replace("region: us-east-1", "region: nowhere"))
+    project.manifest("housekeeping", "dag_id: housekeeping\nowner: x\nworkr: {}\n")
+    result = project.run("validate")
+    assert result.exit_code == 2
+    assert "config/foundation.yaml:3: region: 'nowhere' is not an AWS region name" in result.stderr
+    assert "housekeeping.yaml:3: workr: unknown field 'workr'" in result.stderr
