@@ -70,8 +70,6 @@ def scheduler_environment() -> dict[str, str]:
         env
         | settings.ecs_executor_network(CONFIG_SUBNETS, WORKERS_SG)
         | {
-            # Test only: fail a refused workload at its first attempt instead of retrying it.
-            "AIRFLOW__AWS_ECS_EXECUTOR__MAX_RUN_TASK_ATTEMPTS": "1",
             # airflow.unmanaged_dags: refuse (the example's setting, pinned here for dag_c).
             "FOUNDATION_UNMANAGED_DAGS": "refuse",
         }
@@ -351,10 +349,8 @@ def test_a_dag_without_a_manifest_is_refused(observed: dict) -> None:
         (h["dag_id"], h["task_id"]) for h in observed["handed_to_executor"]
     }
     assert not [c for c in observed["run_task_calls"] if origin(c)[1] == "dag_c"]
-    assert refusals(observed, "scheduled") == [
-        "Task could not be queued after 1 attempts. Marking as failed. "
-        "Reasons: DAG 'dag_c' has no permission manifest"
-    ]
+    # refused at once, not retried as a failed RunTask would be
+    assert refusals(observed, "scheduled") == ["DAG 'dag_c' has no permission manifest"]
     [unmanaged] = [t for t in observed["task_instances"] if t["dag_id"] == "dag_c"]
     assert unmanaged["state"] == "failed"
 
@@ -371,9 +367,9 @@ def test_a_dag_id_from_another_bundle_is_refused(observed: dict) -> None:
     }
     assert sent(observed, "intruder") == []
     message = "DAG 'dag_b' may only come from bundle 'dags-folder', not 'intruder'"
-    assert refusals(observed, "intruder") == [
-        f"Task could not be queued after 1 attempts. Marking as failed. Reasons: {message}"
-    ] * len(handed)
+    # one refusal per workload handed over (the intruder's task joins each of dag_b's runs),
+    # each at once, none retried
+    assert refusals(observed, "intruder") == [message] * len(handed)
     assert [t["state"] for t in phase["task_instances"]] == ["failed"]
     [callback] = [c for c in observed["callbacks"] if c["path"] == "intruder_alerts.notify"]
     assert callback["state"] == "failed"

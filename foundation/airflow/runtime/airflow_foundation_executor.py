@@ -84,6 +84,20 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         # executor_config never reaches RunTask: a DAG file cannot pick an identity.
         super().execute_async(key, command, queue, executor_config=None)
 
+    def attempt_workload_runs(self) -> None:
+        # A refusal is final: fail it now instead of letting RunTask's retries repeat it.
+        for queued in list(self.pending_workloads):
+            try:
+                self.identity_for(queued.command)
+            except IdentityRefused as refused:
+                self.pending_workloads.remove(queued)
+                self.log.error("Refusing workload %s: %s", queued.key, refused)
+                self.log_task_event(
+                    event="foundation refused", extra=str(refused), ti_key=queued.key
+                )
+                self.fail(queued.key)
+        super().attempt_workload_runs()
+
     def _run_task_kwargs(self, task_id: Any, cmd: Any, queue: Any, exec_config: Any) -> dict:
         identity = self.identity_for(cmd)
         kwargs = super()._run_task_kwargs(task_id, cmd, queue, {})
