@@ -55,6 +55,18 @@ permissions = st.fixed_dictionaries(
         "lambda": st.lists(
             st.builds(lambda f: {"function": f}, st.sampled_from(FUNCTIONS)), max_size=2
         ),
+        # the escape hatch, on the same colliding buckets and prefixes
+        "statements": st.lists(
+            st.builds(
+                lambda bucket, prefix: {
+                    "actions": ["s3:GetObject"],
+                    "resources": [f"arn:aws:s3:::{bucket}/{prefix}*"],
+                },
+                st.sampled_from(BUCKETS),
+                st.sampled_from(PREFIXES),
+            ),
+            max_size=2,
+        ),
     },
 )
 projects = st.dictionaries(st.sampled_from(DAG_IDS), permissions, min_size=2, max_size=4)
@@ -79,6 +91,8 @@ def _scopes(project: Project, dag_id: str) -> list[tuple[str, str]]:
         ]
     for name in p.secrets:
         out.append((f"arn:aws:secretsmanager:us-east-1:111122223333:secret:{name}", "suffix6"))
+    for statement in p.statements:
+        out += [(resource.rstrip("*"), "prefix") for resource in statement.resources]
     for table in p.dynamodb:
         arn = f"arn:aws:dynamodb:us-east-1:111122223333:table/{table.table}"
         out += [(arn, "exact"), (arn + "/index/", "prefix")]
@@ -111,16 +125,19 @@ def _requests(project: Project, dag_id: str) -> list[Request]:
     dag = next(d for d in project.dags if d.dag_id == dag_id)
     ctx = ArnContext.of(project.deployment)
     out = []
-    for grant in grants(dag.manifest, project.deployment, lambda path: "test"):
-        for statement in render(grant, ctx):
-            context = {"aws:userid": USERID}
-            for pairs in (statement.condition or {}).values():
-                context |= {
-                    k: _concrete(v.replace("${aws:userid}", USERID)) for k, v in pairs.items()
-                }
-            for action in statement.actions:
-                for resource in statement.resources:
-                    out.append(Request(action, _concrete(resource), context))
+    rendered = [
+        statement
+        for grant in grants(dag.manifest, project.deployment, lambda path: "test")
+        for statement in render(grant, ctx)
+    ]
+    raw = [s for s in dag.policy.statements if any("statements" in src for src in s.sources)]
+    for statement in rendered + raw:
+        context = {"aws:userid": USERID}
+        for pairs in (statement.condition or {}).values():
+            context |= {k: _concrete(v.replace("${aws:userid}", USERID)) for k, v in pairs.items()}
+        for action in statement.actions:
+            for resource in statement.resources:
+                out.append(Request(action, _concrete(resource), context))
     return out
 
 
