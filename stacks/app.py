@@ -33,15 +33,18 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
     name = deployment.name
     network = NetworkStack(app, f"{name}-network", deployment=deployment)
     data = DataStack(app, f"{name}-data", deployment=deployment, network=network)
-    CoreStack(app, f"{name}-core", deployment=deployment, network=network, data=data)
+    core = CoreStack(app, f"{name}-core", deployment=deployment, network=network, data=data)
     for shard, dags in shards(project).items():
-        WorkersStack(
+        workers = WorkersStack(
             app,
             f"{name}-workers-{shard:02d}",
             deployment=deployment,
             network=network,
             dags=dags,
         )
+        # Worker stacks name core's execution role and log group: deploy them after core. This
+        # orders deploys only; no value flows from core, so core never blocks removing a DAG.
+        workers.add_dependency(core)
     for key, value in {"foundation:project": name, **deployment.tags}.items():
         cdk.Tags.of(app).add(key, value)
     return app

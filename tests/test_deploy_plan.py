@@ -1,0 +1,84 @@
+"""Deciding a deploy from the synthesized example, with no AWS call."""
+
+from __future__ import annotations
+
+import json
+
+from foundation.deploy.plan import (
+    ResourceChange,
+    approval_reasons,
+    iam_changes,
+    needs_template_url,
+    stack_layers,
+)
+from tests.conftest import ProjectDir
+
+NAME = "acme-airflow"
+
+
+def test_stacks_deploy_in_layers_with_worker_stacks_together(example_synth) -> None:
+    manifest = json.loads((example_synth.out / "manifest.json").read_text())
+    layers = stack_layers(manifest)
+    assert layers[:3] == [[f"{NAME}-network"], [f"{NAME}-data"], [f"{NAME}-core"]]
+    assert layers[3] == sorted(s.name for s in example_synth.stacks if "-workers-" in s.name)
+    assert len(layers) == 4
+
+
+def test_large_templates_go_by_url(example_synth) -> None:
+    sizes = {s.name: s.template_bytes for s in example_synth.stacks}
+    assert needs_template_url(sizes[f"{NAME}-core"])
+    assert not needs_template_url(sizes[f"{NAME}-network"])
+
+
+def test_a_manifest_change_touches_only_that_dags_stack_and_broadens_iam(
+    project: ProjectDir, templates: dict
+) -> None:
+    manifest = project.root / "dag_permissions" / "housekeeping.yaml"
+    manifest.write_text(
+        manifest.read_text()
+        + "permissions:\n  s3: [{bucket: acme-raw, prefix: housekeeping/, access: read}]\n"
+    )
+    assert project.run("synth").exit_code == 0
+    out = project.root / "cdk.out"
+    changed = [
+        name
+        for name, template in templates.items()
+        if json.loads((out / f"{name}.template.json").read_text()) != template
+    ]
+    assert len(changed) == 1 and "-workers-" in changed[0]
+    (name,) = changed
+    new = json.loads((out / f"{name}.template.json").read_text())
+    changes = iam_changes(templates[name], new)
+    assert changes and all(c.broadens for c in changes)
+    assert any("arn:aws:s3:::acme-raw/housekeeping/*" in c.statement for c in changes)
+    assert approval_reasons([], changes)
+    # the way back narrows: no approval needed
+    narrowing = iam_changes(new, templates[name])
+    assert narrowing and not any(c.broadens for c in narrowing)
+    assert approval_reasons([], narrowing) == []
+
+
+def test_stateful_replacements_and_removals_need_approval() -> None:
+    def change(action: str, kind: str, replacement: str = "False") -> ResourceChange:
+        aws = {
+            "ResourceChange": {
+                "Action": action,
+                "LogicalResourceId": "X",
+                "ResourceType": kind,
+                "Replacement": replacement,
+            }
+        }
+        return ResourceChange.from_aws(aws)
+
+    assert approval_reasons([change("Modify", "AWS::RDS::DBInstance", "True")], []) == [
+        "Modify AWS::RDS::DBInstance X (replacement)"
+    ]
+    assert approval_reasons([change("Remove", "AWS::S3::Bucket")], []) == [
+        "Remove AWS::S3::Bucket X"
+    ]
+    harmless = [
+        change("Modify", "AWS::RDS::DBInstance", "False"),
+        change("Remove", "AWS::EC2::SecurityGroup"),
+        change("Add", "AWS::S3::Bucket"),
+    ]
+    assert approval_reasons(harmless, []) == []
