@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
 from foundation.errors import InvalidInput
@@ -119,6 +121,40 @@ def synth(
         err.print(f"{len(result.errors)} error(s); the assembly was not written.")
         raise typer.Exit(EXIT_FINDINGS)
     console.print(f"Cloud assembly written to {result.out}")
+
+
+@app.command()
+def status(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="AWS region (default: the config's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Show each stack's state, drift status where known, last update and outputs."""
+    try:
+        stacks = status_verb.run(project, env, profile, region)
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error) from None
+    except (BotoCoreError, ClientError) as error:
+        report_error(f"AWS: {error}")
+        raise typer.Exit(EXIT_FINDINGS) from None
+    if as_json:
+        print(json.dumps([status_verb.as_data(name, state) for name, state in stacks], indent=2))
+        return
+    table = Table(title="stacks")
+    for column in ("stack", "status", "drift", "last update", "outputs"):
+        table.add_column(column)
+    for name, state in stacks:
+        if state is None:
+            table.add_row(name, "not deployed", "-", "-", "")
+            continue
+        outputs = "\n".join(f"{k} = {v}" for k, v in sorted(state.outputs.items()))
+        updated = state.updated.isoformat(timespec="seconds") if state.updated else "-"
+        table.add_row(name, state.status, state.drift, updated, Text(outputs))
+    console.print(table)
 
 
 def _print_summary(loaded: Project) -> None:

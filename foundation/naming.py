@@ -102,3 +102,18 @@ class UnmanagedNames(DagNames):
 def worker_shard(dag_id: str, shards: int) -> int:
     """The worker stack a DAG lives in: a function of its own dag_id only, so it never moves."""
     return int(hashlib.sha256(dag_id.encode()).hexdigest(), 16) % shards
+
+
+def cluster_stack_names(project: str) -> list[str]:
+    """The stacks every deployment has, in deploy order."""
+    return [f"{project}-network", f"{project}-data", f"{project}-core"]
+
+
+def worker_stack_name(project: str, shard: int) -> str:
+    return f"{project}-workers-{shard:02d}"
+
+
+def stack_names(project: str, dag_ids: list[str], shards: int) -> list[str]:
+    """Every stack of a deployment with these DAGs: no worker stack is left empty."""
+    used = sorted({worker_shard(dag_id, shards) for dag_id in dag_ids})
+    return cluster_stack_names(project) + [worker_stack_name(project, s) for s in used]

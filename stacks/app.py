@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import aws_cdk as cdk
 
-from foundation.naming import worker_shard
+from foundation.naming import cluster_stack_names, worker_shard, worker_stack_name
 from foundation.project import Dag, Project
 from stacks.core import CoreStack
 from stacks.data import DataStack
@@ -31,13 +31,14 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
     }
     app = cdk.App(outdir=outdir, **options) if outdir else cdk.App(**options)
     name = deployment.name
-    network = NetworkStack(app, f"{name}-network", deployment=deployment)
-    data = DataStack(app, f"{name}-data", deployment=deployment, network=network)
-    core = CoreStack(app, f"{name}-core", deployment=deployment, network=network, data=data)
+    network_name, data_name, core_name = cluster_stack_names(name)
+    network = NetworkStack(app, network_name, deployment=deployment)
+    data = DataStack(app, data_name, deployment=deployment, network=network)
+    core = CoreStack(app, core_name, deployment=deployment, network=network, data=data)
     for shard, dags in shards(project).items():
         workers = WorkersStack(
             app,
-            f"{name}-workers-{shard:02d}",
+            worker_stack_name(name, shard),
             deployment=deployment,
             network=network,
             dags=dags,

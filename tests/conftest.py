@@ -12,6 +12,9 @@ from foundation.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The local AWS endpoint's fixtures (moto_aws, moto_env), one server for the whole session.
+pytest_plugins = ["tests.moto_server"]
+
 
 @dataclass
 class Run:
@@ -37,7 +40,10 @@ class ProjectDir:
         return self.write(f"dag_permissions/{dag_id}.yaml", text)
 
     def run(self, *args: str) -> Run:
-        result = CliRunner().invoke(app, [*args, "--project", str(self.root)])
+        return self.run_with_env({}, *args)
+
+    def run_with_env(self, env: dict[str, str], *args: str) -> Run:
+        result = CliRunner(env=env).invoke(app, [*args, "--project", str(self.root)])
         return Run(result.exit_code, result.stdout, result.stderr, result.exception)
 
 

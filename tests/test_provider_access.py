@@ -62,9 +62,7 @@ from botocore.exceptions import ClientError
 from foundation.airflow.settings import dag_worker
 from foundation.project import load_project
 from tests.conftest import ProjectDir
-from tests.moto_server import ACCOUNT, REGION, Credentials, MotoAws, moto_aws, moto_env
-
-__all__ = ["moto_aws", "moto_env"]  # fixtures, imported so that pytest finds them
+from tests.moto_server import ACCOUNT, REGION, Credentials, MotoAws
 
 EXAMPLE_ACCOUNT = "111122223333"
 NO_RETRIES = Config(retries={"total_max_attempts": 1})

@@ -1,0 +1,32 @@
+"""`foundation status`: each stack of the project as CloudFormation has it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from foundation.deploy.actions import StackState, cloudformation, describe_stack
+from foundation.naming import stack_names
+from foundation.project import load_project
+
+
+def run(
+    root: Path, env: str | None, profile: str | None, region: str | None
+) -> list[tuple[str, StackState | None]]:
+    project = load_project(root, env)
+    deployment = project.deployment
+    cfn = cloudformation(profile, region or deployment.region)
+    names = stack_names(deployment.name, [d.dag_id for d in project.dags], deployment.worker_stacks)
+    return [(name, describe_stack(cfn, name)) for name in names]
+
+
+def as_data(name: str, state: StackState | None) -> dict[str, Any]:
+    if state is None:
+        return {"stack": name, "status": "NOT_DEPLOYED"}
+    return {
+        "stack": name,
+        "status": state.status,
+        "drift": state.drift,
+        "last_update": state.updated.isoformat() if state.updated else None,
+        "outputs": state.outputs,
+    }
