@@ -122,9 +122,11 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         settings.secrets["AIRFLOW__API_AUTH__JWT_SECRET"] = SecretRef("jwt")
     if component == "api-server":
         settings.secrets["AIRFLOW__API__SECRET_KEY"] = SecretRef("api")
+    if deployment.airflow.executor == "ecs":
+        # every component validates and shows executors by this setting; only the scheduler runs it
+        settings.environment["AIRFLOW__CORE__EXECUTOR"] = ECS_EXECUTOR
     if component == "scheduler" and deployment.airflow.executor == "ecs":
         settings.environment |= {
-            "AIRFLOW__CORE__EXECUTOR": ECS_EXECUTOR,
             "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": deployment.name,
             "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
             "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
