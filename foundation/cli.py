@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from foundation import bootstrap as bootstrap_verb
+from foundation import deploy as deploy_verb
+from foundation import destroy as destroy_verb
+from foundation import diff as diff_verb
 from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
+from foundation import views
+from foundation.cloudformation.actions import ChangeSetFailed, Locked
+from foundation.cloudformation.target import NotReady
 from foundation.errors import InvalidInput
 from foundation.project import Project
 
@@ -36,8 +46,20 @@ EnvOption = Annotated[
     typer.Option("--env", help="Overlay config/NAME.yaml on config/foundation.yaml."),
 ]
 
+ProfileOption = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
+RegionOption = Annotated[
+    str | None, typer.Option("--region", help="AWS region (default: the config's).")
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Cloud assembly folder (default: PROJECT/cdk.out).")
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", help="Approve changes that broaden IAM or lose data.")
+]
+
 EXIT_FINDINGS = 1
 EXIT_INVALID_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 @app.callback()
@@ -155,6 +177,156 @@ def status(
         updated = state.updated.isoformat(timespec="seconds") if state.updated else "-"
         table.add_row(name, state.status, state.drift, updated, Text(outputs))
     console.print(table)
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """Every way a deploy verb stops early, as one message and an exit code, never a traceback."""
+    try:
+        yield
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error) from None
+    except (
+        BotoCoreError,
+        ClientError,
+        NotReady,
+        Locked,
+        ChangeSetFailed,
+        deploy_verb.Refused,
+        synth_verb.NodeMissing,
+        synth_verb.NotSupportedYet,
+        synth_verb.UnsafeOutput,
+        synth_verb.SynthesisFailed,
+    ) as error:
+        prefix = "AWS: " if isinstance(error, (BotoCoreError, ClientError)) else ""
+        report_error(f"{prefix}{error}")
+        raise typer.Exit(EXIT_FINDINGS) from None
+
+
+def confirmer() -> Callable[[list[str]], bool] | None:
+    """Ask on a terminal; in a non-interactive shell nothing can approve but --yes."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(reasons: list[str]) -> bool:
+        return typer.confirm(f"{len(reasons)} change(s) need approval. Deploy?", default=False)
+
+    return ask
+
+
+def finish(outcomes: list[deploy_verb.Outcome], title: str) -> None:
+    console.print(views.outcome_table(outcomes, title))
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def bootstrap(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    yes: YesOption = False,
+) -> None:
+    """Create or update the artifacts bucket and the CloudFormation service role."""
+    reporter = views.LiveReporter(console)
+    try:
+        with aws_errors():
+            outcome = bootstrap_verb.run(project, env, profile, region, yes, reporter, confirmer())
+    finally:
+        reporter.close()
+    finish([outcome], "bootstrap")
+
+
+@app.command()
+def deploy(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    out: OutOption = None,
+    stack: Annotated[
+        list[str] | None, typer.Option("--stack", help="Deploy only this stack (repeatable).")
+    ] = None,
+    yes: YesOption = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=16, help="Worker stacks deployed at once.")
+    ] = 4,
+    skip_db_migrate: Annotated[
+        bool, typer.Option("--skip-db-migrate", help="Never run airflow db migrate.")
+    ] = False,
+) -> None:
+    """Synthesize (or reuse the assembly), show each stack's change set, then deploy."""
+    options = deploy_verb.Options(
+        project, env, out, profile, region, stack or [], yes, not skip_db_migrate, concurrency
+    )
+    reporter = views.LiveReporter(console)
+    try:
+        with aws_errors():
+            result = deploy_verb.run(options, reporter, confirmer())
+    except deploy_verb.Interrupted as stopped:
+        reporter.close()
+        console.print(views.outcome_table(stopped.outcomes, "interrupted"))
+        err.print(
+            "Stopped waiting. CloudFormation carries on with the stacks marked interrupted; "
+            "`foundation status` shows how they end."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        reporter.close()
+    if result.migration:
+        console.print(Text(result.migration))
+    if not result.changed:
+        console.print("No changes: no change set was executed.")
+    finish(result.outcomes, "deploy")
+
+
+@app.command()
+def diff(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    out: OutOption = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table or markdown (for a pull-request comment).")
+    ] = "table",
+) -> None:
+    """Show what a deploy would change; exit 1 when something would, 0 when nothing would."""
+    if output_format not in ("table", "markdown"):
+        report_error(f"--format {output_format!r}: use table or markdown")
+        raise typer.Exit(EXIT_INVALID_INPUT)
+    with aws_errors():
+        plans = diff_verb.run(project, env, out, profile, region)
+    if output_format == "markdown":
+        print(diff_verb.markdown(plans), end="")
+    else:
+        views.show_plans(console, plans, None)
+    if any(p.action != "none" for p in plans):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def destroy(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    out: OutOption = None,
+    yes: YesOption = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Delete every stack in reverse order; list the stateful resources kept or snapshotted."""
+    reporter = views.LiveReporter(console)
+    try:
+        with aws_errors():
+            outcomes, kept = destroy_verb.run(
+                project, env, out, profile, region, yes, reporter, confirmer()
+            )
+    finally:
+        reporter.close()
+    for k in kept:
+        console.print(Text(f"kept ({k.policy}): {k.stack} {k.logical_id} {k.resource_type}"))
+    finish(outcomes, "destroy")
 
 
 def _print_summary(loaded: Project) -> None:

@@ -51,6 +51,13 @@ CertificateArn = Annotated[
     str,
     _matching(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}", "an ACM ARN"),
 ]
+BoundaryArn = Annotated[
+    str,
+    _matching(
+        r"arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]{1,128}",
+        "an IAM managed policy ARN (arn:<partition>:iam::<account>:policy/<path/><name>)",
+    ),
+]
 InstanceClass = Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class")]
 Image = Annotated[
     str, _matching(r"[a-z0-9./_-]+(:[A-Za-z0-9._-]{1,128})?(@sha256:[0-9a-f]{64})?", "an image")
@@ -185,6 +192,9 @@ class IamConfig(Model):
     allow_escalation_for: list[DagId] = Field(default_factory=list)
     max_managed_policies_per_role: int = Field(default=10, ge=1, le=20)
     role_quota: int = Field(default=1000, ge=1, le=5000)
+    # Set on every role the stacks make; the bootstrap's CloudFormation service role may create
+    # roles only with it.
+    permissions_boundary_arn: BoundaryArn | None = None
 
 
 class Deployment(Model):
@@ -226,9 +236,16 @@ class Deployment(Model):
         return f"{self.name}-dags-{self.account}-{self.region}"
 
     @property
+    def artifacts_bucket(self) -> str:
+        """The bootstrap's bucket of published templates, outside every `<name>-*` pattern the
+        CloudFormation service role may touch."""
+        return f"foundation-{self.account}-{self.region}-{self.name}"
+
+    @property
     def reserved_buckets(self) -> set[str]:
-        """Buckets only the toolkit grants: every DAG's logs, and every DAG's code."""
-        return {self.logs_bucket} | ({self.dags_bucket} if self.dags_bucket else set())
+        """Buckets only the toolkit grants: every DAG's logs and code, and the templates."""
+        buckets = {self.logs_bucket, self.artifacts_bucket}
+        return buckets | ({self.dags_bucket} if self.dags_bucket else set())
 
     def reserved_secret(self, name: str) -> bool:
         """Secrets only the toolkit grants: every DAG's own (airflow/), the cluster's

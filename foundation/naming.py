@@ -109,6 +109,19 @@ def cluster_stack_names(project: str) -> list[str]:
     return [f"{project}-network", f"{project}-data", f"{project}-core"]
 
 
+def bootstrap_stack_name(project: str) -> str:
+    return f"{project}-bootstrap"
+
+
+# The bootstrap's roles live on a path of their own, outside `role/<name>-*` and `role/<name>/*`,
+# which is all the CloudFormation service role may create or change.
+BOOTSTRAP_ROLE_PATH = "/foundation/"
+
+
+def service_role_name(project: str) -> str:
+    return f"{project}-cloudformation"
+
+
 def worker_stack_name(project: str, shard: int) -> str:
     return f"{project}-workers-{shard:02d}"
 

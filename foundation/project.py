@@ -50,6 +50,7 @@ class Project:
     deployment: Deployment
     dags: list[Dag]
     findings: list[Problem] = field(default_factory=list)  # checks that failed (exit 1)
+    config: Document | None = None  # where each config field was written
 
 
 def load_project(root: Path, env: str | None = None) -> Project:
@@ -61,7 +62,7 @@ def load_project(root: Path, env: str | None = None) -> Project:
     except InvalidInput as err:
         raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
-    project = Project(root, deployment, [])
+    project = Project(root, deployment, [], config=config_doc)
     for doc, manifest in manifests:
         dag, found = _build_policy(root, deployment, doc, manifest)
         problems += found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from foundation.deploy.actions import StackState, cloudformation, describe_stack
+from foundation.cloudformation.actions import StackState, cloudformation, describe_stack
 from foundation.naming import stack_names
 from foundation.project import load_project
 

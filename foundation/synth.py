@@ -3,6 +3,8 @@ every template, and only then move the assembly into place."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -118,10 +120,42 @@ def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
         ]
         written = not any(f.severity == ERROR for f in findings)
         if written:
+            (staging / INPUTS_FILE).write_text(
+                json.dumps({"inputs": fingerprint(project.root, env)})
+            )
             _replace(target, staging)
         return SynthResult(project, target, stacks, findings, written)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+INPUTS_FILE = "foundation-inputs.json"
+_TOOLKIT = Path(__file__).resolve().parents[1]
+
+
+def fingerprint(root: Path, env: str | None) -> str:
+    """A hash of everything a synth reads: the project's files, the env and the toolkit's code."""
+    digest = hashlib.sha256(f"env={env}".encode())
+    sources = [
+        root / "config",
+        root / "dag_permissions",
+        _TOOLKIT / "foundation",
+        _TOOLKIT / "stacks",
+    ]
+    for folder in sources:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".yaml", ".yml"):
+                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def is_up_to_date(out: Path, root: Path, env: str | None) -> bool:
+    """Whether the assembly at `out` was synthesized from exactly these inputs."""
+    try:
+        recorded = json.loads((out / INPUTS_FILE).read_text())["inputs"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return recorded == fingerprint(root, env)
 
 
 def project_findings(project: Project) -> list[Finding]:

@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 
-from foundation.naming import cluster_stack_names, worker_shard, worker_stack_name
+from foundation.config import Deployment
+from foundation.naming import (
+    bootstrap_stack_name,
+    cluster_stack_names,
+    worker_shard,
+    worker_stack_name,
+)
 from foundation.project import Dag, Project
+from stacks.bootstrap import BootstrapStack
 from stacks.core import CoreStack
 from stacks.data import DataStack
 from stacks.network import NetworkStack
@@ -48,4 +56,17 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         workers.add_dependency(core)
     for key, value in {"foundation:project": name, **deployment.tags}.items():
         cdk.Tags.of(app).add(key, value)
+    if deployment.iam.permissions_boundary_arn:
+        boundary = iam.ManagedPolicy.from_managed_policy_arn(
+            core, "PermissionsBoundary", deployment.iam.permissions_boundary_arn
+        )
+        iam.PermissionsBoundary.of(app).apply(boundary)
+    return app
+
+
+def build_bootstrap_app(deployment: Deployment, outdir: str) -> cdk.App:
+    app = cdk.App(outdir=outdir, analytics_reporting=False, stack_traces=False)
+    stack = BootstrapStack(app, bootstrap_stack_name(deployment.name), deployment=deployment)
+    for key, value in {"foundation:project": deployment.name, **deployment.tags}.items():
+        cdk.Tags.of(stack).add(key, value)
     return app

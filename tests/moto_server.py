@@ -136,3 +136,24 @@ def moto_env(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
     for name, value in moto_aws.environment.items():
         monkeypatch.setenv(name, value)
     return moto_aws
+
+
+CERTIFICATE_ARN = (
+    "arn:aws:acm:us-east-1:111122223333:certificate/5b3c1a52-8d0e-4f6b-9a43-7c2d5e8f1a90"
+)
+
+
+@pytest.fixture(scope="session")
+def moto_cloudformation(moto_aws: MotoAws) -> MotoAws:
+    """The same server, able to deploy the toolkit's real templates through change sets.
+
+    tests/moto_cfn.py is the one place that fills moto's gaps (its docstring lists each type).
+    ECS tasks stop at once with exit code 0, so a deploy's `airflow db migrate` task completes.
+    """
+    from tests import moto_cfn  # registers the missing models in this (the server's) process
+
+    moto_cfn.patch_change_sets()
+    moto_cfn.patch_fargate_run_task()
+    moto_cfn.register_acm_certificate(CERTIFICATE_ARN, account_id=ACCOUNT, region=REGION)
+    moto_aws.set_transition("ecs::task", "immediate")
+    return moto_aws

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from foundation.deploy.plan import (
+from foundation.cloudformation.plan import (
     ResourceChange,
     approval_reasons,
     iam_changes,
-    needs_template_url,
     stack_layers,
 )
 from tests.conftest import ProjectDir
@@ -22,12 +21,6 @@ def test_stacks_deploy_in_layers_with_worker_stacks_together(example_synth) -> N
     assert layers[:3] == [[f"{NAME}-network"], [f"{NAME}-data"], [f"{NAME}-core"]]
     assert layers[3] == sorted(s.name for s in example_synth.stacks if "-workers-" in s.name)
     assert len(layers) == 4
-
-
-def test_large_templates_go_by_url(example_synth) -> None:
-    sizes = {s.name: s.template_bytes for s in example_synth.stacks}
-    assert needs_template_url(sizes[f"{NAME}-core"])
-    assert not needs_template_url(sizes[f"{NAME}-network"])
 
 
 def test_a_manifest_change_touches_only_that_dags_stack_and_broadens_iam(

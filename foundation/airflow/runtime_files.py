@@ -51,7 +51,18 @@ UNPACK = (
 )
 
 
-def container_command(airflow_args: list[str]) -> list[str]:
-    """Unpack the files, then start the component (the image's entrypoint already ran)."""
-    script = f"python -c {shlex.quote(UNPACK)} && exec airflow {shlex.join(airflow_args)}"
-    return ["bash", "-c", script]
+# How long a component waits for `airflow db migrate` (which `foundation deploy` runs while the
+# new task definitions roll out) before it exits and ECS starts it again.
+MIGRATION_WAIT_SECONDS = 1800
+
+
+def container_command(airflow_args: list[str], wait_for_migrations: bool = True) -> list[str]:
+    """Unpack the files, wait until the database schema matches this Airflow (as the Helm
+    chart's wait-for-migrations does), then start the component."""
+    steps = [f"python -c {shlex.quote(UNPACK)}"]
+    if wait_for_migrations:
+        steps.append(
+            f"airflow db check-migrations --migration-wait-timeout {MIGRATION_WAIT_SECONDS}"
+        )
+    steps.append(f"exec airflow {shlex.join(airflow_args)}")
+    return ["bash", "-c", " && ".join(steps)]

@@ -88,7 +88,9 @@ class AirflowService(Construct):
             "airflow",
             container_name=spec.name,
             image=image,
-            command=runtime_files.container_command(spec.command),
+            command=runtime_files.container_command(
+                spec.command, wait_for_migrations=spec.desired_count > 0
+            ),
             environment=settings.environment,
             secrets={
                 env: ecs.Secret.from_secrets_manager(secrets[ref.secret])

@@ -101,7 +101,7 @@ class CfnSecret(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ) -> "CfnSecret":
+    ) -> CfnSecret:
         from moto.secretsmanager.models import secretsmanager_backends
 
         props = cloudformation_json.get("Properties", {})
@@ -123,7 +123,7 @@ class CfnSecret(CloudFormationModel):
     @classmethod
     def update_from_cloudformation_json(  # type: ignore[misc]
         cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
-    ) -> "CfnSecret":
+    ) -> CfnSecret:
         # Keep the secret (and its value); replace only if the name changed.
         if original_resource.name == new_resource_name:
             return original_resource
@@ -138,9 +138,7 @@ class CfnSecret(CloudFormationModel):
     ) -> None:
         from moto.secretsmanager.models import secretsmanager_backends
 
-        secretsmanager_backends[account_id][region_name].delete_secret(
-            resource_name, None, True
-        )
+        secretsmanager_backends[account_id][region_name].delete_secret(resource_name, None, True)
 
     def delete(self, account_id: str, region_name: str) -> None:
         self.delete_from_cloudformation_json(self.arn, {}, account_id, region_name)
@@ -177,7 +175,7 @@ class CfnSecretTargetAttachment(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ) -> "CfnSecretTargetAttachment":
+    ) -> CfnSecretTargetAttachment:
         from moto.rds.models import rds_backends
         from moto.secretsmanager.models import secretsmanager_backends
 
@@ -186,12 +184,14 @@ class CfnSecretTargetAttachment(CloudFormationModel):
         secret = sm.get_secret_value(props["SecretId"], None, None)
         if props.get("TargetType") == "AWS::RDS::DBInstance":
             try:
-                db = rds_backends[account_id][region_name].describe_db_instances(
-                    props["TargetId"]
-                )[0]
+                db = rds_backends[account_id][region_name].describe_db_instances(props["TargetId"])[
+                    0
+                ]
                 value = json.loads(secret["SecretString"] or "{}")
                 value.update(
-                    engine=db.engine, host=db.address, port=db.port,
+                    engine=db.engine,
+                    host=db.address,
+                    port=db.port,
                     dbInstanceIdentifier=db.db_instance_identifier,
                 )
                 sm.put_secret_value(
@@ -259,12 +259,19 @@ class CfnSecurityGroupEgress(CloudFormationModel):
             "prefix_list_ids": [],
         }
         if "CidrIp" in props:
-            args["ip_ranges"] = [{"CidrIp": props["CidrIp"], "Description": props.get("Description", "")}]
+            args["ip_ranges"] = [
+                {"CidrIp": props["CidrIp"], "Description": props.get("Description", "")}
+            ]
         if "CidrIpv6" in props:
-            args["ip_ranges"] = [{"CidrIpv6": props["CidrIpv6"], "Description": props.get("Description", "")}]
+            args["ip_ranges"] = [
+                {"CidrIpv6": props["CidrIpv6"], "Description": props.get("Description", "")}
+            ]
         if "DestinationSecurityGroupId" in props:
             args["source_groups"] = [
-                {"GroupId": props["DestinationSecurityGroupId"], "Description": props.get("Description", "")}
+                {
+                    "GroupId": props["DestinationSecurityGroupId"],
+                    "Description": props.get("Description", ""),
+                }
             ]
         if "DestinationPrefixListId" in props:
             args["prefix_list_ids"] = [{"PrefixListId": props["DestinationPrefixListId"]}]
@@ -273,7 +280,7 @@ class CfnSecurityGroupEgress(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ) -> "CfnSecurityGroupEgress":
+    ) -> CfnSecurityGroupEgress:
         from moto.ec2.models import ec2_backends
 
         props = cloudformation_json["Properties"]
@@ -341,7 +348,7 @@ class CfnBucketPolicy(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ) -> "CfnBucketPolicy":
+    ) -> CfnBucketPolicy:
         from moto.s3.models import s3_backends
 
         props = cloudformation_json["Properties"]
@@ -411,15 +418,18 @@ class CfnPrivateDnsNamespace(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ) -> "CfnPrivateDnsNamespace":
+    ) -> CfnPrivateDnsNamespace:
         from moto.servicediscovery.models import servicediscovery_backends
 
         props = cloudformation_json["Properties"]
         backend = servicediscovery_backends[account_id][region_name]
         op_id = backend.create_private_dns_namespace(
-            name=props["Name"], creator_request_id=None,
-            description=props.get("Description"), vpc=props["Vpc"],
-            tags=_tags(props), properties=props.get("Properties"),
+            name=props["Name"],
+            creator_request_id=None,
+            description=props.get("Description"),
+            vpc=props["Vpc"],
+            tags=_tags(props),
+            properties=props.get("Properties"),
         )
         ns_id = backend.get_operation(op_id).targets["NAMESPACE"]
         return cls(backend.get_namespace(ns_id))
@@ -469,18 +479,20 @@ class CfnDiscoveryService(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-    ) -> "CfnDiscoveryService":
+    ) -> CfnDiscoveryService:
         from moto.servicediscovery.models import servicediscovery_backends
 
         props = cloudformation_json["Properties"]
         svc = servicediscovery_backends[account_id][region_name].create_service(
             name=resource_name,
             namespace_id=props.get("NamespaceId") or props.get("DnsConfig", {}).get("NamespaceId"),
-            creator_request_id=None, description=props.get("Description"),
+            creator_request_id=None,
+            description=props.get("Description"),
             dns_config=props.get("DnsConfig"),
             health_check_config=props.get("HealthCheckConfig"),
             health_check_custom_config=props.get("HealthCheckCustomConfig"),
-            tags=_tags(props), service_type=props.get("Type"),
+            tags=_tags(props),
+            service_type=props.get("Type"),
         )
         return cls(svc)
 
@@ -504,8 +516,9 @@ class CfnDiscoveryService(CloudFormationModel):
 # direct subclass with the same cloudformation_type: get_model_map() is a dict
 # built in class-creation order, so the last one wins).
 # --------------------------------------------------------------------------
-from moto.iam.models import ManagedPolicy as _MotoManagedPolicy, iam_backends  # noqa: E402
-from moto.ssm.models import Parameter as _MotoSsmParameter  # noqa: E402
+from moto.iam.models import ManagedPolicy as _MotoManagedPolicy
+from moto.iam.models import iam_backends
+from moto.ssm.models import Parameter as _MotoSsmParameter
 
 
 class CfnSsmParameter(CloudFormationModel):
@@ -543,7 +556,11 @@ class CfnSsmParameter(CloudFormationModel):
         cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
     ):
         return _MotoSsmParameter.update_from_cloudformation_json(
-            original_resource, new_resource_name, cls._fix(cloudformation_json), account_id, region_name
+            original_resource,
+            new_resource_name,
+            cls._fix(cloudformation_json),
+            account_id,
+            region_name,
         )
 
     @classmethod
@@ -662,8 +679,8 @@ def _delete_nat_gateway(account_id: str, region_name: str, nat_id: str) -> None:
         ec2.delete_nat_gateway(nat_id)
 
 
-from moto.ec2.models.nat_gateways import NatGateway as _MotoNatGateway  # noqa: E402
-from moto.ec2.models.route_tables import RouteTable as _MotoRouteTable  # noqa: E402
+from moto.ec2.models.nat_gateways import NatGateway as _MotoNatGateway
+from moto.ec2.models.route_tables import RouteTable as _MotoRouteTable
 
 # moto's AWS::EC2::RouteTable / NatGateway have no CloudFormation delete, and
 # delete_vpc refuses while non-main route tables remain -> VPC stacks can't be
@@ -708,7 +725,8 @@ def patch_change_sets() -> None:
             change_set.execution_status = "EXECUTE_FAILED"
             # stop the lazy ResourceMap from re-trying creation on every read
             stack.resource_map._resource_json_map = {
-                k: v for k, v in stack.resource_map._resource_json_map.items()
+                k: v
+                for k, v in stack.resource_map._resource_json_map.items()
                 if k in stack.resource_map._parsed_resources
             }
             return
@@ -729,11 +747,13 @@ def patch_change_sets() -> None:
             verb = {"Add": "CREATE", "Modify": "UPDATE", "Remove": "DELETE"}[change.action]
             res = parsed.get(change.logical_resource_id) or before.get(change.logical_resource_id)
             ev = cfn_models.Event(
-                stack_id=stack.stack_id, stack_name=stack.name,
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
                 logical_resource_id=change.logical_resource_id,
                 physical_resource_id=getattr(res, "physical_resource_id", None),
                 resource_type=change.resource_type,
-                resource_status=f"{verb}_COMPLETE", resource_status_reason=None,
+                resource_status=f"{verb}_COMPLETE",
+                resource_status_reason=None,
                 resource_properties=None,
             )
             stack.events.append(ev)
@@ -747,8 +767,9 @@ def patch_change_sets() -> None:
         # moto pops the stack *before* deleting its resources; if a resource
         # fails to delete the stack silently disappears (and its exports stay).
         # Report DELETE_FAILED instead, like CloudFormation.
-        stack = next((s for s in self.stacks.values()
-                      if name_or_stack_id in (s.name, s.stack_id)), None)
+        stack = next(
+            (s for s in self.stacks.values() if name_or_stack_id in (s.name, s.stack_id)), None
+        )
         if stack is None:
             return  # deleting a missing stack is a no-op in CloudFormation
         try:
@@ -772,7 +793,9 @@ def patch_change_sets() -> None:
     #     Keep the existing resource instead (properties are not updated).
     original_update = parsing.parse_and_update_resource
 
-    def parse_and_update_resource(logical_id, resource_json, resources_map, account_id, region_name):
+    def parse_and_update_resource(
+        logical_id, resource_json, resources_map, account_id, region_name
+    ):
         new = original_update(logical_id, resource_json, resources_map, account_id, region_name)
         return new if new is not None else resources_map._parsed_resources.get(logical_id)
 
@@ -780,8 +803,12 @@ def patch_change_sets() -> None:
     Backend._extras_patched = True
 
 
-def register_acm_certificate(arn: str, domain: str = "airflow.example.com",
-                             account_id: str = "123456789012", region: str = "us-east-1") -> None:
+def register_acm_certificate(
+    arn: str,
+    domain: str = "airflow.example.com",
+    account_id: str = "123456789012",
+    region: str = "us-east-1",
+) -> None:
     """Make an ACM certificate exist under a fixed ARN (ELBv2 HTTPS listeners in
     moto check that CertificateArn exists in ACM or IAM)."""
     from moto.acm.models import acm_backends
@@ -793,3 +820,22 @@ def register_acm_certificate(arn: str, domain: str = "airflow.example.com",
     bundle = backend._certificates.pop(generated)
     bundle.arn = arn
     backend._certificates[arn] = bundle
+
+
+def patch_fargate_run_task() -> None:
+    """RunTask of a Fargate task definition whose containers set no memory (the task does):
+    moto adds the containers' memory up and fails on None. Count it as 0."""
+    from moto.ecs.models import EC2ContainerServiceBackend as Backend
+
+    if getattr(Backend, "_fargate_patched", False):
+        return
+    original = Backend._calculate_task_resource_requirements
+
+    def requirements(task_definition: Any) -> dict[str, Any]:
+        for container in task_definition.container_definitions:
+            if not any(k in container for k in ("Memory", "MemoryReservation", "memory")):
+                container["memory"] = 0
+        return original(task_definition)
+
+    Backend._calculate_task_resource_requirements = staticmethod(requirements)
+    Backend._fargate_patched = True

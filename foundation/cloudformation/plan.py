@@ -1,0 +1,238 @@
+"""Deciding a deploy, without calling AWS: stack order, which changes need a person's approval
+(IAM that broadens, stateful resources replaced or removed), when the database must be migrated
+and which DAGs' tasks must drain first.
+
+The actions that call CloudFormation feed these functions what AWS returned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from foundation.naming import task_family_prefix
+
+# Resources whose replacement or removal loses data.
+STATEFUL_TYPES = {
+    "AWS::RDS::DBInstance",
+    "AWS::RDS::DBCluster",
+    "AWS::S3::Bucket",
+    "AWS::SecretsManager::Secret",
+    "AWS::DynamoDB::Table",
+    "AWS::Logs::LogGroup",
+}
+POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role"}
+
+
+def stack_layers(manifest: dict[str, Any]) -> list[list[str]]:
+    """Stacks in dependency order; the stacks of one layer can deploy at the same time."""
+    stacks = {
+        name: set(artifact.get("dependencies") or [])
+        for name, artifact in manifest["artifacts"].items()
+        if artifact["type"] == "aws:cloudformation:stack"
+    }
+    for needs in stacks.values():
+        needs &= stacks.keys()  # dependencies on non-stack artifacts order nothing here
+    layers: list[list[str]] = []
+    done: set[str] = set()
+    while len(done) < len(stacks):
+        ready = sorted(name for name, needs in stacks.items() if name not in done and needs <= done)
+        if not ready:
+            raise ValueError(
+                f"stacks depend on each other in a cycle: {sorted(stacks.keys() - done)}"
+            )
+        layers.append(ready)
+        done.update(ready)
+    return layers
+
+
+@dataclass(frozen=True)
+class IamChange:
+    """One IAM statement added to or removed from a policy, as `cdk diff` lists them."""
+
+    resource: str  # logical id holding the policy
+    added: bool
+    statement: str  # the statement, as canonical JSON
+
+    @property
+    def broadens(self) -> bool:
+        return self.added
+
+
+def _statements(template: dict[str, Any] | None) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for logical_id, resource in ((template or {}).get("Resources") or {}).items():
+        if resource.get("Type") not in POLICY_TYPES:
+            continue
+        props = resource.get("Properties", {})
+        documents = [props.get("PolicyDocument"), props.get("AssumeRolePolicyDocument")]
+        documents += [p.get("PolicyDocument") for p in props.get("Policies", [])]
+        for document in filter(None, documents):
+            statements = document.get("Statement", [])
+            for statement in statements if isinstance(statements, list) else [statements]:
+                canonical = {k: v for k, v in statement.items() if k != "Sid"}
+                out.add((logical_id, json.dumps(canonical, sort_keys=True)))
+    return out
+
+
+def iam_changes(deployed: dict[str, Any] | None, new: dict[str, Any]) -> list[IamChange]:
+    """Statement-level IAM differences between the deployed template and the new one."""
+    before, after = _statements(deployed), _statements(new)
+    changes = [IamChange(r, True, s) for r, s in sorted(after - before)]
+    changes += [IamChange(r, False, s) for r, s in sorted(before - after)]
+    return changes
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """A change set's ResourceChange, as much of it as decides approval."""
+
+    action: str  # Add | Modify | Remove | Import | Dynamic
+    logical_id: str
+    resource_type: str
+    replacement: str = "False"  # True | False | Conditional
+
+    @classmethod
+    def from_aws(cls, change: dict[str, Any]) -> ResourceChange:
+        rc = change["ResourceChange"]
+        return cls(
+            rc["Action"],
+            rc["LogicalResourceId"],
+            rc["ResourceType"],
+            rc.get("Replacement", "False"),
+        )
+
+    @property
+    def loses_data(self) -> bool:
+        if self.resource_type not in STATEFUL_TYPES:
+            return False
+        return self.action == "Remove" or (
+            self.action == "Modify" and self.replacement in ("True", "Conditional")
+        )
+
+
+def approval_reasons(changes: list[ResourceChange], iam: list[IamChange]) -> list[str]:
+    """Why a change set needs confirmation (or --yes); empty when it may go ahead alone."""
+    reasons = [
+        f"{c.action} {c.resource_type} {c.logical_id}"
+        + (" (replacement)" if c.action == "Modify" else "")
+        for c in changes
+        if c.loses_data
+    ]
+    reasons += [f"IAM broadens in {c.resource}: {c.statement}" for c in iam if c.broadens]
+    return reasons
+
+
+Action = Literal["create", "update", "delete", "none"]
+
+
+@dataclass
+class StackPlan:
+    """What a deploy does to one stack, and what it would change."""
+
+    name: str
+    action: Action
+    template: dict[str, Any] | None  # the new template; None when the stack goes
+    deployed: dict[str, Any] | None  # the live template; None when there is none
+    changes: list[ResourceChange] = field(default_factory=list)
+    change_set_id: str | None = None
+    template_url: str | None = None
+    replaces_failed_create: bool = False  # a ROLLBACK_COMPLETE stack is deleted first
+
+    @property
+    def iam(self) -> list[IamChange]:
+        return iam_changes(self.deployed, self.template or {})
+
+    @property
+    def approval_reasons(self) -> list[str]:
+        return approval_reasons(self.changes, self.iam)
+
+
+def resources_of(template: dict[str, Any] | None) -> dict[str, str]:
+    return {k: r["Type"] for k, r in ((template or {}).get("Resources") or {}).items()}
+
+
+def template_changes(
+    deployed: dict[str, Any] | None, new: dict[str, Any] | None
+) -> list[ResourceChange]:
+    """Added and removed resources, for stacks that get no change set (new or deleted ones)."""
+    before, after = resources_of(deployed), resources_of(new)
+    changes = [ResourceChange("Add", k, t) for k, t in sorted(after.items()) if k not in before]
+    changes += [ResourceChange("Remove", k, t) for k, t in sorted(before.items()) if k not in after]
+    return changes
+
+
+def orphaned_worker_stacks(live: set[str], assembly: set[str], project: str) -> list[str]:
+    """Worker stacks deployed before whose every DAG has since been removed."""
+    prefix = f"{project}-workers-"
+    return sorted(n for n in live - assembly if n.startswith(prefix))
+
+
+def _task_families(template: dict[str, Any] | None, project: str) -> set[str]:
+    resources = ((template or {}).get("Resources") or {}).values()
+    return {
+        r["Properties"]["Family"]
+        for r in resources
+        if r.get("Type") == "AWS::ECS::TaskDefinition"
+        and str(r.get("Properties", {}).get("Family", "")).startswith(task_family_prefix(project))
+    }
+
+
+def removed_worker_families(plan: StackPlan, project: str) -> list[str]:
+    """Task families of DAGs this plan removes: their running tasks drain before it executes."""
+    return sorted(_task_families(plan.deployed, project) - _task_families(plan.template, project))
+
+
+def _migration_task(template: dict[str, Any] | None, project: str) -> tuple[str, dict] | None:
+    for logical_id, r in ((template or {}).get("Resources") or {}).items():
+        props = r.get("Properties", {})
+        if r.get("Type") == "AWS::ECS::TaskDefinition" and props.get("Family") == (
+            f"{project}-db-migrate"
+        ):
+            return logical_id, props
+    return None
+
+
+def migration_reason(core: StackPlan, data: StackPlan | None, project: str) -> str | None:
+    """Why `airflow db migrate` must run in this deploy, or None."""
+    new = _migration_task(core.template, project)
+    if new is None:
+        return None
+    old = _migration_task(core.deployed, project)
+    if old is None:
+        return "first deploy of the cluster"
+    images = [[c.get("Image") for c in t[1]["ContainerDefinitions"]] for t in (old, new)]
+    if images[0] != images[1]:
+        return f"the Airflow image changes ({images[0][0]} -> {images[1][0]})"
+    if data and any(
+        c.resource_type == "AWS::RDS::DBInstance" and c.action in ("Add", "Modify")
+        for c in data.changes
+    ):
+        return "the metadata database changes"
+    return None
+
+
+@dataclass(frozen=True)
+class MigrationTarget:
+    """Where the migration task runs, as logical ids and exports to resolve once deployed."""
+
+    task_definition: str  # logical id in core
+    security_group: str  # logical id in core
+    subnets: list[Any]  # subnet ids, or {"Fn::ImportValue": export} to look up
+
+
+def migration_target(core_template: dict[str, Any], project: str) -> MigrationTarget:
+    """The db-migrate task definition, run like the scheduler: its subnets and security group."""
+    found = _migration_task(core_template, project)
+    if found is None:
+        raise ValueError("the core template has no db-migrate task definition")
+    for r in core_template["Resources"].values():
+        props = r.get("Properties", {})
+        if r.get("Type") == "AWS::ECS::Service" and props.get("ServiceName") == (
+            f"{project}-scheduler"
+        ):
+            vpc = props["NetworkConfiguration"]["AwsvpcConfiguration"]
+            (group,) = vpc["SecurityGroups"]
+            return MigrationTarget(found[0], group["Fn::GetAtt"][0], list(vpc["Subnets"]))
+    raise ValueError("the core template has no scheduler service")

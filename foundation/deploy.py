@@ -1,0 +1,383 @@
+"""`foundation deploy`: publish the assembly's templates, show every stack's change set, then
+execute them layer by layer (worker stacks side by side), migrating the database when needed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from foundation.cloudformation import actions
+from foundation.cloudformation.actions import SUCCESS, Event
+from foundation.cloudformation.plan import (
+    MigrationTarget,
+    StackPlan,
+    migration_reason,
+    migration_target,
+    removed_worker_families,
+)
+from foundation.cloudformation.target import Target, discard, open_target, plan_all
+from foundation.naming import cluster_stack_names
+
+DRAIN_TIMEOUT_SECONDS = 3600
+
+
+class Reporter(Protocol):
+    def plan(self, plans: list[StackPlan], migration: str | None) -> None: ...
+    def event(self, stack: str, event: Event) -> None: ...
+    def status(self, stack: str, text: str) -> None: ...
+
+
+Confirm = Callable[[list[str]], bool]
+
+
+@dataclass(frozen=True)
+class Options:
+    root: Path
+    env: str | None = None
+    out: Path | None = None
+    profile: str | None = None
+    region: str | None = None
+    stacks: list[str] = field(default_factory=list)
+    yes: bool = False
+    migrate: bool = True
+    concurrency: int = 4
+    drain_timeout: float = DRAIN_TIMEOUT_SECONDS
+
+
+@dataclass
+class Outcome:
+    stack: str
+    result: str  # created, updated, deleted, no changes, failed, skipped, interrupted
+    status: str = ""
+    failures: list[Event] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("created", "updated", "deleted", "no changes")
+
+
+@dataclass
+class Result:
+    outcomes: list[Outcome]
+    migration: str | None = None  # why it ran, with its result
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def changed(self) -> bool:
+        return any(o.result != "no changes" for o in self.outcomes)
+
+
+class Refused(Exception):
+    """The deploy did not start: nothing was changed (exit 1)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: waiting stopped; the outcomes say what CloudFormation was doing."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
+def run(options: Options, reporter: Reporter, confirm: Confirm | None) -> Result:
+    target = open_target(options.root, options.env, options.out, options.profile, options.region)
+    unknown = sorted(set(options.stacks) - set(target.assembly.bodies) - set(target.orphans))
+    if unknown:
+        raise Refused(f"no such stack: {', '.join(unknown)}")
+    if target.busy:
+        busy = ", ".join(f"{s.name} ({s.status})" for s in target.busy)
+        raise Refused(f"a CloudFormation operation is under way: {busy}; wait for it to end")
+    actions.acquire_lock(target.aws, target.bootstrap.bucket)
+    try:
+        return _deploy(target, options, reporter, confirm)
+    finally:
+        actions.release_lock(target.aws, target.bootstrap.bucket)
+
+
+def _deploy(
+    target: Target, options: Options, reporter: Reporter, confirm: Confirm | None
+) -> Result:
+    plans = plan_all(target, options.stacks, options.concurrency)
+    migration = _migration(target, plans) if options.migrate else None
+    reporter.plan(plans, migration)
+    if all(p.action == "none" for p in plans):
+        return Result([Outcome(p.name, "no changes", target.live[p.name].status) for p in plans])
+    reasons = [f"{p.name}: {r}" for p in plans for r in p.approval_reasons]
+    if reasons and not options.yes and not (confirm and confirm(reasons)):
+        discard(target, plans)
+        raise Refused(
+            f"{len(reasons)} change(s) need approval (IAM that broadens, or stateful resources "
+            "replaced or removed); nothing was changed. Run again with --yes to approve."
+        )
+    return _apply(target, options, reporter, plans, migration)
+
+
+def _migration(target: Target, plans: list[StackPlan]) -> str | None:
+    _, data_name, core_name = cluster_stack_names(target.name)
+    by_name = {p.name: p for p in plans}
+    if core_name not in by_name or by_name[core_name].action == "delete":
+        return None
+    return migration_reason(by_name[core_name], by_name.get(data_name), target.name)
+
+
+def _layers(target: Target, plans: list[StackPlan]) -> list[list[StackPlan]]:
+    by_name = {p.name: p for p in plans if p.action != "none"}
+    layers = [[by_name[n] for n in layer if n in by_name] for layer in target.assembly.layers]
+    layers.append([by_name[n] for n in target.orphans if n in by_name])
+    return [layer for layer in layers if layer]
+
+
+def _apply(
+    target: Target,
+    options: Options,
+    reporter: Reporter,
+    plans: list[StackPlan],
+    migration: str | None,
+) -> Result:
+    stop = threading.Event()
+    outcomes = {p.name: Outcome(p.name, "no changes", _status(target, p.name)) for p in plans}
+    runner = StackRunner(target, reporter, stop, options.drain_timeout)
+    migrator = Migrator(target, reporter, stop, migration) if migration else None
+    try:
+        for layer in _layers(target, plans):
+            with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
+                futures = {
+                    pool.submit(runner.apply, p, migrator if _is_core(target, p) else None): p
+                    for p in layer
+                }
+                while any(not f.done() for f in futures):
+                    time.sleep(0.1)  # wakes for Ctrl-C, which only the main thread receives
+                for future, plan in futures.items():
+                    outcomes[plan.name] = future.result()
+            if not all(outcomes[p.name].ok for p in layer):
+                break
+    except KeyboardInterrupt:
+        stop.set()
+        raise Interrupted(_interrupted(target, plans, outcomes)) from None
+    finally:
+        discard(target, [p for p in plans if outcomes[p.name].result == "no changes"])
+    for plan in plans:
+        if plan.action != "none" and outcomes[plan.name].result == "no changes":
+            outcomes[plan.name].result = "skipped"  # a layer before it failed
+    if migrator and migrator.where is None and all(o.ok for o in outcomes.values()):
+        # core itself did not change (the database did): migrate with the deployed task
+        core = next(p for p in plans if _is_core(target, p))
+        migrator.prepare(core)
+        migrator.finish(True, runner._sleep)
+    result = Result(list(outcomes.values()), migrator.summary if migrator else None)
+    if migrator and not migrator.ok:
+        outcomes[cluster_stack_names(target.name)[2]].result = "failed"
+    return result
+
+
+def _is_core(target: Target, plan: StackPlan) -> bool:
+    return plan.name == cluster_stack_names(target.name)[2]
+
+
+def _status(target: Target, name: str) -> str:
+    state = target.live.get(name)
+    return state.status if state else "NOT_DEPLOYED"
+
+
+def _interrupted(target: Target, plans: list[StackPlan], outcomes: dict) -> list[Outcome]:
+    """What each stack was doing when waiting stopped: CloudFormation carries on regardless."""
+    out = []
+    for plan in plans:
+        outcome = outcomes[plan.name]
+        if plan.action != "none" and outcome.result == "no changes":
+            state = actions.describe_stack(target.aws.cfn, plan.name)
+            status = state.status if state else "NOT_DEPLOYED"
+            executing = status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
+            outcome = Outcome(plan.name, "interrupted" if executing else "skipped", status)
+        out.append(outcome)
+    return out
+
+
+class Stopped(Exception):
+    pass
+
+
+class StackRunner:
+    """Takes one stack through its plan and follows it to the end."""
+
+    def __init__(
+        self, target: Target, reporter: Reporter, stop: threading.Event, drain_timeout: float
+    ) -> None:
+        self.target, self.reporter, self.stop = target, reporter, stop
+        self.drain_timeout = drain_timeout
+
+    def apply(self, plan: StackPlan, migrator: Migrator | None) -> Outcome:
+        try:
+            self._drain(plan)
+            if plan.action == "delete":
+                return self._delete(plan)
+            if plan.replaces_failed_create:
+                self.reporter.status(plan.name, "deleting the stack a failed create left behind")
+                failed = self._delete(plan)
+                if not failed.ok:
+                    return failed
+            if plan.action == "create":
+                change_set = actions.create_change_set(
+                    self.target.aws,
+                    plan.name,
+                    template=plan.template_url or "",
+                    role_arn=self.target.bootstrap.role_arn,
+                    create=True,
+                )
+                plan.change_set_id = change_set.id
+            return self._execute(plan, migrator)
+        except Stopped:
+            return Outcome(plan.name, "interrupted", "")
+        except actions.ChangeSetFailed as error:
+            return Outcome(plan.name, "failed", _status(self.target, plan.name), message=str(error))
+
+    def _drain(self, plan: StackPlan) -> None:
+        """A removed DAG's running tasks finish before its role and security group go."""
+        families = removed_worker_families(plan, self.target.name)
+        deadline = time.monotonic() + self.drain_timeout
+        for family in families:
+            while tasks := actions.running_tasks(self.target.aws, self.target.name, family):
+                if time.monotonic() > deadline:
+                    raise actions.ChangeSetFailed(
+                        plan.name, f"{len(tasks)} task(s) of {family} still run; not removed"
+                    )
+                self.reporter.status(plan.name, f"waiting for {len(tasks)} task(s) of {family}")
+                self._sleep()
+
+    def _sleep(self) -> None:
+        if self.stop.wait(self.target.aws.poll_seconds):
+            raise Stopped
+
+    def _delete(self, plan: StackPlan) -> Outcome:
+        since = datetime.now(UTC)
+        actions.delete_stack(self.target.aws, plan.name, self.target.bootstrap.role_arn)
+        return self._follow(plan.name, since, "deleted")
+
+    def _execute(self, plan: StackPlan, migrator: Migrator | None) -> Outcome:
+        since = datetime.now(UTC)
+        if migrator:
+            migrator.prepare(plan)
+        actions.execute_change_set(self.target.aws, plan.change_set_id or "")
+        plan.change_set_id = None
+        done = "created" if plan.action == "create" else "updated"
+        outcome = self._follow(plan.name, since, done, migrator.tick if migrator else None)
+        if migrator:
+            migrator.finish(outcome.ok, self._sleep)
+        return outcome
+
+    def _follow(
+        self, stack: str, since: datetime, done: str, tick: Callable[[], None] | None = None
+    ) -> Outcome:
+        def on_tick() -> None:
+            if self.stop.is_set():
+                raise Stopped
+            if tick:
+                tick()
+
+        status, events = actions.wait_for_stack(
+            self.target.aws,
+            stack,
+            since,
+            lambda e: self.reporter.event(stack, e),
+            on_tick,
+        )
+        state = actions.describe_stack(self.target.aws.cfn, stack)
+        ok = status in SUCCESS
+        return Outcome(
+            stack,
+            done if ok else "failed",
+            status,
+            [e for e in events if e.failed],
+            state.outputs if state else {},
+        )
+
+
+class Migrator:
+    """Runs `airflow db migrate` while core deploys: as soon as the new migration task definition
+    exists, and before the components (which wait for the migration) can become healthy."""
+
+    def __init__(
+        self, target: Target, reporter: Reporter, stop: threading.Event, reason: str
+    ) -> None:
+        self.target, self.reporter, self.stop, self.reason = target, reporter, stop, reason
+        self.stack = cluster_stack_names(target.name)[2]
+        self.where: MigrationTarget | None = None
+        self.previous: str | None = None
+        self.task: str | None = None
+        self.exit: actions.TaskOutcome | None = None
+
+    def prepare(self, plan: StackPlan) -> None:
+        self.where = migration_target(plan.template or {}, self.target.name)
+        if plan.action == "update":
+            before = actions.stack_resources(self.target.aws, self.stack)
+            self.previous = before.get(self.where.task_definition, ("", ""))[0]
+
+    def tick(self) -> None:
+        if self.exit or self.where is None:
+            return
+        if self.task is None:
+            self._start_when_ready()
+        else:
+            self._check()
+
+    def finish(self, stack_ok: bool, sleep: Callable[[], None]) -> None:
+        """After core settles: the migration must have run to its end."""
+        if not stack_ok and self.task is None:
+            self.exit = actions.TaskOutcome(True, None, "core failed before the migration ran")
+            return
+        while not self.exit:
+            self.tick()
+            if not self.exit:
+                sleep()
+
+    def _start_when_ready(self) -> None:
+        assert self.where is not None
+        resources = actions.stack_resources(self.target.aws, self.stack)
+        task_def, status = resources.get(self.where.task_definition, ("", ""))
+        group, group_status = resources.get(self.where.security_group, ("", ""))
+        ready = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+        if status not in ready or group_status not in ready or task_def == self.previous:
+            return
+        subnets = self._subnets()
+        self.task = actions.run_task(self.target.aws, self.target.name, task_def, subnets, group)
+        self.reporter.status(self.stack, f"airflow db migrate: started ({self.reason})")
+
+    def _subnets(self) -> list[str]:
+        assert self.where is not None
+        wanted = [s["Fn::ImportValue"] for s in self.where.subnets if isinstance(s, dict)]
+        exports = {}
+        if wanted:
+            for page in self.target.aws.cfn.get_paginator("list_exports").paginate():
+                exports |= {e["Name"]: e["Value"] for e in page["Exports"]}
+        return [
+            exports[s["Fn::ImportValue"]] if isinstance(s, dict) else s for s in self.where.subnets
+        ]
+
+    def _check(self) -> None:
+        outcome = actions.task_outcome(self.target.aws, self.target.name, self.task or "")
+        if outcome.stopped:
+            self.exit = outcome
+            result = "done" if self.ok else f"failed (exit {outcome.exit_code}: {outcome.reason})"
+            self.reporter.status(self.stack, f"airflow db migrate: {result}")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit is not None and self.exit.exit_code == 0
+
+    @property
+    def summary(self) -> str:
+        if self.ok:
+            return f"airflow db migrate ran ({self.reason})"
+        detail = self.exit.reason if self.exit else "did not finish"
+        return f"airflow db migrate FAILED ({self.reason}): {detail}"

@@ -1,0 +1,70 @@
+"""What `foundation deploy` needs in the account before the first deploy: a bucket for published
+templates and a CloudFormation service role that change sets run under, so the person deploying
+needs no broad rights of their own."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from foundation.config import Deployment
+from foundation.iam import deployer
+from foundation.naming import BOOTSTRAP_ROLE_PATH, service_role_name
+from stacks.base import FoundationStack
+
+TEMPLATES_PREFIX = "templates/"
+LOCKS_PREFIX = "locks/"
+TEMPLATE_DAYS = 30
+
+
+class BootstrapStack(FoundationStack):
+    def __init__(self, scope: Construct, id: str, *, deployment: Deployment) -> None:
+        super().__init__(scope, id, deployment=deployment)
+        boundary = deployment.iam.permissions_boundary_arn
+        if boundary is None:
+            raise ValueError("the bootstrap needs iam.permissions_boundary_arn")
+        bucket = s3.Bucket(
+            self,
+            "ArtifactsBucket",
+            bucket_name=deployment.artifacts_bucket,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    prefix=TEMPLATES_PREFIX, expiration=cdk.Duration.days(TEMPLATE_DAYS)
+                ),
+                s3.LifecycleRule(abort_incomplete_multipart_upload_after=cdk.Duration.days(1)),
+            ],
+        )
+        values = {
+            "partition": deployment.partition,
+            "region": deployment.region,
+            "account": deployment.account,
+            "name": deployment.name,
+            "boundary": boundary,
+        }
+        role = iam.Role(
+            self,
+            "CloudFormationRole",
+            role_name=service_role_name(deployment.name),
+            path=BOOTSTRAP_ROLE_PATH,
+            description=f"CloudFormation deploys {deployment.name}'s stacks as this role",
+            assumed_by=iam.ServicePrincipal(
+                "cloudformation.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},
+            ),
+            inline_policies={
+                "deploy": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement.from_json(s) for s in deployer.statements(values)
+                    ]
+                )
+            },
+        )
+        cdk.CfnOutput(self, "ArtifactsBucketName", value=bucket.bucket_name)
+        cdk.CfnOutput(self, "CloudFormationRoleArn", value=role.role_arn)

