@@ -156,8 +156,12 @@ def _apply(
                     pool.submit(runner.apply, p, migrator if _is_core(target, p) else None): p
                     for p in layer
                 }
-                while any(not f.done() for f in futures):
-                    time.sleep(0.1)  # wakes for Ctrl-C, which only the main thread receives
+                try:
+                    while any(not f.done() for f in futures):
+                        time.sleep(0.1)  # wakes for Ctrl-C, which only the main thread receives
+                except KeyboardInterrupt:
+                    stop.set()  # before the pool's exit waits for its threads
+                    raise
                 for future, plan in futures.items():
                     outcomes[plan.name] = future.result()
             if not all(outcomes[p.name].ok for p in layer):

@@ -145,6 +145,19 @@ def test_redeploy_with_nothing_changed_executes_nothing(deployment: Deployment) 
     assert diff.exit_code == 0
 
 
+def test_a_second_deploy_is_refused_while_one_holds_the_lock(deployment: Deployment) -> None:
+    s3 = deployment.aws.client("s3")
+    held = {"holder": "arn:aws:iam::111122223333:user/alice (alice@ci)", "since": "2026-11-24"}
+    s3.put_object(Bucket=BUCKET, Key="locks/deploy.json", Body=json.dumps(held).encode())
+    try:
+        result = deployment.run("deploy", "--yes")
+    finally:
+        s3.delete_object(Bucket=BUCKET, Key="locks/deploy.json")
+    assert result.exit_code == 1
+    assert "another deploy holds the lock since 2026-11-24" in result.stderr
+    assert "user/alice" in result.stderr
+
+
 def _grant(project: ProjectDir, dag_id: str, grant: str) -> str:
     path = project.root / "dag_permissions" / f"{dag_id}.yaml"
     path.write_text(path.read_text() + grant)

@@ -26,6 +26,7 @@ NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 SUCCESS = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "IMPORT_COMPLETE"}
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
 LOCK_KEY = "locks/deploy.json"
+THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 
 
 @dataclass(frozen=True)
@@ -235,17 +236,26 @@ def wait_for_stack(
     """Follow a stack until it settles: its final status and every event it reported."""
     seen: set[str] = set()
     events: list[Event] = []
-    while True:
+
+    def report() -> None:
         for event in events_since(aws, stack, since, seen):
             events.append(event)
             on_event(event)
-        on_tick()
-        state = describe_stack(aws.cfn, stack)
+
+    while True:
+        try:
+            report()
+            on_tick()
+            state = describe_stack(aws.cfn, stack)
+        except ClientError as err:
+            # botocore already retried; a throttled poll only delays the next one
+            if err.response["Error"]["Code"] not in THROTTLING:
+                raise
+            time.sleep(aws.poll_seconds)
+            continue
         status = state.status if state else "DELETE_COMPLETE"
         if not status.endswith("_IN_PROGRESS"):
-            for event in events_since(aws, stack, since, seen):
-                events.append(event)
-                on_event(event)
+            report()
             return status, events
         time.sleep(aws.poll_seconds)
 

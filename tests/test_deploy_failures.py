@@ -1,0 +1,380 @@
+"""Failure paths moto cannot produce, with botocore's Stubber fed responses shaped like real
+CloudFormation ones: a failed update and its rollback, a stack left in ROLLBACK_COMPLETE, a failed
+change set, throttling while waiting, the database migration failing, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from rich.console import Console
+
+from foundation import deploy
+from foundation.cloudformation.actions import Aws, StackState
+from foundation.cloudformation.plan import StackPlan
+from foundation.cloudformation.target import Assembly, Bootstrap, Target
+from foundation.project import load_project
+from foundation.views import outcome_table
+from tests.conftest import ROOT
+
+NAME = "acme-airflow"
+ROLE = "arn:aws:iam::111122223333:role/foundation/acme-airflow-cloudformation"
+CORE, WORKERS = f"{NAME}-core", f"{NAME}-workers-07"
+STACK_ID = "arn:aws:cloudformation:us-east-1:111122223333:stack/{}/0f5e3a10-0000-0000-0000-0000"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.statuses: list[tuple[str, str]] = []
+
+    def plan(self, plans: list[StackPlan], migration: str | None) -> None:
+        pass
+
+    def event(self, stack: str, event) -> None:
+        self.events.append((stack, f"{event.logical_id} {event.status}"))
+
+    def status(self, stack: str, text: str) -> None:
+        self.statuses.append((stack, text))
+
+
+def client(service: str):
+    return boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+@pytest.fixture
+def aws() -> Iterator[tuple[Aws, Stubber, Stubber]]:
+    aws = Aws(client("cloudformation"), client("s3"), client("ecs"), client("sts"), 0.0)
+    with Stubber(aws.cfn) as cfn, Stubber(aws.ecs) as ecs:
+        yield aws, cfn, ecs
+        cfn.assert_no_pending_responses()
+        ecs.assert_no_pending_responses()
+
+
+def target(aws: Aws, layers: list[list[str]], live: dict[str, str]) -> Target:
+    project = load_project(ROOT)
+    states = {n: StackState(n, s, "NOT_CHECKED", None) for n, s in live.items()}
+    return Target(
+        project,
+        Assembly(Path("unused"), layers, {n: b"{}" for layer in layers for n in layer}),
+        aws,
+        Bootstrap("bucket", ROLE),
+        states,
+    )
+
+
+LATER = datetime.now(UTC) + timedelta(days=1)
+
+
+def event(stack: str, n: int, logical: str, kind: str, status: str, reason: str = "") -> dict:
+    raw = {
+        "StackId": STACK_ID.format(stack),
+        "EventId": f"{stack}-{n}",
+        "StackName": stack,
+        "LogicalResourceId": logical,
+        "ResourceType": kind,
+        "Timestamp": LATER + timedelta(seconds=n),
+        "ResourceStatus": status,
+    }
+    return raw | ({"ResourceStatusReason": reason} if reason else {})
+
+
+def stack(name: str, status: str, outputs: dict[str, str] | None = None) -> dict:
+    described = {
+        "StackId": STACK_ID.format(name),
+        "StackName": name,
+        "CreationTime": datetime(2026, 11, 1, tzinfo=UTC),
+        "StackStatus": status,
+    }
+    if outputs:
+        described["Outputs"] = [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]
+    return {"Stacks": [described]}
+
+
+def missing(cfn: Stubber, operation: str, name: str) -> None:
+    cfn.add_client_error(
+        operation,
+        service_error_code="ValidationError",
+        service_message=f"Stack with id {name} does not exist",
+        http_status_code=400,
+    )
+
+
+def settle(cfn: Stubber, name: str, events: list[dict], final: str) -> None:
+    """What waiting on a stack reads: events, status, the events again, then its outputs."""
+    cfn.add_response("describe_stack_events", {"StackEvents": list(reversed(events))})
+    cfn.add_response("describe_stacks", stack(name, final), {"StackName": name})
+    cfn.add_response("describe_stack_events", {"StackEvents": list(reversed(events))})
+    cfn.add_response("describe_stacks", stack(name, final), {"StackName": name})
+
+
+def test_a_failed_update_shows_its_resources_and_reasons_and_skips_later_layers(aws) -> None:
+    aws_, cfn, _ = aws
+    core = StackPlan(CORE, "update", {}, {}, change_set_id="cs-core")
+    workers = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-workers")
+    cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-core"})
+    reason = "Resource handler returned message: Invalid request provided: TaskDefinition"
+    settle(
+        cfn,
+        CORE,
+        [
+            event(CORE, 1, CORE, "AWS::CloudFormation::Stack", "UPDATE_IN_PROGRESS"),
+            event(CORE, 2, "SchedulerService", "AWS::ECS::Service", "UPDATE_FAILED", reason),
+            event(CORE, 3, CORE, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_COMPLETE"),
+        ],
+        "UPDATE_ROLLBACK_COMPLETE",
+    )
+    cfn.add_response("delete_change_set", {}, {"ChangeSetName": "cs-workers"})
+    t = target(aws_, [[CORE], [WORKERS]], {CORE: "UPDATE_COMPLETE", WORKERS: "CREATE_COMPLETE"})
+    result = deploy._apply(t, deploy.Options(ROOT), Recorder(), [core, workers], None)
+    outcomes = {o.stack: o for o in result.outcomes}
+    assert not result.ok
+    assert outcomes[CORE].result == "failed"
+    assert outcomes[CORE].status == "UPDATE_ROLLBACK_COMPLETE"
+    (failure,) = outcomes[CORE].failures
+    assert (failure.logical_id, failure.reason) == ("SchedulerService", reason)
+    assert outcomes[WORKERS].result == "skipped"  # untouched; its change set deleted
+    console = Console(record=True, width=200)
+    console.print(outcome_table(result.outcomes, "deploy"))
+    assert f"SchedulerService (AWS::ECS::Service): {reason}" in console.export_text()
+
+
+def test_a_stack_left_in_rollback_complete_is_deleted_then_created(aws) -> None:
+    aws_, cfn, _ = aws
+    plan = StackPlan(WORKERS, "create", {}, None, template_url="https://b.s3/t.json")
+    plan.replaces_failed_create = True
+    cfn.add_response("delete_stack", {}, {"StackName": WORKERS, "RoleARN": ROLE})
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    missing(cfn, "describe_stacks", WORKERS)
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    missing(cfn, "describe_stacks", WORKERS)
+    cfn.add_response("create_change_set", {"Id": "cs-new", "StackId": STACK_ID.format(WORKERS)})
+    cfn.add_response(
+        "describe_change_set",
+        {"ChangeSetId": "cs-new", "Status": "CREATE_COMPLETE", "Changes": []},
+        {"ChangeSetName": "cs-new"},
+    )
+    cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-new"})
+    settle(
+        cfn,
+        WORKERS,
+        [event(WORKERS, 1, "Role", "AWS::IAM::Role", "CREATE_COMPLETE")],
+        "CREATE_COMPLETE",
+    )
+    reporter = Recorder()
+    t = target(aws_, [[WORKERS]], {WORKERS: "ROLLBACK_COMPLETE"})
+    outcome = deploy.StackRunner(t, reporter, threading.Event(), 0).apply(plan, None)
+    assert outcome.result == "created", outcome
+    assert (WORKERS, "deleting the stack a failed create left behind") in reporter.statuses
+
+
+def test_a_change_set_that_fails_to_compute_is_reported(aws) -> None:
+    aws_, cfn, _ = aws
+    plan = StackPlan(WORKERS, "create", {}, None, template_url="https://b.s3/t.json")
+    cfn.add_response("create_change_set", {"Id": "cs-bad", "StackId": STACK_ID.format(WORKERS)})
+    cfn.add_response(
+        "describe_change_set",
+        {
+            "ChangeSetId": "cs-bad",
+            "Status": "FAILED",
+            "StatusReason": "Template error: instance of Fn::GetAtt references undefined resource",
+        },
+        {"ChangeSetName": "cs-bad"},
+    )
+    t = target(aws_, [[WORKERS]], {})
+    outcome = deploy.StackRunner(t, Recorder(), threading.Event(), 0).apply(plan, None)
+    assert outcome.result == "failed"
+    assert "the change set failed: Template error" in outcome.message
+
+
+def test_throttling_while_waiting_only_delays(aws) -> None:
+    aws_, cfn, _ = aws
+    plan = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-1")
+    cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-1"})
+    cfn.add_client_error(
+        "describe_stack_events", "Throttling", "Rate exceeded", http_status_code=400
+    )
+    settle(
+        cfn,
+        WORKERS,
+        [event(WORKERS, 1, WORKERS, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE")],
+        "UPDATE_COMPLETE",
+    )
+    t = target(aws_, [[WORKERS]], {WORKERS: "CREATE_COMPLETE"})
+    outcome = deploy.StackRunner(t, Recorder(), threading.Event(), 0).apply(plan, None)
+    assert outcome.result == "updated"
+
+
+def _core_template() -> dict:
+    return {
+        "Resources": {
+            "DbMigrateTaskDefinition": {
+                "Type": "AWS::ECS::TaskDefinition",
+                "Properties": {
+                    "Family": f"{NAME}-db-migrate",
+                    "ContainerDefinitions": [{"Image": "apache/airflow:3.3.2"}],
+                },
+            },
+            "ComponentsSecurityGroup": {"Type": "AWS::EC2::SecurityGroup"},
+            "SchedulerService": {
+                "Type": "AWS::ECS::Service",
+                "Properties": {
+                    "ServiceName": f"{NAME}-scheduler",
+                    "NetworkConfiguration": {
+                        "AwsvpcConfiguration": {
+                            "SecurityGroups": [
+                                {"Fn::GetAtt": ["ComponentsSecurityGroup", "GroupId"]}
+                            ],
+                            "Subnets": [{"Fn::ImportValue": "net:Subnet1"}, "subnet-0abc1234"],
+                        }
+                    },
+                },
+            },
+        }
+    }
+
+
+def test_a_failed_migration_fails_the_deploy_with_its_exit_code(aws) -> None:
+    aws_, cfn, ecs = aws
+    template = _core_template()
+    plan = StackPlan(CORE, "create", template, None, template_url="https://b.s3/core.json")
+    cfn.add_response("create_change_set", {"Id": "cs-core", "StackId": STACK_ID.format(CORE)})
+    cfn.add_response(
+        "describe_change_set",
+        {"ChangeSetId": "cs-core", "Status": "CREATE_COMPLETE", "Changes": []},
+        {"ChangeSetName": "cs-core"},
+    )
+    cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-core"})
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    task_def = "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
+    resources = {
+        "StackResourceSummaries": [
+            {
+                "LogicalResourceId": logical,
+                "PhysicalResourceId": physical,
+                "ResourceType": kind,
+                "LastUpdatedTimestamp": LATER,
+                "ResourceStatus": "CREATE_COMPLETE",
+            }
+            for logical, physical, kind in (
+                ("DbMigrateTaskDefinition", task_def, "AWS::ECS::TaskDefinition"),
+                ("ComponentsSecurityGroup", "sg-0123456789abcdef0", "AWS::EC2::SecurityGroup"),
+            )
+        ]
+    }
+    cfn.add_response("list_stack_resources", resources, {"StackName": CORE})
+    cfn.add_response(
+        "list_exports", {"Exports": [{"Name": "net:Subnet1", "Value": "subnet-0def5678"}]}
+    )
+    task = "arn:aws:ecs:us-east-1:111122223333:task/acme-airflow/4c1e"
+    ecs.add_response(
+        "run_task",
+        {"tasks": [{"taskArn": task}], "failures": []},
+        {
+            "cluster": NAME,
+            "taskDefinition": task_def,
+            "launchType": "FARGATE",
+            "count": 1,
+            "startedBy": "foundation-deploy",
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": ["subnet-0def5678", "subnet-0abc1234"],
+                    "securityGroups": ["sg-0123456789abcdef0"],
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        },
+    )
+    cfn.add_response("describe_stacks", stack(CORE, "CREATE_IN_PROGRESS"), {"StackName": CORE})
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    stopped = {
+        "tasks": [
+            {
+                "lastStatus": "STOPPED",
+                "stoppedReason": "Essential container in task exited",
+                "containers": [{"exitCode": 1}],
+            }
+        ]
+    }
+    ecs.add_response("describe_tasks", stopped, {"cluster": NAME, "tasks": [task]})
+    cfn.add_response("describe_stacks", stack(CORE, "CREATE_COMPLETE"), {"StackName": CORE})
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    cfn.add_response("describe_stacks", stack(CORE, "CREATE_COMPLETE"), {"StackName": CORE})
+    reporter = Recorder()
+    t = target(aws_, [[CORE]], {})
+    migrator = deploy.Migrator(t, reporter, threading.Event(), "first deploy of the cluster")
+    outcome = deploy.StackRunner(t, reporter, threading.Event(), 0).apply(plan, migrator)
+    assert outcome.result == "created"
+    assert not migrator.ok
+    assert "FAILED" in migrator.summary and "Essential container in task exited" in migrator.summary
+    assert (CORE, "airflow db migrate: failed (exit 1: Essential container in task exited)") in (
+        reporter.statuses
+    )
+
+
+class BusyCloudFormation:
+    """A stack that stays UPDATE_IN_PROGRESS for as long as anyone asks."""
+
+    def execute_change_set(self, ChangeSetName: str) -> dict:
+        return {}
+
+    def get_paginator(self, operation: str):
+        class Pages:
+            def paginate(self, **kwargs):
+                return [{"StackEvents": []}]
+
+        return Pages()
+
+    def describe_stacks(self, StackName: str) -> dict:
+        return stack(StackName, "UPDATE_IN_PROGRESS")
+
+
+def test_ctrl_c_stops_waiting_and_reports_what_cloudformation_is_doing() -> None:
+    plan = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-1")
+    busy = Aws(BusyCloudFormation(), None, None, None, 0.05)
+    t = target(busy, [[WORKERS]], {WORKERS: "CREATE_COMPLETE"})
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(deploy.Interrupted) as stopped:
+        deploy._apply(t, deploy.Options(ROOT), Recorder(), [plan], None)
+    (outcome,) = stopped.value.outcomes
+    assert (outcome.result, outcome.status) == ("interrupted", "UPDATE_IN_PROGRESS")
+
+
+def test_a_removed_dags_running_tasks_drain_before_its_stack_changes(aws) -> None:
+    aws_, cfn, ecs = aws
+    family = f"{NAME}-worker-housekeeping-3f2a1b"
+    deployed = {
+        "Resources": {
+            "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Family": family}}
+        }
+    }
+    plan = StackPlan(WORKERS, "delete", None, deployed)
+    running = {"cluster": NAME, "family": family, "desiredStatus": "RUNNING"}
+    ecs.add_response("list_tasks", {"taskArns": ["arn:aws:ecs:task/acme-airflow/1"]}, running)
+    ecs.add_response("list_tasks", {"taskArns": []}, running)
+    cfn.add_response("delete_stack", {}, {"StackName": WORKERS, "RoleARN": ROLE})
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    missing(cfn, "describe_stacks", WORKERS)
+    cfn.add_response("describe_stack_events", {"StackEvents": []})
+    missing(cfn, "describe_stacks", WORKERS)
+    reporter = Recorder()
+    t = target(aws_, [], {WORKERS: "UPDATE_COMPLETE"})
+    outcome = deploy.StackRunner(t, reporter, threading.Event(), 60).apply(plan, None)
+    assert outcome.result == "deleted"
+    assert reporter.statuses == [(WORKERS, f"waiting for 1 task(s) of {family}")]
+
+
+def test_a_deploy_is_refused_while_cloudformation_works_on_a_stack(monkeypatch) -> None:
+    t = target(None, [[CORE]], {CORE: "UPDATE_IN_PROGRESS"})  # type: ignore[arg-type]
+    monkeypatch.setattr(deploy, "open_target", lambda *args: t)
+    with pytest.raises(deploy.Refused, match=r"acme-airflow-core \(UPDATE_IN_PROGRESS\)"):
+        deploy.run(deploy.Options(ROOT), Recorder(), None)  # no AWS call: aws is None
