@@ -143,6 +143,10 @@ def test_redeploy_with_nothing_changed_executes_nothing(deployment: Deployment) 
     assert after == before  # the empty change sets were deleted, not left behind
     diff = deployment.run("diff")
     assert diff.exit_code == 0
+    one = deployment.run("deploy", "--stack", f"{NAME}-network")
+    assert one.exit_code == 0 and f"no changes: {NAME}-network\n" in one.stdout
+    unknown = deployment.run("deploy", "--stack", f"{NAME}-nope")
+    assert unknown.exit_code == 1 and f"no such stack: {NAME}-nope" in unknown.stderr
 
 
 def test_a_second_deploy_is_refused_while_one_holds_the_lock(deployment: Deployment) -> None:

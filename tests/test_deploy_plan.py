@@ -6,8 +6,11 @@ import json
 
 from foundation.cloudformation.plan import (
     ResourceChange,
+    StackPlan,
     approval_reasons,
     iam_changes,
+    migration_reason,
+    migration_target,
     stack_layers,
 )
 from tests.conftest import ProjectDir
@@ -75,3 +78,42 @@ def test_stateful_replacements_and_removals_need_approval() -> None:
         change("Add", "AWS::S3::Bucket"),
     ]
     assert approval_reasons(harmless, []) == []
+
+
+def test_the_migration_runs_on_first_deploy_and_when_the_image_changes(
+    project: ProjectDir, templates: dict
+) -> None:
+    core = templates[f"{NAME}-core"]
+    first = StackPlan(f"{NAME}-core", "create", core, None)
+    assert migration_reason(first, None, NAME) == "first deploy of the cluster"
+    same = StackPlan(f"{NAME}-core", "update", core, core)
+    assert migration_reason(same, None, NAME) is None
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(config.read_text().replace("apache/airflow:3.3.2", "apache/airflow:3.3.3"))
+    assert project.run("synth").exit_code == 0
+    upgraded = json.loads((project.root / "cdk.out" / f"{NAME}-core.template.json").read_text())
+    upgrade = StackPlan(f"{NAME}-core", "update", upgraded, core)
+    assert migration_reason(upgrade, None, NAME) == (
+        "the Airflow image changes (apache/airflow:3.3.2 -> apache/airflow:3.3.3)"
+    )
+    database = StackPlan(
+        f"{NAME}-data", "update", {}, {}, [ResourceChange("Modify", "Db", "AWS::RDS::DBInstance")]
+    )
+    assert migration_reason(same, database, NAME) == "the metadata database changes"
+
+
+def test_the_migration_task_runs_where_the_scheduler_runs(templates: dict) -> None:
+    core = templates[f"{NAME}-core"]
+    target = migration_target(core, NAME)
+    task = core["Resources"][target.task_definition]
+    assert task["Properties"]["Family"] == f"{NAME}-db-migrate"
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert "check-migrations" not in container["Command"][-1]
+    assert container["Command"][-1].endswith("exec airflow db migrate")
+    assert core["Resources"][target.security_group]["Type"] == "AWS::EC2::SecurityGroup"
+    assert len(target.subnets) == 2 and all("Fn::ImportValue" in s for s in target.subnets)
+    services = [r for r in core["Resources"].values() if r["Type"] == "AWS::ECS::Service"]
+    for service in services:  # every component waits for the migration before it starts
+        task_def = core["Resources"][service["Properties"]["TaskDefinition"]["Ref"]]
+        (container,) = task_def["Properties"]["ContainerDefinitions"]
+        assert "airflow db check-migrations --migration-wait-timeout" in container["Command"][-1]

@@ -81,3 +81,14 @@ def test_roles_can_be_made_only_with_the_boundary_and_never_unbounded() -> None:
     assert passing[0]["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
+
+
+def test_bootstrap_without_a_boundary_names_the_file_line_and_field(project) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join(line for line in lines if "permissions_boundary_arn" not in line))
+    iam_line = next(i for i, line in enumerate(lines, 1) if line.startswith("iam:"))
+    result = project.run("bootstrap", "--yes")
+    assert result.exit_code == 2
+    assert f"foundation.yaml:{iam_line}: iam.permissions_boundary_arn:" in result.stderr
+    assert "Traceback" not in result.stderr
