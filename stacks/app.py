@@ -15,6 +15,7 @@ from foundation.naming import (
     worker_stack_name,
 )
 from foundation.project import Dag, Project
+from stacks import nag
 from stacks.bootstrap import BootstrapStack
 from stacks.core import CoreStack
 from stacks.data import DataStack
@@ -36,8 +37,10 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         "builtin_cloud_formation_validation": False,
         "analytics_reporting": False,
         "stack_traces": False,
+        "context": dict(nag.CONTEXT),
     }
     app = cdk.App(outdir=outdir, **options) if outdir else cdk.App(**options)
+    nag.enable(app)
     name = deployment.name
     network_name, data_name, core_name = cluster_stack_names(name)
     network = NetworkStack(app, network_name, deployment=deployment)

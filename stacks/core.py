@@ -29,6 +29,7 @@ from foundation.naming import (
     worker_execution_role_name,
     workers_log_group_name,
 )
+from stacks import nag
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec, task_role
 from stacks.constructs.dag_worker import (
@@ -49,10 +50,6 @@ COMPONENTS = (
     ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
 )
 HEALTH_PATH = "/api/v2/monitor/health"
-
-
-def policy_statements(grant: Grant, ctx: ArnContext) -> list[iam.PolicyStatement]:
-    return [iam.PolicyStatement.from_json(s.document()) for s in cluster.statements(grant, ctx)]
 
 
 class CoreStack(FoundationStack):
@@ -196,11 +193,14 @@ class CoreStack(FoundationStack):
                 ),
             )
 
-        return {
+        secrets = {
             "fernet": generated("FernetKeyMaterial", "fernet-key-material", 64),
             "jwt": generated("JwtSecret", "jwt-secret", 64),
             "api": generated("ApiSecretKey", "api-secret-key", 48),
         }
+        for secret in secrets.values():
+            nag.acknowledge(secret, nag.CLUSTER["secrets"])
+        return secrets
 
     def _security_group(self, id: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
         return ec2.SecurityGroup(
@@ -229,9 +229,11 @@ class CoreStack(FoundationStack):
             )
         return settings
 
-    def _grant(self, role: iam.IRole, grant: Grant) -> None:
-        for statement in policy_statements(grant, self._ctx):
-            role.add_to_principal_policy(statement)
+    def _grant(self, role: iam.Role, grant: Grant) -> None:
+        statements = cluster.statements(grant, self._ctx)
+        for statement in statements:
+            role.add_to_principal_policy(iam.PolicyStatement.from_json(statement.document()))
+        nag.acknowledge_statements(role, statements)
 
     @property
     def _ctx(self) -> ArnContext:
@@ -254,6 +256,7 @@ class CoreStack(FoundationStack):
             ),
             drop_invalid_header_fields=True,
         )
+        nag.acknowledge(alb, nag.CLUSTER["load_balancer_logs"])
         if web.certificate_arn:
             port, protocol = 443, elbv2.ApplicationProtocol.HTTPS
             listener = alb.add_listener(

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from foundation.airflow.settings import DB_NAME
 from foundation.config import Deployment
+from stacks import nag
 from stacks.base import FoundationStack
 from stacks.network import NetworkStack
 
@@ -55,6 +56,15 @@ class DataStack(FoundationStack):
             auto_minor_version_upgrade=True,
             publicly_accessible=False,
         )
+        nag.acknowledge(self.database, nag.CLUSTER["database_port"])
+        nag.acknowledge(self.database, nag.CLUSTER["secrets"])
+        if not db.deletion_protection:
+            rule = nag.config_choice("AwsSolutions-RDS10", "database.deletion_protection")
+            nag.acknowledge(self.database, rule)
+        if not db.multi_az:
+            nag.acknowledge(
+                self.database, nag.config_choice("AwsSolutions-RDS3", "database.multi_az")
+            )
         self.logs_bucket = _private_bucket(self, "LogsBucket", deployment.logs_bucket)
         self.dags_bucket = (
             _private_bucket(self, "DagsBucket", deployment.dags_bucket)
@@ -64,7 +74,7 @@ class DataStack(FoundationStack):
 
 
 def _private_bucket(scope: Construct, id: str, name: str) -> s3.Bucket:
-    return s3.Bucket(
+    bucket = s3.Bucket(
         scope,
         id,
         bucket_name=name,
@@ -78,3 +88,5 @@ def _private_bucket(scope: Construct, id: str, name: str) -> s3.Bucket:
             s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(30)),
         ],
     )
+    nag.acknowledge(bucket, nag.CLUSTER["access_logs"])
+    return bucket

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -36,6 +38,20 @@ class NetworkStack(FoundationStack):
                         cidr_mask=24,
                     ),
                 ],
+                flow_logs={
+                    "all": ec2.FlowLogOptions(
+                        destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                            logs.LogGroup(
+                                self,
+                                "FlowLogs",
+                                log_group_name=f"/{deployment.name}/vpc-flow-logs",
+                                retention=logs.RetentionDays.THREE_MONTHS,
+                                removal_policy=cdk.RemovalPolicy.RETAIN,
+                            )
+                        ),
+                        traffic_type=ec2.FlowLogTrafficType.ALL,
+                    )
+                },
                 # The restriction is a custom resource (a Lambda asset); nothing here uses the
                 # default security group.
                 restrict_default_security_group=False,

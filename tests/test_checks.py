@@ -20,6 +20,8 @@ CONTEXT = {
     "max_managed_policies_per_role": "2",
 }
 RULES = {rule.id: rule for rule in ALL}
+# Where each bad fixture's findings are: "Policy" unless listed
+RESOURCES = {"FA302": ["Secret", "Database", "Task", "Task"]}
 BAD = {
     "FA001": ["wildcard action 's3:Get*'", "NotAction grants every other action"],
     "FA002": ["Resource '*' for s3:GetObject, which takes resource ARNs"],
@@ -35,6 +37,13 @@ BAD = {
         "iam:PassRole without StringEquals iam:PassedToService",
         "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*' lacks its condition",
         "iam:passrole on 'arn:aws:iam::111122223333:role/*': not an allow-listed prefix",
+    ],
+    "FA302": [
+        "SecretString holds a literal value",
+        "MasterUserPassword holds a literal value",
+        "environment variable AIRFLOW__API_AUTH__JWT_SECRET holds a value; inject it as an ECS "
+        "secret",
+        "a URL with a password at Properties/ContainerDefinitions/0/Environment/1/Value",
     ],
 }
 
@@ -57,9 +66,10 @@ def test_good_template_passes(rule: str) -> None:
 def test_bad_template_is_caught(rule: str) -> None:
     findings = list(RULES[rule].check(assembly_of(load(rule, "bad"))))
     assert len(findings) == len(BAD[rule])
-    for expected, finding in zip(BAD[rule], findings, strict=True):
+    resources = RESOURCES.get(rule, ["Policy"] * len(findings))
+    for expected, resource, finding in zip(BAD[rule], resources, findings, strict=True):
         assert expected in finding.message
-        assert finding.rule == rule and finding.resource == "Policy"
+        assert (finding.rule, finding.resource) == (rule, resource)
 
 
 def test_every_rule_has_an_id_and_a_one_line_description() -> None:
@@ -173,3 +183,11 @@ def test_role_quota() -> None:
     assembly.context = {**CONTEXT, "role_quota": "5"}
     (finding,) = rule.check(assembly)
     assert finding.message == "6 IAM roles; the account quota is 5 (iam.role_quota)"
+
+
+def test_cdk_nag_findings_fail_the_synth_and_an_empty_report_passes() -> None:
+    rule = RULES["FA301"]
+    assert list(rule.check(assembly_of(root=FIXTURES / "FA301" / "good"))) == []
+    (finding,) = rule.check(assembly_of(root=FIXTURES / "FA301" / "bad"))
+    assert (finding.stack, finding.resource) == ("acme-network", "Vpc/Resource")
+    assert finding.message == "AwsSolutions-VPC7: The VPC does not have an associated Flow Log."

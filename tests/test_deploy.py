@@ -131,7 +131,7 @@ def test_first_deploy_creates_every_stack_and_migrates(deployment: Deployment) -
         for r in roles
         if r.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn") != boundary
     ]
-    assert len(roles) == 14 and unbounded == []
+    assert len(roles) == 15 and unbounded == []
 
 
 def test_redeploy_with_nothing_changed_executes_nothing(deployment: Deployment) -> None:

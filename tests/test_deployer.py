@@ -79,7 +79,9 @@ def test_roles_can_be_made_only_with_the_boundary_and_never_unbounded() -> None:
     ]
     passing = [s for s in rendered if "iam:PassRole" in s["Action"]]
     assert passing[0]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+        "StringEquals": {
+            "iam:PassedToService": ["ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com"]
+        }
     }
 
 

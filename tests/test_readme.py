@@ -50,3 +50,13 @@ def test_readme_rows_match_the_catalog() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [row for row in reference_rows() if row not in readme]
     assert not missing, "README is out of date; expected rows:\n" + "\n".join(missing)
+
+
+def test_the_readme_lists_every_cdk_nag_acknowledgement() -> None:
+    from stacks import nag
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Security gates on every synth") : text.index("## Threat model")]
+    for ack in nag.CLUSTER.values():
+        assert f"| `{ack.rule}` |" in section, ack.rule
+    assert "| `AwsSolutions-IAM5[Resource::...]` |" in section

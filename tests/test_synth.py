@@ -223,6 +223,32 @@ def test_synth_refuses_invalid_input_and_writes_nothing(project: ProjectDir) -> 
     assert not (project.root / "cdk.out").exists()
 
 
+def test_cdk_nag_ran_on_every_stack_with_every_finding_acknowledged(example_synth) -> None:
+    report = json.loads((example_synth.out / "validation-report.json").read_text())
+    assert report["pluginReports"] == []  # the plugin reports only unacknowledged findings
+    assert not [f for f in example_synth.findings if f.rule in ("FA301", "FA302")]
+
+
+def test_an_unacknowledged_cdk_nag_finding_fails_the_synth(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stacks import nag
+
+    unrelated = nag.Acknowledgement("AwsSolutions-RDS2", "not the finding this test leaves open")
+    monkeypatch.setitem(nag.CLUSTER, "database_port", unrelated)
+    result = project.run("synth")
+    assert result.exit_code == 1
+    assert "FA301 acme-airflow-data/Database/Resource: AwsSolutions-RDS11" in result.stderr
+    assert not (project.root / "cdk.out").exists()
+
+
+def test_the_vpc_logs_its_flows(templates: dict) -> None:
+    (flow_log,) = resources(templates[f"{NAME}-network"], "AWS::EC2::FlowLog").values()
+    assert flow_log["Properties"]["TrafficType"] == "ALL"
+    (group,) = resources(templates[f"{NAME}-network"], "AWS::Logs::LogGroup").values()
+    assert group["Properties"]["RetentionInDays"] == 90
+
+
 def test_a_failing_check_keeps_the_previous_assembly(project: ProjectDir) -> None:
     out = project.root / "cdk.out"
     out.mkdir()

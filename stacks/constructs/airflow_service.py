@@ -14,6 +14,7 @@ from constructs import Construct
 
 from foundation.airflow import runtime_files
 from foundation.airflow.settings import ComponentSettings
+from stacks import nag
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class AirflowService(Construct):
             port_mappings=[ecs.PortMapping(container_port=spec.port)] if spec.port else None,
             readonly_root_filesystem=False,
         )
+        nag.acknowledge(self.task_definition, nag.CLUSTER["environment"])
         self.service: ecs.FargateService | None = None
         if spec.desired_count:
             self.service = ecs.FargateService(

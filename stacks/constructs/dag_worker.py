@@ -19,6 +19,7 @@ from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
 from foundation.naming import DagNames, role_path
+from stacks import nag
 from stacks.constructs.airflow_service import task_role
 
 DAG_ID_TAG = "foundation:dag_id"
@@ -78,7 +79,7 @@ class DagWorker(Construct):
             description=f"Tasks of {spec.label}"[:1000],
         )
         for index, statements in enumerate(spec.policies):
-            iam.ManagedPolicy(
+            policy = iam.ManagedPolicy(
                 self,
                 f"Policy{index + 1}",
                 managed_policy_name=names.managed_policy(index),
@@ -88,6 +89,7 @@ class DagWorker(Construct):
                 ),
                 roles=[self.role],
             )
+            nag.acknowledge_statements(policy, statements)
         self.security_group = ec2.SecurityGroup(
             self,
             "Egress",
@@ -119,6 +121,7 @@ class DagWorker(Construct):
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
+        nag.acknowledge(self.task_definition, nag.CLUSTER["environment"])
         self.identity = ssm.StringParameter(
             self,
             "Identity",

@@ -9,6 +9,8 @@ from foundation.checks.rules.fa102_iam_limits import IamLimits
 from foundation.checks.rules.fa103_role_quota import RoleQuota
 from foundation.checks.rules.fa201_lookups import NoLookups
 from foundation.checks.rules.fa202_assets import PublishableAssets
+from foundation.checks.rules.fa301_cdk_nag import CdkNag
+from foundation.checks.rules.fa302_plaintext_secrets import PlaintextSecrets
 
 ALL = [
     WildcardActions(),
@@ -20,4 +22,6 @@ ALL = [
     RoleQuota(),
     NoLookups(),
     PublishableAssets(),
+    CdkNag(),
+    PlaintextSecrets(),
 ]
