@@ -19,6 +19,7 @@ from foundation import bootstrap as bootstrap_verb
 from foundation import deploy as deploy_verb
 from foundation import destroy as destroy_verb
 from foundation import diff as diff_verb
+from foundation import permissions as permissions_verb
 from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
@@ -136,6 +137,15 @@ def synth(
     console.print(table)
     quota = result.project.deployment.iam.role_quota
     console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
+    for dag in result.project.dags:
+        if dag.policy.escalations:
+            escalating = ", ".join(dag.policy.escalations)
+            console.print(
+                Text.assemble(
+                    ("escalation allowed", "yellow"),
+                    f" (iam.allow_escalation_for): {dag.dag_id}: {escalating}",
+                )
+            )
     for finding in result.findings:
         style = "red" if finding.severity == "error" else "yellow"
         err.print(Text.assemble((finding.severity, style), f": {finding}"), soft_wrap=True)
@@ -327,6 +337,52 @@ def destroy(
     for k in kept:
         console.print(Text(f"kept ({k.policy}): {k.stack} {k.logical_id} {k.resource_type}"))
     finish(outcomes, "destroy")
+
+
+@app.command()
+def permissions(
+    dag_id: Annotated[str | None, typer.Argument(help="The DAG whose permissions to show.")] = None,
+    who_can: Annotated[
+        str | None,
+        typer.Option("--who-can", help="An ARN, s3://bucket/prefix or a secret name."),
+    ] = None,
+    show_matrix: Annotated[
+        bool, typer.Option("--matrix", help="DAGs x resources with access levels.")
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, markdown or html (--matrix).")
+    ] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    out: OutOption = None,
+) -> None:
+    """Effective permissions from the synthesized templates: a DAG's, who can reach a resource,
+    or the matrix of every DAG's."""
+    modes = [dag_id is not None, who_can is not None, show_matrix]
+    if sum(modes) != 1 or output_format not in ("table", "markdown", "html"):
+        report_error("give one of DAG_ID, --who-can RESOURCE or --matrix [--format FORMAT]")
+        raise typer.Exit(EXIT_INVALID_INPUT)
+    with aws_errors():
+        audit = permissions_verb.load(project, env, out)
+        if dag_id is not None:
+            role = audit.dag_role(dag_id)
+    if dag_id is not None:
+        grouped = permissions_verb.by_service(role)
+        if as_json:
+            print(json.dumps({"dag_id": dag_id, "role": role.name, "services": grouped}, indent=2))
+        else:
+            console.print(views.permissions_table(role.name, grouped))
+    elif who_can is not None:
+        found = [permissions_verb.access_as_data(a) for a in audit.who_can(who_can)]
+        if as_json:
+            print(json.dumps({"resource": who_can, "access": found}, indent=2))
+        else:
+            console.print(views.who_can_table(who_can, found))
+    elif output_format == "html":
+        print(permissions_verb.matrix_html(audit), end="")
+    else:
+        print(permissions_verb.matrix_markdown(audit), end="")
 
 
 def _print_summary(loaded: Project) -> None:

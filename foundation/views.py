@@ -133,3 +133,35 @@ class LiveReporter:
         for stack, (status, latest) in sorted(self.rows.items()):
             table.add_row(Text(stack), status, Text(latest))
         return Group(table)
+
+
+def permissions_table(role: str, grouped: dict[str, list[dict]]) -> Table:
+    table = Table(title=f"{role}: effective permissions")
+    for column in ("service", "actions", "access", "resources", "condition", "source"):
+        table.add_column(column)
+    for service, entries in grouped.items():
+        for e in entries:
+            table.add_row(
+                service,
+                Text("\n".join(e["actions"])),
+                ", ".join(e["access"]),
+                Text("\n".join(e["resources"])),
+                Text(json.dumps(e["condition"]) if e["condition"] else ""),
+                Text(e["source"]),
+            )
+    return table
+
+
+def who_can_table(resource: str, found: list[dict]) -> Table:
+    table = Table(title=f"who can reach {resource}")
+    for column in ("who", "access", "actions", "condition", "source"):
+        table.add_column(column)
+    for f in found:
+        table.add_row(
+            Text(f["who"]),
+            ", ".join(f["access"]),
+            Text("\n".join(f["actions"])),
+            Text(json.dumps(f["condition"]) if f["condition"] else ""),
+            Text(f["source"]),
+        )
+    return table

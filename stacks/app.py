@@ -56,7 +56,7 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         )
         # Worker stacks name core's execution role and log group: deploy them after core. This
         # orders deploys only; no value flows from core, so core never blocks removing a DAG.
-        workers.add_dependency(core)
+        workers.add_stack_dependency(core)
     for key, value in {"foundation:project": name, **deployment.tags}.items():
         cdk.Tags.of(app).add(key, value)
     if deployment.iam.permissions_boundary_arn:

@@ -1,0 +1,142 @@
+"""`foundation permissions`: read from the synthesized templates (the session's example assembly),
+answered per DAG, per resource and as a matrix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT, ProjectDir, Run
+
+LOGS = "acme-airflow-logs-111122223333-us-east-1"
+
+
+@pytest.fixture
+def permissions(example_synth):
+    from typer.testing import CliRunner
+
+    from foundation.cli import app
+
+    def run(*args: str) -> Run:
+        argv = ["permissions", *args, "--project", str(ROOT), "--out", str(example_synth.out)]
+        result = CliRunner().invoke(app, argv)
+        return Run(result.exit_code, result.stdout, result.stderr, result.exception)
+
+    return run
+
+
+def test_a_dags_permissions_come_from_its_templates_with_their_sources(
+    permissions, templates: dict
+) -> None:
+    result = permissions("sales_daily", "--json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["role"].startswith("acme-airflow-dag-sales-daily-")
+    assert sorted(shown["services"]) == ["dynamodb", "kms", "s3", "secretsmanager"]
+    reads = [e for e in shown["services"]["s3"] if e["actions"] == ["s3:GetObject"]]
+    assert reads == [
+        {
+            "actions": ["s3:GetObject"],
+            "access": ["Read"],
+            "resources": ["arn:aws:s3:::acme-raw/salesforce/*"],
+            "condition": None,
+            "source": "dag_permissions/sales_daily.yaml:8 permissions.s3[0]",
+        }
+    ]
+    sources = {e["source"] for entries in shown["services"].values() for e in entries}
+    assert "baseline: the DAG's own task-log prefix" in sources
+    # exactly what the template's managed policies hold, action for action
+    policies = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for t in templates.values()
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::IAM::ManagedPolicy"
+        and r["Properties"]["ManagedPolicyName"].startswith(shown["role"])
+    ]
+    in_template = sorted(a for policy in policies for st in policy for a in _listed(st["Action"]))
+    shown_actions = sorted(a for es in shown["services"].values() for e in es for a in e["actions"])
+    assert shown_actions == in_template
+
+
+def _listed(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_an_unknown_dag_is_invalid_input_with_a_suggestion(permissions) -> None:
+    result = permissions("sales_dialy")
+    assert result.exit_code == 2
+    assert "no manifest for DAG 'sales_dialy' (did you mean sales_daily?)" in result.stderr
+
+
+def test_who_can_reach_a_prefix_names_only_the_dag_that_declared_it(permissions) -> None:
+    result = permissions("--who-can", "s3://acme-raw/salesforce/2026/11/", "--json")
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)["access"]
+    assert {f["who"] for f in found} == {"DAG sales_daily"}
+    assert {level for f in found for level in f["access"]} == {"List", "Read", "Write"}
+    listing = next(f for f in found if f["actions"] == ["s3:ListBucket"])
+    assert listing["condition"] == {"StringLike": {"s3:prefix": "salesforce/*"}}
+
+
+def test_who_can_reach_a_dags_task_logs(permissions) -> None:
+    prefix = f"s3://{LOGS}/task-logs/dag_id=sales_daily/run_id=x/task_id=y/attempt=1.log"
+    found = json.loads(permissions("--who-can", prefix, "--json").stdout)["access"]
+    who = {f["who"] for f in found}
+    assert "DAG sales_daily" in who
+    assert not {w for w in who if w.startswith("DAG ")} - {"DAG sales_daily"}
+    assert "cluster role acme-airflow-api-server" in who  # reads every DAG's logs
+
+
+def test_who_can_read_a_cluster_secret(permissions) -> None:
+    found = json.loads(
+        permissions("--who-can", "acme-airflow/cluster/jwt-secret", "--json").stdout
+    )["access"]
+    assert [f["who"] for f in found] == ["cluster role acme-airflow-task-execution"]
+
+
+def test_the_matrix_as_markdown_and_self_contained_html(permissions) -> None:
+    markdown = permissions("--matrix", "--format", "markdown").stdout
+    header = markdown.splitlines()[0]
+    for dag in ("sales_daily", "orders_glue_transform", "housekeeping"):
+        assert f" {dag} |" in header
+    dags = [c.strip() for c in header.split("|")[2:-1]]
+    row = next(line for line in markdown.splitlines() if "acme-raw/salesforce/*" in line)
+    cells = dict(zip(dags, [c.strip() for c in row.split("|")[2:-1]], strict=True))
+    assert cells["sales_daily"] == "Read, Write"  # read_write in its manifest
+    assert {d for d, c in cells.items() if c} == {"sales_daily"}
+    page = permissions("--matrix", "--format", "html").stdout
+    assert page.startswith("<!DOCTYPE html>") and "acme-raw/salesforce/*" in page
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_escalation_is_reported_in_synth_and_the_matrix(project: ProjectDir) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "allow_escalation_for: []", "allow_escalation_for: [housekeeping]"
+        )
+    )
+    manifest = project.root / "dag_permissions" / "housekeeping.yaml"
+    manifest.write_text(
+        manifest.read_text()
+        + "permissions:\n  statements:\n    - actions: [lambda:UpdateFunctionCode]\n"
+        + '      resources: ["arn:aws:lambda:us-east-1:111122223333:function:cleanup"]\n'
+    )
+    synth = project.run("synth")
+    assert synth.exit_code == 0, synth.stderr
+    assert (
+        "escalation allowed (iam.allow_escalation_for): housekeeping: lambda:UpdateFunctionCode"
+        in " ".join(synth.stdout.split())
+    )
+    markdown = project.run("permissions", "--matrix", "--format", "markdown").stdout
+    assert " housekeeping (escalation allowed) |" in markdown.splitlines()[0]
+    assert (
+        "- `lambda:UpdateFunctionCode` on `arn:aws:lambda:us-east-1:111122223333:function:cleanup`"
+        in markdown
+    )
+
+
+def test_exactly_one_question_at_a_time(permissions) -> None:
+    result = permissions("sales_daily", "--matrix")
+    assert result.exit_code == 2 and "give one of DAG_ID" in result.stderr
