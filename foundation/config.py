@@ -47,6 +47,7 @@ ProjectName = Annotated[
 AvailabilityZone = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}[a-z]", "an AZ name")]
 VpcId = Annotated[str, _matching(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-...)")]
 SubnetId = Annotated[str, _matching(r"subnet-[0-9a-f]{8,17}", "a subnet id (subnet-...)")]
+PrefixListId = Annotated[str, _matching(r"pl-[0-9a-f]{8,17}", "a prefix list id (pl-...)")]
 CertificateArn = Annotated[
     str,
     _matching(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}", "an ACM ARN"),
@@ -103,6 +104,29 @@ class NetworkConfig(Model):
     vpc_id: VpcId | None = None
     private_subnet_ids: list[SubnetId] = Field(default_factory=list)
     public_subnet_ids: list[SubnetId] = Field(default_factory=list)
+    # VPC endpoints for the AWS APIs the cluster uses; DAG tasks may then reach only those
+    # (and S3 through its gateway: com.amazonaws.<region>.s3's prefix list, given by id because
+    # synthesis makes no AWS lookup) plus what their manifest's network.egress adds.
+    private_endpoints: bool = False
+    s3_prefix_list_id: PrefixListId | None = None
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> NetworkConfig:
+        if not self.private_endpoints:
+            if self.s3_prefix_list_id:
+                raise ValueError("s3_prefix_list_id is used only with private_endpoints: true")
+            return self
+        if self.vpc_id is not None:
+            raise ValueError(
+                "private_endpoints: true builds the endpoints into the VPC this toolkit creates; "
+                "an existing VPC brings its own"
+            )
+        if self.s3_prefix_list_id is None:
+            raise ValueError(
+                "private_endpoints: true needs s3_prefix_list_id, the id of the prefix list "
+                "com.amazonaws.<region>.s3 (aws ec2 describe-managed-prefix-lists)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_mode(self) -> NetworkConfig:
@@ -219,6 +243,17 @@ class Deployment(Model):
         if not self.web.internal and not net.creates_vpc and not net.public_subnet_ids:
             raise ValueError("web.internal: false needs network.public_subnet_ids for the ALB")
         return self
+
+    @property
+    def image_problem(self) -> str | None:
+        """Why airflow.image cannot work with this network, if it cannot."""
+        registry = f".dkr.ecr.{self.region}.amazonaws.com/"
+        if self.network.private_endpoints and registry not in self.airflow.image:
+            return (
+                "network.private_endpoints: true leaves tasks no way to a public registry; "
+                f"use an image in ECR in {self.region} (<account>{registry}<repo>:<tag>)"
+            )
+        return None
 
     @property
     def partition(self) -> str:

@@ -172,6 +172,8 @@ def _cross_check(
             problems.append(config_doc.problem(path, f"{dag_id!r} has no manifest"))
     for doc, manifest in manifests:
         problems += _reserved_buckets(deployment, doc, manifest)
+    if deployment.image_problem:
+        problems.append(config_doc.problem(("airflow", "image"), deployment.image_problem))
     return problems
 
 

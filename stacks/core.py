@@ -110,7 +110,7 @@ class CoreStack(FoundationStack):
         self.workers_sg = self._security_group(
             "WorkersSecurityGroup", vpc, "Task containers of every DAG: Execution API and HTTPS"
         )
-        self._wire_network(data)
+        self._wire_network(data, network)
 
         image = ecs.ContainerImage.from_registry(deployment.airflow.image)
         self.services: dict[str, AirflowService] = {}
@@ -207,7 +207,7 @@ class CoreStack(FoundationStack):
             self, id, vpc=vpc, description=description, allow_all_outbound=False
         )
 
-    def _wire_network(self, data: DataStack) -> None:
+    def _wire_network(self, data: DataStack, network: NetworkStack) -> None:
         https = ec2.Port.tcp(443)
         api_port = ec2.Port.tcp(AIRFLOW_PORT)
         postgres = ec2.Port.tcp(5432)
@@ -217,7 +217,15 @@ class CoreStack(FoundationStack):
         for sg in (self.api_sg, self.components_sg):
             sg.connections.allow_to(data.db_security_group, postgres, "Metadata database")
             sg.add_egress_rule(ec2.Peer.any_ipv4(), https, "AWS APIs, image registry, DAG bundle")
-        self.workers_sg.add_egress_rule(ec2.Peer.any_ipv4(), https, "AWS APIs and image registry")
+        if network.endpoints_sg is None:
+            self.workers_sg.add_egress_rule(
+                ec2.Peer.any_ipv4(), https, "AWS APIs and image registry"
+            )
+            return
+        # private endpoints: the AWS APIs through the VPC's endpoints and nothing else
+        self.workers_sg.connections.allow_to(network.endpoints_sg, https, "VPC endpoints")
+        prefix_list = self.deployment.network.s3_prefix_list_id or ""
+        self.workers_sg.add_egress_rule(ec2.Peer.prefix_list(prefix_list), https, "S3 gateway")
 
     def _settings(
         self, component: str, network: NetworkStack

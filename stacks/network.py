@@ -11,6 +11,20 @@ from constructs import Construct
 from foundation.config import Deployment
 from stacks.base import FoundationStack
 
+# What tasks and components call: queues, logs, image pulls, secrets, credentials, keys, their
+# SSM identity and ECS (the scheduler's RunTask).
+INTERFACE_ENDPOINTS = {
+    "SqsEndpoint": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "LogsEndpoint": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "EcrApiEndpoint": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDockerEndpoint": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "SecretsManagerEndpoint": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "StsEndpoint": ec2.InterfaceVpcEndpointAwsService.STS,
+    "KmsEndpoint": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "SsmEndpoint": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "EcsEndpoint": ec2.InterfaceVpcEndpointAwsService.ECS,
+}
+
 
 class NetworkStack(FoundationStack):
     def __init__(self, scope: Construct, id: str, *, deployment: Deployment) -> None:
@@ -66,6 +80,10 @@ class NetworkStack(FoundationStack):
                 public_subnet_ids=net.public_subnet_ids or None,
             )
 
+        self.endpoints_sg: ec2.SecurityGroup | None = None
+        if net.private_endpoints:
+            self._endpoints()
+
         # Where the network can be found after deploy; this also keeps the stack non-empty when
         # it only names an existing VPC (CloudFormation refuses a template without resources).
         ssm.StringParameter(
@@ -74,6 +92,35 @@ class NetworkStack(FoundationStack):
             parameter_name=f"/{deployment.name}/network/vpc-id",
             string_value=self.vpc.vpc_id,
         )
+
+    def _endpoints(self) -> None:
+        """S3 by its gateway; the other AWS APIs the cluster and its tasks call by interface
+        endpoints with private DNS, reachable on 443 from inside the VPC only."""
+        self.vpc.add_gateway_endpoint(
+            "S3Endpoint",
+            service=ec2.GatewayVpcEndpointAwsService.S3,
+            subnets=[self.private_subnets],
+        )
+        self.endpoints_sg = ec2.SecurityGroup(
+            self,
+            "EndpointsSecurityGroup",
+            vpc=self.vpc,
+            description="VPC interface endpoints: HTTPS from inside the VPC",
+            allow_all_outbound=False,
+        )
+        cidr = self.deployment.network.vpc_cidr  # literal: cdk-nag's EC23 cannot read a token
+        self.endpoints_sg.add_ingress_rule(
+            ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS from the VPC"
+        )
+        for id, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                id,
+                service=service,
+                subnets=self.private_subnets,
+                security_groups=[self.endpoints_sg],
+                private_dns_enabled=True,
+                open=False,
+            )
 
     @property
     def private_subnets(self) -> ec2.SubnetSelection:

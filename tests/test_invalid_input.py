@@ -111,6 +111,13 @@ CONFIG_CASES = {
     "bad_executor": ":10: airflow.executor: Input should be 'ecs' or 'celery'",
     "worker_defaults_bad_pair": ":9: worker_defaults: memory 1024 MiB does not fit cpu 1024",
     "aws_tag_key": ":10: tags.aws:owner: 'aws:owner' is not a tag key",
+    "endpoints_without_prefix_list": ":4: network: private_endpoints: true needs s3_prefix_list_id",
+    "endpoints_in_existing_vpc": ":4: network: private_endpoints: true builds the endpoints into "
+    "the VPC this toolkit creates",
+    "endpoints_with_public_image": ":5: airflow.image: network.private_endpoints: true leaves "
+    "tasks no way to a public registry",
+    "bad_boundary": ":11: iam.permissions_boundary_arn: 'arn:aws:iam::111122223333:role/not-a-"
+    "policy' is not an IAM managed policy ARN",
 }
 
 

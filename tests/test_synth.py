@@ -8,6 +8,7 @@ import re
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
+from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.naming import DagNames, identity_parameter
 from foundation.project import load_project
 from stacks.app import shards
@@ -389,3 +390,37 @@ def test_synth_never_replaces_what_is_not_an_assembly(project: ProjectDir) -> No
         assert result.exit_code == 1
         assert "--out" in result.stderr and "Traceback" not in result.stderr
     assert (project.root / "config" / "foundation.yaml").is_file()
+
+
+def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    text = config.read_text().replace(
+        "  nat_gateways: 2\n",
+        "  nat_gateways: 2\n  private_endpoints: true\n  s3_prefix_list_id: pl-63a5400a\n",
+    )
+    ecr = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow:3.3.2"
+    config.write_text(text.replace("image: apache/airflow:3.3.2", f"image: {ecr}"))
+    result = project.run("synth")
+    assert result.exit_code == 0, result.stderr
+    out = project.root / "cdk.out"
+    network = json.loads((out / f"{NAME}-network.template.json").read_text())
+    endpoints = resources(network, "AWS::EC2::VPCEndpoint").values()
+    kinds = sorted(e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints)
+    assert kinds == ["Gateway"] + ["Interface"] * 9
+    interface = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
+    assert all(e["Properties"]["PrivateDnsEnabled"] for e in interface)
+    core = json.loads((out / f"{NAME}-core.template.json").read_text())
+    workers = next(
+        k for k, r in resources(core, "AWS::EC2::SecurityGroup").items() if k.startswith("Workers")
+    )
+    egress = [
+        r["Properties"]
+        for r in resources(core, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [workers, "GroupId"]}
+    ]
+    assert sorted((e["FromPort"], e.get("DestinationPrefixListId", "sg")) for e in egress) == [
+        (443, "pl-63a5400a"),
+        (443, "sg"),
+        (AIRFLOW_PORT, "sg"),
+    ]
+    assert not core["Resources"][workers]["Properties"].get("SecurityGroupEgress")
