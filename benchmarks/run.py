@@ -58,14 +58,43 @@ _WRAPPER = (
 )
 
 
-def measure(args: list[str]) -> dict[str, float]:
+def measure(args: list[str], expect: int = 0) -> dict[str, float]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    if done.returncode != expect:
+        raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     peak_kib = int(done.stdout.split()[-1])
     return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+
+
+INVALID = ROOT / "tests" / "fixtures" / "invalid"
+
+
+def hostile_corpus(tmp: Path) -> None:
+    """`validate` on every invalid fixture and a 20 MB manifest: each must exit 2; report the
+    slowest and the largest."""
+    cases = []
+    for kind, target in (("manifests", "dag_permissions/bad.yaml"), ("config", None)):
+        for fixture in sorted((INVALID / kind).glob("*.yaml")):
+            cases.append((f"{kind}/{fixture.name}", fixture, target))
+    big = tmp / "twenty_mb.yaml"
+    big.write_text("dag_id: bad\nowner: x\ndescription: '" + "x" * (20 * 1024 * 1024) + "'\n")
+    cases.append(("20 MB manifest", big, "dag_permissions/bad.yaml"))
+    results = []
+    for label, fixture, target in cases:
+        project = tmp / "hostile"
+        shutil.rmtree(project, ignore_errors=True)
+        shutil.copytree(ROOT / "config", project / "config")
+        shutil.copytree(ROOT / "dag_permissions", project / "dag_permissions")
+        shutil.copy(fixture, project / (target or "config/foundation.yaml"))
+        args = [str(FOUNDATION), "validate", "--project", str(project)]
+        results.append((label, measure(args, expect=2)))
+    slowest = max(results, key=lambda r: r[1]["seconds"])
+    largest = max(results, key=lambda r: r[1]["peak_rss_mib"])
+    print(f"hostile corpus: {len(results)} inputs, each exit 2")
+    print(f"| slowest | {slowest[0]} | {slowest[1]['seconds']} s |")
+    print(f"| largest | {largest[0]} | {largest[1]['peak_rss_mib']} MiB |")
 
 
 def main() -> None:
@@ -95,6 +124,8 @@ def main() -> None:
             f"| {label} | {validate['seconds']} | {validate['peak_rss_mib']} | {synth['seconds']} "
             f"| {synth['peak_rss_mib']} | {stacks} | {biggest / 1024:.0f} KiB |"
         )
+    with tempfile.TemporaryDirectory() as tmp:
+        hostile_corpus(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from foundation.checks import cfn_lint
+from foundation.checks.model import ERROR, Assembly
+from foundation.checks.rules.fa301_cdk_nag import CdkNag
 from foundation.cloudformation import actions
 from foundation.cloudformation.plan import ResourceChange, StackPlan, template_changes
 from foundation.deploy import Confirm, Outcome, Refused, Reporter
@@ -18,10 +21,17 @@ from foundation.project import Project, load_project
 
 
 def template_body(project: Project) -> str:
+    """The bootstrap stack's template, after cdk-nag and cfn-lint found nothing in it."""
     from stacks.app import build_bootstrap_app  # starts Node: only when needed
 
     with tempfile.TemporaryDirectory() as out:
         build_bootstrap_app(project.deployment, out).synth()
+        assembly = Assembly.read(Path(out), {"region": project.deployment.region})
+        errors = [
+            f for f in [*CdkNag().check(assembly), *cfn_lint.run(assembly)] if f.severity == ERROR
+        ]
+        if errors:
+            raise Refused("the bootstrap template fails its checks: " + "; ".join(map(str, errors)))
         name = bootstrap_stack_name(project.deployment.name)
         return (Path(out) / f"{name}.template.json").read_text()
 

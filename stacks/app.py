@@ -68,7 +68,10 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
 
 
 def build_bootstrap_app(deployment: Deployment, outdir: str) -> cdk.App:
-    app = cdk.App(outdir=outdir, analytics_reporting=False, stack_traces=False)
+    app = cdk.App(
+        outdir=outdir, analytics_reporting=False, stack_traces=False, context=dict(nag.CONTEXT)
+    )
+    nag.enable(app)
     stack = BootstrapStack(app, bootstrap_stack_name(deployment.name), deployment=deployment)
     for key, value in {"foundation:project": deployment.name, **deployment.tags}.items():
         cdk.Tags.of(stack).add(key, value)

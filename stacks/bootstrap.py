@@ -11,7 +11,9 @@ from constructs import Construct
 
 from foundation.config import Deployment
 from foundation.iam import deployer
+from foundation.iam.catalog import fill
 from foundation.naming import BOOTSTRAP_ROLE_PATH, service_role_name
+from stacks import nag
 from stacks.base import FoundationStack
 
 TEMPLATES_PREFIX = "templates/"
@@ -48,6 +50,7 @@ class BootstrapStack(FoundationStack):
             "name": deployment.name,
             "boundary": boundary,
         }
+        statements = deployer.statements(values)
         role = iam.Role(
             self,
             "CloudFormationRole",
@@ -60,11 +63,28 @@ class BootstrapStack(FoundationStack):
             ),
             inline_policies={
                 "deploy": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement.from_json(s) for s in deployer.statements(values)
-                    ]
+                    statements=[iam.PolicyStatement.from_json(s) for s in statements]
                 )
             },
         )
+        nag.acknowledge(bucket, nag.CLUSTER["access_logs"])
+        self._acknowledge_wildcards(role, values)
         cdk.CfnOutput(self, "ArtifactsBucketName", value=bucket.bucket_name)
         cdk.CfnOutput(self, "CloudFormationRoleArn", value=role.role_arn)
+
+    @staticmethod
+    def _acknowledge_wildcards(role: iam.Role, values: dict[str, str]) -> None:
+        """IAM5 per wildcard resource, with the reason deployer.yaml gives for it."""
+        reasons: dict[str, list[str]] = {}
+        for group in deployer.deployer().groups.values():
+            for resource in group.resources:
+                if "*" in resource:
+                    why = group.why or (
+                        "no resource-level permissions"
+                        if resource == "*"
+                        else "only the deployment's own names"
+                    )
+                    reasons.setdefault(fill(resource, values), []).append(f"{group.name}: {why}")
+        for resource, why in reasons.items():
+            rule = nag.Acknowledgement(f"AwsSolutions-IAM5[Resource::{resource}]", "; ".join(why))
+            nag.acknowledge(role, rule)

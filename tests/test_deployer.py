@@ -3,6 +3,12 @@ policy_sentry's IAM database and against the resource types the stacks really us
 
 from __future__ import annotations
 
+import fnmatch
+import json
+from functools import cache
+from pathlib import Path
+
+import cfnlint
 import pytest
 from policy_sentry.querying.actions import get_action_data
 
@@ -59,6 +65,41 @@ def test_every_resource_type_the_stacks_use_is_covered(templates: dict) -> None:
     assert referenced | set(deployer().always) == set(GROUPS), "a group nobody uses"
 
 
+@cache
+def handler_permissions() -> dict[str, set[str]]:
+    """What CloudFormation's handlers call, per resource type (cfn-lint ships the registry's
+    resource schemas)."""
+    folder = Path(cfnlint.__file__).parent / "data" / "schemas" / "resources"
+    wanted = set(deployer().resource_types)
+    out = {}
+    for path in folder.glob("*.json"):
+        schema = json.loads(path.read_text())
+        if schema.get("typeName") in wanted:
+            handlers = schema.get("handlers", {})
+            out[schema["typeName"]] = {
+                p
+                for h in ("create", "update", "delete")
+                for p in handlers.get(h, {}).get("permissions", [])
+            }
+    return out
+
+
+def test_every_handler_permission_is_granted_or_explained() -> None:
+    granted = {a for g in GROUPS.values() for a in g.actions}
+    patterns = deployer().not_granted
+    assert set(handler_permissions()) == set(deployer().resource_types)
+    used = set()
+    unexplained = []
+    for rtype, needed in sorted(handler_permissions().items()):
+        for action in sorted(needed - granted):
+            matching = [p for p in patterns if fnmatch.fnmatchcase(action, p)]
+            used.update(matching)
+            if not matching:
+                unexplained.append(f"{rtype}: {action}")
+    assert unexplained == []
+    assert set(patterns) - used == set(), "not_granted entries no handler needs"
+
+
 def test_roles_can_be_made_only_with_the_boundary_and_never_unbounded() -> None:
     rendered = statements(VALUES)
     actions = {a for s in rendered for a in s["Action"]}
@@ -94,3 +135,32 @@ def test_bootstrap_without_a_boundary_names_the_file_line_and_field(project) -> 
     assert result.exit_code == 2
     assert f"foundation.yaml:{iam_line}: iam.permissions_boundary_arn:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_bootstrap_template_passes_cdk_nag_and_cfn_lint(monkeypatch) -> None:
+    from foundation.bootstrap import template_body
+    from foundation.deploy import Refused
+    from foundation.project import load_project
+    from stacks import nag
+    from tests.conftest import ROOT
+
+    project = load_project(ROOT)
+    template = json.loads(template_body(project))
+    (role,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert role["Properties"]["Path"] == "/foundation/"
+    unrelated = nag.Acknowledgement("AwsSolutions-S10", "not the finding this test leaves open")
+    monkeypatch.setitem(nag.CLUSTER, "access_logs", unrelated)
+    with pytest.raises(Refused, match="AwsSolutions-S1: The S3 Bucket has server access logs"):
+        template_body(project)
+
+
+def test_the_service_role_policy_fits_iams_inline_limit_at_its_worst_case() -> None:
+    worst = {
+        "partition": "aws-us-gov",
+        "region": "ap-southeast-14",
+        "account": "111122223333",
+        "name": "n" * 20,
+        "boundary": "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
+    }
+    document = {"Version": "2012-10-17", "Statement": statements(worst)}
+    assert len(json.dumps(document, separators=(",", ":"))) <= 10_240  # per role, inline

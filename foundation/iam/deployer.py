@@ -25,6 +25,7 @@ class Deployer:
     resource_types: dict[str, list[str]]
     groups: dict[str, DeployerGroup]
     always: list[str]
+    not_granted: dict[str, str]  # handler permission pattern -> why the role lacks it
 
     def groups_for(self, resource_types: set[str]) -> list[DeployerGroup]:
         names = set(self.always)
@@ -47,7 +48,7 @@ def deployer() -> Deployer:
         )
         for name, g in data["statements"].items()
     }
-    return Deployer(data["resource_types"], groups, data["always"])
+    return Deployer(data["resource_types"], groups, data["always"], data["not_granted"])
 
 
 def _filled(value: Any, values: dict[str, str]) -> Any:
