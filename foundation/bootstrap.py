@@ -4,9 +4,9 @@ CloudFormation service role), deployed with the caller's credentials through a c
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from foundation.checks import cfn_lint
@@ -14,14 +14,18 @@ from foundation.checks.model import ERROR, Assembly
 from foundation.checks.rules.fa301_cdk_nag import CdkNag
 from foundation.cloudformation import actions
 from foundation.cloudformation.plan import ResourceChange, StackPlan, template_changes
+from foundation.cloudformation.target import connect_to
 from foundation.deploy import Confirm, Outcome, Refused, Reporter
 from foundation.errors import InvalidInput
 from foundation.naming import bootstrap_stack_name
 from foundation.project import Project, load_project
+from foundation.synth import NodeMissing
 
 
 def template_body(project: Project) -> str:
     """The bootstrap stack's template, after cdk-nag and cfn-lint found nothing in it."""
+    if shutil.which("node") is None:
+        raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
     from stacks.app import build_bootstrap_app  # starts Node: only when needed
 
     with tempfile.TemporaryDirectory() as out:
@@ -59,49 +63,63 @@ def run(
     project = load_project(root, env)
     _require_boundary(project)
     body = template_body(project)
-    aws = actions.connect(profile, region or project.deployment.region)
+    aws = connect_to(project, profile, region)
     name = bootstrap_stack_name(project.deployment.name)
     state = actions.describe_stack(aws.cfn, name)
     if state and state.in_progress:
         raise Refused(f"{name} is {state.status}; wait for it to end")
     if state and state.status == "ROLLBACK_COMPLETE":
         reporter.status(name, "deleting the stack a failed create left behind")
-        _follow(aws, name, reporter, lambda: actions.delete_stack(aws, name, None), "deleted")
+        deleted = _follow(
+            aws, name, reporter, lambda: actions.delete_stack(aws, name, None), "deleted"
+        )
+        if not deleted.ok:
+            return deleted
         state = None
     create = state is None or state.status == "REVIEW_IN_PROGRESS"
     new = json.loads(body)
     deployed = None if create else actions.deployed_template(aws.cfn, name)
     change_set = actions.create_change_set(aws, name, template=body, role_arn=None, create=create)
-    changes = (
-        template_changes(None, new)
-        if create
-        else [ResourceChange.from_aws(c) for c in change_set.changes if c.get("Type") == "Resource"]
-    )
-    action = "none" if change_set.empty else ("create" if create else "update")
-    plan = StackPlan(name, action, new, deployed, changes)
-    reporter.plan([plan], None)
-    if change_set.empty:
-        return Outcome(name, "no changes", state.status if state else "")
-    reasons = plan.approval_reasons
-    if reasons and not yes and not (confirm and confirm(reasons)):
-        actions.delete_change_set(aws, change_set.id)
-        if create:  # the empty stack a CREATE change set makes goes too: nothing is left
-            actions.delete_stack(aws, name, None)
-        raise Refused(
-            f"{len(reasons)} change(s) need approval; nothing was changed. Run again with --yes."
+    executed = False
+    try:
+        changes = (
+            template_changes(None, new)
+            if create
+            else [
+                ResourceChange.from_aws(c)
+                for c in change_set.changes
+                if c.get("Type") == "Resource"
+            ]
         )
-    done = "created" if create else "updated"
-    return _follow(
-        aws, name, reporter, lambda: actions.execute_change_set(aws, change_set.id), done
-    )
+        action = "none" if change_set.empty else ("create" if create else "update")
+        plan = StackPlan(name, action, new, deployed, changes)
+        reporter.plan([plan], None)
+        if change_set.empty:
+            return Outcome(name, "no changes", state.status if state else "")
+        reasons = plan.approval_reasons
+        if reasons and not yes and not (confirm and confirm(reasons)):
+            raise Refused(
+                f"{len(reasons)} change(s) need approval; nothing was changed. "
+                "Run again with --yes."
+            )
+        executed = True
+        done = "created" if create else "updated"
+        return _follow(
+            aws, name, reporter, lambda: actions.execute_change_set(aws, change_set.id), done
+        )
+    finally:
+        if not executed and not change_set.empty:
+            actions.delete_change_set(aws, change_set.id)
+            if create:  # the empty stack a CREATE change set makes goes too: nothing is left
+                actions.delete_stack(aws, name, None)
 
 
 def _follow(
     aws: actions.Aws, name: str, reporter: Reporter, start: Callable[[], None], done: str
 ) -> Outcome:
-    since = datetime.now(UTC)
+    after = actions.newest_event(aws, name)
     start()
-    status, events = actions.wait_for_stack(aws, name, since, lambda e: reporter.event(name, e))
+    status, events = actions.wait_for_stack(aws, name, after, lambda e: reporter.event(name, e))
     state = actions.describe_stack(aws.cfn, name)
     ok = status in actions.SUCCESS
     failures = [e for e in events if e.failed]

@@ -196,6 +196,9 @@ def aws_errors() -> Iterator[None]:
         yield
     except InvalidInput as error:
         raise fail_on_invalid_input(error) from None
+    except deploy_verb.UsageError as error:
+        report_error(error)
+        raise typer.Exit(EXIT_INVALID_INPUT) from None
     except (
         BotoCoreError,
         ClientError,
@@ -211,6 +214,16 @@ def aws_errors() -> Iterator[None]:
         prefix = "AWS: " if isinstance(error, (BotoCoreError, ClientError)) else ""
         report_error(f"{prefix}{error}")
         raise typer.Exit(EXIT_FINDINGS) from None
+
+
+def interrupted(reporter: views.LiveReporter, stopped: deploy_verb.Interrupted) -> typer.Exit:
+    reporter.close()
+    console.print(views.outcome_table(stopped.outcomes, "interrupted"))
+    err.print(
+        "Stopped waiting. CloudFormation carries on with the stacks marked interrupted; "
+        "`foundation status` shows how they end."
+    )
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 def confirmer() -> Callable[[list[str]], bool] | None:
@@ -275,13 +288,7 @@ def deploy(
         with aws_errors():
             result = deploy_verb.run(options, reporter, confirmer())
     except deploy_verb.Interrupted as stopped:
-        reporter.close()
-        console.print(views.outcome_table(stopped.outcomes, "interrupted"))
-        err.print(
-            "Stopped waiting. CloudFormation carries on with the stacks marked interrupted; "
-            "`foundation status` shows how they end."
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise interrupted(reporter, stopped) from None
     finally:
         reporter.close()
     if result.migration:
@@ -332,6 +339,8 @@ def destroy(
             outcomes, kept = destroy_verb.run(
                 project, env, out, profile, region, yes, reporter, confirmer()
             )
+    except deploy_verb.Interrupted as stopped:
+        raise interrupted(reporter, stopped) from None
     finally:
         reporter.close()
     for k in kept:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from foundation.cloudformation.target import Target, discard, open_target, plan_
 from foundation.naming import cluster_stack_names
 
 DRAIN_TIMEOUT_SECONDS = 3600
+MIGRATION_TIMEOUT_SECONDS = 3600
 
 
 class Reporter(Protocol):
@@ -48,6 +48,7 @@ class Options:
     migrate: bool = True
     concurrency: int = 4
     drain_timeout: float = DRAIN_TIMEOUT_SECONDS
+    migration_timeout: float = MIGRATION_TIMEOUT_SECONDS
 
 
 @dataclass
@@ -82,6 +83,10 @@ class Refused(Exception):
     """The deploy did not start: nothing was changed (exit 1)."""
 
 
+class UsageError(Exception):
+    """An option names something that does not exist (exit 2)."""
+
+
 class Interrupted(Exception):
     """Ctrl-C: waiting stopped; the outcomes say what CloudFormation was doing."""
 
@@ -94,7 +99,7 @@ def run(options: Options, reporter: Reporter, confirm: Confirm | None) -> Result
     target = open_target(options.root, options.env, options.out, options.profile, options.region)
     unknown = sorted(set(options.stacks) - set(target.assembly.bodies) - set(target.orphans))
     if unknown:
-        raise Refused(f"no such stack: {', '.join(unknown)}")
+        raise UsageError(f"--stack: no such stack: {', '.join(unknown)}")
     if target.busy:
         busy = ", ".join(f"{s.name} ({s.status})" for s in target.busy)
         raise Refused(f"a CloudFormation operation is under way: {busy}; wait for it to end")
@@ -109,18 +114,21 @@ def _deploy(
     target: Target, options: Options, reporter: Reporter, confirm: Confirm | None
 ) -> Result:
     plans = plan_all(target, options.stacks, options.concurrency)
-    migration = _migration(target, plans) if options.migrate else None
-    reporter.plan(plans, migration)
-    if all(p.action == "none" for p in plans):
-        return Result([Outcome(p.name, "no changes", target.live[p.name].status) for p in plans])
-    reasons = [f"{p.name}: {r}" for p in plans for r in p.approval_reasons]
-    if reasons and not options.yes and not (confirm and confirm(reasons)):
-        discard(target, plans)
-        raise Refused(
-            f"{len(reasons)} change(s) need approval (IAM that broadens, or stateful resources "
-            "replaced or removed); nothing was changed. Run again with --yes to approve."
-        )
-    return _apply(target, options, reporter, plans, migration)
+    try:
+        migration = _migration(target, plans) if options.migrate else None
+        reporter.plan(plans, migration)
+        if all(p.action == "none" for p in plans):
+            return Result([Outcome(p.name, "no changes", _status(target, p.name)) for p in plans])
+        reasons = [f"{p.name}: {r}" for p in plans for r in p.approval_reasons]
+        if reasons and not options.yes and not (confirm and confirm(reasons)):
+            raise Refused(
+                f"{len(reasons)} change(s) need approval (IAM that broadens, or stateful "
+                "resources replaced or removed); nothing was changed. Run again with --yes to "
+                "approve."
+            )
+        return _apply(target, options, reporter, plans, migration)
+    finally:
+        discard(target, plans)  # whatever was not executed: no change set is left behind
 
 
 def _migration(target: Target, plans: list[StackPlan]) -> str | None:
@@ -148,41 +156,59 @@ def _apply(
     stop = threading.Event()
     outcomes = {p.name: Outcome(p.name, "no changes", _status(target, p.name)) for p in plans}
     runner = StackRunner(target, reporter, stop, options.drain_timeout)
-    migrator = Migrator(target, reporter, stop, migration) if migration else None
+    migrator = Migrator(target, reporter, stop, migration, options) if migration else None
     try:
         for layer in _layers(target, plans):
-            with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-                futures = {
-                    pool.submit(runner.apply, p, migrator if _is_core(target, p) else None): p
-                    for p in layer
-                }
-                try:
-                    while any(not f.done() for f in futures):
-                        time.sleep(0.1)  # wakes for Ctrl-C, which only the main thread receives
-                except KeyboardInterrupt:
-                    stop.set()  # before the pool's exit waits for its threads
-                    raise
-                for future, plan in futures.items():
-                    outcomes[plan.name] = future.result()
+            outcomes |= _run_layer(target, layer, runner, migrator, options.concurrency, stop)
             if not all(outcomes[p.name].ok for p in layer):
                 break
+        core = cluster_stack_names(target.name)[2]
+        unchanged_core = migrator and migrator.where is None and core in outcomes
+        if unchanged_core and all(o.ok for o in outcomes.values()):
+            # core itself did not change (the database did): migrate with the deployed task
+            assert migrator is not None
+            migrator.prepare(next(p for p in plans if p.name == core))
+            migrator.finish(True, runner.sleep)
+            if not migrator.ok:
+                outcomes[core].result, outcomes[core].message = "failed", migrator.summary
     except KeyboardInterrupt:
         stop.set()
         raise Interrupted(_interrupted(target, plans, outcomes)) from None
-    finally:
-        discard(target, [p for p in plans if outcomes[p.name].result == "no changes"])
     for plan in plans:
         if plan.action != "none" and outcomes[plan.name].result == "no changes":
             outcomes[plan.name].result = "skipped"  # a layer before it failed
-    if migrator and migrator.where is None and all(o.ok for o in outcomes.values()):
-        # core itself did not change (the database did): migrate with the deployed task
-        core = next(p for p in plans if _is_core(target, p))
-        migrator.prepare(core)
-        migrator.finish(True, runner._sleep)
-    result = Result(list(outcomes.values()), migrator.summary if migrator else None)
-    if migrator and not migrator.ok:
-        outcomes[cluster_stack_names(target.name)[2]].result = "failed"
-    return result
+    ran = migrator is not None and migrator.where is not None
+    return Result(list(outcomes.values()), migrator.summary if migrator and ran else None)
+
+
+def _run_layer(
+    target: Target,
+    layer: list[StackPlan],
+    runner: StackRunner,
+    migrator: Migrator | None,
+    concurrency: int,
+    stop: threading.Event,
+) -> dict[str, Outcome]:
+    """The layer's stacks side by side. On Ctrl-C no further stack starts; those under way stop
+    waiting before their next call to CloudFormation."""
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    futures = {
+        pool.submit(runner.apply, p, migrator if _is_core(target, p) else None): p for p in layer
+    }
+    try:
+        while any(not f.done() for f in futures):
+            time.sleep(0.1)  # wakes for Ctrl-C, which only the main thread receives
+    except KeyboardInterrupt:
+        stop.set()
+        while True:  # a second Ctrl-C must not leave threads running behind the report
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+            except KeyboardInterrupt:
+                continue
+        raise
+    pool.shutdown()
+    return {plan.name: future.result() for future, plan in futures.items()}
 
 
 def _is_core(target: Target, plan: StackPlan) -> bool:
@@ -203,7 +229,7 @@ def _interrupted(target: Target, plans: list[StackPlan], outcomes: dict) -> list
             state = actions.describe_stack(target.aws.cfn, plan.name)
             status = state.status if state else "NOT_DEPLOYED"
             executing = status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
-            outcome = Outcome(plan.name, "interrupted" if executing else "skipped", status)
+            outcome = Outcome(plan.name, "interrupted" if executing else "stopped", status)
         out.append(outcome)
     return out
 
@@ -222,29 +248,41 @@ class StackRunner:
         self.drain_timeout = drain_timeout
 
     def apply(self, plan: StackPlan, migrator: Migrator | None) -> Outcome:
+        """Never raises: whatever goes wrong becomes this stack's failed outcome, so the other
+        stacks' outcomes are still reported."""
         try:
-            self._drain(plan)
-            if plan.action == "delete":
-                return self._delete(plan)
-            if plan.replaces_failed_create:
-                self.reporter.status(plan.name, "deleting the stack a failed create left behind")
-                failed = self._delete(plan)
-                if not failed.ok:
-                    return failed
-            if plan.action == "create":
-                change_set = actions.create_change_set(
-                    self.target.aws,
-                    plan.name,
-                    template=plan.template_url or "",
-                    role_arn=self.target.bootstrap.role_arn,
-                    create=True,
-                )
-                plan.change_set_id = change_set.id
-            return self._execute(plan, migrator)
+            return self._apply(plan, migrator)
         except Stopped:
-            return Outcome(plan.name, "interrupted", "")
-        except actions.ChangeSetFailed as error:
-            return Outcome(plan.name, "failed", _status(self.target, plan.name), message=str(error))
+            return Outcome(plan.name, "interrupted", _status(self.target, plan.name))
+        except Exception as error:
+            message = str(error) if isinstance(error, actions.ChangeSetFailed) else repr(error)
+            return Outcome(plan.name, "failed", _status(self.target, plan.name), message=message)
+
+    def _apply(self, plan: StackPlan, migrator: Migrator | None) -> Outcome:
+        self._drain(plan)
+        if plan.action == "delete":
+            return self._delete(plan)
+        if plan.replaces_failed_create:
+            self.reporter.status(plan.name, "deleting the stack a failed create left behind")
+            deleted = self._delete(plan)
+            if not deleted.ok:
+                return deleted
+        if plan.action == "create":
+            self._check_stop()
+            change_set = actions.create_change_set(
+                self.target.aws,
+                plan.name,
+                template=plan.template_url or "",
+                role_arn=self.target.bootstrap.role_arn,
+                create=True,
+            )
+            plan.change_set_id = change_set.id
+        return self._execute(plan, migrator)
+
+    def _check_stop(self) -> None:
+        """Before every call that changes something: after Ctrl-C nothing new starts."""
+        if self.stop.is_set():
+            raise Stopped
 
     def _drain(self, plan: StackPlan) -> None:
         """A removed DAG's running tasks finish before its role and security group go."""
@@ -257,31 +295,35 @@ class StackRunner:
                         plan.name, f"{len(tasks)} task(s) of {family} still run; not removed"
                     )
                 self.reporter.status(plan.name, f"waiting for {len(tasks)} task(s) of {family}")
-                self._sleep()
+                self.sleep()
 
-    def _sleep(self) -> None:
+    def sleep(self) -> None:
         if self.stop.wait(self.target.aws.poll_seconds):
             raise Stopped
 
     def _delete(self, plan: StackPlan) -> Outcome:
-        since = datetime.now(UTC)
+        self._check_stop()
+        after = actions.newest_event(self.target.aws, plan.name)
         actions.delete_stack(self.target.aws, plan.name, self.target.bootstrap.role_arn)
-        return self._follow(plan.name, since, "deleted")
+        return self._follow(plan.name, after, "deleted")
 
     def _execute(self, plan: StackPlan, migrator: Migrator | None) -> Outcome:
-        since = datetime.now(UTC)
         if migrator:
             migrator.prepare(plan)
+        self._check_stop()
+        after = actions.newest_event(self.target.aws, plan.name)
         actions.execute_change_set(self.target.aws, plan.change_set_id or "")
         plan.change_set_id = None
         done = "created" if plan.action == "create" else "updated"
-        outcome = self._follow(plan.name, since, done, migrator.tick if migrator else None)
+        outcome = self._follow(plan.name, after, done, migrator.tick if migrator else None)
         if migrator:
-            migrator.finish(outcome.ok, self._sleep)
+            migrator.finish(outcome.ok, self.sleep)
+            if outcome.ok and not migrator.ok:
+                outcome.result, outcome.message = "failed", migrator.summary
         return outcome
 
     def _follow(
-        self, stack: str, since: datetime, done: str, tick: Callable[[], None] | None = None
+        self, stack: str, after: str | None, done: str, tick: Callable[[], None] | None = None
     ) -> Outcome:
         def on_tick() -> None:
             if self.stop.is_set():
@@ -292,7 +334,7 @@ class StackRunner:
         status, events = actions.wait_for_stack(
             self.target.aws,
             stack,
-            since,
+            after,
             lambda e: self.reporter.event(stack, e),
             on_tick,
         )
@@ -307,30 +349,65 @@ class StackRunner:
         )
 
 
+# What the migration task needs before it can start: its task definition, and the roles,
+# policies, secrets, log groups and network rules that let it read secrets and reach the database.
+MIGRATION_PREREQUISITES = {
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::SecretsManager::Secret",
+    "AWS::Logs::LogGroup",
+    "AWS::EC2::SecurityGroup",
+    "AWS::EC2::SecurityGroupIngress",
+    "AWS::EC2::SecurityGroupEgress",
+}
+READY = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+
+
 class Migrator:
-    """Runs `airflow db migrate` while core deploys: as soon as the new migration task definition
+    """Runs `airflow db migrate` while core deploys: as soon as what the migration task needs
     exists, and before the components (which wait for the migration) can become healthy."""
 
     def __init__(
-        self, target: Target, reporter: Reporter, stop: threading.Event, reason: str
+        self,
+        target: Target,
+        reporter: Reporter,
+        stop: threading.Event,
+        reason: str,
+        options: Options,
     ) -> None:
         self.target, self.reporter, self.stop, self.reason = target, reporter, stop, reason
+        self.timeout = options.migration_timeout
         self.stack = cluster_stack_names(target.name)[2]
         self.where: MigrationTarget | None = None
+        self.prerequisites: set[str] = set()
         self.previous: str | None = None
         self.task: str | None = None
+        self.deadline = 0.0
         self.exit: actions.TaskOutcome | None = None
 
     def prepare(self, plan: StackPlan) -> None:
-        self.where = migration_target(plan.template or {}, self.target.name)
-        if plan.action == "update":
+        template = plan.template or {}
+        self.where = migration_target(template, self.target.name)
+        self.prerequisites = {
+            logical_id
+            for logical_id, r in template.get("Resources", {}).items()
+            if r["Type"] in MIGRATION_PREREQUISITES
+        } | {self.where.task_definition}
+        self.deadline = time.monotonic() + self.timeout
+        changing = {c.logical_id for c in plan.changes if c.action in ("Add", "Modify")}
+        if plan.action == "update" and self.where.task_definition in changing:
+            # wait for the new revision, not the one deployed now
             before = actions.stack_resources(self.target.aws, self.stack)
             self.previous = before.get(self.where.task_definition, ("", ""))[0]
 
     def tick(self) -> None:
         if self.exit or self.where is None:
             return
-        if self.task is None:
+        if time.monotonic() > self.deadline:
+            detail = f"timed out after {self.timeout:.0f} s"
+            self.exit = actions.TaskOutcome(False, None, detail)
+            self.reporter.status(self.stack, f"airflow db migrate: {detail}")
+        elif self.task is None:
             self._start_when_ready()
         else:
             self._check()
@@ -348,11 +425,12 @@ class Migrator:
     def _start_when_ready(self) -> None:
         assert self.where is not None
         resources = actions.stack_resources(self.target.aws, self.stack)
-        task_def, status = resources.get(self.where.task_definition, ("", ""))
-        group, group_status = resources.get(self.where.security_group, ("", ""))
-        ready = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
-        if status not in ready or group_status not in ready or task_def == self.previous:
+        if any(resources.get(r, ("", ""))[1] not in READY for r in self.prerequisites):
             return
+        task_def = resources[self.where.task_definition][0]
+        if task_def == self.previous:
+            return
+        group = resources[self.where.security_group][0]
         subnets = self._subnets()
         self.task = actions.run_task(self.target.aws, self.target.name, task_def, subnets, group)
         self.reporter.status(self.stack, f"airflow db migrate: started ({self.reason})")

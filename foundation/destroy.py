@@ -11,7 +11,7 @@ from typing import Any
 from foundation.cloudformation import actions
 from foundation.cloudformation.plan import StackPlan, template_changes
 from foundation.cloudformation.target import open_target
-from foundation.deploy import Confirm, Outcome, Refused, Reporter, StackRunner
+from foundation.deploy import Confirm, Interrupted, Outcome, Refused, Reporter, StackRunner
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,14 @@ def run(
     actions.acquire_lock(target.aws, target.bootstrap.bucket)
     try:
         runner = StackRunner(target, reporter, threading.Event(), drain_timeout=0)
-        outcomes = []
+        outcomes: list[Outcome] = []
         for plan in plans:
-            outcome = runner.apply(plan, None)
+            try:
+                outcome = runner.apply(plan, None)
+            except KeyboardInterrupt:
+                state = actions.describe_stack(target.aws.cfn, plan.name)
+                status = state.status if state else "DELETE_COMPLETE"
+                raise Interrupted([*outcomes, Outcome(plan.name, "interrupted", status)]) from None
             outcomes.append(outcome)
             if not outcome.ok:
                 break

@@ -83,7 +83,7 @@ def _private_bucket(scope: Construct, id: str, name: str) -> s3.Bucket:
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         versioned=True,
-        removal_policy=cdk.RemovalPolicy.RETAIN,
+        removal_policy=cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         lifecycle_rules=[
             s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(30)),
         ],

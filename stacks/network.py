@@ -60,7 +60,7 @@ class NetworkStack(FoundationStack):
                                 "FlowLogs",
                                 log_group_name=f"/{deployment.name}/vpc-flow-logs",
                                 retention=logs.RetentionDays.THREE_MONTHS,
-                                removal_policy=cdk.RemovalPolicy.RETAIN,
+                                removal_policy=cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
                             )
                         ),
                         traffic_type=ec2.FlowLogTrafficType.ALL,

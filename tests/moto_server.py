@@ -138,8 +138,9 @@ def moto_env(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
     return moto_aws
 
 
+# The example's certificate, in moto's account (deploy tests put the example in that account)
 CERTIFICATE_ARN = (
-    "arn:aws:acm:us-east-1:111122223333:certificate/5b3c1a52-8d0e-4f6b-9a43-7c2d5e8f1a90"
+    f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/5b3c1a52-8d0e-4f6b-9a43-7c2d5e8f1a90"
 )
 
 

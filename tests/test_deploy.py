@@ -15,10 +15,10 @@ import pytest
 
 from foundation.naming import stack_names, worker_shard, worker_stack_name
 from tests.conftest import ROOT, ProjectDir, Run
-from tests.moto_server import MotoAws
+from tests.moto_server import ACCOUNT, MotoAws
 
 NAME = "acme-airflow"
-BUCKET = f"foundation-111122223333-us-east-1-{NAME}"
+BUCKET = f"foundation-{ACCOUNT}-us-east-1-{NAME}"
 
 
 class Deployment:
@@ -57,6 +57,9 @@ def deployment(
     root = tmp_path_factory.mktemp("deploy")
     for folder in ("config", "dag_permissions"):
         shutil.copytree(ROOT / folder, root / folder)
+    # the example, in the account moto's credentials belong to (deploy checks that they match)
+    for path in (root / "config").glob("*.yaml"):
+        path.write_text(path.read_text().replace("111122223333", ACCOUNT))
     with pytest.MonkeyPatch.context() as mp:
         for name, value in moto_cloudformation.environment.items():
             mp.setenv(name, value)
@@ -125,7 +128,7 @@ def test_first_deploy_creates_every_stack_and_migrates(deployment: Deployment) -
         for r in iam.list_roles()["Roles"]
         if r["RoleName"].startswith(f"{NAME}-") and r["Path"] != "/foundation/"
     ]
-    boundary = "arn:aws:iam::111122223333:policy/acme-airflow-boundary"
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/acme-airflow-boundary"
     unbounded = [
         r["RoleName"]
         for r in roles
@@ -146,20 +149,36 @@ def test_redeploy_with_nothing_changed_executes_nothing(deployment: Deployment) 
     one = deployment.run("deploy", "--stack", f"{NAME}-network")
     assert one.exit_code == 0 and f"no changes: {NAME}-network\n" in one.stdout
     unknown = deployment.run("deploy", "--stack", f"{NAME}-nope")
-    assert unknown.exit_code == 1 and f"no such stack: {NAME}-nope" in unknown.stderr
+    assert unknown.exit_code == 2 and f"no such stack: {NAME}-nope" in unknown.stderr
 
 
 def test_a_second_deploy_is_refused_while_one_holds_the_lock(deployment: Deployment) -> None:
     s3 = deployment.aws.client("s3")
-    held = {"holder": "arn:aws:iam::111122223333:user/alice (alice@ci)", "since": "2026-11-24"}
+    held = {"holder": f"arn:aws:iam::{ACCOUNT}:user/alice (alice@ci)", "since": "2026-11-24"}
     s3.put_object(Bucket=BUCKET, Key="locks/deploy.json", Body=json.dumps(held).encode())
     try:
         result = deployment.run("deploy", "--yes")
+        still = json.loads(s3.get_object(Bucket=BUCKET, Key="locks/deploy.json")["Body"].read())
     finally:
         s3.delete_object(Bucket=BUCKET, Key="locks/deploy.json")
+    assert still == held  # a refused deploy leaves the other deploy's lock alone
     assert result.exit_code == 1
     assert "another deploy holds the lock since 2026-11-24" in result.stderr
     assert "user/alice" in result.stderr
+
+
+def test_credentials_of_another_account_are_refused(deployment: Deployment) -> None:
+    config = deployment.project.root / "config" / "foundation.yaml"
+    original = config.read_text()
+    config.write_text(original.replace(f'account: "{ACCOUNT}"', 'account: "210987654321"'))
+    try:
+        result = deployment.run("diff")
+    finally:
+        config.write_text(original)
+    assert result.exit_code == 1
+    assert f"the credentials are for account {ACCOUNT}, but the config's account is " in (
+        result.stderr
+    )
 
 
 def _grant(project: ProjectDir, dag_id: str, grant: str) -> str:
@@ -223,7 +242,7 @@ def test_destroy_deletes_in_reverse_order_and_lists_what_it_keeps(deployment: De
     live = deployment.stacks()
     assert not [n for n in live if n.startswith(f"{NAME}-") and n != f"{NAME}-bootstrap"]
     assert "kept (Snapshot):" in result.stdout and "AWS::RDS::DBInstance" in result.stdout
-    assert "kept (Retain):" in result.stdout and "AWS::S3::Bucket" in result.stdout
+    assert "kept (RetainExceptOnCreate):" in result.stdout and "AWS::S3::Bucket" in result.stdout
     assert json.loads(deployment.run("status", "--json").stdout)[0]["status"] == "NOT_DEPLOYED"
 
 

@@ -73,6 +73,12 @@ def target(aws: Aws, layers: list[list[str]], live: dict[str, str]) -> Target:
 
 
 LATER = datetime.now(UTC) + timedelta(days=1)
+PREVIOUS = {
+    "StackId": STACK_ID.format("any"),
+    "EventId": "previous-operation",
+    "StackName": "any",
+    "Timestamp": datetime(2026, 11, 1, tzinfo=UTC),
+}
 
 
 def event(stack: str, n: int, logical: str, kind: str, status: str, reason: str = "") -> dict:
@@ -109,6 +115,11 @@ def missing(cfn: Stubber, operation: str, name: str) -> None:
     )
 
 
+def newest(cfn: Stubber) -> None:
+    """The event a following operation's events come after (read before it starts)."""
+    cfn.add_response("describe_stack_events", {"StackEvents": [PREVIOUS]})
+
+
 def settle(cfn: Stubber, name: str, events: list[dict], final: str) -> None:
     """What waiting on a stack reads: events, status, the events again, then its outputs."""
     cfn.add_response("describe_stack_events", {"StackEvents": list(reversed(events))})
@@ -117,10 +128,13 @@ def settle(cfn: Stubber, name: str, events: list[dict], final: str) -> None:
     cfn.add_response("describe_stacks", stack(name, final), {"StackName": name})
 
 
-def test_a_failed_update_shows_its_resources_and_reasons_and_skips_later_layers(aws) -> None:
+def test_a_failed_update_shows_its_resources_and_reasons_and_skips_later_layers(
+    aws, monkeypatch
+) -> None:
     aws_, cfn, _ = aws
     core = StackPlan(CORE, "update", {}, {}, change_set_id="cs-core")
     workers = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-workers")
+    newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-core"})
     reason = "Resource handler returned message: Invalid request provided: TaskDefinition"
     settle(
@@ -135,7 +149,9 @@ def test_a_failed_update_shows_its_resources_and_reasons_and_skips_later_layers(
     )
     cfn.add_response("delete_change_set", {}, {"ChangeSetName": "cs-workers"})
     t = target(aws_, [[CORE], [WORKERS]], {CORE: "UPDATE_COMPLETE", WORKERS: "CREATE_COMPLETE"})
-    result = deploy._apply(t, deploy.Options(ROOT), Recorder(), [core, workers], None)
+    monkeypatch.setattr(deploy, "plan_all", lambda *args: [core, workers])
+    options = deploy.Options(ROOT, yes=True, migrate=False)
+    result = deploy._deploy(t, options, Recorder(), None)
     outcomes = {o.stack: o for o in result.outcomes}
     assert not result.ok
     assert outcomes[CORE].result == "failed"
@@ -152,6 +168,7 @@ def test_a_stack_left_in_rollback_complete_is_deleted_then_created(aws) -> None:
     aws_, cfn, _ = aws
     plan = StackPlan(WORKERS, "create", {}, None, template_url="https://b.s3/t.json")
     plan.replaces_failed_create = True
+    newest(cfn)
     cfn.add_response("delete_stack", {}, {"StackName": WORKERS, "RoleARN": ROLE})
     cfn.add_response("describe_stack_events", {"StackEvents": []})
     missing(cfn, "describe_stacks", WORKERS)
@@ -163,6 +180,7 @@ def test_a_stack_left_in_rollback_complete_is_deleted_then_created(aws) -> None:
         {"ChangeSetId": "cs-new", "Status": "CREATE_COMPLETE", "Changes": []},
         {"ChangeSetName": "cs-new"},
     )
+    newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-new"})
     settle(
         cfn,
@@ -190,6 +208,7 @@ def test_a_change_set_that_fails_to_compute_is_reported(aws) -> None:
         },
         {"ChangeSetName": "cs-bad"},
     )
+    cfn.add_response("delete_change_set", {}, {"ChangeSetName": "cs-bad"})  # not left behind
     t = target(aws_, [[WORKERS]], {})
     outcome = deploy.StackRunner(t, Recorder(), threading.Event(), 0).apply(plan, None)
     assert outcome.result == "failed"
@@ -199,6 +218,7 @@ def test_a_change_set_that_fails_to_compute_is_reported(aws) -> None:
 def test_throttling_while_waiting_only_delays(aws) -> None:
     aws_, cfn, _ = aws
     plan = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-1")
+    newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-1"})
     cfn.add_client_error(
         "describe_stack_events", "Throttling", "Rate exceeded", http_status_code=400
@@ -253,6 +273,7 @@ def test_a_failed_migration_fails_the_deploy_with_its_exit_code(aws) -> None:
         {"ChangeSetId": "cs-core", "Status": "CREATE_COMPLETE", "Changes": []},
         {"ChangeSetName": "cs-core"},
     )
+    newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-core"})
     cfn.add_response("describe_stack_events", {"StackEvents": []})
     task_def = "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
@@ -310,22 +331,23 @@ def test_a_failed_migration_fails_the_deploy_with_its_exit_code(aws) -> None:
     cfn.add_response("describe_stack_events", {"StackEvents": []})
     cfn.add_response("describe_stacks", stack(CORE, "CREATE_COMPLETE"), {"StackName": CORE})
     reporter = Recorder()
-    t = target(aws_, [[CORE]], {})
-    migrator = deploy.Migrator(t, reporter, threading.Event(), "first deploy of the cluster")
-    outcome = deploy.StackRunner(t, reporter, threading.Event(), 0).apply(plan, migrator)
-    assert outcome.result == "created"
-    assert not migrator.ok
-    assert "FAILED" in migrator.summary and "Essential container in task exited" in migrator.summary
+    workers = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-workers")
+    t = target(aws_, [[CORE], [WORKERS]], {WORKERS: "CREATE_COMPLETE"})
+    reason = "first deploy of the cluster"
+    result = deploy._apply(t, deploy.Options(ROOT), reporter, [plan, workers], reason)
+    outcomes = {o.stack: o for o in result.outcomes}
+    assert not result.ok
+    assert outcomes[CORE].result == "failed"  # the stack is up, the migration is not
+    assert "airflow db migrate FAILED" in outcomes[CORE].message
+    assert "Essential container in task exited" in (result.migration or "")
+    assert outcomes[WORKERS].result == "skipped"
     assert (CORE, "airflow db migrate: failed (exit 1: Essential container in task exited)") in (
         reporter.statuses
     )
 
 
 class BusyCloudFormation:
-    """A stack that stays UPDATE_IN_PROGRESS for as long as anyone asks."""
-
-    def execute_change_set(self, ChangeSetName: str) -> dict:
-        return {}
+    """Stacks that stay UPDATE_IN_PROGRESS, once executed, for as long as anyone asks."""
 
     def get_paginator(self, operation: str):
         class Pages:
@@ -334,19 +356,38 @@ class BusyCloudFormation:
 
         return Pages()
 
+    def __init__(self) -> None:
+        self.executed: list[str] = []
+
+    def execute_change_set(self, ChangeSetName: str) -> dict:
+        self.executed.append(ChangeSetName)
+        return {}
+
+    def describe_stack_events(self, StackName: str) -> dict:
+        return {"StackEvents": [PREVIOUS]}
+
     def describe_stacks(self, StackName: str) -> dict:
-        return stack(StackName, "UPDATE_IN_PROGRESS")
+        executing = any(StackName in c for c in self.executed)
+        return stack(StackName, "UPDATE_IN_PROGRESS" if executing else "UPDATE_COMPLETE")
 
 
-def test_ctrl_c_stops_waiting_and_reports_what_cloudformation_is_doing() -> None:
-    plan = StackPlan(WORKERS, "update", {}, {}, change_set_id="cs-1")
-    busy = Aws(BusyCloudFormation(), None, None, None, 0.05)
-    t = target(busy, [[WORKERS]], {WORKERS: "CREATE_COMPLETE"})
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(deploy.Interrupted) as stopped:
-        deploy._apply(t, deploy.Options(ROOT), Recorder(), [plan], None)
-    (outcome,) = stopped.value.outcomes
-    assert (outcome.result, outcome.status) == ("interrupted", "UPDATE_IN_PROGRESS")
+def test_ctrl_c_stops_waiting_and_starts_nothing_more() -> None:
+    names = [f"{NAME}-workers-{i:02d}" for i in range(4)]
+    plans = [StackPlan(n, "update", {}, {}, change_set_id=f"cs-{n}") for n in names]
+    busy = BusyCloudFormation()
+    t = target(Aws(busy, None, None, None, 0.05), [names], dict.fromkeys(names, "CREATE_COMPLETE"))
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(deploy.Interrupted) as stopped:
+            deploy._apply(t, deploy.Options(ROOT, concurrency=1), Recorder(), plans, None)
+    finally:
+        timer.cancel()
+    assert busy.executed == [f"cs-{names[0]}"]  # the queued stacks never started
+    results = {o.stack: (o.result, o.status) for o in stopped.value.outcomes}
+    assert results[names[0]] == ("interrupted", "UPDATE_IN_PROGRESS")
+    assert {results[n][0] for n in names[1:]} == {"stopped"}
+    assert all(p.change_set_id for p in plans[1:])  # left for _deploy to delete
 
 
 def test_a_removed_dags_running_tasks_drain_before_its_stack_changes(aws) -> None:
@@ -361,6 +402,7 @@ def test_a_removed_dags_running_tasks_drain_before_its_stack_changes(aws) -> Non
     running = {"cluster": NAME, "family": family, "desiredStatus": "RUNNING"}
     ecs.add_response("list_tasks", {"taskArns": ["arn:aws:ecs:task/acme-airflow/1"]}, running)
     ecs.add_response("list_tasks", {"taskArns": []}, running)
+    newest(cfn)
     cfn.add_response("delete_stack", {}, {"StackName": WORKERS, "RoleARN": ROLE})
     cfn.add_response("describe_stack_events", {"StackEvents": []})
     missing(cfn, "describe_stacks", WORKERS)
@@ -378,3 +420,54 @@ def test_a_deploy_is_refused_while_cloudformation_works_on_a_stack(monkeypatch) 
     monkeypatch.setattr(deploy, "open_target", lambda *args: t)
     with pytest.raises(deploy.Refused, match=r"acme-airflow-core \(UPDATE_IN_PROGRESS\)"):
         deploy.run(deploy.Options(ROOT), Recorder(), None)  # no AWS call: aws is None
+
+
+def test_a_dag_whose_tasks_keep_running_is_not_removed(aws) -> None:
+    aws_, _, ecs = aws
+    family = f"{NAME}-worker-housekeeping-3f2a1b"
+    deployed = {
+        "Resources": {
+            "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Family": family}}
+        }
+    }
+    plan = StackPlan(WORKERS, "delete", None, deployed)
+    running = {"cluster": NAME, "family": family, "desiredStatus": "RUNNING"}
+    ecs.add_response("list_tasks", {"taskArns": ["arn:aws:ecs:task/acme-airflow/1"]}, running)
+    t = target(aws_, [], {WORKERS: "UPDATE_COMPLETE"})
+    outcome = deploy.StackRunner(t, Recorder(), threading.Event(), 0).apply(plan, None)
+    assert outcome.result == "failed"  # and no delete_stack was called (none is stubbed)
+    assert f"1 task(s) of {family} still run; not removed" in outcome.message
+
+
+def test_a_database_change_migrates_with_the_deployed_task_definition(aws) -> None:
+    aws_, cfn, ecs = aws
+    template = _core_template()
+    core = StackPlan(CORE, "update", template, template)  # its task definition is unchanged
+    task_def = "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
+    resources = {
+        "StackResourceSummaries": [
+            {
+                "LogicalResourceId": logical,
+                "PhysicalResourceId": physical,
+                "ResourceType": kind,
+                "LastUpdatedTimestamp": LATER,
+                "ResourceStatus": "UPDATE_COMPLETE",
+            }
+            for logical, physical, kind in (
+                ("DbMigrateTaskDefinition", task_def, "AWS::ECS::TaskDefinition"),
+                ("ComponentsSecurityGroup", "sg-0123456789abcdef0", "AWS::EC2::SecurityGroup"),
+            )
+        ]
+    }
+    cfn.add_response("list_stack_resources", resources, {"StackName": CORE})
+    cfn.add_response("list_exports", {"Exports": [{"Name": "net:Subnet1", "Value": "subnet-1"}]})
+    task = "arn:aws:ecs:us-east-1:111122223333:task/acme-airflow/9d"
+    ecs.add_response("run_task", {"tasks": [{"taskArn": task}], "failures": []})
+    done = {"tasks": [{"lastStatus": "STOPPED", "containers": [{"exitCode": 0}]}]}
+    ecs.add_response("describe_tasks", done, {"cluster": NAME, "tasks": [task]})
+    t = target(aws_, [[CORE]], {CORE: "UPDATE_COMPLETE"})
+    reason = "the metadata database changes"
+    migrator = deploy.Migrator(t, Recorder(), threading.Event(), reason, deploy.Options(ROOT))
+    migrator.prepare(core)
+    migrator.finish(True, lambda: None)
+    assert migrator.ok and migrator.summary == f"airflow db migrate ran ({reason})"

@@ -194,7 +194,9 @@ def test_data_is_encrypted_and_kept(templates: dict) -> None:
             "IgnorePublicAcls": True,
             "RestrictPublicBuckets": True,
         }
-        assert bucket["DeletionPolicy"] == "Retain"
+        assert (
+            bucket["DeletionPolicy"] == "RetainExceptOnCreate"
+        )  # kept, except when its first create fails
     for policy in resources(data, "AWS::S3::BucketPolicy").values():
         (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert deny["Effect"] == "Deny"
@@ -328,7 +330,7 @@ def test_s3_bundle_is_read_by_the_dag_processor_and_each_dag(alternative: dict) 
         for b in resources(alternative["acme-alt-data"], "AWS::S3::Bucket").values()
         if b["Properties"]["BucketName"] == bucket
     ]
-    assert data_bucket["DeletionPolicy"] == "Retain"
+    assert data_bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     core = json.dumps(alternative["acme-alt-core"])
     assert f"arn:aws:s3:::{bucket}/dags/*" in core
     worker = json.dumps(next(t for n, t in alternative.items() if "-workers-" in n))

@@ -163,9 +163,9 @@ def create_change_set(
         changes += page.get("Changes", [])
         token = page.get("NextToken")
     if described["Status"] == "FAILED":
+        aws.cfn.delete_change_set(ChangeSetName=change_set_id)  # never left behind
         reason = described.get("StatusReason", "")
         if any(text in reason for text in NO_CHANGES):
-            aws.cfn.delete_change_set(ChangeSetName=change_set_id)
             return ChangeSet(change_set_id, stack, [], empty=True)
         raise ChangeSetFailed(stack, reason)
     return ChangeSet(change_set_id, stack, changes)
@@ -198,14 +198,26 @@ class Event:
         return self.status.endswith("_FAILED")
 
 
-def events_since(aws: Aws, stack: str, since: datetime, seen: set[str]) -> list[Event]:
-    """The stack's events after `since` not in `seen`, oldest first."""
+def newest_event(aws: Aws, stack: str) -> str | None:
+    """The id of the stack's latest event: what a following operation's events come after (by
+    id, not by the local clock)."""
+    try:
+        events = aws.cfn.describe_stack_events(StackName=stack)["StackEvents"]
+    except ClientError as err:
+        if _missing(err):
+            return None
+        raise
+    return events[0]["EventId"] if events else None
+
+
+def events_since(aws: Aws, stack: str, after: str | None, seen: set[str]) -> list[Event]:
+    """The stack's events newer than the event `after` and not in `seen`, oldest first."""
     out: list[Event] = []
     try:
         pages = aws.cfn.get_paginator("describe_stack_events").paginate(StackName=stack)
         for page in pages:
             for raw in page["StackEvents"]:
-                if raw["Timestamp"] < since:
+                if raw["EventId"] == after:
                     return list(reversed(out))
                 if raw["EventId"] in seen:
                     continue
@@ -229,7 +241,7 @@ def events_since(aws: Aws, stack: str, since: datetime, seen: set[str]) -> list[
 def wait_for_stack(
     aws: Aws,
     stack: str,
-    since: datetime,
+    after: str | None,
     on_event: Callable[[Event], None],
     on_tick: Callable[[], None] = lambda: None,
 ) -> tuple[str, list[Event]]:
@@ -238,7 +250,7 @@ def wait_for_stack(
     events: list[Event] = []
 
     def report() -> None:
-        for event in events_since(aws, stack, since, seen):
+        for event in events_since(aws, stack, after, seen):
             events.append(event)
             on_event(event)
 
@@ -286,6 +298,10 @@ class Locked(Exception):
         )
 
 
+def caller_account(aws: Aws) -> str:
+    return aws.sts.get_caller_identity()["Account"]
+
+
 def acquire_lock(aws: Aws, bucket: str) -> None:
     try:
         who = aws.sts.get_caller_identity()["Arn"]
@@ -305,8 +321,13 @@ def acquire_lock(aws: Aws, bucket: str) -> None:
             "ConditionalRequestConflict",
         ):
             raise
-        held = json.loads(aws.s3.get_object(Bucket=bucket, Key=LOCK_KEY)["Body"].read())
-        raise Locked(Lock(held["holder"], held["since"]), f"s3://{bucket}/{LOCK_KEY}") from None
+        body = aws.s3.get_object(Bucket=bucket, Key=LOCK_KEY)["Body"].read()
+        try:
+            held = json.loads(body)
+            lock = Lock(str(held["holder"]), str(held["since"]))
+        except (ValueError, KeyError, TypeError):
+            lock = Lock("an unreadable lock object", "an unknown time")
+        raise Locked(lock, f"s3://{bucket}/{LOCK_KEY}") from None
 
 
 def release_lock(aws: Aws, bucket: str) -> None:

@@ -8,6 +8,7 @@ The actions that call CloudFormation feed these functions what AWS returned.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -163,10 +164,15 @@ def template_changes(
     return changes
 
 
+def is_worker_stack(name: str, project: str) -> bool:
+    """Exactly `<project>-workers-NN`: never a stack of a deployment whose name merely starts
+    with this one's (`acme-workers-network` is not acme's)."""
+    return re.fullmatch(rf"{re.escape(project)}-workers-\d{{2,3}}", name) is not None
+
+
 def orphaned_worker_stacks(live: set[str], assembly: set[str], project: str) -> list[str]:
     """Worker stacks deployed before whose every DAG has since been removed."""
-    prefix = f"{project}-workers-"
-    return sorted(n for n in live - assembly if n.startswith(prefix))
+    return sorted(n for n in live - assembly if is_worker_stack(n, project))
 
 
 def _task_families(template: dict[str, Any] | None, project: str) -> set[str]:

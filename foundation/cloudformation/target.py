@@ -15,6 +15,7 @@ from foundation.cloudformation.actions import Aws, StackState
 from foundation.cloudformation.plan import (
     ResourceChange,
     StackPlan,
+    is_worker_stack,
     orphaned_worker_stacks,
     stack_layers,
     template_changes,
@@ -101,16 +102,35 @@ class Target:
         return [s for s in self.live.values() if s.in_progress]
 
 
+def connect_to(project: Project, profile: str | None, region: str | None) -> Aws:
+    """Clients for the account and region the config names, and only those: the templates
+    carry the config's account and region in their ARNs."""
+    deployment = project.deployment
+    if region and region != deployment.region:
+        raise NotReady(f"--region {region}, but the config's region is {deployment.region}")
+    aws = actions.connect(profile, deployment.region)
+    account = actions.caller_account(aws)
+    if account != deployment.account:
+        raise NotReady(
+            f"the credentials are for account {account}, but the config's account is "
+            f"{deployment.account}; choose the profile of that account"
+        )
+    return aws
+
+
 def open_target(
     root: Path, env: str | None, out: Path | None, profile: str | None, region: str | None
 ) -> Target:
     project = load_project(root, env)
     assembly = assembly_for(project, env, out)
-    aws = actions.connect(profile, region or project.deployment.region)
+    aws = connect_to(project, profile, region)
     bootstrap = bootstrap_of(aws, project)
-    boot_name = bootstrap_stack_name(project.deployment.name)
-    live = actions.project_stacks(aws.cfn, f"{project.deployment.name}-")
-    live.pop(boot_name, None)
+    name = project.deployment.name
+    live = {
+        stack: state
+        for stack, state in actions.project_stacks(aws.cfn, f"{name}-").items()
+        if stack in assembly.bodies or is_worker_stack(stack, name)
+    }
     return Target(project, assembly, aws, bootstrap, live)
 
 
