@@ -18,6 +18,7 @@ from foundation.fields import (
     check_counts,
     check_fargate_size,
 )
+from foundation.naming import DagNames
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
 
@@ -39,9 +40,9 @@ _PARTITIONS = {
 ProjectName = Annotated[
     str,
     _matching(
-        r"(?!sg-)(?!aws)(?!ssm)[a-z][a-z0-9-]{1,18}[a-z0-9]",
+        r"(?!sg-)(?!aws)(?!ssm)(?!foundation$)[a-z][a-z0-9-]{1,18}[a-z0-9]",
         "a lowercase name of 3-20 letters, digits, '-' (not starting 'sg-', 'aws' or 'ssm': "
-        "security group and SSM parameter names may not)",
+        "security group and SSM parameter names may not; not 'foundation', the bootstrap's)",
     ),
 ]
 AvailabilityZone = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}[a-z]", "an AZ name")]
@@ -58,6 +59,15 @@ BoundaryArn = Annotated[
         r"arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]{1,128}",
         "an IAM managed policy ARN (arn:<partition>:iam::<account>:policy/<path/><name>)",
     ),
+]
+RolePath = Annotated[
+    str,
+    _matching(
+        r"/([A-Za-z0-9+=,.@_-]+/){0,8}", "an IAM path: '/' or '/a/b/' (letters, digits, +=,.@_-)"
+    ),
+]
+RoleNamePrefix = Annotated[
+    str, _matching(r"[A-Za-z0-9+=,.@_-]{0,16}", "a role name prefix of at most 16 characters")
 ]
 InstanceClass = Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class")]
 Image = Annotated[
@@ -219,6 +229,9 @@ class IamConfig(Model):
     # Set on every role the stacks make; the bootstrap's CloudFormation service role may create
     # roles only with it.
     permissions_boundary_arn: BoundaryArn | None = None
+    # Where every role the toolkit makes lives, and what every role name starts with.
+    role_path: RolePath = "/"
+    role_name_prefix: RoleNamePrefix = ""
 
 
 class Deployment(Model):
@@ -254,6 +267,9 @@ class Deployment(Model):
                 f"use an image in ECR in {self.region} (<account>{registry}<repo>:<tag>)"
             )
         return None
+
+    def dag_names(self, dag_id: str) -> DagNames:
+        return DagNames(self.name, dag_id, self.iam.role_name_prefix)
 
     @property
     def partition(self) -> str:
@@ -308,6 +324,11 @@ class Deployment(Model):
                 f"container-instance/{name}/",
                 f"task-set/{name}/",
             ),
-            "iam": (f"role/{name}/", f"role/{name}-", f"policy/{name}/", f"policy/{name}-"),
+            "iam": (
+                f"role{self.iam.role_path}{name}/",
+                f"role{self.iam.role_path}{self.iam.role_name_prefix}{name}-",
+                f"policy{self.iam.role_path}{name}/",
+                f"policy/{name}-",
+            ),
         }
         return resource.startswith(prefixes.get(service, ()))

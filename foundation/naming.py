@@ -31,15 +31,16 @@ class DagNames:
 
     project: str
     dag_id: str
+    role_prefix: str = ""  # config iam.role_name_prefix, for organisations that require one
 
     @property
     def suffix(self) -> str:
-        fixed = len(self.project) + len("-dag-") + 1 + HASH_CHARS
+        fixed = len(self.role_prefix) + len(self.project) + len("-dag-") + 1 + HASH_CHARS
         return f"{_slug(self.dag_id, ROLE_NAME_MAX - fixed)}-{dag_hash(self.dag_id)}"
 
     @property
     def role(self) -> str:
-        return f"{self.project}-dag-{self.suffix}"
+        return f"{self.role_prefix}{self.project}-dag-{self.suffix}"
 
     @property
     def task_family(self) -> str:
@@ -53,24 +54,25 @@ class DagNames:
         return f"{self.project}-dag-{self.suffix}"
 
 
-def execution_role_name(project: str) -> str:
+def execution_role_name(project: str, role_prefix: str = "") -> str:
     """The execution role of the cluster's components: it injects their secrets."""
-    return f"{project}-task-execution"
+    return f"{role_prefix}{project}-task-execution"
 
 
-def worker_execution_role_name(project: str) -> str:
+def worker_execution_role_name(project: str, role_prefix: str = "") -> str:
     """The one execution role every DAG's tasks share: image pull, container logs and the DAG
     bundle's git key, nothing of the cluster's secrets."""
-    return f"{project}-worker-execution"
+    return f"{role_prefix}{project}-worker-execution"
 
 
 def workers_log_group_name(project: str) -> str:
     return f"/{project}/workers"
 
 
-def role_path(project: str) -> str:
-    """The IAM path every per-DAG role lives under: the scheduler may pass exactly these."""
-    return f"/{project}/dags/"
+def role_path(project: str, org_path: str = "/") -> str:
+    """The IAM path every per-DAG role lives under: the scheduler may pass exactly these.
+    `org_path` is config iam.role_path, under which every role of the toolkit lives."""
+    return f"{org_path}{project}/dags/"
 
 
 def task_family_prefix(project: str) -> str:
@@ -88,8 +90,8 @@ def identity_parameter(project: str, dag_id: str) -> str:
 UNMANAGED_PARAMETER_NAME = "unmanaged/baseline"
 
 
-def unmanaged_names(project: str) -> DagNames:
-    return UnmanagedNames(project, "")
+def unmanaged_names(project: str, role_prefix: str = "") -> DagNames:
+    return UnmanagedNames(project, "", role_prefix)
 
 
 @dataclass(frozen=True)
@@ -113,13 +115,14 @@ def bootstrap_stack_name(project: str) -> str:
     return f"{project}-bootstrap"
 
 
-# The bootstrap's roles live on a path of their own, outside `role/<name>-*` and `role/<name>/*`,
-# which is all the CloudFormation service role may create or change.
-BOOTSTRAP_ROLE_PATH = "/foundation/"
+def bootstrap_role_path(org_path: str = "/") -> str:
+    """The bootstrap's roles live on a path of their own, outside `role<path><prefix><name>-*`
+    and `role<path><name>/*`, which is all the CloudFormation service role may create or change."""
+    return f"{org_path}foundation/"
 
 
-def service_role_name(project: str) -> str:
-    return f"{project}-cloudformation"
+def service_role_name(project: str, role_prefix: str = "") -> str:
+    return f"{role_prefix}{project}-cloudformation"
 
 
 def worker_stack_name(project: str, shard: int) -> str:

@@ -24,7 +24,6 @@ from foundation.iam.policy import (
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
 from foundation.manifest import DagManifest
-from foundation.naming import DagNames
 from foundation.validation import parse
 from foundation.yamlio import Document, FieldPath, format_path, load_mapping
 
@@ -184,7 +183,7 @@ def _name_collisions(
     seen: dict[str, str] = {}
     problems = []
     for doc, manifest in manifests:
-        role = DagNames(deployment.name, manifest.dag_id).role.lower()
+        role = deployment.dag_names(manifest.dag_id).role.lower()
         if role in seen and seen[role].lower() != manifest.dag_id.lower():
             message = f"derives the same AWS names as {seen[role]!r}; rename one of the two DAGs"
             problems.append(doc.problem(("dag_id",), message))

@@ -52,6 +52,8 @@ def check_context(project: Project) -> dict[str, str]:
         "account": deployment.account,
         "max_managed_policies_per_role": str(deployment.iam.max_managed_policies_per_role),
         "role_quota": str(deployment.iam.role_quota),
+        "role_path": deployment.iam.role_path,
+        "role_prefix": deployment.iam.role_name_prefix,
     }
 
 

@@ -12,7 +12,7 @@ from constructs import Construct
 from foundation.config import Deployment
 from foundation.iam import deployer
 from foundation.iam.catalog import fill
-from foundation.naming import BOOTSTRAP_ROLE_PATH, service_role_name
+from foundation.naming import bootstrap_role_path, service_role_name
 from stacks import nag
 from stacks.base import FoundationStack
 
@@ -49,13 +49,15 @@ class BootstrapStack(FoundationStack):
             "account": deployment.account,
             "name": deployment.name,
             "boundary": boundary,
+            "role_path": deployment.iam.role_path,
+            "role_prefix": deployment.iam.role_name_prefix,
         }
         statements = deployer.statements(values)
         role = iam.Role(
             self,
             "CloudFormationRole",
-            role_name=service_role_name(deployment.name),
-            path=BOOTSTRAP_ROLE_PATH,
+            role_name=service_role_name(deployment.name, deployment.iam.role_name_prefix),
+            path=bootstrap_role_path(deployment.iam.role_path),
             description=f"CloudFormation deploys {deployment.name}'s stacks as this role",
             assumed_by=iam.ServicePrincipal(
                 "cloudformation.amazonaws.com",

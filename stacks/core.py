@@ -80,14 +80,20 @@ class CoreStack(FoundationStack):
             **self._cluster_secrets(name),
             **bundle_secrets(self, deployment),
         }
+        org_path, prefix = deployment.iam.role_path, deployment.iam.role_name_prefix
         self.execution_role = task_role(
-            self, "TaskExecutionRole", name=execution_role_name(name), account=deployment.account
+            self,
+            "TaskExecutionRole",
+            name=execution_role_name(name, prefix),
+            account=deployment.account,
+            path=org_path,
         )
         self.worker_execution_role = task_role(
             self,
             "WorkerExecutionRole",
-            name=worker_execution_role_name(name),
+            name=worker_execution_role_name(name, prefix),
             account=deployment.account,
+            path=org_path,
         )
         self.workers_log_group = logs.LogGroup(
             self,
@@ -128,6 +134,8 @@ class CoreStack(FoundationStack):
                 cluster=self.cluster,
                 security_group=self.api_sg if spec.name == "api-server" else self.components_sg,
                 subnets=network.private_subnets,
+                role_path=org_path,
+                role_prefix=prefix,
             )
         api = self.services["api-server"]
         api_service = api.service
@@ -142,7 +150,8 @@ class CoreStack(FoundationStack):
         self._grant(
             self.services["triggerer"].role, cluster.write_task_logs(deployment.logs_bucket)
         )
-        self._grant(self.services["scheduler"].role, cluster.launch_dag_tasks(name, self._ctx))
+        launch = cluster.launch_dag_tasks(name, self._ctx, org_path, prefix)
+        self._grant(self.services["scheduler"].role, launch)
         if deployment.dags_bucket:
             self._grant(
                 self.services["dag-processor"].role, cluster.read_dag_bundle(deployment.dags_bucket)
@@ -157,7 +166,7 @@ class CoreStack(FoundationStack):
         name = self.deployment.name
         spec = WorkerSpec(
             label="DAGs without a manifest",
-            names=unmanaged_names(name),
+            names=unmanaged_names(name, self.deployment.iam.role_name_prefix),
             parameter=identity_parameter(name, UNMANAGED_PARAMETER_NAME),
             size=self.deployment.worker_defaults,
             settings=airflow_settings.unmanaged_worker(self.deployment),
@@ -166,6 +175,7 @@ class CoreStack(FoundationStack):
         shared = SharedPieces(
             project=name,
             account=self.deployment.account,
+            role_path=self.deployment.iam.role_path,
             image=image,
             execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -54,15 +55,7 @@ class NetworkStack(FoundationStack):
                 ],
                 flow_logs={
                     "all": ec2.FlowLogOptions(
-                        destination=ec2.FlowLogDestination.to_cloud_watch_logs(
-                            logs.LogGroup(
-                                self,
-                                "FlowLogs",
-                                log_group_name=f"/{deployment.name}/vpc-flow-logs",
-                                retention=logs.RetentionDays.THREE_MONTHS,
-                                removal_policy=cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-                            )
-                        ),
+                        destination=self._flow_log_destination(),
                         traffic_type=ec2.FlowLogTrafficType.ALL,
                     )
                 },
@@ -92,6 +85,28 @@ class NetworkStack(FoundationStack):
             parameter_name=f"/{deployment.name}/network/vpc-id",
             string_value=self.vpc.vpc_id,
         )
+
+    def _flow_log_destination(self) -> ec2.FlowLogDestination:
+        """CloudWatch Logs, through a role named and placed like every other role here."""
+        deployment = self.deployment
+        group = logs.LogGroup(
+            self,
+            "FlowLogs",
+            log_group_name=f"/{deployment.name}/vpc-flow-logs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+        )
+        role = iam.Role(
+            self,
+            "FlowLogsRole",
+            role_name=f"{deployment.iam.role_name_prefix}{deployment.name}-vpc-flow-logs",
+            path=deployment.iam.role_path,
+            assumed_by=iam.ServicePrincipal(
+                "vpc-flow-logs.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},
+            ),
+        )
+        return ec2.FlowLogDestination.to_cloud_watch_logs(group, role)
 
     def _endpoints(self) -> None:
         """S3 by its gateway; the other AWS APIs the cluster and its tasks call by interface

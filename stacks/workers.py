@@ -15,7 +15,6 @@ from constructs import Construct
 from foundation.airflow import settings as airflow_settings
 from foundation.config import Deployment
 from foundation.naming import (
-    DagNames,
     identity_parameter,
     worker_execution_role_name,
     workers_log_group_name,
@@ -46,7 +45,7 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
     manifest = dag.manifest
     return WorkerSpec(
         label=f"DAG {dag.dag_id}",
-        names=DagNames(deployment.name, dag.dag_id),
+        names=deployment.dag_names(dag.dag_id),
         parameter=identity_parameter(deployment.name, dag.dag_id),
         size=manifest.worker or deployment.worker_defaults,
         settings=airflow_settings.dag_worker(deployment, dag.dag_id),
@@ -60,13 +59,15 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
 def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> SharedPieces:
     """Core's shared pieces, named rather than referenced: no export ties a worker to core."""
     name = deployment.name
+    org_path, prefix = deployment.iam.role_path, deployment.iam.role_name_prefix
+    role_name = worker_execution_role_name(name, prefix)
+    arn = f"arn:{deployment.partition}:iam::{deployment.account}:role{org_path}{role_name}"
     return SharedPieces(
         project=name,
         account=deployment.account,
+        role_path=org_path,
         image=ecs.ContainerImage.from_registry(deployment.airflow.image),
-        execution_role=iam.Role.from_role_name(
-            scope, "WorkerExecutionRole", worker_execution_role_name(name), mutable=False
-        ),
+        execution_role=iam.Role.from_role_arn(scope, "WorkerExecutionRole", arn, mutable=False),
         log_group=logs.LogGroup.from_log_group_name(
             scope, "WorkersLogs", workers_log_group_name(name)
         ),

@@ -23,6 +23,8 @@ VALUES = {
     "account": "111122223333",
     "name": "acme-airflow",
     "boundary": "arn:aws:iam::111122223333:policy/acme-airflow-boundary",
+    "role_path": "/",
+    "role_prefix": "",
 }
 
 
@@ -161,6 +163,8 @@ def test_the_service_role_policy_fits_iams_inline_limit_at_its_worst_case() -> N
         "account": "111122223333",
         "name": "n" * 20,
         "boundary": "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
+        "role_path": "/" + "p" * 60 + "/",
+        "role_prefix": "r" * 16,
     }
     document = {"Version": "2012-10-17", "Statement": statements(worst)}
     assert len(json.dumps(document, separators=(",", ":"))) <= 10_240  # per role, inline

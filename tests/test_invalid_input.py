@@ -116,6 +116,7 @@ CONFIG_CASES = {
     "the VPC this toolkit creates",
     "endpoints_with_public_image": ":5: airflow.image: network.private_endpoints: true leaves "
     "tasks no way to a public registry",
+    "bad_role_path": ":11: iam.role_path: 'platform' is not an IAM path",
     "bad_boundary": ":11: iam.permissions_boundary_arn: 'arn:aws:iam::111122223333:role/not-a-"
     "policy' is not an IAM managed policy ARN",
 }

@@ -426,3 +426,51 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
         (AIRFLOW_PORT, "sg"),
     ]
     assert not core["Resources"][workers]["Properties"].get("SecurityGroupEgress")
+
+
+def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "  allow_escalation_for: []\n",
+            "  allow_escalation_for: []\n"
+            "  role_path: /platform/airflow/\n  role_name_prefix: org-\n",
+        )
+    )
+    result = project.run("synth")
+    assert result.exit_code == 0, result.stderr
+    out = project.root / "cdk.out"
+    built = {
+        p.name.removesuffix(".template.json"): json.loads(p.read_text())
+        for p in out.glob("*.template.json")
+    }
+    roles = [
+        r["Properties"] for t in built.values() for r in resources(t, "AWS::IAM::Role").values()
+    ]
+    assert len(roles) == 15
+    assert all(r["RoleName"].startswith("org-acme-airflow-") for r in roles)
+    assert all(r["Path"].startswith("/platform/airflow/") for r in roles)
+    dag_roles = [r for r in roles if any(t["Key"] == "foundation:dag_id" for t in r["Tags"])]
+    assert len(dag_roles) == 7
+    assert {r["Path"] for r in dag_roles} == {"/platform/airflow/acme-airflow/dags/"}
+    core = built[f"{NAME}-core"]
+    scheduler = next(
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in resources(core, "AWS::IAM::Policy").items()
+        if k.startswith("SchedulerTaskRole")
+    )
+    passing = next(s for s in scheduler if s["Action"] == "iam:PassRole")
+    assert passing["Resource"] == [
+        "arn:aws:iam::111122223333:role/platform/airflow/acme-airflow/dags/*",
+        "arn:aws:iam::111122223333:role/platform/airflow/org-acme-airflow-worker-execution",
+    ]
+    (container,) = next(
+        r["Properties"]["ContainerDefinitions"]
+        for r in resources(core, "AWS::ECS::TaskDefinition").values()
+        if r["Properties"]["Family"] == f"{NAME}-scheduler"
+    )
+    env = env_of(container)
+    assert (env["FOUNDATION_ROLE_PATH"], env["FOUNDATION_ROLE_PREFIX"]) == (
+        "/platform/airflow/",
+        "org-",
+    )

@@ -116,6 +116,11 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         "FOUNDATION_PROJECT": deployment.name,
         runtime_files.RUNTIME_ENV: runtime_files.archive(),
     }
+    if deployment.iam.role_path != "/" or deployment.iam.role_name_prefix:
+        settings.environment |= {
+            "FOUNDATION_ROLE_PATH": deployment.iam.role_path,
+            "FOUNDATION_ROLE_PREFIX": deployment.iam.role_name_prefix,
+        }
     if component in ("api-server", "scheduler"):
         # The JWT signing key signs task tokens (scheduler) and checks them (api-server): it
         # never goes to a task container.

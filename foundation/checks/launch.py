@@ -17,7 +17,13 @@ def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:
         assembly.context["partition"], assembly.context["region"], assembly.context["account"]
     )
     out: dict[str, dict[str, Any]] = {}
-    for st in cluster.statements(cluster.launch_dag_tasks(assembly.context["project"], ctx), ctx):
+    grant = cluster.launch_dag_tasks(
+        assembly.context["project"],
+        ctx,
+        assembly.context.get("role_path", "/"),
+        assembly.context.get("role_prefix", ""),
+    )
+    for st in cluster.statements(grant, ctx):
         if {a.lower() for a in st.actions} & LAUNCH_ACTIONS:
             for resource in st.resources:
                 if "*" in resource:

@@ -20,13 +20,15 @@ from foundation.naming import (
 )
 
 
-def launch_dag_tasks(project: str, ctx: ArnContext) -> Grant:
+def launch_dag_tasks(
+    project: str, ctx: ArnContext, org_path: str = "/", role_prefix: str = ""
+) -> Grant:
     """What the scheduler's executor needs to start each DAG's tasks as that DAG."""
     cluster_arn = f"arn:{ctx.partition}:ecs:{ctx.region}:{ctx.account}:cluster/{project}"
     params = {
         "family_prefix": task_family_prefix(project),
-        "role_path": role_path(project),
-        "execution_role": worker_execution_role_name(project),
+        "role_path": role_path(project, org_path),
+        "execution_role": org_path[1:] + worker_execution_role_name(project, role_prefix),
         "ecs_cluster": project,
         "cluster_arn": cluster_arn,
         "identity_path": identity_parameter(project, ""),

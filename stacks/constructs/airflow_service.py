@@ -66,9 +66,17 @@ class AirflowService(Construct):
         cluster: ecs.ICluster,
         security_group: ec2.ISecurityGroup,
         subnets: ec2.SubnetSelection,
+        role_path: str = "/",
+        role_prefix: str = "",
     ) -> None:
         super().__init__(scope, id)
-        self.role = task_role(self, "TaskRole", name=f"{project}-{spec.name}", account=account)
+        self.role = task_role(
+            self,
+            "TaskRole",
+            name=f"{role_prefix}{project}-{spec.name}",
+            account=account,
+            path=role_path,
+        )
         self.log_group = logs.LogGroup(
             self,
             "Logs",

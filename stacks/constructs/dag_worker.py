@@ -46,6 +46,7 @@ class SharedPieces:
 
     project: str
     account: str
+    role_path: str  # config iam.role_path
     image: ecs.ContainerImage
     execution_role: iam.IRole
     log_group: logs.ILogGroup
@@ -75,7 +76,7 @@ class DagWorker(Construct):
             "TaskRole",
             name=names.role,
             account=shared.account,
-            path=role_path(shared.project),
+            path=role_path(shared.project, shared.role_path),
             description=f"Tasks of {spec.label}"[:1000],
         )
         for index, statements in enumerate(spec.policies):
@@ -83,7 +84,7 @@ class DagWorker(Construct):
                 self,
                 f"Policy{index + 1}",
                 managed_policy_name=names.managed_policy(index),
-                path=role_path(shared.project),
+                path=role_path(shared.project, shared.role_path),
                 document=iam.PolicyDocument.from_json(
                     {"Version": "2012-10-17", "Statement": [s.document() for s in statements]}
                 ),

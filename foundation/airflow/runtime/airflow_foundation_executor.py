@@ -17,10 +17,12 @@ from typing import Any
 
 import boto3
 from airflow.providers.amazon.aws.executors.ecs.ecs_executor import AwsEcsExecutor
-from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, unmanaged_names
+from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, role_path, unmanaged_names
 
 IDENTITY_PATH_ENV = "FOUNDATION_IDENTITY_PATH"
 PROJECT_ENV = "FOUNDATION_PROJECT"
+ROLE_PATH_ENV = "FOUNDATION_ROLE_PATH"  # config iam.role_path, when not "/"
+ROLE_PREFIX_ENV = "FOUNDATION_ROLE_PREFIX"  # config iam.role_name_prefix, when set
 UNMANAGED_ENV = "FOUNDATION_UNMANAGED_DAGS"
 CACHE_SECONDS = 60.0
 
@@ -78,6 +80,8 @@ class FoundationEcsExecutor(AwsEcsExecutor):
             ),
         )
         self.project = os.environ[PROJECT_ENV]
+        self.role_path = os.environ.get(ROLE_PATH_ENV, "/")
+        self.role_prefix = os.environ.get(ROLE_PREFIX_ENV, "")
         self.unmanaged = os.environ.get(UNMANAGED_ENV, "refuse")
 
     def execute_async(self, key: Any, command: Any, queue: Any = None, executor_config: Any = None):
@@ -117,15 +121,15 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         if not dag_id:
             raise IdentityRefused("workload names no dag_id")
         identity = self.identities.get(dag_id)
-        names = DagNames(self.project, dag_id)
+        names = DagNames(self.project, dag_id, self.role_prefix)
         if identity is None and self.unmanaged == "baseline":
             identity = self.identities.get(UNMANAGED_PARAMETER_NAME)
-            names = unmanaged_names(self.project)
+            names = unmanaged_names(self.project, self.role_prefix)
         if identity is None:
             raise IdentityRefused(f"DAG {dag_id!r} has no permission manifest")
         # The parameter is data: accept only the names this DAG's worker stack creates.
         if identity.task_definition != names.task_family or not identity.task_role_arn.endswith(
-            f":role/{self.project}/dags/{names.role}"
+            f":role{role_path(self.project, self.role_path)}{names.role}"
         ):
             raise IdentityRefused(f"the identity published for DAG {dag_id!r} is not its own")
         if identity.bundle and bundle != identity.bundle:

@@ -17,11 +17,12 @@ from foundation_names import DagNames
 __all__ = ["task_instance_mutation_hook", "task_policy"]  # Airflow copies these, only these
 
 PROJECT_ENV = "FOUNDATION_PROJECT"
+ROLE_PREFIX_ENV = "FOUNDATION_ROLE_PREFIX"
 log = logging.getLogger(__name__)
 
 
 def pinned_identity(dag_id: str) -> dict[str, str]:
-    names = DagNames(os.environ[PROJECT_ENV], dag_id)
+    names = DagNames(os.environ[PROJECT_ENV], dag_id, os.environ.get(ROLE_PREFIX_ENV, ""))
     return {"task_definition": names.task_family, "task_role": names.role}
 
 
