@@ -13,7 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from rich.console import Console
 
 from foundation import deploy
@@ -234,6 +234,30 @@ def test_throttling_while_waiting_only_delays(aws) -> None:
     assert outcome.result == "updated"
 
 
+MIGRATE_TASK_DEFINITION = (
+    "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
+)
+
+
+def core_resources(status: str) -> dict:
+    """list_stack_resources of core: what the migration waits for, all in `status`."""
+    return {
+        "StackResourceSummaries": [
+            {
+                "LogicalResourceId": logical,
+                "PhysicalResourceId": physical,
+                "ResourceType": kind,
+                "LastUpdatedTimestamp": LATER,
+                "ResourceStatus": status,
+            }
+            for logical, physical, kind in (
+                ("DbMigrateTaskDefinition", MIGRATE_TASK_DEFINITION, "AWS::ECS::TaskDefinition"),
+                ("ComponentsSecurityGroup", "sg-0123456789abcdef0", "AWS::EC2::SecurityGroup"),
+            )
+        ]
+    }
+
+
 def _core_template() -> dict:
     return {
         "Resources": {
@@ -276,23 +300,8 @@ def test_a_failed_migration_fails_the_deploy_with_its_exit_code(aws) -> None:
     newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-core"})
     cfn.add_response("describe_stack_events", {"StackEvents": []})
-    task_def = "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
-    resources = {
-        "StackResourceSummaries": [
-            {
-                "LogicalResourceId": logical,
-                "PhysicalResourceId": physical,
-                "ResourceType": kind,
-                "LastUpdatedTimestamp": LATER,
-                "ResourceStatus": "CREATE_COMPLETE",
-            }
-            for logical, physical, kind in (
-                ("DbMigrateTaskDefinition", task_def, "AWS::ECS::TaskDefinition"),
-                ("ComponentsSecurityGroup", "sg-0123456789abcdef0", "AWS::EC2::SecurityGroup"),
-            )
-        ]
-    }
-    cfn.add_response("list_stack_resources", resources, {"StackName": CORE})
+    task_def = MIGRATE_TASK_DEFINITION
+    cfn.add_response("list_stack_resources", core_resources("CREATE_COMPLETE"), {"StackName": CORE})
     cfn.add_response(
         "list_exports", {"Exports": [{"Name": "net:Subnet1", "Value": "subnet-0def5678"}]}
     )
@@ -443,26 +452,18 @@ def test_a_database_change_migrates_with_the_deployed_task_definition(aws) -> No
     aws_, cfn, ecs = aws
     template = _core_template()
     core = StackPlan(CORE, "update", template, template)  # its task definition is unchanged
-    task_def = "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
-    resources = {
-        "StackResourceSummaries": [
-            {
-                "LogicalResourceId": logical,
-                "PhysicalResourceId": physical,
-                "ResourceType": kind,
-                "LastUpdatedTimestamp": LATER,
-                "ResourceStatus": "UPDATE_COMPLETE",
-            }
-            for logical, physical, kind in (
-                ("DbMigrateTaskDefinition", task_def, "AWS::ECS::TaskDefinition"),
-                ("ComponentsSecurityGroup", "sg-0123456789abcdef0", "AWS::EC2::SecurityGroup"),
-            )
-        ]
-    }
-    cfn.add_response("list_stack_resources", resources, {"StackName": CORE})
+    cfn.add_response("list_stack_resources", core_resources("UPDATE_COMPLETE"), {"StackName": CORE})
     cfn.add_response("list_exports", {"Exports": [{"Name": "net:Subnet1", "Value": "subnet-1"}]})
     task = "arn:aws:ecs:us-east-1:111122223333:task/acme-airflow/9d"
-    ecs.add_response("run_task", {"tasks": [{"taskArn": task}], "failures": []})
+    deployed_revision = {
+        "cluster": NAME,
+        "taskDefinition": MIGRATE_TASK_DEFINITION,  # the one deployed: no new revision awaited
+        "launchType": "FARGATE",
+        "count": 1,
+        "startedBy": "foundation-deploy",
+        "networkConfiguration": ANY,
+    }
+    ecs.add_response("run_task", {"tasks": [{"taskArn": task}], "failures": []}, deployed_revision)
     done = {"tasks": [{"lastStatus": "STOPPED", "containers": [{"exitCode": 0}]}]}
     ecs.add_response("describe_tasks", done, {"cluster": NAME, "tasks": [task]})
     t = target(aws_, [[CORE]], {CORE: "UPDATE_COMPLETE"})
