@@ -376,6 +376,7 @@ def permissions(
         audit = permissions_verb.load(project, env, out)
         if dag_id is not None:
             role = audit.dag_role(dag_id)
+        reached = audit.who_can(who_can) if who_can is not None else []
     if dag_id is not None:
         grouped = permissions_verb.by_service(role)
         if as_json:
@@ -383,7 +384,7 @@ def permissions(
         else:
             console.print(views.permissions_table(role.name, grouped))
     elif who_can is not None:
-        found = [permissions_verb.access_as_data(a) for a in audit.who_can(who_can)]
+        found = [permissions_verb.access_as_data(a) for a in reached]
         if as_json:
             print(json.dumps({"resource": who_can, "access": found}, indent=2))
         else:

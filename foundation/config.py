@@ -258,6 +258,16 @@ class Deployment(Model):
         return self
 
     @property
+    def bundle_problem(self) -> str | None:
+        """Why the DAG bundle cannot work with this network, if it cannot."""
+        if self.network.private_endpoints and self.dags.bundle == "git":
+            return (
+                "network.private_endpoints: true leaves tasks no way to a git host (Airflow 3 "
+                "workers fetch their bundle); use bundle: s3"
+            )
+        return None
+
+    @property
     def image_problem(self) -> str | None:
         """Why airflow.image cannot work with this network, if it cannot."""
         registry = f".dkr.ecr.{self.region}.amazonaws.com/"
@@ -329,6 +339,7 @@ class Deployment(Model):
                 f"role{self.iam.role_path}{self.iam.role_name_prefix}{name}-",
                 f"policy{self.iam.role_path}{name}/",
                 f"policy/{name}-",
+                f"role{self.iam.role_path}foundation/",  # the bootstrap's deploy role
             ),
         }
         return resource.startswith(prefixes.get(service, ()))

@@ -64,7 +64,8 @@ S3Prefix = Annotated[
     str,
     AfterValidator(_no_wildcards),
     _matching(
-        r"(?!/)[^\x00-\x1f]{0,1023}/", "an S3 key prefix ending in '/' (and not starting with it)"
+        r"(?!/)[^\x00-\x1f()\[\]{}]{0,1023}/",
+        "an S3 key prefix ending in '/' (not starting with it, without brackets)",
     ),
 ]
 

@@ -46,7 +46,10 @@ class Audit:
 
     def who_can(self, resource: str) -> list[Access]:
         d = self.project.deployment
-        arns = resource_arns(resource, d.partition, d.region, d.account)
+        try:
+            arns = resource_arns(resource, d.partition, d.region, d.account)
+        except ValueError as error:
+            raise InvalidInput([Problem(Path("--who-can"), 0, "", str(error))]) from None
         key = resource[5:].partition("/")[2] if resource.startswith("s3://") else None
         return who_can(self.roles, arns, key)
 
@@ -75,7 +78,9 @@ def load(root: Path, env: str | None, out: Path | None) -> Audit:
         for policy in dag.policy.policies
         for st in policy
     }
-    return Audit(project, roles_of(templates, sources))
+    d = project.deployment
+    pseudo = {"AWS::Partition": d.partition, "AWS::Region": d.region, "AWS::AccountId": d.account}
+    return Audit(project, roles_of(templates, sources, pseudo))
 
 
 def by_service(role: RoleGrants) -> dict[str, list[dict[str, Any]]]:
@@ -104,7 +109,9 @@ def access_as_data(access: Access) -> dict[str, Any]:
         "actions": list(access.actions),
         "access": list(access.levels),
         "condition": access.condition,
-        "source": access.source,
+        "source": access.source
+        + (" (an unresolved reference: may reach)" if access.unresolved else ""),
+        "unresolved": access.unresolved,
     }
 
 

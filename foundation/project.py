@@ -173,6 +173,8 @@ def _cross_check(
         problems += _reserved_buckets(deployment, doc, manifest)
     if deployment.image_problem:
         problems.append(config_doc.problem(("airflow", "image"), deployment.image_problem))
+    if deployment.bundle_problem:
+        problems.append(config_doc.problem(("dags", "bundle"), deployment.bundle_problem))
     return problems
 
 

@@ -40,6 +40,7 @@ from stacks.constructs.dag_worker import (
     bundle_secrets,
 )
 from stacks.data import DataStack
+from stacks.image import airflow_image
 from stacks.network import NetworkStack
 
 COMPONENTS = (
@@ -118,7 +119,9 @@ class CoreStack(FoundationStack):
         )
         self._wire_network(data, network)
 
-        image = ecs.ContainerImage.from_registry(deployment.airflow.image)
+        image = airflow_image(
+            self, deployment.airflow.image, [self.execution_role, self.worker_execution_role]
+        )
         self.services: dict[str, AirflowService] = {}
         for spec in COMPONENTS:
             self.services[spec.name] = AirflowService(

@@ -21,7 +21,7 @@ CONTEXT = {
 }
 RULES = {rule.id: rule for rule in ALL}
 # Where each bad fixture's findings are: "Policy" unless listed
-RESOURCES = {"FA302": ["Secret", "Database", "Task", "Task"]}
+RESOURCES = {"FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"]}
 BAD = {
     "FA001": ["wildcard action 's3:Get*'", "NotAction grants every other action"],
     "FA002": ["Resource '*' for s3:GetObject, which takes resource ARNs"],
@@ -43,7 +43,13 @@ BAD = {
         "MasterUserPassword holds a literal value",
         "environment variable AIRFLOW__API_AUTH__JWT_SECRET holds a value; inject it as an ECS "
         "secret",
+        "environment variable AIRFLOW_CONN_WAREHOUSE holds a value",
+        "environment variable AIRFLOW_CONN_SHOP holds a value",
+        "environment variable DB_PASS holds a value",
+        "environment variable AIRFLOW__CELERY__BROKER_URL holds a value",
         "a URL with a password at Properties/ContainerDefinitions/0/Environment/1/Value",
+        "a URL with a password at Properties/ContainerDefinitions/0/Environment/4/Value",
+        "environment variable GITHUB_PAT holds a value",
     ],
 }
 

@@ -27,6 +27,10 @@ MANIFEST_CASES = {
     "python_tag": ":2: YAML tag !!python/object/apply:os.system is not allowed",
     "custom_tag": ":2: YAML tag !Ref is not allowed",
     "wrong_type": ":4: permissions.s3: expected a list",
+    "pass_bootstrap_role": ":5: permissions.pass_roles[0].role: "
+    "'foundation/acme-airflow-cloudformation' is one of the cluster's roles",
+    "prefix_with_brackets": ":5: permissions.s3[0].prefix: 'salesforce/q)1/' is not an S3 key "
+    "prefix",
     "dag_id_mismatch": ":1: dag_id: dag_id 'not_bad' must match the file name ('bad')",
     "dag_id_bad_chars": ":1: dag_id: 'bad dag/../x' is not a valid dag_id",
     "missing_owner": ":1: owner: required field is missing",
@@ -116,6 +120,8 @@ CONFIG_CASES = {
     "the VPC this toolkit creates",
     "endpoints_with_public_image": ":5: airflow.image: network.private_endpoints: true leaves "
     "tasks no way to a public registry",
+    "endpoints_with_git_bundle": ":15: dags.bundle: network.private_endpoints: true leaves tasks "
+    "no way to a git host",
     "bad_role_path": ":11: iam.role_path: 'platform' is not an IAM path",
     "bad_boundary": ":11: iam.permissions_boundary_arn: 'arn:aws:iam::111122223333:role/not-a-"
     "policy' is not an IAM managed policy ARN",

@@ -140,3 +140,39 @@ def test_escalation_is_reported_in_synth_and_the_matrix(project: ProjectDir) -> 
 def test_exactly_one_question_at_a_time(permissions) -> None:
     result = permissions("sales_daily", "--matrix")
     assert result.exit_code == 2 and "give one of DAG_ID" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("secret", "readers"),
+    [
+        # CDK grants these through an export (the database) and an AWS::Partition Ref (git key)
+        ("acme-airflow/cluster/database", {"cluster role acme-airflow-task-execution"}),
+        (
+            "platform/airflow-dags-deploy-key",
+            {
+                "cluster role acme-airflow-task-execution",
+                "cluster role acme-airflow-worker-execution",
+            },
+        ),
+    ],
+)
+def test_who_can_resolves_references_across_stacks(permissions, secret, readers) -> None:
+    found = json.loads(permissions("--who-can", secret, "--json").stdout)["access"]
+    assert {f["who"] for f in found} == readers
+    assert not any(f["unresolved"] for f in found)
+
+
+def test_a_question_about_a_prefix_shows_the_grants_inside_it(permissions) -> None:
+    found = json.loads(permissions("--who-can", "s3://acme-raw/", "--json").stdout)["access"]
+    by_dag: dict[str, set[str]] = {}
+    for f in found:
+        by_dag.setdefault(f["who"], set()).update(f["actions"])
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= by_dag["DAG sales_daily"]
+    assert "s3:GetObject" in by_dag["DAG orders_glue_transform"]
+
+
+@pytest.mark.parametrize("bad", ["arn:", "arn:aws", "arn:aws::us-east-1:1:x"])
+def test_a_malformed_arn_is_invalid_input(permissions, bad: str) -> None:
+    result = permissions("--who-can", bad)
+    assert result.exit_code == 2 and "is not an ARN" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -401,7 +401,9 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
         "  nat_gateways: 2\n  private_endpoints: true\n  s3_prefix_list_id: pl-63a5400a\n",
     )
     ecr = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow:3.3.2"
-    config.write_text(text.replace("image: apache/airflow:3.3.2", f"image: {ecr}"))
+    text = text.replace("image: apache/airflow:3.3.2", f"image: {ecr}")
+    git = text[text.index("dags:\n") : text.index("worker_defaults")]
+    config.write_text(text.replace(git, "dags: {bundle: s3}\n\n"))  # tasks reach no git host
     result = project.run("synth")
     assert result.exit_code == 0, result.stderr
     out = project.root / "cdk.out"
@@ -426,6 +428,16 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
         (AIRFLOW_PORT, "sg"),
     ]
     assert not core["Resources"][workers]["Properties"].get("SecurityGroupEgress")
+    # both execution roles may pull the ECR image (tasks and components alike)
+    for role in ("TaskExecutionRole", "WorkerExecutionRole"):
+        statements = next(
+            r["Properties"]["PolicyDocument"]["Statement"]
+            for k, r in resources(core, "AWS::IAM::Policy").items()
+            if k.startswith(f"{role}DefaultPolicy")
+        )
+        pulls = [s for s in statements if "ecr:BatchGetImage" in s["Action"]]
+        assert pulls[0]["Resource"] == "arn:aws:ecr:us-east-1:111122223333:repository/airflow"
+        assert any(s["Action"] == "ecr:GetAuthorizationToken" for s in statements)
 
 
 def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir) -> None:

@@ -4,7 +4,7 @@ this resource". Sources come from the generated policy (manifest line or baselin
 
 from __future__ import annotations
 
-import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,29 +42,55 @@ class RoleGrants:
         return f"DAG {self.dag_id}" if self.dag_id else f"cluster role {self.name}"
 
 
-def render(value: Any, resources: dict[str, Any]) -> str:
-    """An ARN as text: intrinsic functions resolved where the template says enough."""
+@dataclass(frozen=True)
+class Scope:
+    """What resolves a template's references: its resources, the deployment's pseudo parameters
+    and every other template's exports."""
+
+    resources: dict[str, Any]
+    pseudo: dict[str, str]  # AWS::Partition, AWS::Region, AWS::AccountId
+    exports: dict[str, tuple[Any, dict[str, Any]]]  # name -> (value, its template's resources)
+
+    def within(self, resources: dict[str, Any]) -> Scope:
+        return Scope(resources, self.pseudo, self.exports)
+
+
+def render(value: Any, scope: Scope) -> str:
+    """An ARN as text, references resolved where the templates say enough; what stays
+    unresolved is written `${...}` (and read as "may reach" by the audit)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and "Ref" in value:
-        target = resources.get(value["Ref"], {})
-        name = target.get("Properties", {}).get("Name")
-        if target.get("Type") == "AWS::SecretsManager::Secret" and name:
-            return f"arn:*:secretsmanager:*:*:secret:{name}-??????"
-        return f"${{{value['Ref']}}}"
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        target = resources.get(logical_id, {})
+    if not isinstance(value, dict):
+        return str(value)
+    if "Ref" in value:
+        ref = value["Ref"]
+        if ref in scope.pseudo:
+            return scope.pseudo[ref]
+        target = scope.resources.get(ref, {})
+        props = target.get("Properties", {})
+        if target.get("Type") == "AWS::SecretsManager::Secret" and props.get("Name"):
+            return f"arn:*:secretsmanager:*:*:secret:{props['Name']}-??????"
+        if target.get("Type") == "AWS::SecretsManager::SecretTargetAttachment":
+            return render(props.get("SecretId"), scope)
+        return f"${{{ref}}}"
+    if "Fn::GetAtt" in value:
+        got = value["Fn::GetAtt"]
+        logical_id, attribute = got.split(".", 1) if isinstance(got, str) else got
+        target = scope.resources.get(logical_id, {})
         name = target.get("Properties", {}).get("LogGroupName")
         if target.get("Type") == "AWS::Logs::LogGroup" and attribute == "Arn" and name:
             return f"arn:*:logs:*:*:log-group:{name}:*"
         return f"${{{logical_id}.{attribute}}}"
-    if isinstance(value, dict) and "Fn::Join" in value:
+    if "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
-        return separator.join(render(p, resources) for p in parts)
-    if isinstance(value, dict) and "Fn::ImportValue" in value:
-        return f"${{import:{value['Fn::ImportValue']}}}"
-    return str(value)
+        return separator.join(render(p, scope) for p in parts)
+    if "Fn::ImportValue" in value:
+        name = value["Fn::ImportValue"]
+        if isinstance(name, str) and name in scope.exports:
+            exported, resources = scope.exports[name]
+            return render(exported, scope.within(resources))
+        return f"${{import:{name}}}"
+    return "${" + json.dumps(value, sort_keys=True) + "}"
 
 
 def _listed(value: Any) -> list[Any]:
@@ -80,15 +106,24 @@ def _tag(props: dict[str, Any], key: str) -> str | None:
 
 
 def roles_of(
-    templates: dict[str, dict[str, Any]], sources: dict[tuple[str, str], str]
+    templates: dict[str, dict[str, Any]],
+    sources: dict[tuple[str, str], str],
+    pseudo: dict[str, str],
 ) -> list[RoleGrants]:
     """Every role in the templates with the Allow statements of every policy attached to it.
 
     `sources` maps (dag_id, Sid) to where the generated statement came from.
     """
+    exports = {
+        output["Export"]["Name"]: (output["Value"], template.get("Resources", {}))
+        for template in templates.values()
+        for output in (template.get("Outputs") or {}).values()
+        if isinstance(output.get("Export", {}).get("Name"), str)
+    }
     out = []
     for stack, template in templates.items():
         resources = template.get("Resources", {})
+        scope = Scope(resources, pseudo, exports)
         roles = {
             logical_id: RoleGrants(
                 stack,
@@ -105,19 +140,17 @@ def roles_of(
             for ref in _role_refs(r["Properties"]):
                 if ref in roles:
                     role = roles[ref]
-                    role.grants += _grants(
-                        r["Properties"]["PolicyDocument"], resources, role, sources
-                    )
+                    role.grants += _grants(r["Properties"]["PolicyDocument"], scope, role, sources)
         for logical_id, role in roles.items():
             for inline in resources[logical_id]["Properties"].get("Policies", []):
-                role.grants += _grants(inline["PolicyDocument"], resources, role, sources)
+                role.grants += _grants(inline["PolicyDocument"], scope, role, sources)
         out += roles.values()
     return out
 
 
 def _grants(
     document: dict[str, Any],
-    resources: dict[str, Any],
+    scope: Scope,
     role: RoleGrants,
     sources: dict[tuple[str, str], str],
 ) -> list[Grant]:
@@ -131,7 +164,7 @@ def _grants(
         grants.append(
             Grant(
                 tuple(_listed(st["Action"])),
-                tuple(render(v, resources) for v in _listed(st.get("Resource", []))),
+                tuple(render(v, scope) for v in _listed(st.get("Resource", []))),
                 st.get("Condition"),
                 source,
             )
@@ -142,17 +175,31 @@ def _grants(
 UNRESOLVED = re.compile(r"\$\{[^}]*\}")
 
 
-def _pattern(arn_pattern: str) -> re.Pattern[str] | None:
-    """IAM's `*` and `?`, matched case-sensitively. A reference the template leaves unresolved
-    (`${Logical.Attr}`) names one resource this audit cannot place: it matches nothing."""
-    if UNRESOLVED.search(arn_pattern):
-        return None
-    return re.compile(fnmatch.translate(arn_pattern))
+def _regex(pattern: str) -> re.Pattern[str]:
+    """IAM's resource matching: `*` any run, `?` one character, nothing else special, and
+    case-sensitive. An unresolved reference could be anything: it matches like `*`."""
+    text = UNRESOLVED.sub("\0", pattern)
+    parts = [
+        re.escape(c) if c not in "*?\0" else {"*": ".*", "?": ".", "\0": ".*"}[c] for c in text
+    ]
+    return re.compile("".join(parts), re.DOTALL)
 
 
-def reaches(resource_pattern: str, arn: str) -> bool:
-    pattern = _pattern(resource_pattern)
-    return pattern is not None and pattern.match(arn) is not None
+def _head(pattern: str) -> str:
+    """The literal start of a pattern, up to its first wildcard or unresolved reference."""
+    return re.split(r"[*?]|\$\{", pattern, maxsplit=1)[0]
+
+
+def reaches(resource_pattern: str, arn: str, prefix: bool = False) -> bool:
+    """Whether a statement's resource reaches `arn`; with `prefix`, any ARN starting with it
+    (an s3:// question about everything under a prefix)."""
+    if _regex(resource_pattern).fullmatch(arn):
+        return True
+    if not prefix:
+        return False
+    head = _head(resource_pattern)
+    wild = head != resource_pattern
+    return head.startswith(arn) or (wild and arn.startswith(head))
 
 
 @dataclass(frozen=True)
@@ -162,6 +209,7 @@ class Access:
     levels: tuple[str, ...]
     condition: dict[str, Any] | None
     source: str
+    unresolved: bool = False  # reached only through a reference the templates leave open
 
 
 def access_level(action: str) -> str:
@@ -171,14 +219,17 @@ def access_level(action: str) -> str:
 
 def _prefix_allows(grant: Grant, arn: str, key: str | None) -> bool:
     """A bucket-level statement limited by `s3:prefix` reaches the bucket only for listings
-    inside that prefix."""
+    that overlap the prefix asked about."""
     if key is None or arn.count(":") != 5 or "/" in arn.split(":", 5)[5]:
         return True  # not a bucket ARN from an s3:// question
     for operator, keys in (grant.condition or {}).items():
         if "s3:prefix" in keys and operator in ("StringLike", "StringEquals"):
-            patterns = _listed(keys["s3:prefix"])
-            return any(fnmatch.fnmatchcase(key, p) or p.startswith(key) for p in patterns)
+            return any(reaches(p, key, prefix=True) for p in _listed(keys["s3:prefix"]))
     return True
+
+
+def _is_object(arn: str) -> bool:
+    return arn.count(":") >= 5 and "/" in arn.split(":", 5)[5]
 
 
 def who_can(roles: list[RoleGrants], arns: list[str], s3_key: str | None = None) -> list[Access]:
@@ -190,16 +241,29 @@ def who_can(roles: list[RoleGrants], arns: list[str], s3_key: str | None = None)
             reached = [
                 arn
                 for arn in arns
-                if any(reaches(r, arn) for r in grant.resources)
+                if any(
+                    reaches(r, arn, prefix=_is_object(arn) and s3_key is not None)
+                    for r in grant.resources
+                )
                 and _prefix_allows(grant, arn, s3_key)
             ]
             # an action acts on its own service's resources only (`*` for redshift-data is not
             # a way into Secrets Manager)
             services = {arn.split(":")[2] for arn in reached}
-            actions = tuple(a for a in grant.actions if a.split(":", 1)[0] in services)
+            actions = tuple(
+                a for a in grant.actions if a == "*" or a.split(":", 1)[0].lower() in services
+            )
             if actions:
                 levels = tuple(sorted({access_level(a) for a in actions}))
-                found.append(Access(role, actions, levels, grant.condition, grant.source))
+                resolved = [r for r in grant.resources if not UNRESOLVED.search(r)]
+                certain = any(
+                    reaches(r, arn, prefix=s3_key is not None and _is_object(arn))
+                    for r in resolved
+                    for arn in reached
+                )
+                found.append(
+                    Access(role, actions, levels, grant.condition, grant.source, not certain)
+                )
     return found
 
 
@@ -207,6 +271,11 @@ def resource_arns(text: str, partition: str, region: str, account: str) -> list[
     """What `--who-can` was given, as the ARNs a policy would name: an ARN, s3://bucket/prefix
     (the bucket and an object under the prefix), or a secret's name."""
     if text.startswith("arn:"):
+        parts = text.split(":", 5)
+        if len(parts) != 6 or not parts[2]:
+            raise ValueError(
+                f"{text!r} is not an ARN (arn:partition:service:region:account:resource)"
+            )
         return [text]
     if text.startswith("s3://"):
         bucket, _, key = text[5:].partition("/")

@@ -4,16 +4,18 @@ from typing import Any
 
 from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
 
-# Names that hold a secret when they hold a value (an env var ending _CMD or _SECRET names where
-# the value comes from instead).
+# Names that hold a secret when they hold a value; an Airflow `_CMD` option holds the command
+# that prints it instead. (`_SECRET` options are not exempt: `jwt_secret` is itself a secret.)
 SECRET_NAME = re.compile(
-    r"(?i)(password|passwd|secret|token|fernet_key|private_key|api_key|sql_alchemy_conn|"
-    r"credentials?)$"
+    r"(?i)(pass|passwd|password|pwd|secret|secret_key|access_key|token|_pat|fernet_key|"
+    r"private_key|api_key|sql_alchemy_conn|credentials?|broker_url|result_backend)$"
+    r"|^airflow_conn_"
 )
+POINTER = re.compile(r"(?i)_cmd$")
 SECRET_PROPERTIES = {"MasterUserPassword", "Password", "AuthToken", "SecretString"}
 DYNAMIC_REFERENCE = re.compile(r"^\{\{resolve:(secretsmanager|ssm-secure):")
 # user:password@ in a URL; placeholders (%s, {x}, $x) that a program fills at run time are not
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@%{$]+:[^/\s@%{$]+@")
+URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@{$]*:(?!%s@)[^\s@{$]+@")
 
 
 def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -42,15 +44,26 @@ class PlaintextSecrets(Rule):
             for name in SECRET_PROPERTIES & props.keys():
                 if _literal(props[name]):
                     yield self.finding(stack.name, logical_id, f"{name} holds a literal value")
-            for container in props.get("ContainerDefinitions", []) or []:
-                for variable in container.get("Environment", []) or []:
-                    if SECRET_NAME.search(variable.get("Name", "")) and variable.get("Value"):
-                        yield self.finding(
-                            stack.name,
-                            logical_id,
-                            f"environment variable {variable['Name']} holds a value; inject it "
-                            "as an ECS secret",
-                        )
+            variables = [
+                v
+                for c in props.get("ContainerDefinitions", []) or []
+                for v in c.get("Environment") or []
+            ]
+            variables += [
+                {"Name": k, "Value": v}
+                for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()
+            ]
+            if resource.get("Type") == "AWS::SSM::Parameter" and props.get("Name"):
+                variables.append({"Name": str(props["Name"]), "Value": props.get("Value")})
+            for variable in variables:
+                name = variable.get("Name", "")
+                if SECRET_NAME.search(name) and not POINTER.search(name) and variable.get("Value"):
+                    yield self.finding(
+                        stack.name,
+                        logical_id,
+                        f"environment variable {variable['Name']} holds a value; inject it "
+                        "as an ECS secret",
+                    )
             for path, text in _strings(props):
                 if URL_WITH_PASSWORD.search(text):
                     yield self.finding(
