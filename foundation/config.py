@@ -87,6 +87,23 @@ TagKey = Annotated[
 TagValue = Annotated[str, _matching(r"[\w .:/=+@-]{0,256}", "a tag value (0-256 chars)")]
 
 
+# With network.private_endpoints, the services the cluster always reaches by endpoint, and those
+# a DAG's grants add an interface endpoint for (by IAM action prefix). IAM itself takes no call
+# from a task (PassRole is checked by the service the role is passed to).
+BASE_ENDPOINT_SERVICES = {"s3", "sqs", "logs", "ecr", "secretsmanager", "sts", "kms", "ssm", "ecs"}
+DAG_ENDPOINT_SERVICES = {
+    "athena",
+    "glue",
+    "elasticmapreduce",
+    "redshift-data",
+    "redshift",
+    "sns",
+    "lambda",
+    "dynamodb",
+}
+NO_CALL_SERVICES = {"iam"}
+
+
 def partition_of(region: str) -> str:
     for prefix, partition in _PARTITIONS.items():
         if region.startswith(prefix):

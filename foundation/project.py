@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from foundation.airflow.settings import DAG_BUNDLE
-from foundation.config import Deployment
+from foundation.config import (
+    BASE_ENDPOINT_SERVICES,
+    DAG_ENDPOINT_SERVICES,
+    NO_CALL_SERVICES,
+    Deployment,
+)
 from foundation.errors import InvalidInput, Location, Problem
 from foundation.iam import escape_hatch
 from foundation.iam.policy import (
@@ -71,6 +76,7 @@ def load_project(root: Path, env: str | None = None) -> Project:
     for dag in project.dags:
         if dag.policy.does_not_fit:
             project.findings.append(Problem(dag.file, 0, "permissions", dag.policy.does_not_fit))
+    project.findings += _unreachable_services(project)
     return project
 
 
@@ -176,6 +182,41 @@ def _cross_check(
     if deployment.bundle_problem:
         problems.append(config_doc.problem(("dags", "bundle"), deployment.bundle_problem))
     return problems
+
+
+def dag_services(project: Project) -> set[str]:
+    """The AWS services DAGs' statements grant actions of (by IAM action prefix)."""
+    return {
+        action.split(":", 1)[0].lower()
+        for dag in project.dags
+        for policy in dag.policy.policies
+        for statement in policy
+        for action in statement.actions
+    }
+
+
+def _unreachable_services(project: Project) -> list[Problem]:
+    """With private endpoints, a DAG granted a service no endpoint serves could never reach it,
+    unless its manifest declares egress of its own."""
+    if not project.deployment.network.private_endpoints:
+        return []
+    reachable = BASE_ENDPOINT_SERVICES | DAG_ENDPOINT_SERVICES | NO_CALL_SERVICES
+    found = []
+    for dag in project.dags:
+        if dag.manifest.network.egress:
+            continue
+        services = dag_services(Project(project.root, project.deployment, [dag]))
+        for service in sorted(services - reachable):
+            found.append(
+                Problem(
+                    dag.file,
+                    0,
+                    "permissions",
+                    f"{service} has no VPC endpoint and network.private_endpoints leaves tasks no "
+                    "other way; declare network.egress for it",
+                )
+            )
+    return found
 
 
 def _name_collisions(

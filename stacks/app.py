@@ -14,7 +14,7 @@ from foundation.naming import (
     worker_shard,
     worker_stack_name,
 )
-from foundation.project import Dag, Project
+from foundation.project import Dag, Project, dag_services
 from stacks import nag
 from stacks.bootstrap import BootstrapStack
 from stacks.core import CoreStack
@@ -43,7 +43,9 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
     nag.enable(app)
     name = deployment.name
     network_name, data_name, core_name = cluster_stack_names(name)
-    network = NetworkStack(app, network_name, deployment=deployment)
+    network = NetworkStack(
+        app, network_name, deployment=deployment, dag_services=dag_services(project)
+    )
     data = DataStack(app, data_name, deployment=deployment, network=network)
     core = CoreStack(app, core_name, deployment=deployment, network=network, data=data)
     for shard, dags in shards(project).items():

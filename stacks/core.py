@@ -229,16 +229,22 @@ class CoreStack(FoundationStack):
         self.components_sg.connections.allow_to(self.api_sg, api_port, "Components to the API")
         for sg in (self.api_sg, self.components_sg):
             sg.connections.allow_to(data.db_security_group, postgres, "Metadata database")
-            sg.add_egress_rule(ec2.Peer.any_ipv4(), https, "AWS APIs, image registry, DAG bundle")
+        public = {
+            self.api_sg: "AWS APIs, image registry, DAG bundle",
+            self.components_sg: "AWS APIs, image registry, DAG bundle",
+            self.workers_sg: "AWS APIs and image registry",
+        }
+        groups = tuple(public)
         if network.endpoints_sg is None:
-            self.workers_sg.add_egress_rule(
-                ec2.Peer.any_ipv4(), https, "AWS APIs and image registry"
-            )
+            for sg, why in public.items():
+                sg.add_egress_rule(ec2.Peer.any_ipv4(), https, why)
             return
-        # private endpoints: the AWS APIs through the VPC's endpoints and nothing else
-        self.workers_sg.connections.allow_to(network.endpoints_sg, https, "VPC endpoints")
+        # private endpoints: components and tasks alike reach AWS through the VPC's endpoints
+        # and S3's gateway, and nothing else (the DAG bundle is in S3 then)
         prefix_list = self.deployment.network.s3_prefix_list_id or ""
-        self.workers_sg.add_egress_rule(ec2.Peer.prefix_list(prefix_list), https, "S3 gateway")
+        for sg in groups:
+            sg.connections.allow_to(network.endpoints_sg, https, "VPC endpoints")
+            sg.add_egress_rule(ec2.Peer.prefix_list(prefix_list), https, "S3 gateway")
 
     def _settings(
         self, component: str, network: NetworkStack

@@ -27,9 +27,31 @@ INTERFACE_ENDPOINTS = {
 }
 
 
+# The interface endpoint of each service DAGs may be granted (config.DAG_ENDPOINT_SERVICES),
+# made only when some DAG is granted it.
+DAG_SERVICE_ENDPOINTS = {
+    "athena": ec2.InterfaceVpcEndpointAwsService.ATHENA,
+    "glue": ec2.InterfaceVpcEndpointAwsService.GLUE,
+    "elasticmapreduce": ec2.InterfaceVpcEndpointAwsService.EMR,
+    "redshift-data": ec2.InterfaceVpcEndpointAwsService.REDSHIFT_DATA,
+    "redshift": ec2.InterfaceVpcEndpointAwsService.REDSHIFT,
+    "sns": ec2.InterfaceVpcEndpointAwsService.SNS,
+    "lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
+    "dynamodb": ec2.InterfaceVpcEndpointAwsService.DYNAMODB,
+}
+
+
 class NetworkStack(FoundationStack):
-    def __init__(self, scope: Construct, id: str, *, deployment: Deployment) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        deployment: Deployment,
+        dag_services: set[str] = frozenset(),
+    ) -> None:
         super().__init__(scope, id, deployment=deployment)
+        self.dag_services = dag_services
         net = deployment.network
         if net.creates_vpc:
             self.vpc: ec2.IVpc = ec2.Vpc(
@@ -127,7 +149,11 @@ class NetworkStack(FoundationStack):
         self.endpoints_sg.add_ingress_rule(
             ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS from the VPC"
         )
-        for id, service in INTERFACE_ENDPOINTS.items():
+        endpoints = dict(INTERFACE_ENDPOINTS)
+        for service in sorted(self.dag_services & DAG_SERVICE_ENDPOINTS.keys()):
+            name = "".join(part.capitalize() for part in service.split("-"))
+            endpoints[f"{name}Endpoint"] = DAG_SERVICE_ENDPOINTS[service]
+        for id, service in endpoints.items():
             self.vpc.add_interface_endpoint(
                 id,
                 service=service,

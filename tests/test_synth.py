@@ -404,13 +404,25 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
     text = text.replace("image: apache/airflow:3.3.2", f"image: {ecr}")
     git = text[text.index("dags:\n") : text.index("worker_defaults")]
     config.write_text(text.replace(git, "dags: {bundle: s3}\n\n"))  # tasks reach no git host
+    refused = project.run("synth")  # Data Pipeline has no VPC endpoint
+    assert refused.exit_code == 1
+    assert "inventory_events.yaml: permissions: datapipeline has no VPC endpoint" in refused.stderr
+    manifest = project.root / "dag_permissions" / "inventory_events.yaml"
+    egress = "    - {cidr: 52.0.0.0/8, port: 443, description: Data Pipeline API}\n"
+    manifest.write_text(manifest.read_text() + "network:\n  egress:\n" + egress)
     result = project.run("synth")
     assert result.exit_code == 0, result.stderr
     out = project.root / "cdk.out"
     network = json.loads((out / f"{NAME}-network.template.json").read_text())
     endpoints = resources(network, "AWS::EC2::VPCEndpoint").values()
     kinds = sorted(e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints)
-    assert kinds == ["Gateway"] + ["Interface"] * 9
+    assert kinds.count("Gateway") == 1
+    names = {str(e["Properties"]["ServiceName"]).rsplit(".", 1)[-1] for e in endpoints}
+    base = {"sqs", "logs", "api", "dkr", "secretsmanager", "sts", "kms", "ssm", "ecs"}
+    used = {"athena", "glue", "elasticmapreduce", "redshift", "redshift-data", "sns", "lambda"}
+    used.add("dynamodb")  # each service some example DAG is granted
+    assert base | used <= names  # the cluster's, and those the example's DAGs are granted
+
     interface = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
     assert all(e["Properties"]["PrivateDnsEnabled"] for e in interface)
     core = json.loads((out / f"{NAME}-core.template.json").read_text())
@@ -428,6 +440,17 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
         (AIRFLOW_PORT, "sg"),
     ]
     assert not core["Resources"][workers]["Properties"].get("SecurityGroupEgress")
+    open_egress = [
+        rule
+        for r in resources(core, "AWS::EC2::SecurityGroup").values()
+        for rule in r["Properties"].get("SecurityGroupEgress", [])
+        if rule.get("CidrIp") == "0.0.0.0/0"
+    ] + [
+        r
+        for r in resources(core, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"].get("CidrIp") == "0.0.0.0/0"
+    ]
+    assert open_egress == []  # components too reach AWS only through the endpoints
     # both execution roles may pull the ECR image (tasks and components alike)
     for role in ("TaskExecutionRole", "WorkerExecutionRole"):
         statements = next(
