@@ -20,6 +20,7 @@ from foundation.iam.effective import (
     access_level,
     resource_arns,
     roles_of,
+    through_pass_role,
     who_can,
 )
 from foundation.project import Project, load_project
@@ -51,7 +52,8 @@ class Audit:
         except ValueError as error:
             raise InvalidInput([Problem(Path("--who-can"), 0, "", str(error))]) from None
         key = resource[5:].partition("/")[2] if resource.startswith("s3://") else None
-        return who_can(self.roles, arns, key)
+        direct = who_can(self.roles, arns, key)
+        return direct + through_pass_role(self.roles, direct, d.partition, d.account)
 
     def escalations(self) -> dict[str, list[Grant]]:
         """Statements that escalate privileges, of the DAGs allowed them."""

@@ -73,7 +73,11 @@ def test_who_can_reach_a_prefix_names_only_the_dag_that_declared_it(permissions)
     result = permissions("--who-can", "s3://acme-raw/salesforce/2026/11/", "--json")
     assert result.exit_code == 0, result.stderr
     found = json.loads(result.stdout)["access"]
-    assert {f["who"] for f in found} == {"DAG sales_daily"}
+    assert {f["who"] for f in found} == {"DAG sales_daily", "cluster role acme-airflow-scheduler"}
+    (passing,) = [f for f in found if f["who"] == "cluster role acme-airflow-scheduler"]
+    assert passing["actions"] == ["iam:PassRole"]  # it launches tasks as sales_daily
+    assert passing["source"] == "passes DAG sales_daily's role, which reaches it"
+    found = [f for f in found if f["who"] == "DAG sales_daily"]
     assert {level for f in found for level in f["access"]} == {"List", "Read", "Write"}
     listing = next(f for f in found if f["actions"] == ["s3:ListBucket"])
     assert listing["condition"] == {"StringLike": {"s3:prefix": "salesforce/*"}}
@@ -152,6 +156,7 @@ def test_exactly_one_question_at_a_time(permissions) -> None:
             {
                 "cluster role acme-airflow-task-execution",
                 "cluster role acme-airflow-worker-execution",
+                "cluster role acme-airflow-scheduler",  # it passes the worker execution role
             },
         ),
     ],

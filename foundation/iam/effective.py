@@ -36,6 +36,7 @@ class RoleGrants:
     name: str
     dag_id: str | None  # None for the cluster's own roles
     grants: list[Grant] = field(default_factory=list)
+    path: str = "/"
 
     @property
     def label(self) -> str:
@@ -130,6 +131,7 @@ def roles_of(
                 logical_id,
                 r["Properties"].get("RoleName", logical_id),
                 _tag(r["Properties"], DAG_ID_TAG),
+                path=r["Properties"].get("Path", "/"),
             )
             for logical_id, r in resources.items()
             if r["Type"] == "AWS::IAM::Role"
@@ -264,6 +266,32 @@ def who_can(roles: list[RoleGrants], arns: list[str], s3_key: str | None = None)
                 found.append(
                     Access(role, actions, levels, grant.condition, grant.source, not certain)
                 )
+    return found
+
+
+def through_pass_role(
+    roles: list[RoleGrants], direct: list[Access], partition: str, account: str
+) -> list[Access]:
+    """Roles that reach the resource by passing a role that does: the scheduler, launching a
+    DAG's task definition with that DAG's role, reaches whatever the DAG reaches."""
+    found = []
+    reachers = {id(a.role): a.role for a in direct}.values()
+    for role in roles:
+        for grant in role.grants:
+            if not any(a.lower() == "iam:passrole" for a in grant.actions):
+                continue
+            for target in reachers:
+                arn = f"arn:{partition}:iam::{account}:role{target.path}{target.name}"
+                if target is not role and any(reaches(r, arn) for r in grant.resources):
+                    found.append(
+                        Access(
+                            role,
+                            ("iam:PassRole",),
+                            ("Permissions management",),
+                            grant.condition,
+                            f"passes {target.label}'s role, which reaches it",
+                        )
+                    )
     return found
 
 
