@@ -399,18 +399,21 @@ def test_ctrl_c_stops_waiting_and_starts_nothing_more() -> None:
     assert all(p.change_set_id for p in plans[1:])  # left for _deploy to delete
 
 
+FAMILY = f"{NAME}-worker-housekeeping-3f2a1b"
+RUNNING = {"cluster": NAME, "family": FAMILY, "desiredStatus": "RUNNING"}
+
+
+def removal_of_a_dag_with_a_running_task(ecs: Stubber) -> StackPlan:
+    """A worker stack whose only DAG goes, while one of its tasks still runs."""
+    task = {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Family": FAMILY}}
+    ecs.add_response("list_tasks", {"taskArns": ["arn:aws:ecs:task/acme-airflow/1"]}, RUNNING)
+    return StackPlan(WORKERS, "delete", None, {"Resources": {"Task": task}})
+
+
 def test_a_removed_dags_running_tasks_drain_before_its_stack_changes(aws) -> None:
     aws_, cfn, ecs = aws
-    family = f"{NAME}-worker-housekeeping-3f2a1b"
-    deployed = {
-        "Resources": {
-            "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Family": family}}
-        }
-    }
-    plan = StackPlan(WORKERS, "delete", None, deployed)
-    running = {"cluster": NAME, "family": family, "desiredStatus": "RUNNING"}
-    ecs.add_response("list_tasks", {"taskArns": ["arn:aws:ecs:task/acme-airflow/1"]}, running)
-    ecs.add_response("list_tasks", {"taskArns": []}, running)
+    plan = removal_of_a_dag_with_a_running_task(ecs)
+    ecs.add_response("list_tasks", {"taskArns": []}, RUNNING)
     newest(cfn)
     cfn.add_response("delete_stack", {}, {"StackName": WORKERS, "RoleARN": ROLE})
     cfn.add_response("describe_stack_events", {"StackEvents": []})
@@ -421,7 +424,7 @@ def test_a_removed_dags_running_tasks_drain_before_its_stack_changes(aws) -> Non
     t = target(aws_, [], {WORKERS: "UPDATE_COMPLETE"})
     outcome = deploy.StackRunner(t, reporter, threading.Event(), 60).apply(plan, None)
     assert outcome.result == "deleted"
-    assert reporter.statuses == [(WORKERS, f"waiting for 1 task(s) of {family}")]
+    assert reporter.statuses == [(WORKERS, f"waiting for 1 task(s) of {FAMILY}")]
 
 
 def test_a_deploy_is_refused_while_cloudformation_works_on_a_stack(monkeypatch) -> None:
@@ -433,19 +436,11 @@ def test_a_deploy_is_refused_while_cloudformation_works_on_a_stack(monkeypatch) 
 
 def test_a_dag_whose_tasks_keep_running_is_not_removed(aws) -> None:
     aws_, _, ecs = aws
-    family = f"{NAME}-worker-housekeeping-3f2a1b"
-    deployed = {
-        "Resources": {
-            "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Family": family}}
-        }
-    }
-    plan = StackPlan(WORKERS, "delete", None, deployed)
-    running = {"cluster": NAME, "family": family, "desiredStatus": "RUNNING"}
-    ecs.add_response("list_tasks", {"taskArns": ["arn:aws:ecs:task/acme-airflow/1"]}, running)
+    plan = removal_of_a_dag_with_a_running_task(ecs)
     t = target(aws_, [], {WORKERS: "UPDATE_COMPLETE"})
     outcome = deploy.StackRunner(t, Recorder(), threading.Event(), 0).apply(plan, None)
     assert outcome.result == "failed"  # and no delete_stack was called (none is stubbed)
-    assert f"1 task(s) of {family} still run; not removed" in outcome.message
+    assert f"1 task(s) of {FAMILY} still run; not removed" in outcome.message
 
 
 def test_a_database_change_migrates_with_the_deployed_task_definition(aws) -> None:
