@@ -15,7 +15,7 @@ from foundation.checks.rules.fa301_cdk_nag import CdkNag
 from foundation.cloudformation import actions
 from foundation.cloudformation.plan import ResourceChange, StackPlan, template_changes
 from foundation.cloudformation.target import connect_to
-from foundation.deploy import Confirm, Outcome, Refused, Reporter
+from foundation.deploy import Confirm, Outcome, Refused, Reporter, follow
 from foundation.errors import InvalidInput
 from foundation.naming import bootstrap_stack_name
 from foundation.project import Project, load_project
@@ -119,8 +119,4 @@ def _follow(
 ) -> Outcome:
     after = actions.newest_event(aws, name)
     start()
-    status, events = actions.wait_for_stack(aws, name, after, lambda e: reporter.event(name, e))
-    state = actions.describe_stack(aws.cfn, name)
-    ok = status in actions.SUCCESS
-    failures = [e for e in events if e.failed]
-    return Outcome(name, done if ok else "failed", status, failures, state.outputs if state else {})
+    return follow(aws, name, after, done, reporter)

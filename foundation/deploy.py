@@ -331,22 +331,29 @@ class StackRunner:
             if tick:
                 tick()
 
-        status, events = actions.wait_for_stack(
-            self.target.aws,
-            stack,
-            after,
-            lambda e: self.reporter.event(stack, e),
-            on_tick,
-        )
-        state = actions.describe_stack(self.target.aws.cfn, stack)
-        ok = status in SUCCESS
-        return Outcome(
-            stack,
-            done if ok else "failed",
-            status,
-            [e for e in events if e.failed],
-            state.outputs if state else {},
-        )
+        return follow(self.target.aws, stack, after, done, self.reporter, on_tick)
+
+
+def follow(
+    aws: actions.Aws,
+    stack: str,
+    after: str | None,
+    done: str,
+    reporter: Reporter,
+    on_tick: Callable[[], None] = lambda: None,
+) -> Outcome:
+    """Wait for a stack to settle after the event `after`: its outcome, failures and outputs."""
+    status, events = actions.wait_for_stack(
+        aws, stack, after, lambda e: reporter.event(stack, e), on_tick
+    )
+    state = actions.describe_stack(aws.cfn, stack)
+    return Outcome(
+        stack,
+        done if status in SUCCESS else "failed",
+        status,
+        [e for e in events if e.failed],
+        state.outputs if state else {},
+    )
 
 
 # What the migration task needs before it can start: its task definition, and the roles,

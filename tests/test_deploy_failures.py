@@ -115,6 +115,18 @@ def missing(cfn: Stubber, operation: str, name: str) -> None:
     )
 
 
+def computed_change_set(cfn: Stubber, change_set_id: str, stack_name: str) -> None:
+    """CreateChangeSet, then DescribeChangeSet once CloudFormation has computed it."""
+    cfn.add_response(
+        "create_change_set", {"Id": change_set_id, "StackId": STACK_ID.format(stack_name)}
+    )
+    cfn.add_response(
+        "describe_change_set",
+        {"ChangeSetId": change_set_id, "Status": "CREATE_COMPLETE", "Changes": []},
+        {"ChangeSetName": change_set_id},
+    )
+
+
 def newest(cfn: Stubber) -> None:
     """The event a following operation's events come after (read before it starts)."""
     cfn.add_response("describe_stack_events", {"StackEvents": [PREVIOUS]})
@@ -174,12 +186,7 @@ def test_a_stack_left_in_rollback_complete_is_deleted_then_created(aws) -> None:
     missing(cfn, "describe_stacks", WORKERS)
     cfn.add_response("describe_stack_events", {"StackEvents": []})
     missing(cfn, "describe_stacks", WORKERS)
-    cfn.add_response("create_change_set", {"Id": "cs-new", "StackId": STACK_ID.format(WORKERS)})
-    cfn.add_response(
-        "describe_change_set",
-        {"ChangeSetId": "cs-new", "Status": "CREATE_COMPLETE", "Changes": []},
-        {"ChangeSetName": "cs-new"},
-    )
+    computed_change_set(cfn, "cs-new", WORKERS)
     newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-new"})
     settle(
@@ -291,12 +298,7 @@ def test_a_failed_migration_fails_the_deploy_with_its_exit_code(aws) -> None:
     aws_, cfn, ecs = aws
     template = _core_template()
     plan = StackPlan(CORE, "create", template, None, template_url="https://b.s3/core.json")
-    cfn.add_response("create_change_set", {"Id": "cs-core", "StackId": STACK_ID.format(CORE)})
-    cfn.add_response(
-        "describe_change_set",
-        {"ChangeSetId": "cs-core", "Status": "CREATE_COMPLETE", "Changes": []},
-        {"ChangeSetName": "cs-core"},
-    )
+    computed_change_set(cfn, "cs-core", CORE)
     newest(cfn)
     cfn.add_response("execute_change_set", {}, {"ChangeSetName": "cs-core"})
     cfn.add_response("describe_stack_events", {"StackEvents": []})

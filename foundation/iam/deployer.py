@@ -27,12 +27,6 @@ class Deployer:
     always: list[str]
     not_granted: dict[str, str]  # handler permission pattern -> why the role lacks it
 
-    def groups_for(self, resource_types: set[str]) -> list[DeployerGroup]:
-        names = set(self.always)
-        for rtype in resource_types:
-            names.update(self.resource_types[rtype])
-        return [self.groups[n] for n in sorted(names)]
-
 
 @cache
 def deployer() -> Deployer:
@@ -60,12 +54,13 @@ def _filled(value: Any, values: dict[str, str]) -> Any:
 
 
 def statements(values: dict[str, str]) -> list[dict[str, Any]]:
-    """Policy statements for every resource type the toolkit's stacks use.
+    """Policy statements for every resource type the toolkit's stacks use (every group: a test
+    keeps each one referenced by a type or `always`).
 
-    `values` fills the ARN formats: partition, region, account, name, boundary.
+    `values` fills the ARN formats: partition, region, account, name, boundary, role path/prefix.
     """
     out = []
-    for group in deployer().groups_for(set(deployer().resource_types)):
+    for _, group in sorted(deployer().groups.items()):
         statement: dict[str, Any] = {
             "Sid": "".join(part.capitalize() for part in group.name.split("_")),
             "Effect": "Allow",
