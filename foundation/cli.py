@@ -116,7 +116,6 @@ def synth(
         raise fail_on_invalid_input(error) from None
     except (
         synth_verb.NodeMissing,
-        synth_verb.NotSupportedYet,
         synth_verb.UnsafeOutput,
         synth_verb.SynthesisFailed,
     ) as error:
@@ -207,7 +206,6 @@ def aws_errors() -> Iterator[None]:
         ChangeSetFailed,
         deploy_verb.Refused,
         synth_verb.NodeMissing,
-        synth_verb.NotSupportedYet,
         synth_verb.UnsafeOutput,
         synth_verb.SynthesisFailed,
     ) as error:

@@ -104,6 +104,19 @@ DAG_ENDPOINT_SERVICES = {
 NO_CALL_SERVICES = {"iam"}
 
 
+STOCK_IMAGES = ("apache/airflow", "docker.io/apache/airflow", "public.ecr.aws/apache/airflow")
+CELERY_IMAGE_NEEDS = (
+    "executor: celery needs an image with pycurl (kombu's SQS transport cannot run without it) "
+    "and apache-airflow-providers-celery >= 3.26; the official apache/airflow image has the "
+    "provider but not pycurl: build docker/Dockerfile (FROM apache/airflow, adds pycurl) and "
+    "set airflow.image to the result"
+)
+
+
+def is_stock_image(image: str) -> bool:
+    return image.split(":", 1)[0].split("@", 1)[0] in STOCK_IMAGES
+
+
 def partition_of(region: str) -> str:
     for prefix, partition in _PARTITIONS.items():
         if region.startswith(prefix):
@@ -229,8 +242,11 @@ class DagsConfig(Model):
 class WorkerSize(Model):
     cpu: int = 512
     memory: int = 1024
+    # Celery mode: the DAG's worker service scales between these on its queue's backlog, and
+    # each worker runs `concurrency` Airflow tasks at once
     min_count: int = Field(default=0, ge=0, le=100)
     max_count: int = Field(default=4, ge=1, le=100)
+    concurrency: int = Field(default=2, ge=1, le=32)
 
     @model_validator(mode="after")
     def _fits(self) -> WorkerSize:
@@ -286,13 +302,15 @@ class Deployment(Model):
 
     @property
     def image_problem(self) -> str | None:
-        """Why airflow.image cannot work with this network, if it cannot."""
+        """Why airflow.image cannot work with this network or executor, if it cannot."""
         registry = f".dkr.ecr.{self.region}.amazonaws.com/"
         if self.network.private_endpoints and registry not in self.airflow.image:
             return (
                 "network.private_endpoints: true leaves tasks no way to a public registry; "
                 f"use an image in ECR in {self.region} (<account>{registry}<repo>:<tag>)"
             )
+        if self.airflow.executor == "celery" and is_stock_image(self.airflow.image):
+            return CELERY_IMAGE_NEEDS
         return None
 
     def dag_names(self, dag_id: str) -> DagNames:
@@ -320,6 +338,10 @@ class Deployment(Model):
         return f"foundation-{self.account}-{self.region}-{self.name}"
 
     @property
+    def celery(self) -> bool:
+        return self.airflow.executor == "celery"
+
+    @property
     def reserved_buckets(self) -> set[str]:
         """Buckets only the toolkit grants: every DAG's logs and code, and the templates."""
         buckets = {self.logs_bucket, self.artifacts_bucket}
@@ -341,6 +363,8 @@ class Deployment(Model):
         if service == "secretsmanager":
             return self.reserved_secret(resource.removeprefix("secret:"))
         prefixes = {
+            "sqs": (f"{name}-dag-",),  # every DAG's Celery queue
+            "dynamodb": (f"table/{name}-celery-results",),
             "ssm": (f"parameter/{name}/",),
             "logs": (f"log-group:/{name}/",),
             "ecs": (

@@ -53,6 +53,11 @@ class DagNames:
     def security_group(self) -> str:
         return f"{self.project}-dag-{self.suffix}"
 
+    @property
+    def queue(self) -> str:
+        """Celery mode: the DAG's SQS queue, which is also its Celery queue and worker service."""
+        return f"{self.project}-dag-{self.suffix}"
+
 
 def execution_role_name(project: str, role_prefix: str = "") -> str:
     """The execution role of the cluster's components: it injects their secrets."""
@@ -78,6 +83,20 @@ def role_path(project: str, org_path: str = "/") -> str:
 def task_family_prefix(project: str) -> str:
     """Every per-DAG task definition family starts so; no cluster component's family does."""
     return f"{project}-{WORKER_FAMILY_KIND}-"
+
+
+def dag_queue_prefix(project: str) -> str:
+    """Every DAG's Celery queue starts so (the scheduler may send to exactly these)."""
+    return f"{project}-dag-"
+
+
+def celery_results_table(project: str) -> str:
+    return f"{project}-celery-results"
+
+
+def workers_security_group_parameter(project: str) -> str:
+    """Where core publishes the security group every DAG's tasks share, for worker services."""
+    return f"/{project}/cluster/workers-security-group"
 
 
 def identity_parameter(project: str, dag_id: str) -> str:

@@ -253,6 +253,14 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
                 "under airflow/dags/<dag_id>/ and need no entry"
             )
             problems.append(doc.problem(("permissions", "secrets", i), message))
+    for i, queue in enumerate(manifest.permissions.sqs):
+        if deployment.reserved_resource("sqs", queue.queue):
+            message = f"{queue.queue!r} is a Celery queue of this cluster's; no DAG may use it"
+            problems.append(doc.problem(("permissions", "sqs", i, "queue"), message))
+    for i, table in enumerate(manifest.permissions.dynamodb):
+        if deployment.reserved_resource("dynamodb", f"table/{table.table}"):
+            message = f"{table.table!r} holds the cluster's Celery results; no DAG may use it"
+            problems.append(doc.problem(("permissions", "dynamodb", i, "table"), message))
     for i, passed in enumerate(manifest.permissions.pass_roles):
         if deployment.reserved_resource("iam", f"role/{passed.role}"):
             message = f"{passed.role!r} is one of the cluster's roles; no DAG may pass it"

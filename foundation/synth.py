@@ -61,10 +61,6 @@ class NodeMissing(Exception):
     """aws-cdk-lib runs its constructs in Node.js; without it nothing can be synthesized."""
 
 
-class NotSupportedYet(Exception):
-    """A valid configuration this version cannot synthesize."""
-
-
 def synthesize(project: Project, outdir: Path) -> Assembly:
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
@@ -74,7 +70,7 @@ def synthesize(project: Project, outdir: Path) -> Assembly:
         build_app(project, str(outdir)).synth()
     except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
         raise SynthesisFailed(f"CDK could not synthesize the app: {err}") from None
-    runtime_files.write(outdir / "airflow")
+    runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
     return Assembly.read(outdir, check_context(project))
 
 
@@ -97,12 +93,6 @@ def _check_target(target: Path, project_root: Path) -> None:
 
 def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
     project = load_project(root, env)
-    if project.deployment.airflow.executor == "celery":
-        # Valid config (validate accepts it), but its per-DAG worker services are not built yet.
-        raise NotSupportedYet(
-            "airflow.executor: celery is not synthesized yet (per-DAG Celery worker services are "
-            "planned); use executor: ecs"
-        )
     target = (out or project.root / "cdk.out").resolve()
     _check_target(target, project.root)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ Nothing here references a worker stack: a DAG can be added or removed without to
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -14,26 +15,31 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_servicediscovery as servicediscovery
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
 from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.config import Deployment
 from foundation.iam import cluster
-from foundation.iam.policy import ArnContext, Grant
+from foundation.iam.policy import ArnContext, Grant, celery_worker_grants, merge, number, render
 from foundation.naming import (
     UNMANAGED_PARAMETER_NAME,
+    DagNames,
+    celery_results_table,
     execution_role_name,
     identity_parameter,
     unmanaged_names,
     worker_execution_role_name,
     workers_log_group_name,
+    workers_security_group_parameter,
 )
 from stacks import nag
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec, task_role
 from stacks.constructs.dag_worker import (
     BUNDLE_SECRETS,
+    CeleryPieces,
     DagWorker,
     SharedPieces,
     WorkerSpec,
@@ -153,8 +159,12 @@ class CoreStack(FoundationStack):
         self._grant(
             self.services["triggerer"].role, cluster.write_task_logs(deployment.logs_bucket)
         )
-        launch = cluster.launch_dag_tasks(name, self._ctx, org_path, prefix)
-        self._grant(self.services["scheduler"].role, launch)
+        if deployment.celery:
+            self._celery_pieces(network)
+            self._grant(self.services["scheduler"].role, cluster.dispatch_celery(name))
+        else:
+            launch = cluster.launch_dag_tasks(name, self._ctx, org_path, prefix)
+            self._grant(self.services["scheduler"].role, launch)
         if deployment.dags_bucket:
             self._grant(
                 self.services["dag-processor"].role, cluster.read_dag_bundle(deployment.dags_bucket)
@@ -164,16 +174,42 @@ class CoreStack(FoundationStack):
         self.url = self._load_balancer(vpc, network, api_service)
         cdk.CfnOutput(self, "AirflowUrl", value=self.url)
 
+    def _celery_pieces(self, network: NetworkStack) -> None:
+        """Celery mode: the results table every worker writes and the scheduler reads, and the
+        shared workers security group's id for the worker stacks' services."""
+        name = self.deployment.name
+        dynamodb.Table(
+            self,
+            "CeleryResults",
+            table_name=celery_results_table(name),
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="ttl",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        ssm.StringParameter(
+            self,
+            "WorkersSecurityGroupId",
+            parameter_name=workers_security_group_parameter(name),
+            description="The security group every DAG's tasks share (Celery worker services)",
+            string_value=self.workers_sg.security_group_id,
+        )
+        self.celery = CeleryPieces(self.cluster, network.private_subnets, self.workers_sg)
+
     def _unmanaged_identity(self, network: NetworkStack, image: ecs.ContainerImage) -> None:
         """The identity DAGs without a manifest run as: no grants at all."""
         name = self.deployment.name
+        names = unmanaged_names(name, self.deployment.iam.role_name_prefix)
         spec = WorkerSpec(
             label="DAGs without a manifest",
-            names=unmanaged_names(name, self.deployment.iam.role_name_prefix),
+            names=names,
             parameter=identity_parameter(name, UNMANAGED_PARAMETER_NAME),
             size=self.deployment.worker_defaults,
             settings=airflow_settings.unmanaged_worker(self.deployment),
-            policies=self._bundle_read_policies(),
+            policies=self._baseline_policies(names),
         )
         shared = SharedPieces(
             project=name,
@@ -185,15 +221,21 @@ class CoreStack(FoundationStack):
             vpc=network.vpc,
             subnet_ids=network.private_subnet_ids,
             secrets=self.secrets,
+            celery=self.celery if self.deployment.celery else None,
         )
         DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)
 
-    def _bundle_read_policies(self) -> list:
-        """Even a DAG with no grants must load its code from an S3 bundle."""
-        if not self.deployment.dags_bucket:
-            return []
-        grant = cluster.read_dag_bundle(self.deployment.dags_bucket)
-        return [cluster.statements(grant, self._ctx)]
+    def _baseline_policies(self, names: DagNames) -> list:
+        """Even a DAG with no grants must load its code from an S3 bundle, and run on its
+        Celery worker service."""
+        grants = (
+            list(celery_worker_grants(self.deployment, names)) if self.deployment.celery else []
+        )
+        if self.deployment.dags_bucket:
+            grants.append(cluster.read_dag_bundle(self.deployment.dags_bucket))
+        statements = merge([s for g in grants for s in render(g, self._ctx)])
+        number([statements])
+        return [statements] if statements else []
 
     def _cluster_secrets(self, name: str) -> dict[str, secretsmanager.Secret]:
         def generated(id: str, secret: str, length: int) -> secretsmanager.Secret:

@@ -50,6 +50,12 @@ CLUSTER = {
         "the bucket is reached only by the cluster's own roles; use CloudTrail data events for "
         "object-level audit instead of another bucket of server access logs",
     ),
+    "celery_queue": Acknowledgement(
+        "AwsSolutions-SQS3",
+        "a DAG's Celery queue needs no dead-letter queue: a message no worker can run leaves its "
+        "task instance queued, and Airflow's scheduler fails or re-queues it "
+        "([scheduler] task_queued_timeout)",
+    ),
     "load_balancer_logs": Acknowledgement(
         "AwsSolutions-ELB2",
         "an internal load balancer in front of the Airflow UI and API, whose own audit log "

@@ -7,9 +7,11 @@ a worker stack.
 
 from __future__ import annotations
 
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
@@ -18,10 +20,17 @@ from foundation.naming import (
     identity_parameter,
     worker_execution_role_name,
     workers_log_group_name,
+    workers_security_group_parameter,
 )
 from foundation.project import Dag
 from stacks.base import FoundationStack
-from stacks.constructs.dag_worker import DagWorker, SharedPieces, WorkerSpec, bundle_secrets
+from stacks.constructs.dag_worker import (
+    CeleryPieces,
+    DagWorker,
+    SharedPieces,
+    WorkerSpec,
+    bundle_secrets,
+)
 from stacks.network import NetworkStack
 
 
@@ -74,4 +83,23 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
         vpc=network.vpc,
         subnet_ids=network.private_subnet_ids,
         secrets=bundle_secrets(scope, deployment),
+        celery=celery_pieces(scope, deployment, network) if deployment.celery else None,
+    )
+
+
+def celery_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> CeleryPieces:
+    """The cluster by name and the shared workers security group by the id core publishes in
+    SSM (resolved by CloudFormation at deploy time: no export ties a worker stack to core)."""
+    name = deployment.name
+    sg_id = ssm.StringParameter.value_for_string_parameter(
+        scope, workers_security_group_parameter(name)
+    )
+    return CeleryPieces(
+        cluster=ecs.Cluster.from_cluster_attributes(
+            scope, "Cluster", cluster_name=name, vpc=network.vpc
+        ),
+        subnets=network.private_subnets,
+        workers_security_group=ec2.SecurityGroup.from_security_group_id(
+            scope, "WorkersSecurityGroup", sg_id, mutable=False
+        ),
     )

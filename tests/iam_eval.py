@@ -2,6 +2,8 @@
 
 - Action and resource matching: `*` matches any run of characters (slashes and colons
   included), `?` exactly one; actions are case-insensitive, ARNs case-sensitive.
+- ArnEquals and ArnLike (the same operator in IAM): the six `:`-separated parts of the ARN
+  each match the pattern's part, wildcards included.
 - Conditions: every operator must hold, every key within an operator must hold, any value of a
   key may match. A key absent from the request fails the condition. Policy variables such as
   ${aws:userid} are replaced from the request context before matching.
@@ -35,6 +37,11 @@ def _values(value: Any) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
+def _arn_matches(pattern: str, arn: str) -> bool:
+    parts, wanted = arn.split(":", 5), pattern.split(":", 5)
+    return len(parts) == len(wanted) == 6 and all(map(_glob, wanted, parts))
+
+
 def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
     for operator, pairs in condition.items():
         for key, expected in pairs.items():
@@ -46,6 +53,8 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, st
                 ok = actual in wanted
             elif operator == "StringLike":
                 ok = any(_glob(w, actual) for w in wanted)
+            elif operator in ("ArnEquals", "ArnLike"):
+                ok = any(_arn_matches(w, actual) for w in wanted)
             else:
                 raise NotImplementedError(operator)
             if not ok:

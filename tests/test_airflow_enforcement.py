@@ -82,7 +82,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dags, intruder = home / "dags", home / "intruder"
     dags.mkdir()
     intruder.mkdir()
-    runtime_files.write(home / "config")
+    runtime_files.write(home / "config", "ecs")
     bundles = [
         {
             "name": name,

@@ -35,6 +35,7 @@ SAMPLE = {
     "ecs_cluster": "acme",
     "cluster_arn": "arn:aws:ecs:us-east-1:111122223333:cluster/acme",
     "identity_path": "/acme/dags/",
+    "queue_prefix": "acme-dag-",
 }
 CTX = ArnContext("aws", "us-east-1", "111122223333")
 GRANTS = [

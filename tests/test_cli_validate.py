@@ -34,7 +34,13 @@ def test_json_has_each_dags_statements_and_their_sources(project: ProjectDir) ->
     assert {d["dag_id"] for d in data["dags"]} == EXAMPLE_DAGS
     sales = next(d for d in data["dags"] if d["dag_id"] == "sales_daily")
     assert sales["services"] == ["s3", "secrets", "kms", "dynamodb"]
-    assert sales["worker"] == {"cpu": 512, "memory": 1024, "min_count": 0, "max_count": 2}
+    assert sales["worker"] == {
+        "cpu": 512,
+        "memory": 1024,
+        "min_count": 0,
+        "max_count": 2,
+        "concurrency": 2,
+    }
     assert sales["statement_count"] == len(sales["statements"])
     objects = "arn:aws:s3:::acme-raw/salesforce/*"
     granting = [s for s in sales["statements"] if objects in s["Resource"]]
@@ -58,7 +64,13 @@ def test_env_overlay_deep_merges(project: ProjectDir) -> None:
     assert data["name"] == "acme-airflow-stg"
     housekeeping = next(d for d in data["dags"] if d["dag_id"] == "housekeeping")
     # worker_defaults.max_count comes from the overlay, the rest from foundation.yaml
-    assert housekeeping["worker"] == {"cpu": 512, "memory": 1024, "min_count": 0, "max_count": 2}
+    assert housekeeping["worker"] == {
+        "cpu": 512,
+        "memory": 1024,
+        "min_count": 0,
+        "max_count": 2,
+        "concurrency": 2,
+    }
 
 
 def test_overlay_errors_name_the_overlay_file(project: ProjectDir) -> None:

@@ -59,3 +59,17 @@ def test_policy_variables_come_from_the_request() -> None:
     )
     assert allows([OWNER], mine)
     assert not allows([OWNER], theirs)
+
+
+def test_arn_conditions_match_part_by_part() -> None:
+    cluster = "arn:aws:ecs:r:1:cluster/acme"
+    statement = {
+        "Effect": "Allow",
+        "Action": "ecs:StopTask",
+        "Resource": "*",
+        "Condition": {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:*:1:cluster/acme"}},
+    }
+    assert allows([statement], Request("ecs:StopTask", "t", {"ecs:cluster": cluster}))
+    other = {"ecs:cluster": "arn:aws:ecs:r:1:cluster/acme-staging"}
+    assert not allows([statement], Request("ecs:StopTask", "t", other))
+    assert not allows([statement], Request("ecs:StopTask", "t", {"ecs:cluster": "acme"}))

@@ -9,6 +9,9 @@ from tests.conftest import ROOT
 FIELDS = {
     "(baseline) own secrets": ("secret_prefix", {"read": "-"}),
     "(baseline) own task logs": ("task_logs", {"read_write": "-"}),
+    "(baseline, Celery) own queue": ("celery_worker", {"consume": "-"}),
+    "(baseline, Celery) task results": ("celery_worker", {"results": "-"}),
+    "(baseline, Celery) scale-in protection": ("celery_worker", {"protect": "-"}),
     "s3": ("s3", {"read": "read", "write": "write", "read_write": "read_write"}),
     "secrets": ("secret", {"read": "-"}),
     "kms": (

@@ -38,6 +38,7 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
     assert sorted(p.name for p in airflow.iterdir()) == [
         "airflow_foundation_executor.py",
         "airflow_local_settings.py",
+        "foundation_identity.py",
         "foundation_names.py",
     ]
 
@@ -374,16 +375,6 @@ def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(alternative: di
     )
     env = env_of(scheduler["Properties"]["ContainerDefinitions"][0])
     assert env["FOUNDATION_UNMANAGED_DAGS"] == "baseline"
-
-
-def test_celery_mode_is_refused_until_it_is_built(project: ProjectDir) -> None:
-    config = project.root / "config" / "foundation.yaml"
-    config.write_text(config.read_text().replace("executor: ecs", "executor: celery"))
-    assert project.run("validate").exit_code == 0
-    result = project.run("synth")
-    assert result.exit_code == 1
-    assert "airflow.executor: celery is not synthesized yet" in result.stderr
-    assert not (project.root / "cdk.out").exists()
 
 
 def test_synth_never_replaces_what_is_not_an_assembly(project: ProjectDir) -> None:

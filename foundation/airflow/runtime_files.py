@@ -15,31 +15,46 @@ RUNTIME_ENV = "FOUNDATION_RUNTIME"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
+NAMES = "foundation_names.py"
+CELERY_CONFIG = "airflow_foundation_celery_config.py"
+_CLUSTER = ("airflow_local_settings.py", "foundation_identity.py", NAMES)
+# What each kind of container unpacks: the cluster's components, by executor, and a DAG's
+# Celery worker, which needs only the Celery settings (its `airflow celery worker` comes from
+# the provider's own CeleryExecutor).
+FOR_COMPONENTS = {
+    "ecs": (*_CLUSTER, "airflow_foundation_executor.py"),
+    "celery": (*_CLUSTER, "airflow_foundation_celery.py", CELERY_CONFIG),
+}
+FOR_CELERY_WORKERS = (CELERY_CONFIG,)
+
+
 def files() -> dict[str, str]:
     runtime = resources.files("foundation.airflow.runtime")
-    out = {
-        name: runtime.joinpath(name).read_text()
-        for name in ("airflow_foundation_executor.py", "airflow_local_settings.py")
-    }
+    every = {name for names in FOR_COMPONENTS.values() for name in names} - {NAMES}
+    out = {name: runtime.joinpath(name).read_text() for name in sorted(every)}
     # The same naming code the stacks use, so the hook names exactly what was deployed.
-    out["foundation_names.py"] = resources.files("foundation").joinpath("naming.py").read_text()
+    out[NAMES] = resources.files("foundation").joinpath("naming.py").read_text()
     return out
 
 
-def write(folder: Path) -> list[Path]:
+def write(folder: Path, executor: str) -> list[Path]:
+    """The files the cluster's containers unpack with this executor."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files().items():
+        if name not in FOR_COMPONENTS[executor]:
+            continue
         (folder / name).write_text(text)
         written.append(folder / name)
     return written
 
 
-def archive() -> str:
-    """The files as a deterministic base64 zip (same bytes for the same files)."""
+def archive(names: tuple[str, ...]) -> str:
+    """These files as a deterministic base64 zip (same bytes for the same files)."""
+    chosen = {name: text for name, text in files().items() if name in names}
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, text in sorted(files().items()):
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, text in sorted(chosen.items()):
             zf.writestr(zipfile.ZipInfo(name, _FIXED_TIME), text)
     return base64.b64encode(buffer.getvalue()).decode()
 

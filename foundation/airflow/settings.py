@@ -14,12 +14,19 @@ from dataclasses import dataclass, field
 from foundation.airflow import runtime_files
 from foundation.config import Deployment
 from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT, dag_secrets_prefix
-from foundation.naming import identity_parameter
+from foundation.naming import DagNames, celery_results_table, identity_parameter
 
 AIRFLOW_PORT = 8080
 WORKER_CONTAINER = "airflow-worker"
 DB_NAME = "airflow"
 ECS_EXECUTOR = "airflow_foundation_executor.FoundationEcsExecutor"
+CELERY_EXECUTOR = "airflow_foundation_celery.FoundationCeleryExecutor"
+CELERY_CONFIG = "airflow_foundation_celery_config.CELERY_CONFIG"
+# SQS's longest visibility timeout: a message (acknowledged late, when its task ends) comes back
+# to the queue only if its task outlives it; Airflow then refuses the second run of a task
+# instance that is no longer queued.
+CELERY_VISIBILITY_SECONDS = 43200
+CELERY_RESULT_TTL_SECONDS = 86400
 
 # Environment variables ECS fills from Secrets Manager; the _CMD programs read them.
 FERNET_MATERIAL_ENV = "FOUNDATION_FERNET_MATERIAL"
@@ -109,12 +116,41 @@ def _with_database(settings: ComponentSettings) -> ComponentSettings:
     return settings
 
 
+def _celery(deployment: Deployment) -> dict[str, str]:
+    """Celery over SQS, results in DynamoDB: both authenticated by the task's role, so neither
+    URL holds a credential and no worker ever holds the metadata database's."""
+    table = celery_results_table(deployment.name)
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": "sqs://",
+        "AIRFLOW__CELERY__RESULT_BACKEND": (
+            f"dynamodb://@{deployment.region}/{table}?ttl_seconds={CELERY_RESULT_TTL_SECONDS}"
+        ),
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG,
+        "AIRFLOW__CELERY__WORKER_ENABLE_REMOTE_CONTROL": "False",
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__REGION": deployment.region,
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(
+            CELERY_VISIBILITY_SECONDS
+        ),
+    }
+
+
+def _executor(deployment: Deployment) -> dict[str, str]:
+    """Every component validates and shows executors by [core] executor; only the scheduler
+    runs it (and Celery workers take their `airflow celery` commands from it)."""
+    if deployment.celery:
+        return {"AIRFLOW__CORE__EXECUTOR": CELERY_EXECUTOR, **_celery(deployment)}
+    return {"AIRFLOW__CORE__EXECUTOR": ECS_EXECUTOR}
+
+
 def cluster_component(deployment: Deployment, component: str) -> ComponentSettings:
     """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task."""
     settings = _with_database(ComponentSettings(_common(deployment), _bundle_secrets(deployment)))
     settings.environment |= {
         "FOUNDATION_PROJECT": deployment.name,
-        runtime_files.RUNTIME_ENV: runtime_files.archive(),
+        "FOUNDATION_EXECUTOR": deployment.airflow.executor,
+        runtime_files.RUNTIME_ENV: runtime_files.archive(
+            runtime_files.FOR_COMPONENTS[deployment.airflow.executor]
+        ),
     }
     if deployment.iam.role_path != "/" or deployment.iam.role_name_prefix:
         settings.environment |= {
@@ -127,18 +163,19 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         settings.secrets["AIRFLOW__API_AUTH__JWT_SECRET"] = SecretRef("jwt")
     if component == "api-server":
         settings.secrets["AIRFLOW__API__SECRET_KEY"] = SecretRef("api")
-    if deployment.airflow.executor == "ecs":
-        # every component validates and shows executors by this setting; only the scheduler runs it
-        settings.environment["AIRFLOW__CORE__EXECUTOR"] = ECS_EXECUTOR
-    if component == "scheduler" and deployment.airflow.executor == "ecs":
+    settings.environment |= _executor(deployment)
+    if component == "scheduler":
+        settings.environment |= {
+            "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),
+            "FOUNDATION_UNMANAGED_DAGS": deployment.airflow.unmanaged_dags,
+        }
+    if component == "scheduler" and not deployment.celery:
         settings.environment |= {
             "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": deployment.name,
             "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
             "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
             "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": deployment.region,
             "AIRFLOW__AWS_ECS_EXECUTOR__ASSIGN_PUBLIC_IP": "False",
-            "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),
-            "FOUNDATION_UNMANAGED_DAGS": deployment.airflow.unmanaged_dags,
         }
     return settings
 
@@ -153,7 +190,40 @@ def ecs_executor_network(subnet_ids: list[str], workers_security_group: str) -> 
 
 
 def _task_container(deployment: Deployment) -> dict[str, str]:
-    return _common(deployment) | {"CONNECTION_CHECK_MAX_COUNT": "0"}
+    environment = _common(deployment) | {"CONNECTION_CHECK_MAX_COUNT": "0"}
+    if deployment.celery:
+        # The worker service unpacks its Celery settings itself; `airflow celery worker` is the
+        # provider's, so it names the provider's executor, not the scheduler's subclass.
+        environment |= _executor(deployment) | {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            runtime_files.RUNTIME_ENV: runtime_files.archive(runtime_files.FOR_CELERY_WORKERS),
+        }
+    return environment
+
+
+def celery_worker_queue(queue_url: str, names: DagNames) -> dict[str, str]:
+    """The one queue a DAG's Celery worker may consume (known only in the stack: its URL)."""
+    return {
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__PREDEFINED_QUEUES": json.dumps(
+            {names.queue: {"url": queue_url}}
+        )
+    }
+
+
+def celery_worker_command(names: DagNames, concurrency: int) -> list[str]:
+    """`airflow celery worker` on the DAG's own queue: no log server (logs go to S3), and no
+    mingle or gossip (SQS has no broadcast)."""
+    return [
+        "celery",
+        "worker",
+        "--queues",
+        names.queue,
+        "--concurrency",
+        str(concurrency),
+        "--skip-serve-logs",
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
 def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:

@@ -1,4 +1,5 @@
-"""The launch grants the scheduler may hold: exactly the catalog's prefix patterns."""
+"""The prefix grants the scheduler may hold: exactly the catalog's patterns (the ECS executor's
+launch grants, the Celery executor's queues)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,38 @@ from typing import Any
 
 from foundation.checks.model import Assembly
 from foundation.iam import cluster
-from foundation.iam.policy import ArnContext
+from foundation.iam.policy import ArnContext, Statement
 
 LAUNCH_ACTIONS = {"iam:passrole", "ecs:runtask"}
 
 
-def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:
-    """Wildcard resources the rules accept for launch actions -> the condition each needs."""
-    ctx = ArnContext(
-        assembly.context["partition"], assembly.context["region"], assembly.context["account"]
-    )
-    out: dict[str, dict[str, Any]] = {}
+def _ctx(assembly: Assembly) -> ArnContext:
+    context = assembly.context
+    return ArnContext(context["partition"], context["region"], context["account"])
+
+
+def _launch(assembly: Assembly) -> list[Statement]:
     grant = cluster.launch_dag_tasks(
         assembly.context["project"],
-        ctx,
+        _ctx(assembly),
         assembly.context.get("role_path", "/"),
         assembly.context.get("role_prefix", ""),
     )
-    for st in cluster.statements(grant, ctx):
+    return cluster.statements(grant, _ctx(assembly))
+
+
+def scheduler_prefixes(assembly: Assembly) -> set[str]:
+    """Every wildcard resource of the scheduler's grants, in either executor mode."""
+    dispatch = cluster.statements(
+        cluster.dispatch_celery(assembly.context["project"]), _ctx(assembly)
+    )
+    return {r for st in [*_launch(assembly), *dispatch] for r in st.resources if "*" in r}
+
+
+def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:
+    """Wildcard resources the rules accept for launch actions -> the condition each needs."""
+    out: dict[str, dict[str, Any]] = {}
+    for st in _launch(assembly):
         if {a.lower() for a in st.actions} & LAUNCH_ACTIONS:
             for resource in st.resources:
                 if "*" in resource:

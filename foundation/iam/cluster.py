@@ -13,6 +13,8 @@ from foundation.iam.policy import (
     render,
 )
 from foundation.naming import (
+    celery_results_table,
+    dag_queue_prefix,
     identity_parameter,
     role_path,
     task_family_prefix,
@@ -34,6 +36,16 @@ def launch_dag_tasks(
         "identity_path": identity_parameter(project, ""),
     }
     return Grant("scheduler", "launch_dag_tasks", params, "cluster: the ECS executor")
+
+
+def dispatch_celery(project: str) -> Grant:
+    """What the scheduler's Celery executor needs to send each DAG's workloads to its queue."""
+    params = {
+        "queue_prefix": dag_queue_prefix(project),
+        "identity_path": identity_parameter(project, ""),
+        "table": celery_results_table(project),
+    }
+    return Grant("scheduler", "dispatch_celery", params, "cluster: the Celery executor")
 
 
 def read_dag_bundle(dags_bucket: str) -> Grant:

@@ -15,6 +15,7 @@ from foundation.config import (
 )
 from foundation.iam.catalog import catalog, fill
 from foundation.manifest import DagManifest
+from foundation.naming import DagNames, celery_results_table
 from foundation.yamlio import FieldPath
 
 DAG_SECRETS_ROOT = "airflow/dags/"
@@ -125,6 +126,8 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
             {"bucket": deployment.dags_bucket, "prefix": DAG_BUNDLE_PREFIX},
             "baseline: the DAG bundle (tasks load their DAG's code from it)",
         )
+    if deployment.celery:
+        yield from celery_worker_grants(deployment, deployment.dag_names(manifest.dag_id))
     p = manifest.permissions
     at = ("permissions",)
     for i, s3 in enumerate(p.s3):
@@ -163,6 +166,21 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
     for i, pr in enumerate(p.pass_roles):
         params = {"role": pr.role, "service": pr.service}
         yield Grant("pass_role", "pass", params, locate((*at, "pass_roles", i)))
+
+
+def celery_worker_grants(deployment: Deployment, names: DagNames) -> Iterator[Grant]:
+    """What a DAG's Celery worker service needs besides its DAG's grants: its own queue, the
+    results table, and scale-in protection of its own tasks."""
+    params = {
+        "queue": names.queue,
+        "table": celery_results_table(deployment.name),
+        "ecs_cluster": deployment.name,
+    }
+    yield Grant("celery_worker", "consume", params, "baseline: the DAG's own Celery queue")
+    yield Grant("celery_worker", "results", params, "baseline: Celery task results")
+    yield Grant(
+        "celery_worker", "protect", params, "baseline: scale-in protection of its worker tasks"
+    )
 
 
 def _athena_grants(athena: Any, locate: Locate) -> Iterator[Grant]:

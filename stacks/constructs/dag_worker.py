@@ -6,15 +6,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from foundation.airflow.settings import WORKER_CONTAINER, ComponentSettings
+from foundation.airflow import runtime_files
+from foundation.airflow.settings import (
+    CELERY_VISIBILITY_SECONDS,
+    WORKER_CONTAINER,
+    ComponentSettings,
+    celery_worker_command,
+    celery_worker_queue,
+)
 from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
@@ -23,6 +33,7 @@ from stacks import nag
 from stacks.constructs.airflow_service import task_role
 
 DAG_ID_TAG = "foundation:dag_id"
+QUEUE_TAG = "foundation:queue"  # on the worker service and its tasks: scale-in protection's scope
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,17 @@ class SharedPieces:
     vpc: ec2.IVpc
     subnet_ids: list[str]
     secrets: dict[str, secretsmanager.ISecret]  # by SecretRef.secret; the execution role reads them
+    celery: CeleryPieces | None = None  # executor: celery
+
+
+@dataclass(frozen=True)
+class CeleryPieces:
+    """What a DAG's Celery worker service runs in: the cluster, its subnets, and the security
+    group every DAG's tasks share (it opens the Execution API to them)."""
+
+    cluster: ecs.ICluster
+    subnets: ec2.SubnetSelection
+    workers_security_group: ec2.ISecurityGroup
 
 
 BUNDLE_SECRETS = {"git"}
@@ -111,11 +133,19 @@ class DagWorker(Construct):
             task_role=self.role,
             execution_role=shared.execution_role,
         )
+        environment, command = spec.settings.environment, None
+        if shared.celery:
+            self.queue = self._queue(names)
+            environment = environment | celery_worker_queue(self.queue.queue_url, names)
+            command = runtime_files.container_command(
+                celery_worker_command(names, spec.size.concurrency), wait_for_migrations=False
+            )
         self.task_definition.add_container(
             "airflow",
             container_name=WORKER_CONTAINER,
             image=shared.image,
-            environment=spec.settings.environment,
+            command=command,
+            environment=environment,
             secrets={
                 env: ecs.Secret.from_secrets_manager(shared.secrets[ref.secret])
                 for env, ref in spec.settings.secrets.items()
@@ -123,20 +153,99 @@ class DagWorker(Construct):
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
         nag.acknowledge(self.task_definition, nag.CLUSTER["environment"])
+        if shared.celery:
+            identity = {"queue": names.queue, "queue_url": self.queue.queue_url}
+            self._worker_service(names, spec.size, shared.celery)
+        else:
+            identity = {
+                "task_definition": names.task_family,
+                "task_role_arn": self.role.role_arn,
+                "security_groups": [self.security_group.security_group_id],
+                "subnets": shared.subnet_ids,
+            }
         self.identity = ssm.StringParameter(
             self,
             "Identity",
             parameter_name=spec.parameter,
             description=f"Run-time identity of {spec.label}"[:1024],
-            string_value=cdk.Stack.of(self).to_json_string(
-                {
-                    "task_definition": names.task_family,
-                    "task_role_arn": self.role.role_arn,
-                    "security_groups": [self.security_group.security_group_id],
-                    "subnets": shared.subnet_ids,
-                    "bundle": spec.bundle,
-                }
-            ),
+            string_value=cdk.Stack.of(self).to_json_string(identity | {"bundle": spec.bundle}),
         )
         if spec.dag_id is not None:
             cdk.Tags.of(self).add(DAG_ID_TAG, spec.dag_id)
+
+    def _queue(self, names: DagNames) -> sqs.Queue:
+        queue = sqs.Queue(
+            self,
+            "Queue",
+            queue_name=names.queue,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=cdk.Duration.seconds(CELERY_VISIBILITY_SECONDS),
+        )
+        nag.acknowledge(queue, nag.CLUSTER["celery_queue"])
+        return queue
+
+    def _worker_service(self, names: DagNames, size: WorkerSize, celery: CeleryPieces) -> None:
+        """The DAG's Celery workers: from min_count to max_count on the queue's backlog."""
+        service = ecs.FargateService(
+            self,
+            "Workers",
+            service_name=names.queue,
+            cluster=celery.cluster,
+            task_definition=self.task_definition,
+            desired_count=size.min_count,
+            security_groups=[celery.workers_security_group, self.security_group],
+            vpc_subnets=celery.subnets,
+            assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            min_healthy_percent=100,
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            enable_execute_command=False,
+        )
+        cdk.Tags.of(service).add(QUEUE_TAG, names.queue)
+        capacity = service.auto_scale_task_count(
+            min_capacity=size.min_count, max_capacity=size.max_count
+        )
+        capacity.scale_on_metric(
+            "Backlog",
+            metric=backlog(self.queue),
+            scaling_steps=backlog_steps(size),
+            adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
+            cooldown=cdk.Duration.minutes(1),
+        )
+
+
+def backlog(queue: sqs.IQueue) -> cloudwatch.IMetric:
+    """Messages waiting plus messages being worked on (a task's message stays in flight until
+    the task ends): zero only when no worker has anything to do."""
+    period = cdk.Duration.minutes(1)
+    return cloudwatch.MathExpression(
+        expression="waiting + running",
+        using_metrics={
+            "waiting": queue.metric_approximate_number_of_messages_visible(
+                period=period, statistic="Maximum"
+            ),
+            "running": queue.metric_approximate_number_of_messages_not_visible(
+                period=period, statistic="Maximum"
+            ),
+        },
+        period=period,
+        label="Celery backlog",
+    )
+
+
+def backlog_steps(size: WorkerSize) -> list[appscaling.ScalingInterval]:
+    """Exact worker counts by backlog: min_count when idle, then enough workers for the backlog
+    at `concurrency` tasks each, doubling per step, up to max_count."""
+
+    def clamp(workers: int) -> int:
+        return min(max(workers, size.min_count), size.max_count)
+
+    steps = [appscaling.ScalingInterval(upper=1, change=size.min_count)]
+    lower, workers = 1, 1
+    while workers < size.max_count:
+        upper = workers * size.concurrency + 1
+        steps.append(appscaling.ScalingInterval(lower=lower, upper=upper, change=clamp(workers)))
+        lower, workers = upper, workers * 2
+    steps.append(appscaling.ScalingInterval(lower=lower, change=size.max_count))
+    return steps

@@ -1,10 +1,12 @@
 """Cluster policies written by airflow-foundation.
 
 - task_instance_mutation_hook (scheduler and api-server: every task instance they create or
-  clear) pins the DAG's own identity in executor_config, so the UI and API show what the
-  executor will really use. The executor enforces it; this only makes it visible.
-- task_policy (dag-processor, at parse time) tells DAG authors that executor_config does not
-  choose an identity. It runs beside the author's code: a courtesy, not a control.
+  clear) pins the DAG's own identity, so the UI and API show what the executor will really use:
+  its task definition and role in executor_config (ECS), or its queue (Celery). The executor
+  enforces it; this only makes it visible.
+- task_policy (dag-processor, at parse time) tells DAG authors that executor_config (ECS) or
+  queue (Celery) does not choose an identity. It runs beside the author's code: a courtesy, not
+  a control.
 """
 
 from __future__ import annotations
@@ -18,20 +20,42 @@ __all__ = ["task_instance_mutation_hook", "task_policy"]  # Airflow copies these
 
 PROJECT_ENV = "FOUNDATION_PROJECT"
 ROLE_PREFIX_ENV = "FOUNDATION_ROLE_PREFIX"
+EXECUTOR_ENV = "FOUNDATION_EXECUTOR"  # ecs or celery
 log = logging.getLogger(__name__)
 
 
+def dag_names(dag_id: str) -> DagNames:
+    return DagNames(os.environ[PROJECT_ENV], dag_id, os.environ.get(ROLE_PREFIX_ENV, ""))
+
+
 def pinned_identity(dag_id: str) -> dict[str, str]:
-    names = DagNames(os.environ[PROJECT_ENV], dag_id, os.environ.get(ROLE_PREFIX_ENV, ""))
+    names = dag_names(dag_id)
     return {"task_definition": names.task_family, "task_role": names.role}
 
 
 def task_instance_mutation_hook(task_instance) -> None:
-    if os.environ.get(PROJECT_ENV):
+    if not os.environ.get(PROJECT_ENV):
+        return
+    if os.environ.get(EXECUTOR_ENV) == "celery":
+        task_instance.queue = dag_names(task_instance.dag_id).queue
+    else:
         task_instance.executor_config = {"foundation": pinned_identity(task_instance.dag_id)}
 
 
 def task_policy(task) -> None:
+    if os.environ.get(EXECUTOR_ENV) == "celery":
+        from airflow.configuration import conf
+
+        own = dag_names(task.dag_id).queue
+        if task.queue not in (conf.get("operators", "default_queue"), own):
+            log.warning(
+                "%s.%s: queue %r is ignored; tasks of this DAG run on its own queue (%s)",
+                task.dag_id,
+                task.task_id,
+                task.queue,
+                own,
+            )
+        return
     if task.executor_config:
         log.warning(
             "%s.%s: executor_config is ignored; tasks of this DAG run as its own identity (%s)",

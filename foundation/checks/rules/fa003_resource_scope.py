@@ -1,6 +1,6 @@
 from collections.abc import Iterator
 
-from foundation.checks.launch import allowed_patterns
+from foundation.checks.launch import scheduler_prefixes
 from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
 from foundation.checks.policies import as_list, policy_documents, statements
 from foundation.iam import arns
@@ -11,7 +11,7 @@ class ResourceScope(Rule):
     description = "No resource pattern wider than one resource (all buckets, all secrets, name*)"
 
     def check_stack(self, stack: StackTemplate, assembly: Assembly) -> Iterator[Finding]:
-        allowed = set(allowed_patterns(assembly))
+        allowed = scheduler_prefixes(assembly)
         for doc in policy_documents(stack):
             for st in statements(doc):
                 for resource in as_list(st.get("Resource", [])):

@@ -12,6 +12,9 @@ SECRET_NAME = re.compile(
     r"|^airflow_conn_"
 )
 POINTER = re.compile(r"(?i)_cmd$")
+# A broker or result backend that AWS authenticates by the task's role carries no credential:
+# `sqs://` and `dynamodb://@<region>/<table>` with nothing before the @.
+ROLE_AUTHENTICATED_URL = re.compile(r"^(sqs|dynamodb)://@?[a-z0-9-]*(/[^@\s]*)?$")
 SECRET_PROPERTIES = {"MasterUserPassword", "Password", "AuthToken", "SecretString"}
 DYNAMIC_REFERENCE = re.compile(r"^\{\{resolve:(secretsmanager|ssm-secure):")
 # user:password@ in a URL; placeholders (%s, {x}, $x) that a program fills at run time are not
@@ -57,7 +60,10 @@ class PlaintextSecrets(Rule):
                 variables.append({"Name": str(props["Name"]), "Value": props.get("Value")})
             for variable in variables:
                 name = variable.get("Name", "")
-                if SECRET_NAME.search(name) and not POINTER.search(name) and variable.get("Value"):
+                value = variable.get("Value")
+                if isinstance(value, str) and ROLE_AUTHENTICATED_URL.match(value):
+                    continue
+                if SECRET_NAME.search(name) and not POINTER.search(name) and value:
                     yield self.finding(
                         stack.name,
                         logical_id,

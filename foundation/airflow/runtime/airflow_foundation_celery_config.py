@@ -1,0 +1,82 @@
+"""Celery settings for SQS as the broker ([celery] celery_config_options points here).
+
+Delivered by airflow-foundation (written into $AIRFLOW_HOME/config at start) to the scheduler
+and to every DAG's Celery worker service.
+
+- Queues: kombu uses only the queues in `predefined_queues`, so it never lists or creates one.
+  A worker's environment names its own DAG's queue and nothing else; the scheduler's executor
+  adds each DAG's queue as it resolves that DAG's published identity.
+- Scale-in protection: while a worker task runs an Airflow task, ECS may not stop it for a
+  scale-in or a deployment (the ECS agent's task-protection endpoint). Prefork children share a
+  count of running tasks in a file, so the first task in switches protection on and the last
+  one out switches it off.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import urllib.request
+
+from airflow.configuration import conf
+from airflow.providers.celery.executors.default_celery import get_default_celery_config
+from celery import signals
+
+CELERY_CONFIG = get_default_celery_config(conf)
+PREDEFINED_QUEUES: dict[str, dict] = CELERY_CONFIG["broker_transport_options"].setdefault(
+    "predefined_queues", {}
+)
+
+AGENT_ENV = "ECS_AGENT_URI"  # set by ECS in every task's containers
+BUSY_FILE_ENV = "FOUNDATION_BUSY_FILE"
+PROTECTION_MINUTES = 2880  # the endpoint's longest; a task running longer loses protection
+log = logging.getLogger(__name__)
+
+
+def set_protection(enabled: bool) -> None:
+    agent = os.environ.get(AGENT_ENV)
+    if not agent:
+        return
+    body: dict = {"ProtectionEnabled": enabled}
+    if enabled:
+        body["ExpiresInMinutes"] = PROTECTION_MINUTES
+    request = urllib.request.Request(
+        f"{agent}/task-protection/v1/state",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+    except OSError as err:  # never fail an Airflow task over its worker's protection
+        log.warning("could not set ECS task scale-in protection to %s: %s", enabled, err)
+
+
+def count_running(delta: int) -> None:
+    """Change the worker's count of running tasks; protect on 0 -> 1, release on 1 -> 0. The
+    lock is held across the call, so two children never send their changes out of order."""
+    path = os.environ.get(BUSY_FILE_ENV, "/tmp/foundation-running-tasks")
+    with open(path, "a+") as counter:
+        fcntl.flock(counter, fcntl.LOCK_EX)
+        counter.seek(0)
+        before = int(counter.read() or 0)
+        after = max(0, before + delta)
+        counter.seek(0)
+        counter.truncate()
+        counter.write(str(after))
+        counter.flush()
+        if (before == 0) != (after == 0):
+            set_protection(after > 0)
+
+
+@signals.task_prerun.connect
+def _task_started(**_: object) -> None:
+    count_running(+1)
+
+
+@signals.task_postrun.connect
+def _task_finished(**_: object) -> None:
+    count_running(-1)

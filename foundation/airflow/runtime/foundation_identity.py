@@ -1,0 +1,96 @@
+"""Which identity a workload runs as, decided by the scheduler's executor (ECS or Celery).
+
+Delivered with the executors (written into $AIRFLOW_HOME/config at start). Each DAG's worker
+stack publishes its identity as an SSM parameter `<path><dag_id>`; the executor reads it for the
+dag_id the workload itself names, accepts only the names that DAG's stack creates, and refuses
+DAGs with no identity (or from a bundle other than their manifest's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, unmanaged_names
+
+IDENTITY_PATH_ENV = "FOUNDATION_IDENTITY_PATH"
+PROJECT_ENV = "FOUNDATION_PROJECT"
+ROLE_PATH_ENV = "FOUNDATION_ROLE_PATH"  # config iam.role_path, when not "/"
+ROLE_PREFIX_ENV = "FOUNDATION_ROLE_PREFIX"  # config iam.role_name_prefix, when set
+UNMANAGED_ENV = "FOUNDATION_UNMANAGED_DAGS"
+CACHE_SECONDS = 60.0
+
+
+class IdentityRefused(Exception):
+    """The workload may not run: its DAG has no identity, or comes from the wrong bundle."""
+
+
+def workload_origin(workload: dict) -> tuple[str | None, str | None]:
+    """(dag_id, bundle name) of a serialized ExecuteTask or ExecuteCallback workload."""
+    bundle = (workload.get("bundle_info") or {}).get("name")
+    if workload.get("type") == "ExecuteCallback":
+        return (workload.get("callback") or {}).get("data", {}).get("dag_id"), bundle
+    return (workload.get("ti") or {}).get("dag_id"), bundle
+
+
+class IdentitySource:
+    """Reads `<path><dag_id>` SSM parameters, each cached for a minute."""
+
+    def __init__(self, path: str, client: Any):
+        self.path, self.client = path, client
+        self._cache: dict[str, tuple[float, dict | None]] = {}
+
+    def get(self, dag_id: str) -> dict | None:
+        now = time.monotonic()
+        cached = self._cache.get(dag_id)
+        if cached and now - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        try:
+            value = self.client.get_parameter(Name=f"{self.path}{dag_id}")["Parameter"]["Value"]
+            identity: dict | None = json.loads(value)
+        except self.client.exceptions.ParameterNotFound:
+            identity = None
+        self._cache[dag_id] = (now, identity)
+        return identity
+
+
+@dataclass(frozen=True)
+class Resolved:
+    names: DagNames  # the names the DAG's own stack (or the unmanaged identity) creates
+    identity: dict  # the published parameter, not yet checked against `names`
+
+
+class Gate:
+    """Resolves a workload to its DAG's published identity, from the scheduler's environment."""
+
+    def __init__(self, ssm_client: Any):
+        self.identities = IdentitySource(os.environ[IDENTITY_PATH_ENV], ssm_client)
+        self.project = os.environ[PROJECT_ENV]
+        self.role_path = os.environ.get(ROLE_PATH_ENV, "/")
+        self.role_prefix = os.environ.get(ROLE_PREFIX_ENV, "")
+        self.unmanaged = os.environ.get(UNMANAGED_ENV, "refuse")
+
+    def resolve(self, workload: dict) -> Resolved:
+        dag_id, bundle = workload_origin(workload)
+        if not dag_id:
+            raise IdentityRefused("workload names no dag_id")
+        identity = self.identities.get(dag_id)
+        names = DagNames(self.project, dag_id, self.role_prefix)
+        if identity is None and self.unmanaged == "baseline":
+            identity = self.identities.get(UNMANAGED_PARAMETER_NAME)
+            names = unmanaged_names(self.project, self.role_prefix)
+        if identity is None:
+            raise IdentityRefused(f"DAG {dag_id!r} has no permission manifest")
+        expected_bundle = identity.get("bundle")
+        if expected_bundle and bundle != expected_bundle:
+            raise IdentityRefused(
+                f"DAG {dag_id!r} may only come from bundle {expected_bundle!r}, not {bundle!r}"
+            )
+        return Resolved(names, identity)
+
+    @staticmethod
+    def not_its_own(dag_id: str | None) -> IdentityRefused:
+        return IdentityRefused(f"the identity published for DAG {dag_id!r} is not its own")

@@ -1,0 +1,310 @@
+"""Celery mode, synthesized once: the shipped example with `executor: celery` (an ECR image that
+carries pycurl) and unmanaged DAGs on the baseline identity. Snapshots, then per-component
+checks: each DAG's queue, worker service and scaling, and who may send to or consume which
+queue under real IAM semantics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECONDS
+from foundation.iam.effective import roles_of
+from foundation.project import load_project
+from foundation.synth import run as synth
+from tests.conftest import ROOT, ProjectDir
+from tests.iam_eval import Request, allows
+
+IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow-celery:3.3.2"
+ACCOUNT, REGION = "111122223333", "us-east-1"
+
+
+def celery_project(root) -> ProjectDir:
+    for folder in ("config", "dag_permissions"):
+        shutil.copytree(ROOT / folder, root / folder)
+    config = root / "config" / "foundation.yaml"
+    text = config.read_text().replace("executor: ecs", "executor: celery")
+    text = text.replace("image: apache/airflow:3.3.2", f"image: {IMAGE}")
+    config.write_text(text.replace("unmanaged_dags: refuse", "unmanaged_dags: baseline"))
+    return ProjectDir(root)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    project = celery_project(tmp_path_factory.mktemp("celery"))
+    result = synth(project.root, None, None)
+    # every check passes (cfn-lint, cdk-nag, the FA rules): errors would keep it unwritten
+    assert result.written and not result.errors, [str(f) for f in result.errors]
+    manifest = json.loads((result.out / "manifest.json").read_text())
+    templates = {
+        name: json.loads((result.out / a["properties"]["templateFile"]).read_text())
+        for name, a in manifest["artifacts"].items()
+        if a["type"] == "aws:cloudformation:stack"
+    }
+    return load_project(project.root), templates
+
+
+@pytest.fixture(scope="module")
+def templates(built) -> dict[str, dict]:
+    return built[1]
+
+
+@pytest.fixture(scope="module")
+def deployment(built):
+    return built[0].deployment
+
+
+def of_type(templates: dict[str, dict], kind: str) -> dict[str, tuple[str, dict]]:
+    return {
+        logical_id: (stack, r)
+        for stack, t in templates.items()
+        for logical_id, r in t["Resources"].items()
+        if r["Type"] == kind
+    }
+
+
+def env_of(task_definition: dict) -> dict[str, Any]:
+    [container] = task_definition["Properties"]["ContainerDefinitions"]
+    return {e["Name"]: e["Value"] for e in container.get("Environment", [])}
+
+
+def worker_of(templates: dict[str, dict], queue: str) -> tuple[str, dict, dict]:
+    """(stack, service, task definition) of the worker service consuming `queue`."""
+    for stack, service in of_type(templates, "AWS::ECS::Service").values():
+        if service["Properties"].get("ServiceName") == queue:
+            task_def_id = service["Properties"]["TaskDefinition"]["Ref"]
+            return stack, service, templates[stack]["Resources"][task_def_id]
+    raise AssertionError(f"no worker service for {queue}")
+
+
+@pytest.mark.parametrize("stack", ["core", "workers-12"])
+def test_template_snapshot(templates: dict, stack: str, snapshot) -> None:
+    assert templates[f"acme-airflow-{stack}"] == snapshot(extension_class=JSONSnapshotExtension)
+
+
+def test_each_dag_has_an_encrypted_tls_only_queue_of_its_own(built) -> None:
+    project, templates = built
+    queues = {
+        r["Properties"]["QueueName"]: (stack, lid, r)
+        for lid, (stack, r) in of_type(templates, "AWS::SQS::Queue").items()
+    }
+    expected = {project.deployment.dag_names(d.dag_id).queue for d in project.dags}
+    expected.add("acme-airflow-dag-unmanaged")
+    assert set(queues) == expected
+    policies = of_type(templates, "AWS::SQS::QueuePolicy")
+    for stack, logical_id, queue in queues.values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+        assert queue["Properties"]["VisibilityTimeout"] == CELERY_VISIBILITY_SECONDS
+        (policy,) = [
+            p
+            for s, p in policies.values()
+            if s == stack and p["Properties"]["Queues"] == [{"Ref": logical_id}]
+        ]
+        [deny] = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_each_worker_service_consumes_only_its_queue_under_its_dags_role(built) -> None:
+    project, templates = built
+    for dag in project.dags:
+        names = project.deployment.dag_names(dag.dag_id)
+        stack, service, task_def = worker_of(templates, names.queue)
+        resources = templates[stack]["Resources"]
+        role = resources[task_def["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]]
+        assert role["Properties"]["RoleName"] == names.role
+        [container] = task_def["Properties"]["ContainerDefinitions"]
+        command = container["Command"][-1]
+        assert f"airflow celery worker --queues {names.queue} " in command
+        env = env_of(task_def)
+        queue_id = next(
+            lid
+            for lid, r in resources.items()
+            if r["Type"] == "AWS::SQS::Queue" and r["Properties"]["QueueName"] == names.queue
+        )
+        predefined = env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__PREDEFINED_QUEUES"]
+        assert json.dumps(predefined).count('"Ref"') == 1, "exactly one queue: its own"
+        assert {"Ref": queue_id} in predefined["Fn::Join"][1]
+        # the provider's executor for `airflow celery worker`; no metadata credentials
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        secrets = {s["Name"] for s in container.get("Secrets", [])}
+        assert not secrets & {"FOUNDATION_DB_SECRET", "AIRFLOW__API_AUTH__JWT_SECRET"}
+        assert service["Properties"]["PropagateTags"] == "SERVICE"
+        assert {"Key": "foundation:queue", "Value": names.queue} in service["Properties"]["Tags"]
+
+
+def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
+    project, templates = built
+    targets = of_type(templates, "AWS::ApplicationAutoScaling::ScalableTarget")
+    for dag in project.dags:
+        size = dag.manifest.worker or project.deployment.worker_defaults
+        names = project.deployment.dag_names(dag.dag_id)
+        stack, service, _ = worker_of(templates, names.queue)
+        service_id = next(lid for lid, r in templates[stack]["Resources"].items() if r is service)
+        (target,) = [
+            t
+            for s, t in targets.values()
+            if s == stack and service_id in json.dumps(t["Properties"]["ResourceId"])
+        ]
+        assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (
+            size.min_count,
+            size.max_count,
+        )
+        assert service["Properties"]["DesiredCount"] == size.min_count
+    alarms = [a for _, a in of_type(templates, "AWS::CloudWatch::Alarm").values()]
+    for alarm in alarms:
+        [expression] = [m for m in alarm["Properties"]["Metrics"] if "Expression" in m]
+        assert expression["Expression"] == "waiting + running"
+        metrics = {
+            m["MetricStat"]["Metric"]["MetricName"]
+            for m in alarm["Properties"]["Metrics"]
+            if "MetricStat" in m
+        }
+        assert metrics == {
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateNumberOfMessagesNotVisible",
+        }
+
+
+def test_idle_is_min_count_and_a_full_backlog_is_max_count() -> None:
+    from foundation.config import WorkerSize
+    from stacks.constructs.dag_worker import backlog_steps
+
+    steps = backlog_steps(WorkerSize(min_count=0, max_count=4, concurrency=2))
+    bounds = [(s.lower, s.upper, s.change) for s in steps]
+    assert bounds == [(None, 1, 0), (1, 3, 1), (3, 5, 2), (5, None, 4)]
+    single = backlog_steps(WorkerSize(min_count=1, max_count=1, concurrency=8))
+    assert [(s.lower, s.upper, s.change) for s in single] == [(None, 1, 1), (1, None, 1)]
+
+
+def roles(templates: dict, deployment) -> dict[str, list[dict]]:
+    pseudo = {
+        "AWS::Partition": "aws",
+        "AWS::Region": deployment.region,
+        "AWS::AccountId": deployment.account,
+    }
+    return {
+        r.name: [
+            {"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
+            | ({"Condition": g.condition} if g.condition else {})
+            for g in r.grants
+        ]
+        for r in roles_of(templates, {}, pseudo)
+    }
+
+
+def queue_arn(name: str) -> str:
+    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+
+
+def test_a_dag_may_consume_its_own_queue_and_no_other(built) -> None:
+    project, templates = built
+    by_role = roles(templates, project.deployment)
+    dags = [project.deployment.dag_names(d.dag_id) for d in project.dags]
+    for names in dags:
+        statements = by_role[names.role]
+        for other in dags:
+            for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"):
+                allowed = allows(statements, Request(action, queue_arn(other.queue)))
+                assert allowed == (other == names and action != "sqs:SendMessage"), (
+                    names.role,
+                    action,
+                    other.queue,
+                )
+
+
+def test_the_scheduler_sends_to_every_dag_queue_and_launches_nothing(built) -> None:
+    project, templates = built
+    by_role = roles(templates, project.deployment)
+    scheduler = by_role["acme-airflow-scheduler"]
+    for dag in project.dags:
+        queue = queue_arn(project.deployment.dag_names(dag.dag_id).queue)
+        assert allows(scheduler, Request("sqs:SendMessage", queue))
+        assert not allows(scheduler, Request("sqs:ReceiveMessage", queue))
+    assert not allows(scheduler, Request("sqs:SendMessage", queue_arn("acme-airflow-other")))
+    for statements in by_role.values():
+        assert not any(
+            allows(statements, Request("ecs:RunTask", arn))
+            for arn in (f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/acme-airflow-worker-x:1",)
+        )
+    env = next(
+        env_of(t)
+        for _, t in of_type(templates, "AWS::ECS::TaskDefinition").values()
+        if t["Properties"]["Family"] == "acme-airflow-scheduler"
+    )
+    assert env["AIRFLOW__CORE__EXECUTOR"] == CELERY_EXECUTOR
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "sqs://"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith(
+        f"dynamodb://@{REGION}/acme-airflow-celery-results?"
+    )
+    assert "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__PREDEFINED_QUEUES" not in env
+
+
+def test_scale_in_protection_reaches_only_the_dags_own_tasks(built) -> None:
+    project, templates = built
+    by_role = roles(templates, project.deployment)
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/acme-airflow/0123456789abcdef"
+    cluster = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/acme-airflow"}
+    a, b = (project.deployment.dag_names(d.dag_id) for d in project.dags[:2])
+    own = cluster | {"aws:ResourceTag/foundation:queue": a.queue}
+    other = cluster | {"aws:ResourceTag/foundation:queue": b.queue}
+    assert allows(by_role[a.role], Request("ecs:UpdateTaskProtection", task, own))
+    assert not allows(by_role[a.role], Request("ecs:UpdateTaskProtection", task, other))
+
+
+def test_results_table_is_written_by_workers_and_read_by_the_scheduler(built) -> None:
+    project, templates = built
+    ((_, table),) = of_type(templates, "AWS::DynamoDB::Table").values()
+    props = table["Properties"]
+    assert props["TableName"] == "acme-airflow-celery-results"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/acme-airflow-celery-results"
+    by_role = roles(templates, project.deployment)
+    assert allows(by_role["acme-airflow-scheduler"], Request("dynamodb:GetItem", arn))
+    assert not allows(by_role["acme-airflow-scheduler"], Request("dynamodb:PutItem", arn))
+    worker = by_role[project.deployment.dag_names(project.dags[0].dag_id).role]
+    assert allows(worker, Request("dynamodb:PutItem", arn))
+    # no component but the api-server, scheduler, dag-processor, triggerer and db-migrate
+    # reads the database secret: every one of them is a cluster component
+    for _, t in of_type(templates, "AWS::ECS::TaskDefinition").values():
+        secrets = {
+            s["Name"] for c in t["Properties"]["ContainerDefinitions"] for s in c.get("Secrets", [])
+        }
+        if "FOUNDATION_DB_SECRET" in secrets:
+            assert not t["Properties"]["Family"].startswith("acme-airflow-worker-")
+
+
+def test_the_stock_image_is_refused_for_celery_naming_what_it_lacks(project: ProjectDir) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(config.read_text().replace("executor: ecs", "executor: celery"))
+    result = project.run("synth")
+    assert result.exit_code == 2
+    assert "foundation.yaml:7: airflow.image:" in result.stderr
+    assert "pycurl" in result.stderr and "docker/Dockerfile" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project.root / "cdk.out").exists()
+
+
+def test_a_manifest_may_not_reach_a_celery_queue_or_the_results_table(
+    project: ProjectDir,
+) -> None:
+    project.manifest(
+        "thief",
+        """
+        dag_id: thief
+        owner: x
+        permissions:
+          sqs:
+            - {queue: acme-airflow-dag-sales-daily-c2237c, access: consume}
+          dynamodb:
+            - {table: acme-airflow-celery-results, access: read_write}
+        """,
+    )
+    result = project.run("validate")
+    assert result.exit_code == 2
+    assert "thief.yaml:5: permissions.sqs[0].queue" in result.stderr
+    assert "thief.yaml:7: permissions.dynamodb[0].table" in result.stderr
