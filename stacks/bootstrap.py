@@ -52,7 +52,6 @@ class BootstrapStack(FoundationStack):
             "role_path": deployment.iam.role_path,
             "role_prefix": deployment.iam.role_name_prefix,
         }
-        statements = deployer.statements(values)
         role = iam.Role(
             self,
             "CloudFormationRole",
@@ -63,19 +62,26 @@ class BootstrapStack(FoundationStack):
                 "cloudformation.amazonaws.com",
                 conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},
             ),
-            inline_policies={
-                "deploy": iam.PolicyDocument(
-                    statements=[iam.PolicyStatement.from_json(s) for s in statements]
-                )
-            },
         )
+        name = service_role_name(deployment.name, deployment.iam.role_name_prefix)
+        for index, statements in enumerate(deployer.policies(values)):
+            policy = iam.ManagedPolicy(
+                self,
+                f"Deploy{index + 1}",
+                managed_policy_name=f"{name}-{index + 1}",
+                path=bootstrap_role_path(deployment.iam.role_path),
+                document=iam.PolicyDocument.from_json(
+                    {"Version": "2012-10-17", "Statement": statements}
+                ),
+                roles=[role],
+            )
+            self._acknowledge_wildcards(policy, values)
         nag.acknowledge(bucket, nag.CLUSTER["access_logs"])
-        self._acknowledge_wildcards(role, values)
         cdk.CfnOutput(self, "ArtifactsBucketName", value=bucket.bucket_name)
         cdk.CfnOutput(self, "CloudFormationRoleArn", value=role.role_arn)
 
     @staticmethod
-    def _acknowledge_wildcards(role: iam.Role, values: dict[str, str]) -> None:
+    def _acknowledge_wildcards(policy: iam.ManagedPolicy, values: dict[str, str]) -> None:
         """IAM5 per wildcard resource, with the reason deployer.yaml gives for it."""
         reasons: dict[str, list[str]] = {}
         for group in deployer.deployer().groups.values():
@@ -89,4 +95,4 @@ class BootstrapStack(FoundationStack):
                     reasons.setdefault(fill(resource, values), []).append(f"{group.name}: {why}")
         for resource, why in reasons.items():
             rule = nag.Acknowledgement(f"AwsSolutions-IAM5[Resource::{resource}]", "; ".join(why))
-            nag.acknowledge(role, rule)
+            nag.acknowledge(policy, rule)

@@ -308,3 +308,10 @@ def test_a_manifest_may_not_reach_a_celery_queue_or_the_results_table(
     assert result.exit_code == 2
     assert "thief.yaml:5: permissions.sqs[0].queue" in result.stderr
     assert "thief.yaml:7: permissions.dynamodb[0].table" in result.stderr
+
+
+def test_the_bootstrap_service_role_covers_every_celery_resource_type(templates: dict) -> None:
+    from foundation.iam.deployer import deployer
+
+    used = {r["Type"] for t in templates.values() for r in t["Resources"].values()}
+    assert used - set(deployer().resource_types) == set()

@@ -13,7 +13,14 @@ import pytest
 from policy_sentry.querying.actions import get_action_data
 
 from foundation.iam.catalog import lookup
-from foundation.iam.deployer import deployer, statements
+from foundation.iam.deployer import (
+    MANAGED_POLICY_MAX_CHARS,
+    MAX_POLICIES,
+    WORST_CASE,
+    deployer,
+    policies,
+    statements,
+)
 
 GROUPS = deployer().groups
 ACTIONS = sorted({(g.name, a) for g in GROUPS.values() for a in g.actions})
@@ -156,15 +163,12 @@ def test_the_bootstrap_template_passes_cdk_nag_and_cfn_lint(monkeypatch) -> None
         template_body(project)
 
 
-def test_the_service_role_policy_fits_iams_inline_limit_at_its_worst_case() -> None:
-    worst = {
-        "partition": "aws-us-gov",
-        "region": "ap-southeast-14",
-        "account": "111122223333",
-        "name": "n" * 20,
-        "boundary": "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
-        "role_path": "/" + "p" * 60 + "/",
-        "role_prefix": "r" * 16,
-    }
-    document = {"Version": "2012-10-17", "Statement": statements(worst)}
-    assert len(json.dumps(document, separators=(",", ":"))) <= 10_240  # per role, inline
+def test_the_service_role_policies_fit_iams_limits_at_their_worst_case() -> None:
+    split = policies(WORST_CASE)
+    assert 1 < len(split) <= MAX_POLICIES
+    for statements_ in split:
+        document = {"Version": "2012-10-17", "Statement": statements_}
+        assert len(json.dumps(document, separators=(",", ":"))) <= MANAGED_POLICY_MAX_CHARS
+    every = sorted(s["Sid"] for p in split for s in p)
+    assert every == sorted(s["Sid"] for s in statements(WORST_CASE)), "every statement, once"
+    assert [len(p) for p in policies(VALUES)] == [len(p) for p in split], "same split"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -71,3 +73,41 @@ def statements(values: dict[str, str]) -> list[dict[str, Any]]:
             statement["Condition"] = _filled(group.condition, values)
         out.append(statement)
     return out
+
+
+MANAGED_POLICY_MAX_CHARS = 6144
+MAX_POLICIES = 10  # IAM's default managed policies per role
+# The longest values each placeholder can take: the split into policies is decided at these, so
+# it is the same for every deployment and every one of them fits.
+WORST_CASE = {
+    "partition": "aws-us-gov",
+    "region": "ap-southeast-14",
+    "account": "111122223333",
+    "name": "n" * 20,
+    "boundary": "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
+    "role_path": "/" + "p" * 60 + "/",
+    "role_prefix": "r" * 16,
+}
+
+
+def _size(statements: list[dict[str, Any]]) -> int:
+    document = {"Version": "2012-10-17", "Statement": statements}
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+def policies(values: dict[str, str]) -> list[list[dict[str, Any]]]:
+    """The statements split into managed policies (first fit, in order), each within IAM's
+    6,144 characters at the worst case: more than an inline policy's 10,240 in all."""
+    worst = statements(WORST_CASE)
+    bins: list[list[int]] = []
+    for i in range(len(worst)):
+        for indexes in bins:
+            if _size([worst[j] for j in [*indexes, i]]) <= MANAGED_POLICY_MAX_CHARS:
+                indexes.append(i)
+                break
+        else:
+            bins.append([i])
+    if len(bins) > MAX_POLICIES:
+        raise ValueError(f"the service role needs {len(bins)} managed policies")
+    actual = statements(values)
+    return [[actual[i] for i in indexes] for indexes in bins]
