@@ -1,0 +1,152 @@
+"""Real Airflow in Celery mode: the scheduler, the shipped FoundationCeleryExecutor and cluster
+policies, real kombu publishing to SQS and celery's DynamoDB result backend (both moto). Every
+workload lands on its own DAG's queue, whatever queue the DAG file or the database row asked
+for; a DAG without a manifest reaches no queue.
+
+The scenario (tests/airflow_scenarios/celery_routing.py) runs once, in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from foundation.airflow import runtime_files, settings
+from foundation.config import Deployment
+from foundation.naming import DagNames, identity_parameter
+from foundation.project import load_project
+from tests.conftest import ROOT
+
+EXAMPLE = load_project(ROOT).deployment
+DEPLOYMENT = Deployment.model_validate(
+    EXAMPLE.model_dump() | {"airflow": EXAMPLE.airflow.model_dump() | {"executor": "celery"}}
+)
+PROJECT = DEPLOYMENT.name
+QUEUES = {dag_id: DagNames(PROJECT, dag_id).queue for dag_id in ("dag_a", "dag_b")}
+
+
+def scheduler_environment() -> dict[str, str]:
+    """The scheduler's environment from foundation.airflow.settings, less what needs the real
+    cluster (the database through _CMD, remote logging, the runtime-file archive, which the test
+    writes to $AIRFLOW_HOME/config instead)."""
+    component = settings.cluster_component(DEPLOYMENT, "scheduler").environment
+    env = {
+        k: v
+        for k, v in component.items()
+        if not k.endswith("_CMD")
+        and not k.startswith(("AIRFLOW__LOGGING__", "FOUNDATION_DB"))
+        and k != runtime_files.RUNTIME_ENV
+    }
+    assert env["AIRFLOW__CORE__EXECUTOR"] == settings.CELERY_EXECUTOR
+    return env | {"FOUNDATION_UNMANAGED_DAGS": "refuse"}
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("airflow_home")
+    dags = home / "dags"
+    dags.mkdir()
+    runtime_files.write(home / "config", "celery")
+    bundles = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(dags), "refresh_interval": 0},
+        }
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env |= scheduler_environment() | {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt-secret-" + "x" * 32,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": DEPLOYMENT.region,
+    }
+    inputs = home / "inputs.json"
+    inputs.write_text(
+        json.dumps(
+            {
+                "dags_folder": str(dags),
+                "queues": sorted(QUEUES.values()),
+                "stolen_queue": QUEUES["dag_a"],
+                "results_table": f"{PROJECT}-celery-results",
+                "parameters": {
+                    identity_parameter(PROJECT, dag_id): {"queue": queue, "bundle": None}
+                    for dag_id, queue in QUEUES.items()
+                },
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.airflow_scenarios.celery_routing", str(inputs)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-20000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def on_queue(observed: dict, dag_id: str) -> list[tuple[str, str, str]]:
+    """(dag_id, task_id, run_id) of every workload on the DAG's queue."""
+    return sorted(
+        (
+            m["workload"]["ti"]["dag_id"],
+            m["workload"]["ti"]["task_id"],
+            m["workload"]["ti"]["run_id"],
+        )
+        for m in observed["queues"][QUEUES[dag_id]]
+    )
+
+
+def test_the_scheduler_runs_the_shipped_celery_executor(observed: dict) -> None:
+    assert observed["executor"] == settings.CELERY_EXECUTOR
+
+
+def test_each_dags_workloads_land_on_its_own_queue_only(observed: dict) -> None:
+    assert {dag for dag, _, _ in on_queue(observed, "dag_a")} == {"dag_a"}
+    assert {dag for dag, _, _ in on_queue(observed, "dag_b")} == {"dag_b"}
+    assert all(m["task"] == "execute_workload" for q in observed["queues"].values() for m in q)
+
+
+def test_a_task_asking_for_another_dags_queue_is_sent_to_its_own(observed: dict) -> None:
+    scheduled = [t for d, t, r in on_queue(observed, "dag_b") if r != observed["hook_bypassed_run"]]
+    assert scheduled == ["borrow"]  # plain waits for borrow
+    [borrow] = [
+        t
+        for t in observed["task_instances"]
+        if t["dag_id"] == "dag_b"
+        and t["task_id"] == "borrow"
+        and t["run_id"] != observed["hook_bypassed_run"]
+    ]
+    # the mutation hook shows the queue the executor will use, not the one asked for
+    assert borrow["queue"] == QUEUES["dag_b"] and borrow["state"] == "queued"
+    assert any(f"queue {QUEUES['dag_a']!r} is ignored" in w for w in observed["policy_warnings"])
+
+
+def test_a_row_naming_another_queue_still_goes_to_its_dags_queue(observed: dict) -> None:
+    run = observed["hook_bypassed_run"]
+    assert ("dag_b", "borrow", run) in on_queue(observed, "dag_b")
+    assert all(r != run for _, _, r in on_queue(observed, "dag_a"))
+
+
+def test_a_dag_without_a_manifest_reaches_no_queue_and_fails(observed: dict) -> None:
+    for queue in observed["queues"].values():
+        assert all(m["workload"]["ti"]["dag_id"] != "dag_c" for m in queue)
+    [unmanaged] = [t for t in observed["task_instances"] if t["dag_id"] == "dag_c"]
+    assert unmanaged["state"] == "failed"
+    [event] = [e for e in observed["task_events"] if e["key"][0] == "dag_c"]
+    assert event["event"] == "foundation refused"
+    assert "has no permission manifest" in event["extra"]
