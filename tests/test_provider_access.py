@@ -82,6 +82,7 @@ MOTO_CHECKS_STAR = frozenset(
         "athena",
         "datapipeline",
         "dynamodb",
+        "ecs",
         "elasticmapreduce",
         "glue",
         "kms",

@@ -1,0 +1,176 @@
+"""A DAG's real Celery worker (`airflow celery worker`, kombu's SQS transport over pycurl, celery's
+DynamoDB result backend) against the moto server with IAM enforced, under an IAM user carrying
+exactly the DAG's generated policies, with an ECS agent stand-in recording scale-in protection.
+
+It consumes a workload from its own queue only, writes the result, turns protection on while the
+task runs and off when it ends, and its keys can neither read another DAG's queue nor publish.
+The workload itself is not a runnable Airflow task (there is no Execution API here), so the
+Celery task fails; what is proven is the transport, the grants and the protection around it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from foundation.airflow import runtime_files, settings
+from foundation.naming import celery_results_table
+from foundation.project import load_project
+from tests.conftest import ProjectDir
+from tests.moto_server import ACCOUNT, Credentials, MotoAws
+from tests.test_provider_access import EXAMPLE_ACCOUNT, as_moto_enforces, assert_denied
+
+DAG_ID = "sales_daily"
+OTHER_DAG = "housekeeping"
+
+
+class Agent(BaseHTTPRequestHandler):
+    """The ECS agent's task-protection endpoint: records each PUT body."""
+
+    calls: list[dict] = []
+
+    def do_PUT(self) -> None:
+        length = int(self.headers["Content-Length"])
+        Agent.calls.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"protection": {}}')
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def agent() -> Iterator[str]:
+    Agent.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/api/task-id"
+    server.shutdown()
+
+
+def celery_deployment(project: ProjectDir):
+    config = project.root / "config" / "foundation.yaml"
+    text = config.read_text().replace(EXAMPLE_ACCOUNT, ACCOUNT)
+    text = text.replace("executor: ecs", "executor: celery")
+    image = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/airflow-celery:3.3.2"
+    config.write_text(text.replace("image: apache/airflow:3.3.2", f"image: {image}"))
+    return load_project(project.root)
+
+
+def unpack(archive: str, folder: Path) -> None:
+    zipfile.ZipFile(io.BytesIO(base64.b64decode(archive))).extractall(folder)
+
+
+def wait_for(check, seconds: float = 90.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.5)
+    return None
+
+
+def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
+    moto_aws: MotoAws, project: ProjectDir, agent: str, tmp_path: Path
+) -> None:
+    loaded = celery_deployment(project)
+    deployment = loaded.deployment
+    names, other = deployment.dag_names(DAG_ID), deployment.dag_names(OTHER_DAG)
+    sqs, dynamodb = moto_aws.client("sqs"), moto_aws.client("dynamodb")
+    own_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
+    other_url = sqs.create_queue(QueueName=other.queue)["QueueUrl"]
+    table = celery_results_table(deployment.name)
+    if table not in dynamodb.list_tables()["TableNames"]:
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+        )
+    dag = next(d for d in loaded.dags if d.dag_id == DAG_ID)
+    policies = [[s.document() for s in policy] for policy in dag.policy.policies]
+    creds = moto_aws.user_with("celery-worker", [as_moto_enforces(p) for p in policies])
+
+    home = tmp_path / "airflow"
+    environment = settings.dag_worker(deployment, DAG_ID).environment
+    environment |= settings.celery_worker_queue(own_url, names)
+    unpack(environment.pop(runtime_files.RUNTIME_ENV), home / "config")
+    assert sorted(p.name for p in (home / "config").iterdir()) == [runtime_files.CELERY_CONFIG]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env |= {k: v for k, v in environment.items() if not k.startswith("AIRFLOW__LOGGING__")}
+    env |= moto_aws.environment | {
+        "AIRFLOW_HOME": str(home),
+        "PYTHONPATH": str(home / "config"),
+        "AWS_ACCESS_KEY_ID": creds.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+        "ECS_AGENT_URI": agent,
+        "FOUNDATION_BUSY_FILE": str(tmp_path / "running"),
+    }
+    command = settings.celery_worker_command(names, concurrency=1)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "airflow", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        publish(moto_aws, env | admin_keys(moto_aws.admin), names.queue, own_url)
+        result = wait_for(lambda: dynamodb.scan(TableName=table)["Items"])
+        done = wait_for(lambda: len(Agent.calls) >= 2 and Agent.calls)
+    finally:
+        worker.terminate()
+        output = worker.communicate(timeout=60)[0]
+    assert result, output[-6000:]
+    assert done, (Agent.calls, output[-6000:])
+    assert [c["body"]["ProtectionEnabled"] for c in Agent.calls] == [True, False], output
+    assert Agent.calls[0]["body"]["ExpiresInMinutes"] == 2880
+    assert all(c["path"] == "/api/task-id/task-protection/v1/state" for c in Agent.calls)
+    attributes = sqs.get_queue_attributes(QueueUrl=own_url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == ("0", "0")
+    assert "AccessDenied" not in output and "not authorized" not in output, output[-6000:]
+
+    keys = moto_aws.client("sqs", creds)
+    assert_denied(lambda: keys.receive_message(QueueUrl=other_url), "sqs:ReceiveMessage")
+    assert_denied(lambda: keys.send_message(QueueUrl=own_url, MessageBody="x"), "sqs:SendMessage")
+
+
+def admin_keys(admin: Credentials) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": admin.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": admin.secret_access_key,
+    }
+
+
+def publish(moto_aws: MotoAws, env: dict[str, str], queue: str, url: str) -> None:
+    """What the scheduler's executor does, through the same Celery settings: one workload onto
+    the DAG's queue (in a process of its own, with the admin's keys)."""
+    program = (
+        "import json,sys;"
+        "from airflow.providers.celery.executors.celery_executor_utils import create_celery_app;"
+        "from airflow.configuration import conf;"
+        "from airflow_foundation_celery_config import PREDEFINED_QUEUES;"
+        "PREDEFINED_QUEUES[sys.argv[1]]={'url':sys.argv[2]};"
+        "app=create_celery_app(conf);"
+        "app.tasks['execute_workload'].apply_async(args=('{}',),queue=sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", program, queue, url], env=env, check=True, timeout=120)
