@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -39,7 +40,7 @@ OTHER_DAG = "housekeeping"
 class Agent(BaseHTTPRequestHandler):
     """The ECS agent's task-protection endpoint: records each PUT body."""
 
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
 
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
