@@ -26,6 +26,7 @@ from foundation import validate as validate_verb
 from foundation import views
 from foundation.cloudformation.actions import ChangeSetFailed, Locked
 from foundation.cloudformation.target import NotReady
+from foundation.config import CELERY_IMAGE_CONTENTS
 from foundation.errors import InvalidInput
 from foundation.project import Project
 
@@ -416,3 +417,8 @@ def _print_summary(loaded: Project) -> None:
             str(row["managed_policies"] or "-"),
         )
     console.print(table)
+    if deployment.celery:
+        console.print(
+            f"Celery mode: the image {deployment.airflow.image} must contain "
+            f"{CELERY_IMAGE_CONTENTS} (docker/Dockerfile builds one)."
+        )

@@ -105,11 +105,14 @@ NO_CALL_SERVICES = {"iam"}
 
 
 STOCK_IMAGES = ("apache/airflow", "docker.io/apache/airflow", "public.ecr.aws/apache/airflow")
+CELERY_IMAGE_CONTENTS = (
+    "pycurl (kombu's SQS transport cannot run without it), apache-airflow-providers-celery "
+    ">= 3.26 and celery < 5.7"
+)
 CELERY_IMAGE_NEEDS = (
-    "executor: celery needs an image with pycurl (kombu's SQS transport cannot run without it) "
-    "and apache-airflow-providers-celery >= 3.26; the official apache/airflow image has the "
-    "provider but not pycurl: build docker/Dockerfile (FROM apache/airflow, adds pycurl) and "
-    "set airflow.image to the result"
+    f"executor: celery needs an image with {CELERY_IMAGE_CONTENTS}; the official "
+    "apache/airflow image has no pycurl: build docker/Dockerfile (FROM apache/airflow, adds "
+    "them) and set airflow.image to the result"
 )
 
 

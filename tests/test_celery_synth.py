@@ -315,3 +315,28 @@ def test_the_bootstrap_service_role_covers_every_celery_resource_type(templates:
 
     used = {r["Type"] for t in templates.values() for r in t["Resources"].values()}
     assert used - set(deployer().resource_types) == set()
+
+
+def test_the_celery_dockerfile_extends_the_default_image_with_what_validate_asks_for() -> None:
+    from foundation.config import CELERY_IMAGE_NEEDS, DEFAULT_IMAGE
+
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    version = DEFAULT_IMAGE.split(":")[1]
+    assert f"ARG AIRFLOW_VERSION={version}\n" in text
+    assert "FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}\n" in text
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in text, "pip may not move Airflow itself"
+    # the versions the test suite runs the worker and scheduler with (pyproject.toml)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for requirement in ('"pycurl>=7.45.3,<8"', '"celery>=5.5,<5.7"'):
+        assert requirement in text and requirement in pyproject
+    assert "import pycurl, kombu.asynchronous.http.curl" in text
+    assert "docker/Dockerfile" in CELERY_IMAGE_NEEDS and "pycurl" in CELERY_IMAGE_NEEDS
+
+
+def test_validate_says_what_a_celery_image_must_contain(tmp_path) -> None:
+    project = celery_project(tmp_path)
+    result = project.run("validate")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert f"the image {IMAGE} must contain pycurl" in text
+    assert "apache-airflow-providers-celery >= 3.26 and celery < 5.7" in text
