@@ -122,6 +122,39 @@ def test_every_dag_has_its_own_identity(templates: dict) -> None:
     assert len(seen) == len(PROJECT.dags)
 
 
+def test_only_a_dags_own_role_reads_its_secrets_and_no_component_has_a_backend(
+    templates: dict,
+) -> None:
+    """The Execution API hands a task any connection the api-server can resolve: the api-server
+    must have no secrets backend, and no role but the DAG's may read its prefix."""
+    from foundation.iam.effective import roles_of
+    from tests.iam_eval import Request, allows
+
+    deployment = PROJECT.deployment
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": deployment.region}
+    roles = roles_of(templates, {}, pseudo | {"AWS::AccountId": deployment.account})
+    prefix = f"arn:aws:secretsmanager:{deployment.region}:{deployment.account}:secret:"
+    for dag in PROJECT.dags:
+        secret = f"{prefix}airflow/dags/{dag.dag_id}/connections/warehouse-AbCdEf"
+        readers = {
+            r.name
+            for r in roles
+            if allows(
+                [
+                    {"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
+                    | ({"Condition": g.condition} if g.condition else {})
+                    for g in r.grants
+                ],
+                Request("secretsmanager:GetSecretValue", secret),
+            )
+        }
+        assert readers == {deployment.dag_names(dag.dag_id).role}, dag.dag_id
+    core = templates[f"{NAME}-core"]
+    for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
+        env = env_of(task_def["Properties"]["ContainerDefinitions"][0])
+        assert not {"AIRFLOW__SECRETS__BACKEND", "AIRFLOW__WORKERS__SECRETS_BACKEND"} & set(env)
+
+
 def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     core = templates[f"{NAME}-core"]
     (policy,) = [
