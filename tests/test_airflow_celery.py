@@ -26,6 +26,13 @@ DEPLOYMENT = Deployment.model_validate(
     EXAMPLE.model_dump() | {"airflow": EXAMPLE.airflow.model_dump() | {"executor": "celery"}}
 )
 PROJECT = DEPLOYMENT.name
+# An AWS trigger and the callback trigger are refused; a time trigger is stored. The last one
+# runs after the refusals, so a refused deferral leaves the task instance running.
+TRIGGERS = [
+    "airflow.providers.amazon.aws.triggers.s3.S3KeyTrigger",
+    "airflow.triggers.callback.CallbackTrigger",
+    "airflow.providers.standard.triggers.temporal.DateTimeTrigger",
+]
 QUEUES = {dag_id: DagNames(PROJECT, dag_id).queue for dag_id in ("dag_a", "dag_b")}
 
 
@@ -67,6 +74,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        # the api-server's plugins folder, where the runtime files put the deferral guard
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "config" / "plugins"),
         "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt-secret-" + "x" * 32,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -79,6 +88,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "dags_folder": str(dags),
                 "queues": sorted(QUEUES.values()),
                 "stolen_queue": QUEUES["dag_a"],
+                "queues_by_dag": QUEUES,
+                "triggers": TRIGGERS,
                 "results_table": f"{PROJECT}-celery-results",
                 "parameters": {
                     identity_parameter(PROJECT, dag_id): {"queue": queue, "bundle": None}
@@ -150,3 +161,24 @@ def test_a_dag_without_a_manifest_reaches_no_queue_and_fails(observed: dict) -> 
     [event] = [e for e in observed["task_events"] if e["key"][0] == "dag_c"]
     assert event["event"] == "foundation refused"
     assert "has no permission manifest" in event["extra"]
+
+
+def test_the_execution_api_refuses_deferral_to_triggers_acting_as_the_triggerer(
+    observed: dict,
+) -> None:
+    aws, callback, time = observed["deferrals"]
+    for refused in (aws, callback):
+        assert refused["status"] == 403, refused
+        assert refused["body"]["detail"]["reason"] == "foundation"
+        assert "deferrable=False" in refused["body"]["detail"]["message"]
+        assert refused["ti_state"] == "running" and refused["triggers"] == []
+    assert time["status"] == 204, time
+    assert time["ti_state"] == "deferred"
+    assert time["triggers"] == [TRIGGERS[2]]
+
+
+def test_the_api_server_loads_the_guard_from_its_plugins_folder() -> None:
+    env = settings.cluster_component(DEPLOYMENT, "api-server").environment
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == runtime_files.PLUGINS_DIR
+    assert runtime_files.DEFERRAL_PLUGIN in runtime_files.FOR_COMPONENTS["celery"]
+    assert runtime_files.DEFERRAL_PLUGIN in runtime_files.FOR_COMPONENTS["ecs"]

@@ -17,7 +17,10 @@ _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 NAMES = "foundation_names.py"
 CELERY_CONFIG = "airflow_foundation_celery_config.py"
-_CLUSTER = ("airflow_local_settings.py", "foundation_identity.py", NAMES)
+# The api-server's plugins folder ([core] plugins_folder) holds only this.
+PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
+DEFERRAL_PLUGIN = "plugins/foundation_deferral.py"
+_CLUSTER = ("airflow_local_settings.py", "foundation_identity.py", NAMES, DEFERRAL_PLUGIN)
 # What each kind of container unpacks: the cluster's components, by executor, and a DAG's
 # Celery worker, which needs only the Celery settings (its `airflow celery worker` comes from
 # the provider's own CeleryExecutor).
@@ -29,9 +32,10 @@ FOR_CELERY_WORKERS = (CELERY_CONFIG,)
 
 
 def files() -> dict[str, str]:
+    """Each file by its path under $AIRFLOW_HOME/config."""
     runtime = resources.files("foundation.airflow.runtime")
     every = {name for names in FOR_COMPONENTS.values() for name in names} - {NAMES}
-    out = {name: runtime.joinpath(name).read_text() for name in sorted(every)}
+    out = {name: runtime.joinpath(Path(name).name).read_text() for name in sorted(every)}
     # The same naming code the stacks use, so the hook names exactly what was deployed.
     out[NAMES] = resources.files("foundation").joinpath("naming.py").read_text()
     return out
@@ -44,6 +48,7 @@ def write(folder: Path, executor: str) -> list[Path]:
     for name, text in files().items():
         if name not in FOR_COMPONENTS[executor]:
             continue
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
         written.append(folder / name)
     return written

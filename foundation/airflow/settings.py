@@ -163,6 +163,8 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         settings.secrets["AIRFLOW__API_AUTH__JWT_SECRET"] = SecretRef("jwt")
     if component == "api-server":
         settings.secrets["AIRFLOW__API__SECRET_KEY"] = SecretRef("api")
+        # the Execution API's guard on deferral (foundation_deferral.py)
+        settings.environment["AIRFLOW__CORE__PLUGINS_FOLDER"] = runtime_files.PLUGINS_DIR
     settings.environment |= _executor(deployment)
     if component == "scheduler":
         settings.environment |= {

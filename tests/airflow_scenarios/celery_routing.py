@@ -103,6 +103,15 @@ def drain(sqs: Any, url: str) -> list[dict]:
         messages += [decode(m["Body"]) for m in got["Messages"]]
 
 
+def drain_one(sqs: Any, url: str) -> dict:
+    """One workload off the queue, put back at once (the routing assertions see it too)."""
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    return decode(message["Body"])["workload"]
+
+
 def main(inputs: dict) -> dict:
     import boto3
 
@@ -141,8 +150,12 @@ def main(inputs: dict) -> dict:
     scenario.set_queue("dag_b", run_id, "borrow", inputs["stolen_queue"])
     start_after_trigger()
     scenario.tick(2)
+    deferrals = scenario.defer_each(
+        drain_one(sqs, urls[inputs["queues_by_dag"]["dag_a"]]), inputs["triggers"]
+    )
     executor = type(scenario.executor)
     return {
+        "deferrals": deferrals,
         "executor": f"{executor.__module__}.{executor.__qualname__}",
         "policy_warnings": policy_log.messages,
         "hook_bypassed_run": run_id,
@@ -173,7 +186,9 @@ class Scenario:
             log_task_event(event=event, extra=extra, ti_key=ti_key)
 
         self.executor.log_task_event = record_event
-        self.api = TestClient(create_app(apps="core"))
+        # The public REST API and the Execution API, with the api-server's plugins folder.
+        self.api = TestClient(create_app(apps="all"))
+        self.api.__enter__()  # runs the apps' lifespan (the Execution API's services)
 
     def tick(self, times: int) -> None:
         from airflow.utils.session import create_session
@@ -190,6 +205,66 @@ class Scenario:
         response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
         response.raise_for_status()
         return response.json()["dag_run_id"]
+
+    def defer_each(self, workload: dict, triggers: list[str]) -> list[dict]:
+        """What a worker does when its task defers, once per trigger class: start the task
+        instance through the Execution API, then ask to defer it to that trigger."""
+        from datetime import UTC, datetime
+
+        ti = workload["ti"]
+        now = datetime.now(UTC).isoformat()
+        started = self.api.patch(
+            f"/execution/task-instances/{ti['id']}/run",
+            headers={"Authorization": f"Bearer {workload['token']}"},
+            json={
+                "state": "running",
+                "hostname": "worker",
+                "unixname": "airflow",
+                "pid": 1,
+                "start_date": now,
+            },
+        )
+        started.raise_for_status()
+        headers = {"Authorization": f"Bearer {started.headers['Refreshed-API-Token']}"}
+        out = []
+        for classpath in triggers:
+            response = self.api.patch(
+                f"/execution/task-instances/{ti['id']}/state",
+                headers=headers,
+                json={
+                    "state": "deferred",
+                    "classpath": classpath,
+                    "trigger_kwargs": {"moment": now},
+                    "next_method": "execute_complete",
+                },
+            )
+            out.append(
+                {
+                    "classpath": classpath,
+                    "status": response.status_code,
+                    "body": response.json() if response.content else None,
+                    "ti_state": self.ti_state(ti["id"]),
+                    "triggers": self.trigger_classpaths(),
+                }
+            )
+        return out
+
+    def ti_state(self, ti_id: str) -> str | None:
+        from uuid import UUID
+
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            return session.get(TaskInstance, UUID(ti_id)).state
+
+    def trigger_classpaths(self) -> list[str]:
+        from airflow.models.trigger import Trigger
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            return sorted(session.scalars(select(Trigger.classpath)))
 
     def set_queue(self, dag_id: str, run_id: str, task_id: str, queue: str) -> None:
         from airflow.models.taskinstance import TaskInstance
