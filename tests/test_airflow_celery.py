@@ -182,3 +182,8 @@ def test_the_api_server_loads_the_guard_from_its_plugins_folder() -> None:
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == runtime_files.PLUGINS_DIR
     assert runtime_files.DEFERRAL_PLUGIN in runtime_files.FOR_COMPONENTS["celery"]
     assert runtime_files.DEFERRAL_PLUGIN in runtime_files.FOR_COMPONENTS["ecs"]
+
+
+def test_dag_authors_are_told_at_parse_time_that_aws_deferral_is_refused(observed: dict) -> None:
+    [warning] = [w for w in observed["policy_warnings"] if w.startswith("dag_d.wait")]
+    assert "deferrable=True will be refused" in warning and "deferrable=False" in warning

@@ -185,6 +185,22 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     assert not any(dag.dag_id in text for dag in PROJECT.dags)
 
 
+def test_the_triggerer_holds_only_the_task_log_upload(templates: dict) -> None:
+    """Deferred triggers run under the triggerer's role: it holds no DAG's grants."""
+    core = templates[f"{NAME}-core"]
+    (policy,) = [
+        p
+        for k, p in resources(core, "AWS::IAM::Policy").items()
+        if k.startswith("TriggererTaskRole")
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    listed = [s["Action"] if isinstance(s["Action"], list) else [s["Action"]] for s in statements]
+    actions = sorted(a for group in listed for a in group)
+    assert actions == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
+    bucket = f"{NAME}-logs-111122223333-us-east-1"
+    assert all(bucket in json.dumps(s["Resource"]) for s in statements)
+
+
 def test_signing_key_and_database_only_where_needed(templates: dict) -> None:
     core = templates[f"{NAME}-core"]
     secrets_by_family = {}

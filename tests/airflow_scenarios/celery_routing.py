@@ -33,7 +33,8 @@ from tests.airflow_scenarios.enforcement import (
 
 def dag_sources(stolen_queue: str) -> dict[str, str]:
     """dag_a: one plain task. dag_b: a task that asks for dag_a's queue, and a plain one.
-    dag_c: no manifest, so no identity."""
+    dag_c: no manifest, so no identity. dag_d (no manifest either): an AWS sensor asking to
+    defer."""
     header = textwrap.dedent(
         """
         from datetime import datetime
@@ -82,6 +83,15 @@ def dag_sources(stolen_queue: str) -> dict[str, str]:
                     return "no manifest"
 
                 unmanaged()
+            """
+        ),
+        "dag_d.py": header
+        + textwrap.dedent(
+            """
+            from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+
+            with DAG("dag_d", schedule=None, start_date=START):
+                S3KeySensor(task_id="wait", bucket_key="s3://landing/x.csv", deferrable=True)
             """
         ),
     }

@@ -5,8 +5,9 @@
   its task definition and role in executor_config (ECS), or its queue (Celery). The executor
   enforces it; this only makes it visible.
 - task_policy (dag-processor, at parse time) tells DAG authors that executor_config (ECS) or
-  queue (Celery) does not choose an identity. It runs beside the author's code: a courtesy, not
-  a control.
+  queue (Celery) does not choose an identity, and that an AWS operator's deferral will be
+  refused (its trigger would run as the triggerer; see foundation_deferral.py). It runs beside
+  the author's code: a courtesy, not a control.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ def task_instance_mutation_hook(task_instance) -> None:
 
 
 def task_policy(task) -> None:
+    if getattr(task, "deferrable", False) and type(task).__module__.startswith(
+        "airflow.providers.amazon."
+    ):
+        log.warning(
+            "%s.%s: deferrable=True will be refused: its trigger would call AWS as the "
+            "triggerer, not as this DAG; use deferrable=False (it polls from the DAG's worker)",
+            task.dag_id,
+            task.task_id,
+        )
     if os.environ.get(EXECUTOR_ENV) == "celery":
         from airflow.configuration import conf
 
