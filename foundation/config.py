@@ -212,11 +212,78 @@ class DatabaseConfig(Model):
     deletion_protection: bool = True
 
 
+Username = Annotated[str, _matching(r"[A-Za-z0-9_.@-]{1,64}", "a user name ([A-Za-z0-9_.@-])")]
+FabRole = Annotated[
+    str, _matching(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}", "a role name ([A-Za-z0-9 _.-], 1-64)")
+]
+LdapUrl = Annotated[
+    str, _matching(r"ldaps?://[A-Za-z0-9.-]+(:\d{1,5})?", "an ldap:// or ldaps:// host URL")
+]
+DistinguishedName = Annotated[
+    str, _matching(r"[^\x00-\x1f]{1,1024}", "an LDAP DN or filter (no control characters)")
+]
+LdapAttribute = Annotated[str, _matching(r"[A-Za-z][A-Za-z0-9-]{0,63}", "an LDAP attribute")]
+# Airflow's own FAB roles: a manifest's access names roles of its own.
+FAB_BUILTIN_ROLES = frozenset({"Admin", "Op", "User", "Viewer", "Public"})
+
+
+class SimpleAuth(Model):
+    """Airflow's simple auth manager: users and roles here, passwords in Secrets Manager."""
+
+    manager: Literal["simple"] = "simple"
+    users: dict[Username, Literal["viewer", "user", "op", "admin"]] = Field(
+        default_factory=lambda: {"admin": "admin"}, min_length=1, max_length=100
+    )
+    # A secret holding {"<user>": "<password>", ...}; without it the toolkit generates one
+    # password, for the one user.
+    passwords_secret: SecretName | None = None
+
+    @model_validator(mode="after")
+    def _passwords(self) -> SimpleAuth:
+        if self.passwords_secret is None and len(self.users) != 1:
+            raise ValueError(
+                "more than one user needs passwords_secret: the name of a secret holding "
+                '{"<user>": "<password>", ...}'
+            )
+        return self
+
+
+class LdapConfig(Model):
+    server: LdapUrl
+    bind_user: DistinguishedName
+    bind_password_secret: SecretName  # the bind password, as the secret's whole value
+    search: DistinguishedName  # the base DN users are searched under
+    search_filter: DistinguishedName | None = None
+    uid_field: LdapAttribute = "uid"  # sAMAccountName for Active Directory
+    group_field: LdapAttribute = "memberOf"
+    use_tls: bool = False  # STARTTLS on ldap://
+    # LDAP group DN -> the Airflow roles its members get (synced at each login)
+    roles_mapping: dict[DistinguishedName, list[FabRole]] = Field(default_factory=dict)
+    registration_role: FabRole = "Public"  # users in no mapped group: no access
+
+    @model_validator(mode="after")
+    def _encrypted(self) -> LdapConfig:
+        if self.server.startswith("ldap://") and not self.use_tls:
+            raise ValueError(
+                "ldap:// without use_tls: true would send the bind password and every user's "
+                "password in the clear; use ldaps:// or use_tls: true"
+            )
+        return self
+
+
+class FabAuth(Model):
+    """The FAB auth manager with LDAP or Active Directory logins."""
+
+    manager: Literal["fab"]
+    ldap: LdapConfig
+
+
 class WebConfig(Model):
     allowed_cidrs: list[Cidr] = Field(min_length=1)
     certificate_arn: CertificateArn | None = None
     internal: bool = True
     allow_http: bool = False
+    auth: Annotated[SimpleAuth | FabAuth, Field(discriminator="manager")] = SimpleAuth()
 
     @model_validator(mode="after")
     def _tls(self) -> WebConfig:
@@ -350,11 +417,23 @@ class Deployment(Model):
         buckets = {self.logs_bucket, self.artifacts_bucket}
         return buckets | ({self.dags_bucket} if self.dags_bucket else set())
 
+    @property
+    def web_secrets(self) -> dict[str, str]:
+        """The web login's secrets the config names, by their use: simple auth's passwords, or
+        the LDAP bind password."""
+        auth = self.web.auth
+        if isinstance(auth, FabAuth):
+            return {"ldap_bind": auth.ldap.bind_password_secret}
+        return {"web_passwords": auth.passwords_secret} if auth.passwords_secret else {}
+
     def reserved_secret(self, name: str) -> bool:
         """Secrets only the toolkit grants: every DAG's own (airflow/), the cluster's
-        (<name>/: database, Fernet, JWT and API keys) and the DAG bundle's git key."""
+        (<name>/: database, Fernet, JWT and API keys, web passwords), the DAG bundle's git key
+        and the web login's secrets."""
         return (
-            name.startswith(("airflow/", f"{self.name}/")) or name == self.dags.credentials_secret
+            name.startswith(("airflow/", f"{self.name}/"))
+            or name == self.dags.credentials_secret
+            or name in self.web_secrets.values()
         )
 
     def reserved_resource(self, service: str, resource: str) -> bool:

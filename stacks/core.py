@@ -20,7 +20,7 @@ from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
 from foundation.airflow.settings import AIRFLOW_PORT
-from foundation.config import Deployment
+from foundation.config import Deployment, FabAuth
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant, celery_worker_grants, merge, number, render
 from foundation.naming import (
@@ -86,6 +86,7 @@ class CoreStack(FoundationStack):
             "db": data.database.secret,
             **self._cluster_secrets(name),
             **bundle_secrets(self, deployment),
+            **self._web_secrets(name),
         }
         org_path, prefix = deployment.iam.role_path, deployment.iam.role_name_prefix
         self.execution_role = task_role(
@@ -256,6 +257,32 @@ class CoreStack(FoundationStack):
         for secret in secrets.values():
             nag.acknowledge(secret, nag.CLUSTER["secrets"])
         return secrets
+
+    def _web_secrets(self, name: str) -> dict[str, secretsmanager.ISecret]:
+        """The web login's secrets the config names; for simple auth without one, a generated
+        password for its one user, as the passwords file's JSON."""
+        named = {
+            use: secretsmanager.Secret.from_secret_name_v2(self, f"Web-{use}", secret)
+            for use, secret in self.deployment.web_secrets.items()
+        }
+        auth = self.deployment.web.auth
+        if isinstance(auth, FabAuth) or named:
+            return named
+        (user,) = auth.users
+        generated = secretsmanager.Secret(
+            self,
+            "WebPasswords",
+            secret_name=f"{name}/cluster/web-passwords",
+            description=f"The Airflow UI and API password of {user!r}",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template="{}",
+                generate_string_key=user,
+                password_length=32,
+                exclude_punctuation=True,
+            ),
+        )
+        nag.acknowledge(generated, nag.CLUSTER["secrets"])
+        return {"web_passwords": generated}
 
     def _security_group(self, id: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
         return ec2.SecurityGroup(

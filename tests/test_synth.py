@@ -40,7 +40,11 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
         "airflow_local_settings.py",
         "foundation_identity.py",
         "foundation_names.py",
+        "foundation_web.py",
+        "plugins",
+        "webserver_config.py",
     ]
+    assert [p.name for p in (airflow / "plugins").iterdir()] == ["foundation_deferral.py"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

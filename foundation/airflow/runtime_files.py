@@ -20,7 +20,16 @@ CELERY_CONFIG = "airflow_foundation_celery_config.py"
 # The api-server's plugins folder ([core] plugins_folder) holds only this.
 PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
 DEFERRAL_PLUGIN = "plugins/foundation_deferral.py"
-_CLUSTER = ("airflow_local_settings.py", "foundation_identity.py", NAMES, DEFERRAL_PLUGIN)
+WEB_SETUP = "foundation_web.py"
+WEBSERVER_CONFIG = "webserver_config.py"
+_CLUSTER = (
+    "airflow_local_settings.py",
+    "foundation_identity.py",
+    NAMES,
+    DEFERRAL_PLUGIN,
+    WEB_SETUP,
+    WEBSERVER_CONFIG,
+)
 # What each kind of container unpacks: the cluster's components, by executor, and a DAG's
 # Celery worker, which needs only the Celery settings (its `airflow celery worker` comes from
 # the provider's own CeleryExecutor).
@@ -76,13 +85,19 @@ UNPACK = (
 MIGRATION_WAIT_SECONDS = 1800
 
 
-def container_command(airflow_args: list[str], wait_for_migrations: bool = True) -> list[str]:
-    """Unpack the files, wait until the database schema matches this Airflow (as the Helm
-    chart's wait-for-migrations does), then start the component."""
+def container_command(
+    commands: list[list[str]], wait_for_migrations: bool = True, setup: tuple[str, ...] = ()
+) -> list[str]:
+    """Unpack the files, run the setup programs (in the config folder), wait until the database
+    schema matches this Airflow (as the Helm chart's wait-for-migrations does), then run the
+    airflow commands in order, the last in place of the shell."""
     steps = [f"python -c {shlex.quote(UNPACK)}"]
+    steps += [f"python {shlex.quote(f'{CONFIG_DIR}/{program}')}" for program in setup]
     if wait_for_migrations:
         steps.append(
             f"airflow db check-migrations --migration-wait-timeout {MIGRATION_WAIT_SECONDS}"
         )
-    steps.append(f"exec airflow {shlex.join(airflow_args)}")
+    *first, last = commands
+    steps += [f"airflow {shlex.join(args)}" for args in first]
+    steps.append(f"exec airflow {shlex.join(last)}")
     return ["bash", "-c", " && ".join(steps)]

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
-from foundation.config import Deployment
+from foundation.config import Deployment, FabAuth
 from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT, dag_secrets_prefix
 from foundation.naming import DagNames, celery_results_table, identity_parameter
 
@@ -55,13 +55,57 @@ SQL_ALCHEMY_CONN_CMD = shlex.join(["python", "-c", _SQL_CONN_PROGRAM])
 class SecretRef:
     """An ECS secret: the whole value of one of the cluster's secrets."""
 
-    secret: str  # "db", "fernet", "jwt", "api", "git"
+    secret: str  # "db", "fernet", "jwt", "api", "git", "web_passwords", "ldap_bind"
 
 
 @dataclass
 class ComponentSettings:
     environment: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)  # runtime programs run before Airflow
+    then: list[list[str]] = field(default_factory=list)  # airflow commands after its own
+
+
+SIMPLE_AUTH_MANAGER = (
+    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+)
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+WEB_PASSWORDS_ENV = "FOUNDATION_WEB_PASSWORDS"
+PASSWORDS_FILE = "/opt/airflow/simple_auth_manager_passwords.json"
+LDAP_ENV = "FOUNDATION_LDAP"
+LDAP_BIND_ENV = "FOUNDATION_LDAP_BIND_PASSWORD"
+
+
+def _auth(deployment: Deployment, component: str) -> ComponentSettings:
+    """The auth manager every component names (the dag-processor syncs FAB's DAG permissions),
+    and the api-server's logins: simple auth's users with their passwords file written from
+    Secrets Manager before start, or FAB's LDAP settings with the bind password."""
+    auth = deployment.web.auth
+    fab = isinstance(auth, FabAuth)
+    settings = ComponentSettings(
+        {"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER if fab else SIMPLE_AUTH_MANAGER}
+    )
+    if component == "db-migrate" and fab:
+        settings.then.append(["fab-db", "migrate"])
+    if component != "api-server":
+        return settings
+    if isinstance(auth, FabAuth):
+        settings.environment |= {
+            "AIRFLOW__FAB__CONFIG_FILE": f"{runtime_files.CONFIG_DIR}/"
+            f"{runtime_files.WEBSERVER_CONFIG}",
+            LDAP_ENV: auth.ldap.model_dump_json(),
+        }
+        settings.secrets[LDAP_BIND_ENV] = SecretRef("ldap_bind")
+        return settings
+    settings.environment |= {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+            f"{user}:{role}" for user, role in auth.users.items()
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": PASSWORDS_FILE,
+    }
+    settings.secrets[WEB_PASSWORDS_ENV] = SecretRef("web_passwords")
+    settings.setup.append(runtime_files.WEB_SETUP)
+    return settings
 
 
 def api_base_url(deployment: Deployment) -> str:
@@ -166,6 +210,11 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         # the Execution API's guard on deferral (foundation_deferral.py)
         settings.environment["AIRFLOW__CORE__PLUGINS_FOLDER"] = runtime_files.PLUGINS_DIR
     settings.environment |= _executor(deployment)
+    auth = _auth(deployment, component)
+    settings.environment |= auth.environment
+    settings.secrets |= auth.secrets
+    settings.setup += auth.setup
+    settings.then += auth.then
     if component == "scheduler":
         settings.environment |= {
             "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),

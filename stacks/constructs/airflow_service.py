@@ -98,7 +98,9 @@ class AirflowService(Construct):
             container_name=spec.name,
             image=image,
             command=runtime_files.container_command(
-                spec.command, wait_for_migrations=spec.desired_count > 0
+                [spec.command, *settings.then],
+                wait_for_migrations=spec.desired_count > 0,
+                setup=tuple(settings.setup),
             ),
             environment=settings.environment,
             secrets={

@@ -138,7 +138,7 @@ class DagWorker(Construct):
             self.queue = self._queue(names)
             environment = environment | celery_worker_queue(self.queue.queue_url, names)
             command = runtime_files.container_command(
-                celery_worker_command(names, spec.size.concurrency), wait_for_migrations=False
+                [celery_worker_command(names, spec.size.concurrency)], wait_for_migrations=False
             )
         self.task_definition.add_container(
             "airflow",
