@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from foundation.config import WorkerSize
+from foundation.config import FabRole, WorkerSize
 from foundation.fields import (
     AthenaWorkgroup,
     BucketName,
@@ -140,6 +140,17 @@ class NetworkAccess(Model):
     egress: list[Egress] = Field(default_factory=list)
 
 
+class DagAccess(Model):
+    """Airflow (FAB) roles that may see, trigger or edit this DAG in the UI and REST API."""
+
+    view: list[FabRole] = Field(default_factory=list, max_length=50)
+    trigger: list[FabRole] = Field(default_factory=list, max_length=50)
+    edit: list[FabRole] = Field(default_factory=list, max_length=50)
+
+    def roles(self) -> list[str]:
+        return sorted({*self.view, *self.trigger, *self.edit})
+
+
 class DagManifest(Model):
     dag_id: DagId
     owner: str = Field(min_length=1, max_length=256)
@@ -148,6 +159,7 @@ class DagManifest(Model):
     worker: WorkerSize | None = None
     permissions: Permissions = Permissions()
     network: NetworkAccess = NetworkAccess()
+    access: DagAccess | None = None  # web.auth manager fab only
 
     @model_validator(mode="after")
     def _owner_given(self) -> DagManifest:

@@ -12,8 +12,10 @@ from foundation.airflow.settings import DAG_BUNDLE
 from foundation.config import (
     BASE_ENDPOINT_SERVICES,
     DAG_ENDPOINT_SERVICES,
+    FAB_BUILTIN_ROLES,
     NO_CALL_SERVICES,
     Deployment,
+    FabAuth,
 )
 from foundation.errors import InvalidInput, Location, Problem
 from foundation.iam import escape_hatch
@@ -177,6 +179,7 @@ def _cross_check(
             problems.append(config_doc.problem(path, f"{dag_id!r} has no manifest"))
     for doc, manifest in manifests:
         problems += _reserved_buckets(deployment, doc, manifest)
+        problems += _access_problems(deployment, doc, manifest)
     if deployment.image_problem:
         problems.append(config_doc.problem(("airflow", "image"), deployment.image_problem))
     if deployment.bundle_problem:
@@ -231,6 +234,27 @@ def _name_collisions(
             message = f"derives the same AWS names as {seen[role]!r}; rename one of the two DAGs"
             problems.append(doc.problem(("dag_id",), message))
         seen.setdefault(role, manifest.dag_id)
+    return problems
+
+
+def _access_problems(deployment: Deployment, doc: Document, manifest: DagManifest) -> list:
+    if manifest.access is None:
+        return []
+    if not isinstance(deployment.web.auth, FabAuth):
+        message = (
+            "DAG-level access needs web.auth manager: fab (the simple auth manager's roles "
+            "cover every DAG)"
+        )
+        return [doc.problem(("access",), message)]
+    problems = []
+    for level in ("view", "trigger", "edit"):
+        for i, role in enumerate(getattr(manifest.access, level)):
+            if role in FAB_BUILTIN_ROLES:
+                message = (
+                    f"{role!r} is one of Airflow's own roles, which already reach every DAG; "
+                    "name a role of your own (config web.auth.ldap.roles_mapping maps groups to it)"
+                )
+                problems.append(doc.problem(("access", level, i), message))
     return problems
 
 

@@ -32,8 +32,25 @@ def parse(doc: Document, model: type[M]) -> M:
         raise InvalidInput(_dedupe(problems)) from None
 
 
+def _without_tags(loc: tuple, data: Any) -> FieldPath:
+    """Drop the tags pydantic puts in a location for a discriminated union (`web.auth.fab.ldap`
+    is `web.auth.ldap` in the file, whose `manager: fab` chose the model)."""
+    out = []
+    for part in loc:
+        if isinstance(data, dict) and part not in data and data.get("manager") == part:
+            continue
+        out.append(part)
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            data = None
+    return tuple(out)
+
+
 def _problem(doc: Document, model: type[BaseModel], error: Any) -> Problem:
-    loc: FieldPath = tuple(part for part in error["loc"] if part != "[key]")
+    loc = _without_tags(tuple(p for p in error["loc"] if p != "[key]"), doc.data)
     if error["type"] == "extra_forbidden":
         return doc.problem(loc, _unknown_key(model, loc))
     message = _MESSAGES.get(error["type"], error["msg"]).removeprefix("Value error, ")

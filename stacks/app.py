@@ -47,7 +47,14 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         app, network_name, deployment=deployment, dag_services=dag_services(project)
     )
     data = DataStack(app, data_name, deployment=deployment, network=network)
-    core = CoreStack(app, core_name, deployment=deployment, network=network, data=data)
+    core = CoreStack(
+        app,
+        core_name,
+        deployment=deployment,
+        network=network,
+        data=data,
+        dag_access={d.dag_id: d.manifest.access for d in project.dags if d.manifest.access},
+    )
     for shard, dags in shards(project).items():
         workers = WorkersStack(
             app,

@@ -23,6 +23,7 @@ from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.config import Deployment, FabAuth
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant, celery_worker_grants, merge, number, render
+from foundation.manifest import DagAccess
 from foundation.naming import (
     UNMANAGED_PARAMETER_NAME,
     DagNames,
@@ -68,8 +69,10 @@ class CoreStack(FoundationStack):
         deployment: Deployment,
         network: NetworkStack,
         data: DataStack,
+        dag_access: dict[str, DagAccess] | None = None,
     ) -> None:
         super().__init__(scope, id, deployment=deployment)
+        self.dag_access = dag_access or {}
         name = deployment.name
         vpc = network.vpc
         self.cluster = ecs.Cluster(
@@ -318,7 +321,7 @@ class CoreStack(FoundationStack):
     def _settings(
         self, component: str, network: NetworkStack
     ) -> airflow_settings.ComponentSettings:
-        settings = airflow_settings.cluster_component(self.deployment, component)
+        settings = airflow_settings.cluster_component(self.deployment, component, self.dag_access)
         if component == "scheduler" and self.deployment.airflow.executor == "ecs":
             settings.environment |= airflow_settings.ecs_executor_network(
                 network.private_subnet_ids, self.workers_sg.security_group_id

@@ -18,6 +18,7 @@ import pytest
 
 from foundation.airflow import runtime_files, settings
 from foundation.config import Deployment
+from foundation.manifest import DagAccess
 from foundation.project import load_project
 from tests.conftest import ROOT
 
@@ -226,3 +227,140 @@ def test_a_user_logs_in_against_a_live_directory(tmp_path: Path) -> None:
     )
     user, password = (os.environ[f"FOUNDATION_LDAP_TEST_{k}"] for k in ("USER", "PASSWORD"))
     assert run([sys.executable, "-c", program, user, password], env).returncode == 0
+
+
+ACCESS = {"sales_daily": DagAccess(view=["sales-analysts"], trigger=["sales-oncall"])}
+
+
+@pytest.fixture(scope="module")
+def dag_access(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("dag_access")
+    dags = home / "dags"
+    dags.mkdir()
+    runtime_files.write(home / "config", "ecs")
+    deployment = with_auth({"manager": "fab", "ldap": LDAP})
+    component = settings.cluster_component(deployment, "dag-processor", ACCESS)
+    env = api_server_environment(deployment, home) | {
+        k: v for k, v in component.environment.items() if k.startswith("FOUNDATION_")
+    }
+    env |= {
+        settings.LDAP_BIND_ENV: BIND_PASSWORD,
+        "FOUNDATION_ROLES_FILE": str(home / "roles.json"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {
+                    "name": "dags-folder",
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(dags), "refresh_interval": 0},
+                }
+            ]
+        ),
+    }
+    # the dag-processor container's command: migrations, its setup program, then its airflow
+    # commands before the dag-processor itself
+    for migrate in (["db", "migrate"], ["fab-db", "migrate"]):
+        assert run([sys.executable, "-m", "airflow", *migrate], env).returncode == 0
+    for program in component.setup:
+        done = run([sys.executable, str(home / "config" / program)], env)
+        assert done.returncode == 0, done.stderr
+    for before in component.before:
+        before = [str(home / "roles.json") if a == settings.ROLES_FILE else a for a in before]
+        done = run([sys.executable, "-m", "airflow", *before], env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = run([sys.executable, "-m", "tests.airflow_scenarios.web_auth", "access", str(dags)], env)
+    assert done.returncode == 0, done.stderr[-10000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_manifest_roles_are_created_before_the_dag_processor_starts(dag_access: dict) -> None:
+    assert {"sales-analysts", "sales-oncall"} <= set(dag_access["roles"])
+
+
+def test_each_role_reaches_exactly_the_dags_its_manifests_name(dag_access: dict) -> None:
+    allowed = dag_access["authorized"]
+    # view: read only, though the DAG file asked for edit
+    assert allowed["ann:sales_daily"] == {"read": True, "trigger": False, "delete": False}
+    # trigger: read and create runs
+    assert allowed["otto:sales_daily"] == {"read": True, "trigger": True, "delete": False}
+    for user in ("ann", "otto"):
+        assert allowed[f"{user}:finance_close"] == {
+            "read": False,
+            "trigger": False,
+            "delete": False,
+        }
+    # Airflow's own Viewer still reads every DAG
+    assert allowed["vic:finance_close"]["read"] and not allowed["vic:finance_close"]["trigger"]
+
+
+def fab_project(project) -> None:
+    config = project.root / "config" / "foundation.yaml"
+    ldap = "\n".join(
+        [
+            "  auth:",
+            "    manager: fab",
+            "    ldap:",
+            "      server: ldaps://ldap.example.com",
+            "      bind_user: cn=airflow,ou=services,dc=example,dc=com",
+            "      bind_password_secret: platform/ldap-bind",
+            "      search: ou=people,dc=example,dc=com",
+            "      roles_mapping: {'cn=sales,ou=groups,dc=example,dc=com': [sales-analysts]}",
+        ]
+    )
+    config.write_text(
+        config.read_text().replace(
+            "  allowed_cidrs: [10.0.0.0/8]\n", "  allowed_cidrs: [10.0.0.0/8]\n" + ldap + "\n"
+        )
+    )
+    manifest = project.root / "dag_permissions" / "sales_daily.yaml"
+    manifest.write_text(
+        manifest.read_text() + "access: {view: [sales-analysts], trigger: [sales-oncall]}\n"
+    )
+
+
+def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
+    import base64
+    import zlib
+
+    fab_project(project)
+    result = project.run("synth")
+    assert result.exit_code == 0, result.stderr
+    core = json.loads((project.root / "cdk.out" / "acme-airflow-core.template.json").read_text())
+    containers = {
+        t["Properties"]["Family"]: t["Properties"]["ContainerDefinitions"][0]
+        for t in core["Resources"].values()
+        if t["Type"] == "AWS::ECS::TaskDefinition"
+    }
+    env = {e["Name"]: e["Value"] for e in containers["acme-airflow-dag-processor"]["Environment"]}
+    access = json.loads(zlib.decompress(base64.b64decode(env[settings.DAG_ACCESS_ENV])))
+    assert access == {
+        "sales_daily": {
+            "sales-analysts": {"DAGs": ["can_read"]},
+            "sales-oncall": {
+                "DAGs": ["can_edit", "can_read"],
+                "DAG Runs": ["can_create", "can_read"],
+            },
+        }
+    }
+    assert json.loads(env[settings.DAG_ROLES_ENV]) == ["sales-analysts", "sales-oncall"]
+    command = containers["acme-airflow-dag-processor"]["Command"][-1]
+    assert command.index("airflow roles import") < command.index("exec airflow dag-processor")
+    api_secrets = {
+        s["Name"]: s["ValueFrom"] for s in containers["acme-airflow-api-server"]["Secrets"]
+    }
+    assert "platform/ldap-bind" in json.dumps(api_secrets[settings.LDAP_BIND_ENV])
+    assert (
+        "db migrate && exec airflow fab-db migrate"
+        in containers["acme-airflow-db-migrate"]["Command"][-1]
+    )
+
+
+def test_airflow_builtin_roles_are_refused_in_a_manifests_access(project) -> None:
+    fab_project(project)
+    manifest = project.root / "dag_permissions" / "housekeeping.yaml"
+    manifest.write_text(manifest.read_text() + "access: {view: [Viewer]}\n")
+    result = project.run("validate")
+    assert result.exit_code == 2
+    assert "housekeeping.yaml" in result.stderr and "access.view[0]" in result.stderr
+    assert "'Viewer' is one of Airflow's own roles" in result.stderr

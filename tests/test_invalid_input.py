@@ -34,6 +34,7 @@ MANIFEST_CASES = {
     "dag_id_mismatch": ":1: dag_id: dag_id 'not_bad' must match the file name ('bad')",
     "dag_id_bad_chars": ":1: dag_id: 'bad dag/../x' is not a valid dag_id",
     "missing_owner": ":1: owner: required field is missing",
+    "access_without_fab": ":3: access: DAG-level access needs web.auth manager: fab",
     "wildcard_action": ":5: permissions.statements[0].actions[0]: wildcard action 's3:Get*'",
     "star_action": ":5: permissions.statements[0].actions[0]: wildcard action '*'",
     "unknown_action": ":5: permissions.statements[0].actions[0]: 's3:GetObjekt' is not in the IAM "
@@ -113,6 +114,13 @@ CONFIG_CASES = {
     "one_az": ":5: network.availability_zones: List should have at least 2 items",
     "escalation_for_unknown_dag": ":10: iam.allow_escalation_for[0]: 'no_such_dag' has no manifest",
     "bad_executor": ":10: airflow.executor: Input should be 'ecs' or 'celery'",
+    "simple_users_without_secret": ":9: web.auth: more than one user needs passwords_secret",
+    "ldap_in_the_clear": ":11: web.auth.ldap: ldap:// without use_tls: true would send the bind "
+    "password and every user's password in the clear",
+    "unknown_auth_manager": ":9: web.auth: Input tag 'kerberos' found using 'manager' does not "
+    "match any of the expected tags: 'simple', 'fab'",
+    "unknown_simple_role": ":11: web.auth.users.alice: Input should be 'viewer', 'user', 'op' or "
+    "'admin'",
     "worker_defaults_bad_pair": ":9: worker_defaults: memory 1024 MiB does not fit cpu 1024",
     "aws_tag_key": ":10: tags.aws:owner: 'aws:owner' is not a tag key",
     "endpoints_without_prefix_list": ":4: network: private_endpoints: true needs s3_prefix_list_id",

@@ -21,6 +21,7 @@ CELERY_CONFIG = "airflow_foundation_celery_config.py"
 PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
 DEFERRAL_PLUGIN = "plugins/foundation_deferral.py"
 WEB_SETUP = "foundation_web.py"
+ROLES_SETUP = "foundation_roles.py"
 WEBSERVER_CONFIG = "webserver_config.py"
 _CLUSTER = (
     "airflow_local_settings.py",
@@ -28,6 +29,7 @@ _CLUSTER = (
     NAMES,
     DEFERRAL_PLUGIN,
     WEB_SETUP,
+    ROLES_SETUP,
     WEBSERVER_CONFIG,
 )
 # What each kind of container unpacks: the cluster's components, by executor, and a DAG's

@@ -7,13 +7,16 @@ derived inside the container through Airflow's `_CMD` options from secrets ECS i
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
+import zlib
 from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
 from foundation.config import Deployment, FabAuth
 from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT, dag_secrets_prefix
+from foundation.manifest import DagAccess
 from foundation.naming import DagNames, celery_results_table, identity_parameter
 
 AIRFLOW_PORT = 8080
@@ -63,6 +66,7 @@ class ComponentSettings:
     environment: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     setup: list[str] = field(default_factory=list)  # runtime programs run before Airflow
+    before: list[list[str]] = field(default_factory=list)  # airflow commands before its own
     then: list[list[str]] = field(default_factory=list)  # airflow commands after its own
 
 
@@ -74,9 +78,42 @@ WEB_PASSWORDS_ENV = "FOUNDATION_WEB_PASSWORDS"
 PASSWORDS_FILE = "/opt/airflow/simple_auth_manager_passwords.json"
 LDAP_ENV = "FOUNDATION_LDAP"
 LDAP_BIND_ENV = "FOUNDATION_LDAP_BIND_PASSWORD"
+DAG_ACCESS_ENV = "FOUNDATION_DAG_ACCESS"  # zlib+base64 JSON {dag_id: access_control}
+DAG_ROLES_ENV = "FOUNDATION_DAG_ROLES"  # JSON list of the roles manifests name
+ROLES_FILE = "/opt/airflow/foundation_roles.json"
+
+# What each manifest access level gives its roles on that DAG (FAB's per-DAG resources). FAB
+# lets a user create a run only with edit on the DAG, so trigger includes can_edit.
+ACCESS_LEVELS = {
+    "view": {"DAGs": ["can_read"]},
+    "trigger": {"DAGs": ["can_read", "can_edit"], "DAG Runs": ["can_read", "can_create"]},
+    "edit": {
+        "DAGs": ["can_read", "can_edit", "can_delete"],
+        "DAG Runs": ["can_read", "can_create"],
+    },
+}
 
 
-def _auth(deployment: Deployment, component: str) -> ComponentSettings:
+def access_control(access: DagAccess | None) -> dict[str, dict[str, list[str]]]:
+    """A manifest's access as the DAG's `access_control`: role -> resource -> actions."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for level, resources in ACCESS_LEVELS.items():
+        for role in getattr(access, level) if access else []:
+            for resource, actions in resources.items():
+                out.setdefault(role, {}).setdefault(resource, set()).update(actions)
+    return {
+        role: {resource: sorted(actions) for resource, actions in sorted(granted.items())}
+        for role, granted in sorted(out.items())
+    }
+
+
+def packed(value: object) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(value, sort_keys=True).encode(), 9)).decode()
+
+
+def _auth(
+    deployment: Deployment, component: str, dag_access: dict[str, DagAccess]
+) -> ComponentSettings:
     """The auth manager every component names (the dag-processor syncs FAB's DAG permissions),
     and the api-server's logins: simple auth's users with their passwords file written from
     Secrets Manager before start, or FAB's LDAP settings with the bind password."""
@@ -87,6 +124,8 @@ def _auth(deployment: Deployment, component: str) -> ComponentSettings:
     )
     if component == "db-migrate" and fab:
         settings.then.append(["fab-db", "migrate"])
+    if component == "dag-processor" and fab:
+        settings.environment |= _dag_access(dag_access, settings)
     if component != "api-server":
         return settings
     if isinstance(auth, FabAuth):
@@ -186,8 +225,29 @@ def _executor(deployment: Deployment) -> dict[str, str]:
     return {"AIRFLOW__CORE__EXECUTOR": ECS_EXECUTOR}
 
 
-def cluster_component(deployment: Deployment, component: str) -> ComponentSettings:
-    """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task."""
+def _dag_access(dag_access: dict[str, DagAccess], settings: ComponentSettings) -> dict[str, str]:
+    """The dag-processor applies each DAG's access (its dag_policy sets access_control, which
+    FAB syncs after each parse) and first creates the roles it names, with the permissions a
+    DAG-scoped role needs besides its DAGs' (`airflow roles import` skips existing roles)."""
+    roles = sorted({role for access in dag_access.values() for role in access.roles()})
+    environment = {
+        DAG_ACCESS_ENV: packed(
+            {dag_id: access_control(access) for dag_id, access in sorted(dag_access.items())}
+        )
+    }
+    if roles:
+        # sync-perm first: FAB's resources exist before roles are given permissions on them
+        settings.setup.append(runtime_files.ROLES_SETUP)
+        settings.before += [["sync-perm"], ["roles", "import", ROLES_FILE]]
+        environment |= {DAG_ROLES_ENV: json.dumps(roles), "FOUNDATION_ROLES_FILE": ROLES_FILE}
+    return environment
+
+
+def cluster_component(
+    deployment: Deployment, component: str, dag_access: dict[str, DagAccess] | None = None
+) -> ComponentSettings:
+    """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task.
+    `dag_access`: every manifest's access, by dag_id (FAB only)."""
     settings = _with_database(ComponentSettings(_common(deployment), _bundle_secrets(deployment)))
     settings.environment |= {
         "FOUNDATION_PROJECT": deployment.name,
@@ -210,10 +270,11 @@ def cluster_component(deployment: Deployment, component: str) -> ComponentSettin
         # the Execution API's guard on deferral (foundation_deferral.py)
         settings.environment["AIRFLOW__CORE__PLUGINS_FOLDER"] = runtime_files.PLUGINS_DIR
     settings.environment |= _executor(deployment)
-    auth = _auth(deployment, component)
+    auth = _auth(deployment, component, dag_access or {})
     settings.environment |= auth.environment
     settings.secrets |= auth.secrets
     settings.setup += auth.setup
+    settings.before += auth.before
     settings.then += auth.then
     if component == "scheduler":
         settings.environment |= {

@@ -98,7 +98,7 @@ class AirflowService(Construct):
             container_name=spec.name,
             image=image,
             command=runtime_files.container_command(
-                [spec.command, *settings.then],
+                [*settings.before, spec.command, *settings.then],
                 wait_for_migrations=spec.desired_count > 0,
                 setup=tuple(settings.setup),
             ),

@@ -70,7 +70,86 @@ def fab() -> dict:
     }
 
 
+ACCESS_DAGS = {
+    # the manifest gives sales-analysts view and sales-oncall trigger; the file asks for more
+    "sales_daily.py": """
+from datetime import datetime
+from airflow.sdk import DAG, task
+with DAG("sales_daily", schedule=None, start_date=datetime(2024, 1, 1),
+         access_control={"sales-analysts": {"DAGs": {"can_edit", "can_read"}}}):
+    @task
+    def extract():
+        return 1
+    extract()
+""",
+    "finance_close.py": """
+from datetime import datetime
+from airflow.sdk import DAG, task
+with DAG("finance_close", schedule=None, start_date=datetime(2024, 1, 1)):
+    @task
+    def close():
+        return 1
+    close()
+""",
+}
+USERS = {"ann": ["sales-analysts"], "otto": ["sales-oncall"], "vic": ["Viewer"]}
+
+
+def access(dags_folder: str) -> dict:
+    """The dag-processor's own path (parse with the cluster policies, serialize, FAB's sync of
+    each DAG's access_control), then FAB's answers for users in each role."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
+    from airflow.providers.fab.auth_manager.fab_auth_manager import FabAuthManager
+    from airflow.providers.fab.www.app import create_app
+
+    from tests.airflow_scenarios.enforcement import reserialize
+
+    for name, text in ACCESS_DAGS.items():
+        (Path(dags_folder) / name).write_text(text)
+    reserialize("dags-folder")
+    app = create_app(enable_plugins=False)
+    manager = FabAuthManager()
+    out = {}
+    with app.app_context():
+        security = app.appbuilder.sm
+        for username, roles in USERS.items():
+            security.add_user(
+                username,
+                username,
+                "test",
+                f"{username}@example.com",
+                [security.find_role(r) for r in roles],
+                password="x" * 12,
+            )
+        for username in USERS:
+            user = security.find_user(username=username)
+            for dag_id in ("sales_daily", "finance_close"):
+                details = DagDetails(id=dag_id)
+                out[f"{username}:{dag_id}"] = {
+                    "read": manager.is_authorized_dag(method="GET", user=user, details=details),
+                    "trigger": manager.is_authorized_dag(
+                        method="POST",
+                        user=user,
+                        details=details,
+                        access_entity=DagAccessEntity.RUN,
+                    ),
+                    "delete": manager.is_authorized_dag(
+                        method="DELETE", user=user, details=details
+                    ),
+                }
+        role_names = sorted(r.name for r in security.get_all_roles())
+    return {"authorized": out, "roles": role_names}
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
-    result = simple(json.loads(Path(sys.argv[2]).read_text())) if mode == "simple" else fab()
+    if mode == "simple":
+        result = simple(json.loads(Path(sys.argv[2]).read_text()))
+    elif mode == "access":
+        result = access(sys.argv[2])
+    else:
+        result = fab()
     print(json.dumps(result, default=str))

@@ -4,6 +4,9 @@
   clear) pins the DAG's own identity, so the UI and API show what the executor will really use:
   its task definition and role in executor_config (ECS), or its queue (Celery). The executor
   enforces it; this only makes it visible.
+- dag_policy (dag-processor, with the FAB auth manager) sets each DAG's access_control from its
+  manifest's access; the dag-processor's FAB sync then grants exactly that. It runs beside the
+  author's code, like task_policy: the manifest decides what review sees, not a control.
 - task_policy (dag-processor, at parse time) tells DAG authors that executor_config (ECS) or
   queue (Celery) does not choose an identity, and that an AWS operator's deferral will be
   refused (its trigger would run as the triggerer; see foundation_deferral.py). It runs beside
@@ -12,16 +15,21 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import logging
 import os
+import zlib
 
 from foundation_names import DagNames
 
-__all__ = ["task_instance_mutation_hook", "task_policy"]  # Airflow copies these, only these
+__all__ = ["dag_policy", "task_instance_mutation_hook", "task_policy"]  # Airflow copies these
 
 PROJECT_ENV = "FOUNDATION_PROJECT"
 ROLE_PREFIX_ENV = "FOUNDATION_ROLE_PREFIX"
 EXECUTOR_ENV = "FOUNDATION_EXECUTOR"  # ecs or celery
+DAG_ACCESS_ENV = "FOUNDATION_DAG_ACCESS"  # FAB only: zlib+base64 JSON {dag_id: access_control}
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +40,24 @@ def dag_names(dag_id: str) -> DagNames:
 def pinned_identity(dag_id: str) -> dict[str, str]:
     names = dag_names(dag_id)
     return {"task_definition": names.task_family, "task_role": names.role}
+
+
+@functools.cache
+def dag_access() -> dict[str, dict]:
+    packed = os.environ[DAG_ACCESS_ENV]
+    return json.loads(zlib.decompress(base64.b64decode(packed)))
+
+
+def dag_policy(dag) -> None:
+    """FAB: a DAG's access_control is its manifest's access, whatever the file set (FAB then
+    revokes every other role's per-DAG permissions at each parse)."""
+    if DAG_ACCESS_ENV not in os.environ:
+        return
+    granted = dag_access().get(dag.dag_id, {})
+    dag.access_control = {
+        role: {resource: set(actions) for resource, actions in resources.items()}
+        for role, resources in granted.items()
+    }
 
 
 def task_instance_mutation_hook(task_instance) -> None:
