@@ -80,9 +80,23 @@ def simple_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
             "passwords_secret": "acme/airflow-web",
         }
     )
-    env = api_server_environment(deployment, home)
+    env = api_server_environment(deployment, home) | bundle_environment(home / "dags")
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(home / "passwords.json")
     return home, env
+
+
+def bundle_environment(dags: Path) -> dict[str, str]:
+    dags.mkdir(exist_ok=True)
+    bundle = {
+        "name": "dags-folder",
+        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        "kwargs": {"path": str(dags), "refresh_interval": 0},
+    }
+    return {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+    }
 
 
 def setup_step(home: Path, env: dict[str, str], secret: dict) -> subprocess.CompletedProcess:
@@ -118,7 +132,7 @@ def simple_logins(simple_home) -> dict:
     ]
     (home / "logins.json").write_text(json.dumps(logins))
     scenario = [sys.executable, "-m", "tests.airflow_scenarios.web_auth", "simple"]
-    done = run([*scenario, str(home / "logins.json")], env)
+    done = run([*scenario, str(home / "logins.json"), str(home / "dags")], env)
     assert done.returncode == 0, done.stderr[-10000:]
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"output": done.stdout + done.stderr}
 
@@ -236,27 +250,15 @@ ACCESS = {"sales_daily": DagAccess(view=["sales-analysts"], trigger=["sales-onca
 def dag_access(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("dag_access")
     dags = home / "dags"
-    dags.mkdir()
     runtime_files.write(home / "config", "ecs")
     deployment = with_auth({"manager": "fab", "ldap": LDAP})
     component = settings.cluster_component(deployment, "dag-processor", ACCESS)
     env = api_server_environment(deployment, home) | {
         k: v for k, v in component.environment.items() if k.startswith("FOUNDATION_")
     }
-    env |= {
+    env |= bundle_environment(dags) | {
         settings.LDAP_BIND_ENV: BIND_PASSWORD,
         "FOUNDATION_ROLES_FILE": str(home / "roles.json"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
-            [
-                {
-                    "name": "dags-folder",
-                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                    "kwargs": {"path": str(dags), "refresh_interval": 0},
-                }
-            ]
-        ),
     }
     # the dag-processor container's command: migrations, its setup program, then its airflow
     # commands before the dag-processor itself

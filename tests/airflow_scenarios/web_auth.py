@@ -18,21 +18,36 @@ import sys
 from pathlib import Path
 
 
-def simple(logins: list[dict]) -> dict:
+def simple(logins: list[dict], dags_folder: str) -> dict:
+    """Each login, then what another scheduler does with its token: list DAGs, trigger a run,
+    read the run back."""
     from airflow.api_fastapi.app import create_app
     from airflow.utils import db
     from fastapi.testclient import TestClient
 
+    from tests.airflow_scenarios.enforcement import reserialize
+
     db.initdb()
+    (Path(dags_folder) / "sales_daily.py").write_text(ACCESS_DAGS["sales_daily.py"])
+    reserialize("dags-folder")
     api = TestClient(create_app(apps="core"))
     out = []
     for login in logins:
         response = api.post("/auth/token", json=login)
         result = {"username": login["username"], "status": response.status_code}
         if response.status_code == 201:
-            token = response.json()["access_token"]
-            dags = api.get("/api/v2/dags", headers={"Authorization": f"Bearer {token}"})
-            result["dags_status"] = dags.status_code
+            headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+            result["dags_status"] = api.get("/api/v2/dags", headers=headers).status_code
+            run = api.post(
+                "/api/v2/dags/sales_daily/dagRuns",
+                headers=headers,
+                json={"logical_date": None},
+            )
+            result["trigger_status"] = run.status_code
+            if run.status_code == 200:
+                run_id = run.json()["dag_run_id"]
+                read = api.get(f"/api/v2/dags/sales_daily/dagRuns/{run_id}", headers=headers)
+                result["run_state"] = read.json()["state"]
         out.append(result)
     return {"logins": out}
 
@@ -147,7 +162,7 @@ def access(dags_folder: str) -> dict:
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "simple":
-        result = simple(json.loads(Path(sys.argv[2]).read_text()))
+        result = simple(json.loads(Path(sys.argv[2]).read_text()), sys.argv[3])
     elif mode == "access":
         result = access(sys.argv[2])
     else:
