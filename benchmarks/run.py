@@ -1,6 +1,6 @@
 """Speed and memory of validate and synth, on the shipped example and on generated projects.
 
-    .venv/bin/python benchmarks/run.py [--dags 100 1000]
+    .venv/bin/python benchmarks/run.py [--dags 100 1000] [--executors ecs celery]
 
 Each measurement runs in a fresh process (so imports and Node start-up count, as they do for a
 user) and reports wall time and peak resident memory of that process and its children.
@@ -21,14 +21,31 @@ ROOT = Path(__file__).resolve().parents[1]
 FOUNDATION = Path(sys.executable).with_name("foundation")
 
 
-def generated_project(folder: Path, count: int) -> Path:
+CELERY_IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow-celery:3.3.2"
+
+
+def with_executor(folder: Path, executor: str, role_quota: int = 1000) -> None:
+    """The example's config, in this executor mode (Celery with an image that has pycurl)."""
     shutil.copytree(ROOT / "config", folder / "config")
-    # 1,000 DAGs need 1,006 roles: past IAM's default quota, which synth rightly refuses
-    (folder / "config" / "foundation.yaml").write_text(
-        (ROOT / "config" / "foundation.yaml")
-        .read_text()
-        .replace("allow_escalation_for: []", "allow_escalation_for: []\n  role_quota: 2000")
+    text = (ROOT / "config" / "foundation.yaml").read_text()
+    text = text.replace(
+        "allow_escalation_for: []", f"allow_escalation_for: []\n  role_quota: {role_quota}"
     )
+    if executor == "celery":
+        text = text.replace("executor: ecs", "executor: celery")
+        text = text.replace("image: apache/airflow:3.3.2", f"image: {CELERY_IMAGE}")
+    (folder / "config" / "foundation.yaml").write_text(text)
+
+
+def example_project(folder: Path, executor: str) -> Path:
+    with_executor(folder, executor)
+    shutil.copytree(ROOT / "dag_permissions", folder / "dag_permissions")
+    return folder
+
+
+def generated_project(folder: Path, count: int, executor: str) -> Path:
+    # 1,000 DAGs need 1,006 roles: past IAM's default quota, which synth rightly refuses
+    with_executor(folder, executor, role_quota=2000)
     (folder / "dag_permissions").mkdir()
     for i in range(count):
         dag_id = f"team{i % 37}_pipeline_{i}"
@@ -100,13 +117,26 @@ def hostile_corpus(tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dags", type=int, nargs="*", default=[100, 1000])
-    counts = parser.parse_args().dags
+    parser.add_argument("--executors", nargs="*", default=["ecs", "celery"])
+    options = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, project in [("example (7 DAGs)", ROOT)] + [
-            (f"{n} DAGs", generated_project(Path(tmp) / f"p{n}", n)) for n in counts
-        ]:
-            out = Path(tmp) / f"out-{label.split()[0]}"
+        projects = [
+            (
+                f"{executor}: example (7 DAGs)",
+                example_project(Path(tmp) / f"x-{executor}", executor),
+            )
+            for executor in options.executors
+        ] + [
+            (
+                f"{executor}: {n} DAGs",
+                generated_project(Path(tmp) / f"p{n}-{executor}", n, executor),
+            )
+            for executor in options.executors
+            for n in options.dags
+        ]
+        for index, (label, project) in enumerate(projects):
+            out = Path(tmp) / f"out-{index}"
             validate = measure([str(FOUNDATION), "validate", "--project", str(project)])
             synth = measure(
                 [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
