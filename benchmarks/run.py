@@ -32,6 +32,8 @@ def with_executor(folder: Path, executor: str, role_quota: int = 1000) -> None:
         "allow_escalation_for: []", f"allow_escalation_for: []\n  role_quota: {role_quota}"
     )
     if executor == "celery":
+        # 13 resources per DAG: 32 stacks of ~31 DAGs would pass CloudFormation's 500
+        text += "worker_stacks: 48\n" if role_quota > 1000 else ""
         text = text.replace("executor: ecs", "executor: celery")
         text = text.replace("image: apache/airflow:3.3.2", f"image: {CELERY_IMAGE}")
     (folder / "config" / "foundation.yaml").write_text(text)

@@ -31,6 +31,7 @@ from foundation.iam.policy import (
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
 from foundation.manifest import DagManifest
+from foundation.naming import worker_shard
 from foundation.validation import parse
 from foundation.yamlio import Document, FieldPath, format_path, load_mapping
 
@@ -79,7 +80,46 @@ def load_project(root: Path, env: str | None = None) -> Project:
         if dag.policy.does_not_fit:
             project.findings.append(Problem(dag.file, 0, "permissions", dag.policy.does_not_fit))
     project.findings += _unreachable_services(project)
+    project.findings += _crowded_worker_stacks(project)
     return project
+
+
+STACK_RESOURCE_LIMIT = 500
+# A DAG's resources besides its managed policies: role, security group, task definition and
+# identity parameter; in Celery mode also its queue and queue policy, service, scalable target,
+# two scaling policies and two alarms.
+DAG_RESOURCES = {"ecs": 4, "celery": 12}
+
+
+def _stack_loads(project: Project, shards: int) -> dict[int, int]:
+    per_dag = DAG_RESOURCES[project.deployment.airflow.executor]
+    loads: dict[int, int] = defaultdict(int)
+    for dag in project.dags:
+        loads[worker_shard(dag.dag_id, shards)] += per_dag + len(dag.policy.policies)
+    return loads
+
+
+def _crowded_worker_stacks(project: Project) -> list[Problem]:
+    """CloudFormation takes 500 resources per stack: say so before CDK refuses the app."""
+    shards = project.deployment.worker_stacks
+    loads = _stack_loads(project, shards)
+    if not loads or max(loads.values()) <= STACK_RESOURCE_LIMIT:
+        return []
+    needed = next(
+        (
+            n
+            for n in range(shards + 1, 201)
+            if max(_stack_loads(project, n).values()) <= STACK_RESOURCE_LIMIT
+        ),
+        None,
+    )
+    fix = f"raise it to {needed}" if needed else "no count up to 200 is enough: split the project"
+    message = (
+        f"a worker stack would hold {max(loads.values())} resources (CloudFormation's limit is "
+        f"{STACK_RESOURCE_LIMIT}) with {len(project.dags)} DAGs in {shards} stack(s): {fix} "
+        "(changing worker_stacks moves DAGs between stacks: choose it before the first deploy)"
+    )
+    return [project.config.problem(("worker_stacks",), message)]
 
 
 def _load_config(root: Path, env: str | None) -> tuple[Deployment, Document]:

@@ -154,7 +154,8 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
             size.min_count,
             size.max_count,
         )
-        assert service["Properties"]["DesiredCount"] == size.min_count
+        # the scalable target owns the count: a deploy must not reset it
+        assert "DesiredCount" not in service["Properties"]
     alarms = [a for _, a in of_type(templates, "AWS::CloudWatch::Alarm").values()]
     for alarm in alarms:
         [expression] = [m for m in alarm["Properties"]["Metrics"] if "Expression" in m]
@@ -176,9 +177,61 @@ def test_idle_is_min_count_and_a_full_backlog_is_max_count() -> None:
 
     steps = backlog_steps(WorkerSize(min_count=0, max_count=4, concurrency=2))
     bounds = [(s.lower, s.upper, s.change) for s in steps]
-    assert bounds == [(None, 1, 0), (1, 3, 1), (3, 5, 2), (5, None, 4)]
+    assert bounds == [(None, 0.5, 0), (0.5, 2.5, 1), (2.5, 4.5, 2), (4.5, None, 4)]
     single = backlog_steps(WorkerSize(min_count=1, max_count=1, concurrency=8))
-    assert [(s.lower, s.upper, s.change) for s in single] == [(None, 1, 1), (1, None, 1)]
+    assert [(s.lower, s.upper, s.change) for s in single] == [(None, 0.5, 1), (0.5, None, 1)]
+
+
+def capacity(template: dict, target_id: str, backlog: int) -> list[int]:
+    """What Application Auto Scaling sets for this backlog: every alarm of the target that is in
+    ALARM, with its step chosen as AWS documents (above the threshold a step's lower bound is
+    inclusive, below it its upper bound is)."""
+    resources = template["Resources"]
+    out = []
+    for alarm in resources.values():
+        if alarm["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        [policy_ref] = alarm["Properties"]["AlarmActions"]
+        policy = resources[policy_ref["Ref"]]["Properties"]
+        if policy["ScalingTargetId"] != {"Ref": target_id}:
+            continue
+        threshold, above = (
+            alarm["Properties"]["Threshold"],
+            alarm["Properties"]["ComparisonOperator"].startswith("Greater"),
+        )
+        if (backlog >= threshold) if above else (backlog <= threshold):
+            delta = backlog - threshold
+            for step in policy["StepScalingPolicyConfiguration"]["StepAdjustments"]:
+                low = step.get("MetricIntervalLowerBound", float("-inf"))
+                high = step.get("MetricIntervalUpperBound", float("inf"))
+                if (low <= delta < high) if above else (low < delta <= high):
+                    out.append(step["ScalingAdjustment"])
+    return out
+
+
+def test_each_backlog_sets_exactly_one_worker_count(built) -> None:
+    project, templates = built
+    for dag in project.dags:
+        size = dag.manifest.worker or project.deployment.worker_defaults
+        stack, _, _ = worker_of(templates, project.deployment.dag_names(dag.dag_id).queue)
+        template = templates[stack]
+        [target_id] = [
+            lid
+            for lid, r in template["Resources"].items()
+            if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+            and dag.dag_id in json.dumps(r["Properties"]["Tags"])
+        ]
+        counts = []
+        for backlog in range(0, 4 * size.max_count * size.concurrency):
+            [count] = capacity(template, target_id, backlog)  # one alarm, one step: no flapping
+            counts.append(count)
+        assert counts[0] == size.min_count, dag.dag_id
+        assert counts[1] >= 1, f"{dag.dag_id}: a lone task gets a worker"
+        assert counts == sorted(counts) and counts[-1] == size.max_count
+        for backlog, count in enumerate(counts[1:], start=1):
+            # enough workers for the backlog, up to max_count
+            wanted = min(backlog, size.max_count * size.concurrency)
+            assert count * size.concurrency >= wanted, (dag.dag_id, backlog, count)
 
 
 def roles(templates: dict, deployment) -> dict[str, list[dict]]:
@@ -340,3 +393,17 @@ def test_validate_says_what_a_celery_image_must_contain(tmp_path) -> None:
     text = " ".join(result.stdout.split())
     assert f"the image {IMAGE} must contain pycurl" in text
     assert "apache-airflow-providers-celery >= 3.26 and celery < 5.7" in text
+
+
+def test_too_many_dags_for_the_worker_stacks_is_named_before_cdk_refuses(tmp_path) -> None:
+    project = celery_project(tmp_path)
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(config.read_text() + "worker_stacks: 1\n")
+    for i in range(60):
+        project.manifest(f"bulk_{i}", f"dag_id: bulk_{i}\nowner: x\n")
+    result = project.run("validate")
+    assert result.exit_code == 1
+    assert "worker_stacks: a worker stack would hold" in result.stderr
+    assert (
+        "(CloudFormation's limit is 500) with 67 DAGs in 1 stack(s): raise it to 2" in result.stderr
+    )

@@ -193,7 +193,7 @@ class DagWorker(Construct):
             service_name=names.queue,
             cluster=celery.cluster,
             task_definition=self.task_definition,
-            desired_count=size.min_count,
+            # no DesiredCount: CloudFormation would reset the scaled count on every update
             security_groups=[celery.workers_security_group, self.security_group],
             vpc_subnets=celery.subnets,
             assign_public_ip=False,
@@ -236,15 +236,17 @@ def backlog(queue: sqs.IQueue) -> cloudwatch.IMetric:
 
 def backlog_steps(size: WorkerSize) -> list[appscaling.ScalingInterval]:
     """Exact worker counts by backlog: min_count when idle, then enough workers for the backlog
-    at `concurrency` tasks each, doubling per step, up to max_count."""
+    at `concurrency` tasks each, doubling per step, up to max_count. Bounds sit between whole
+    numbers: AWS counts a bound in on one side of an alarm's threshold and out on the other,
+    and a backlog is always whole, so no backlog falls on a bound."""
 
     def clamp(workers: int) -> int:
         return min(max(workers, size.min_count), size.max_count)
 
-    steps = [appscaling.ScalingInterval(upper=1, change=size.min_count)]
-    lower, workers = 1, 1
+    steps = [appscaling.ScalingInterval(upper=0.5, change=size.min_count)]
+    lower, workers = 0.5, 1
     while workers < size.max_count:
-        upper = workers * size.concurrency + 1
+        upper = workers * size.concurrency + 0.5
         steps.append(appscaling.ScalingInterval(lower=lower, upper=upper, change=clamp(workers)))
         lower, workers = upper, workers * 2
     steps.append(appscaling.ScalingInterval(lower=lower, change=size.max_count))
