@@ -56,14 +56,18 @@ CertificateArn = Annotated[
 BoundaryArn = Annotated[
     str,
     _matching(
-        r"arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]{1,128}",
-        "an IAM managed policy ARN (arn:<partition>:iam::<account>:policy/<path/><name>)",
+        r"(?=.{1,168}$)arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]{1,128}",
+        "an IAM managed policy ARN of at most 168 characters "
+        "(arn:<partition>:iam::<account>:policy/<path/><name>)",
     ),
 ]
+# Lengths capped at what the bootstrap's service-role policies are sized for (WORST_CASE in
+# foundation/iam/deployer.py): 62 characters of path, a 168-character boundary ARN.
 RolePath = Annotated[
     str,
     _matching(
-        r"/([A-Za-z0-9+=,.@_-]+/){0,8}", "an IAM path: '/' or '/a/b/' (letters, digits, +=,.@_-)"
+        r"(?=.{1,62}$)/([A-Za-z0-9+=,.@_-]+/){0,8}",
+        "an IAM path of at most 62 characters: '/' or '/a/b/' (letters, digits, +=,.@_-)",
     ),
 ]
 RoleNamePrefix = Annotated[

@@ -162,9 +162,11 @@ def admin_keys(admin: Credentials) -> dict[str, str]:
     }
 
 
-def publish(moto_aws: MotoAws, env: dict[str, str], queue: str, url: str) -> None:
+def publish(
+    moto_aws: MotoAws, env: dict[str, str], queue: str, url: str, check: bool = True
+) -> subprocess.CompletedProcess:
     """What the scheduler's executor does, through the same Celery settings: one workload onto
-    the DAG's queue (in a process of its own, with the admin's keys)."""
+    the DAG's queue (in a process of its own, with the keys in `env`)."""
     program = (
         "import json,sys;"
         "from airflow.providers.celery.executors.celery_executor_utils import create_celery_app;"
@@ -174,4 +176,49 @@ def publish(moto_aws: MotoAws, env: dict[str, str], queue: str, url: str) -> Non
         "app=create_celery_app(conf);"
         "app.tasks['execute_workload'].apply_async(args=('{}',),queue=sys.argv[1])"
     )
-    subprocess.run([sys.executable, "-c", program, queue, url], env=env, check=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", program, queue, url],
+        env=env,
+        check=check,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_scheduler_publishes_to_dag_queues_under_its_own_grants(
+    moto_aws: MotoAws, project: ProjectDir, tmp_path: Path
+) -> None:
+    from foundation.iam import cluster
+    from foundation.iam.policy import ArnContext
+
+    deployment = celery_deployment(project).deployment
+    names = deployment.dag_names(DAG_ID)
+    sqs = moto_aws.client("sqs")
+    own_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
+    sqs.purge_queue(QueueUrl=own_url)
+    stray_url = sqs.create_queue(QueueName="not-a-dag-queue")["QueueUrl"]
+    grant = cluster.dispatch_celery(deployment.name)
+    rendered = cluster.statements(grant, ArnContext.of(deployment))
+    statements = [s.document() for s in rendered]
+    creds = moto_aws.user_with("scheduler", [as_moto_enforces(statements)])
+    home = tmp_path / "airflow"
+    environment = settings.cluster_component(deployment, "scheduler").environment
+    unpack(environment.pop(runtime_files.RUNTIME_ENV), home / "config")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env |= {
+        k: v
+        for k, v in environment.items()
+        if not k.startswith("AIRFLOW__LOGGING__") and not k.endswith("_CMD")
+    }
+    env |= moto_aws.environment | {
+        "AIRFLOW_HOME": str(home),
+        "PYTHONPATH": str(home / "config"),
+        "AWS_ACCESS_KEY_ID": creds.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+    }
+    publish(moto_aws, env, names.queue, own_url)
+    attributes = sqs.get_queue_attributes(QueueUrl=own_url, AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    refused = publish(moto_aws, env, "not-a-dag-queue", stray_url, check=False)
+    assert refused.returncode != 0 and "not authorized" in refused.stderr, refused.stderr[-3000:]

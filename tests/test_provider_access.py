@@ -91,6 +91,7 @@ MOTO_CHECKS_STAR = frozenset(
         "redshift",
         "redshift-data",
         "secretsmanager",
+        "ssm",
         "sns",
     }
 )
