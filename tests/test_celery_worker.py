@@ -222,3 +222,35 @@ def test_the_scheduler_publishes_to_dag_queues_under_its_own_grants(
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"
     refused = publish(moto_aws, env, "not-a-dag-queue", stray_url, check=False)
     assert refused.returncode != 0 and "not authorized" in refused.stderr, refused.stderr[-3000:]
+
+
+def test_protection_is_renewed_per_task_and_released_by_the_last_live_one(
+    agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    path = Path(runtime_files.__file__).parent / "runtime" / runtime_files.CELERY_CONFIG
+    spec = importlib.util.spec_from_file_location("celery_config_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    busy = tmp_path / "running"
+    monkeypatch.setenv("ECS_AGENT_URI", agent)
+    monkeypatch.setenv("FOUNDATION_BUSY_FILE", str(busy))
+
+    def sent() -> list[bool]:
+        return [c["body"]["ProtectionEnabled"] for c in Agent.calls]
+
+    module.count_running(+1)
+    module.count_running(+1)  # a second task in this child renews the protection
+    assert sent() == [True, True]
+    # another live child is busy: this child's last task out keeps protection on
+    counts = json.loads(busy.read_text())
+    busy.write_text(json.dumps(counts | {str(os.getppid()): 1}))
+    module.count_running(-1)
+    module.count_running(-1)
+    assert sent() == [True, True]
+    # that child died mid-task (its pid is gone): the next task out releases protection
+    busy.write_text(json.dumps({"999999999": 1, str(os.getpid()): 1}))
+    module.count_running(-1)
+    assert sent() == [True, True, False]
+    assert json.loads(busy.read_text()) == {}

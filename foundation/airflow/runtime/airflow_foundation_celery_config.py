@@ -7,9 +7,9 @@ and to every DAG's Celery worker service.
   A worker's environment names its own DAG's queue and nothing else; the scheduler's executor
   adds each DAG's queue as it resolves that DAG's published identity.
 - Scale-in protection: while a worker task runs an Airflow task, ECS may not stop it for a
-  scale-in or a deployment (the ECS agent's task-protection endpoint). Prefork children share a
-  count of running tasks in a file, so the first task in switches protection on and the last
-  one out switches it off.
+  scale-in or a deployment (the ECS agent's task-protection endpoint). Every task start sets
+  protection (renewing it); prefork children share their counts of running tasks in a file, so
+  the last task out of the last live child releases it.
 """
 
 from __future__ import annotations
@@ -55,21 +55,45 @@ def set_protection(enabled: bool) -> None:
         log.warning("could not set ECS task scale-in protection to %s: %s", enabled, err)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def count_running(delta: int) -> None:
-    """Change the worker's count of running tasks; protect on 0 -> 1, release on 1 -> 0. The
-    lock is held across the call, so two children never send their changes out of order."""
+    """Change this pool child's count of running tasks. Each start sets protection again (which
+    also renews its 48 hours); when no live child runs a task, protection is released. Counts of
+    children that died mid-task are dropped. The lock is held across the call to the agent, so
+    two children never send their changes out of order."""
     path = os.environ.get(BUSY_FILE_ENV, "/tmp/foundation-running-tasks")
     with open(path, "a+") as counter:
         fcntl.flock(counter, fcntl.LOCK_EX)
         counter.seek(0)
-        before = int(counter.read() or 0)
-        after = max(0, before + delta)
+        text = counter.read()
+        running = {int(pid): n for pid, n in json.loads(text).items()} if text else {}
+        running[os.getpid()] = max(0, running.get(os.getpid(), 0) + delta)
+        running = {pid: n for pid, n in running.items() if n and _alive(pid)}
         counter.seek(0)
         counter.truncate()
-        counter.write(str(after))
+        json.dump(running, counter)
         counter.flush()
-        if (before == 0) != (after == 0):
-            set_protection(after > 0)
+        if delta > 0:
+            set_protection(True)
+        elif not running:
+            set_protection(False)
+
+
+@signals.worker_ready.connect
+def _worker_started(**_: object) -> None:
+    """A new worker runs nothing yet: forget counts a previous worker in this container left."""
+    path = os.environ.get(BUSY_FILE_ENV, "/tmp/foundation-running-tasks")
+    with open(path, "w") as counter:
+        json.dump({}, counter)
 
 
 @signals.task_prerun.connect
