@@ -160,9 +160,6 @@ class CoreStack(FoundationStack):
             dns_record_type=servicediscovery.DnsRecordType.A,
         )
         self._grant(api.role, cluster.read_task_logs(deployment.logs_bucket))
-        self._grant(
-            self.services["triggerer"].role, cluster.write_task_logs(deployment.logs_bucket)
-        )
         if deployment.celery:
             self._celery_pieces(network)
             self._grant(self.services["scheduler"].role, cluster.dispatch_celery(name))

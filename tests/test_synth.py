@@ -190,20 +190,32 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     assert not any(dag.dag_id in text for dag in PROJECT.dags)
 
 
-def test_the_triggerer_holds_only_the_task_log_upload(templates: dict) -> None:
-    """Deferred triggers run under the triggerer's role: it holds no DAG's grants."""
+def test_the_triggerer_holds_no_aws_permission(templates: dict) -> None:
+    """Triggers run under the triggerer's role: it can do nothing on AWS, so no trigger acts on
+    AWS as anyone (deferral to AWS triggers is refused besides)."""
     core = templates[f"{NAME}-core"]
-    (policy,) = [
+    policies = [
         p
-        for k, p in resources(core, "AWS::IAM::Policy").items()
-        if k.startswith("TriggererTaskRole")
+        for p in [
+            *resources(core, "AWS::IAM::Policy").values(),
+            *resources(core, "AWS::IAM::ManagedPolicy").values(),
+        ]
+        if "TriggererTaskRole" in json.dumps(p["Properties"].get("Roles", []))
     ]
-    statements = policy["Properties"]["PolicyDocument"]["Statement"]
-    listed = [s["Action"] if isinstance(s["Action"], list) else [s["Action"]] for s in statements]
-    actions = sorted(a for group in listed for a in group)
-    assert actions == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
-    bucket = f"{NAME}-logs-111122223333-us-east-1"
-    assert all(bucket in json.dumps(s["Resource"]) for s in statements)
+    assert policies == []
+    [role] = [
+        r
+        for r in resources(core, "AWS::IAM::Role").values()
+        if r["Properties"]["RoleName"] == f"{NAME}-triggerer"
+    ]
+    assert "Policies" not in role["Properties"] and "ManagedPolicyArns" not in role["Properties"]
+    [task_def] = [
+        t
+        for t in resources(core, "AWS::ECS::TaskDefinition").values()
+        if t["Properties"]["Family"] == f"{NAME}-triggerer"
+    ]
+    env = env_of(task_def["Properties"]["ContainerDefinitions"][0])
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "False"
 
 
 def test_signing_key_and_database_only_where_needed(templates: dict) -> None:

@@ -270,6 +270,10 @@ def cluster_component(
         # the Execution API's guard on deferral (foundation_deferral.py)
         settings.environment["AIRFLOW__CORE__PLUGINS_FOLDER"] = runtime_files.PLUGINS_DIR
     settings.environment |= _executor(deployment)
+    if component == "triggerer":
+        # Its role holds no AWS permission at all (no trigger may act on AWS as anyone), so it
+        # uploads no trigger logs to the task-log bucket.
+        settings.environment["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "False"
     auth = _auth(deployment, component, dag_access or {})
     settings.environment |= auth.environment
     settings.secrets |= auth.secrets

@@ -53,11 +53,6 @@ def read_dag_bundle(dags_bucket: str) -> Grant:
     return Grant("s3", "read", params, "cluster: the dag-processor reads the DAG bundle")
 
 
-def write_task_logs(logs_bucket: str) -> Grant:
-    params = {"bucket": logs_bucket, "prefix": TASK_LOGS_ROOT}
-    return Grant("task_logs", "read_write", params, "cluster: the triggerer uploads deferred logs")
-
-
 def read_task_logs(logs_bucket: str) -> Grant:
     params = {"bucket": logs_bucket, "prefix": TASK_LOGS_ROOT}
     return Grant("s3", "read", params, "cluster: the api-server reads every DAG's task logs")

@@ -2,12 +2,13 @@
 
 Delivered by airflow-foundation to the api-server as an Airflow plugin (a root FastAPI
 middleware, so it sees the Execution API mounted at /execution). Triggers run in the shared
-triggerer under its task role, which holds no DAG's grants. A deferred task whose trigger
-calls AWS would act as the triggerer, not as its DAG: its DAG's grants would be missing and the
-triggerer's would apply. So a deferral to such a trigger is refused (HTTP 403) before Airflow
-stores it, whatever the worker sends; the DAG's AWS work runs on its own worker instead
-(`deferrable=False`, the default). Triggers that make no AWS calls (time, date, HTTP, SQL,
-external task) defer as usual.
+triggerer under its task role, which holds no AWS permission at all: a deferred task whose
+trigger calls AWS would fail there, without its DAG's grants. So a deferral to such a trigger is
+refused (HTTP 403) before Airflow stores it, whatever the worker sends, and the DAG's AWS work
+runs on its own worker instead (`deferrable=False`, the default). Triggers that make no AWS
+calls (time, date, HTTP, SQL, external task) defer as usual. Triggers the scheduler creates
+itself (start_from_trigger, asset watchers) never pass here; the triggerer's empty role is what
+keeps those off AWS.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ WRITES_UNDER_DAG_EDIT = [
     ("can_create", "DAG Runs"),
     ("can_edit", "DAG Runs"),
     ("can_edit", "Task Instances"),
-    ("can_delete", "Task Instances"),
 ]
 
 
