@@ -20,6 +20,7 @@ from foundation.airflow import runtime_files, settings
 from foundation.config import Deployment
 from foundation.manifest import DagAccess
 from foundation.project import load_project
+from tests.airflow_scenarios import airflow_environment, local_bundle
 from tests.conftest import ROOT
 
 EXAMPLE = load_project(ROOT).deployment
@@ -46,23 +47,14 @@ def with_auth(auth: dict) -> Deployment:
 
 
 def api_server_environment(deployment: Deployment, home: Path) -> dict[str, str]:
-    """The api-server's environment from foundation.airflow.settings, less what needs the real
-    cluster; its files under a temporary AIRFLOW_HOME instead of /opt/airflow."""
+    """The api-server's generated environment, its files under a temporary AIRFLOW_HOME
+    instead of /opt/airflow."""
     component = settings.cluster_component(deployment, "api-server").environment
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
-    env |= {
-        k: v.replace(runtime_files.CONFIG_DIR, str(home / "config"))
-        for k, v in component.items()
-        if not k.endswith("_CMD")
-        and not k.startswith(("AIRFLOW__LOGGING__", "FOUNDATION_DB"))
-        and k != runtime_files.RUNTIME_ENV
-    }
-    return env | {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt-secret-" + "x" * 32,
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins-none"),
-    }
+    config = str(home / "config")
+    here = {k: v.replace(runtime_files.CONFIG_DIR, config) for k, v in component.items()}
+    dags = home / "dags"
+    env = airflow_environment(here, home, dags, [local_bundle(dags)], EXAMPLE.region)
+    return env | {"AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins-none")}
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -80,23 +72,10 @@ def simple_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
             "passwords_secret": "acme/airflow-web",
         }
     )
-    env = api_server_environment(deployment, home) | bundle_environment(home / "dags")
+    (home / "dags").mkdir()
+    env = api_server_environment(deployment, home)
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(home / "passwords.json")
     return home, env
-
-
-def bundle_environment(dags: Path) -> dict[str, str]:
-    dags.mkdir(exist_ok=True)
-    bundle = {
-        "name": "dags-folder",
-        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": str(dags), "refresh_interval": 0},
-    }
-    return {
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
-    }
 
 
 def setup_step(home: Path, env: dict[str, str], secret: dict) -> subprocess.CompletedProcess:
@@ -256,7 +235,8 @@ def dag_access(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = api_server_environment(deployment, home) | {
         k: v for k, v in component.environment.items() if k.startswith("FOUNDATION_")
     }
-    env |= bundle_environment(dags) | {
+    dags.mkdir()
+    env |= {
         settings.LDAP_BIND_ENV: BIND_PASSWORD,
         "FOUNDATION_ROLES_FILE": str(home / "roles.json"),
     }

@@ -9,7 +9,6 @@ The scenario (tests/airflow_scenarios/celery_routing.py) runs once, in its own p
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -19,13 +18,14 @@ from foundation.airflow import runtime_files, settings
 from foundation.config import Deployment
 from foundation.naming import DagNames, identity_parameter
 from foundation.project import load_project
+from tests.airflow_scenarios import airflow_environment, local_bundle
 from tests.conftest import ROOT
 
 EXAMPLE = load_project(ROOT).deployment
 DEPLOYMENT = Deployment.model_validate(
     EXAMPLE.model_dump() | {"airflow": EXAMPLE.airflow.model_dump() | {"executor": "celery"}}
 )
-PROJECT = DEPLOYMENT.name
+PROJECT, REGION = DEPLOYMENT.name, DEPLOYMENT.region
 # An AWS trigger and the callback trigger are refused; a time trigger is stored. The last one
 # runs after the refusals, so a refused deferral leaves the task instance running.
 TRIGGERS = [
@@ -37,17 +37,7 @@ QUEUES = {dag_id: DagNames(PROJECT, dag_id).queue for dag_id in ("dag_a", "dag_b
 
 
 def scheduler_environment() -> dict[str, str]:
-    """The scheduler's environment from foundation.airflow.settings, less what needs the real
-    cluster (the database through _CMD, remote logging, the runtime-file archive, which the test
-    writes to $AIRFLOW_HOME/config instead)."""
-    component = settings.cluster_component(DEPLOYMENT, "scheduler").environment
-    env = {
-        k: v
-        for k, v in component.items()
-        if not k.endswith("_CMD")
-        and not k.startswith(("AIRFLOW__LOGGING__", "FOUNDATION_DB"))
-        and k != runtime_files.RUNTIME_ENV
-    }
+    env = settings.cluster_component(DEPLOYMENT, "scheduler").environment
     assert env["AIRFLOW__CORE__EXECUTOR"] == settings.CELERY_EXECUTOR
     return env | {"FOUNDATION_UNMANAGED_DAGS": "refuse"}
 
@@ -58,28 +48,11 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dags = home / "dags"
     dags.mkdir()
     runtime_files.write(home / "config", "celery")
-    bundles = [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(dags), "refresh_interval": 0},
-        }
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
-    env |= scheduler_environment() | {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    env = airflow_environment(scheduler_environment(), home, dags, [local_bundle(dags)], REGION)
+    env |= {
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
         # the api-server's plugins folder, where the runtime files put the deferral guard
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "config" / "plugins"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt-secret-" + "x" * 32,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": DEPLOYMENT.region,
     }
     inputs = home / "inputs.json"
     inputs.write_text(

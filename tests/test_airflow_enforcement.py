@@ -11,7 +11,6 @@ them; the tests below assert on the observations it prints.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ import pytest
 from foundation.airflow import runtime_files, settings
 from foundation.naming import DagNames, identity_parameter, role_path
 from foundation.project import load_project
+from tests.airflow_scenarios import airflow_environment, local_bundle
 from tests.conftest import ROOT
 
 DEPLOYMENT = load_project(ROOT).deployment
@@ -53,18 +53,9 @@ STOLEN = {
 
 
 def scheduler_environment() -> dict[str, str]:
-    """The scheduler's environment from foundation.airflow.settings, less what needs the real
-    cluster (database and Fernet secrets through _CMD, remote logging to S3, the runtime-file
-    archive, which the test writes to $AIRFLOW_HOME/config instead), plus the network defaults
+    """The scheduler's environment from foundation.airflow.settings, plus the network defaults
     stacks/core.py adds, with made-up ids."""
-    component = settings.cluster_component(DEPLOYMENT, "scheduler").environment
-    env = {
-        k: v
-        for k, v in component.items()
-        if not k.endswith("_CMD")
-        and not k.startswith(("AIRFLOW__LOGGING__", "FOUNDATION_DB"))
-        and k != runtime_files.RUNTIME_ENV
-    }
+    env = settings.cluster_component(DEPLOYMENT, "scheduler").environment
     assert env["AIRFLOW__CORE__EXECUTOR"] == settings.ECS_EXECUTOR
     return (
         env
@@ -83,30 +74,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dags.mkdir()
     intruder.mkdir()
     runtime_files.write(home / "config", "ecs")
-    bundles = [
-        {
-            "name": name,
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(path), "refresh_interval": 0},
-        }
-        for name, path in ((BUNDLE, dags), ("intruder", intruder))
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
-    env |= scheduler_environment() | {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        # Reparsing a bundle rewrites its DAGs at once, not 30 s after their last write.
-        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt-secret-" + "x" * 32,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": DEPLOYMENT.region,
-    }
+    bundles = [local_bundle(dags, BUNDLE), local_bundle(intruder, "intruder")]
+    env = airflow_environment(scheduler_environment(), home, dags, bundles, DEPLOYMENT.region)
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
     inputs = home / "inputs.json"
     inputs.write_text(
         json.dumps(

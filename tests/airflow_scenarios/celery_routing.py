@@ -23,6 +23,7 @@ from typing import Any
 
 from moto import mock_aws
 
+from tests.airflow_scenarios import trigger, update_task_instance
 from tests.airflow_scenarios.enforcement import (
     BUNDLE,
     PolicyLog,
@@ -157,7 +158,7 @@ def main(inputs: dict) -> dict:
     # A task instance whose row asks for dag_a's queue (written directly, as if the hook never
     # ran): the executor still sends it to dag_b's.
     run_id = scenario.trigger("dag_b")
-    scenario.set_queue("dag_b", run_id, "borrow", inputs["stolen_queue"])
+    update_task_instance("dag_b", run_id, "borrow", queue=inputs["stolen_queue"])
     start_after_trigger()
     scenario.tick(2)
     deferrals = scenario.defer_each(
@@ -212,9 +213,7 @@ class Scenario:
                 self.scheduler._process_executor_events(executor=self.executor, session=session)
 
     def trigger(self, dag_id: str) -> str:
-        response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
-        response.raise_for_status()
-        return response.json()["dag_run_id"]
+        return trigger(self.api, dag_id)
 
     def defer_each(self, workload: dict, triggers: list[str]) -> list[dict]:
         """What a worker does when its task defers, once per trigger class: start the task
@@ -275,21 +274,6 @@ class Scenario:
 
         with create_session() as session:
             return sorted(session.scalars(select(Trigger.classpath)))
-
-    def set_queue(self, dag_id: str, run_id: str, task_id: str, queue: str) -> None:
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
-        with create_session() as session:
-            ti = session.scalars(
-                select(TaskInstance).where(
-                    TaskInstance.dag_id == dag_id,
-                    TaskInstance.run_id == run_id,
-                    TaskInstance.task_id == task_id,
-                )
-            ).one()
-            ti.queue = queue
 
     def task_instances(self) -> list[dict]:
         from airflow.models.taskinstance import TaskInstance

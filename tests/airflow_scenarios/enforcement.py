@@ -32,6 +32,8 @@ from typing import Any
 
 from moto import mock_aws
 
+from tests.airflow_scenarios import trigger, update_task_instance
+
 BUNDLE = "dags-folder"
 INTRUDER_BUNDLE = "intruder"
 
@@ -416,24 +418,10 @@ class Scenario:
         }
 
     def trigger(self, dag_id: str) -> str:
-        response = self.api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
-        response.raise_for_status()
-        return response.json()["dag_run_id"]
+        return trigger(self.api, dag_id)
 
     def set_executor_config(self, dag_id: str, run_id: str, task_id: str, config: dict) -> None:
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
-        with create_session() as session:
-            ti = session.scalars(
-                select(TaskInstance).where(
-                    TaskInstance.dag_id == dag_id,
-                    TaskInstance.run_id == run_id,
-                    TaskInstance.task_id == task_id,
-                )
-            ).one()
-            ti.executor_config = config
+        update_task_instance(dag_id, run_id, task_id, executor_config=config)
 
     def finish_make_items(self) -> None:
         """What the worker of make_items does: start, push [1, 2, 3] as a mappable XCom, succeed."""
