@@ -9,8 +9,6 @@ The scenario (tests/airflow_scenarios/celery_routing.py) runs once, in its own p
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -18,7 +16,7 @@ from foundation.airflow import runtime_files, settings
 from foundation.config import Deployment
 from foundation.naming import DagNames, identity_parameter
 from foundation.project import load_project
-from tests.airflow_scenarios import airflow_environment, local_bundle
+from tests.airflow_scenarios import airflow_environment, local_bundle, run_scenario
 from tests.conftest import ROOT
 
 EXAMPLE = load_project(ROOT).deployment
@@ -71,16 +69,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
             }
         )
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.airflow_scenarios.celery_routing", str(inputs)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-20000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_scenario("celery_routing", inputs, env)
 
 
 def on_queue(observed: dict, dag_id: str) -> list[tuple[str, str, str]]:

@@ -11,15 +11,13 @@ them; the tests below assert on the observations it prints.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from foundation.airflow import runtime_files, settings
 from foundation.naming import DagNames, identity_parameter, role_path
 from foundation.project import load_project
-from tests.airflow_scenarios import airflow_environment, local_bundle
+from tests.airflow_scenarios import airflow_environment, local_bundle, run_scenario
 from tests.conftest import ROOT
 
 DEPLOYMENT = load_project(ROOT).deployment
@@ -90,16 +88,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
             }
         )
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.airflow_scenarios.enforcement", str(inputs)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-20000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_scenario("enforcement", inputs, env)
 
 
 # -- helpers over the observations ---------------------------------------------------------------

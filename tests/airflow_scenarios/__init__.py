@@ -6,12 +6,53 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from foundation.airflow import runtime_files
 
 TEST_JWT_SECRET = "test-jwt-secret-" + "x" * 32
+ROOT = Path(__file__).resolve().parents[2]
+
+# DAG files: the imports every scenario's DAGs use, and a DAG no manifest names.
+DAG_HEADER = textwrap.dedent(
+    """
+    from datetime import datetime, timedelta
+
+    from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, SyncCallback, task
+
+    START = datetime(2024, 1, 1)
+    """
+)
+UNMANAGED_DAG = DAG_HEADER + textwrap.dedent(
+    """
+    with DAG("dag_c", schedule="@once", start_date=START):
+
+        @task
+        def unmanaged():
+            return "no manifest"
+
+        unmanaged()
+    """
+)
+
+
+def run_scenario(module: str, inputs: Path, env: dict[str, str]) -> dict:
+    """Run `python -m tests.airflow_scenarios.<module> <inputs>` (Airflow's state is per
+    process) and return the observations it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"tests.airflow_scenarios.{module}", str(inputs)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-20000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def local_bundle(path: Path, name: str = "dags-folder") -> dict[str, Any]:
@@ -85,3 +126,23 @@ def update_task_instance(dag_id: str, run_id: str, task_id: str, **columns: Any)
         ).one()
         for column, value in columns.items():
             setattr(ti, column, value)
+
+
+def start_task_instance(api: Any, workload: dict) -> dict[str, str]:
+    """What a worker does first with a workload: start its task instance through the Execution
+    API with the workload's token. Returns the headers with the refreshed token."""
+    from datetime import UTC, datetime
+
+    started = api.patch(
+        f"/execution/task-instances/{workload['ti']['id']}/run",
+        headers={"Authorization": f"Bearer {workload['token']}"},
+        json={
+            "state": "running",
+            "hostname": "worker",
+            "unixname": "airflow",
+            "pid": 1,
+            "start_date": datetime.now(UTC).isoformat(),
+        },
+    )
+    started.raise_for_status()
+    return {"Authorization": f"Bearer {started.headers['Refreshed-API-Token']}"}

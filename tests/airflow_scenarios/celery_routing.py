@@ -23,7 +23,13 @@ from typing import Any
 
 from moto import mock_aws
 
-from tests.airflow_scenarios import trigger, update_task_instance
+from tests.airflow_scenarios import (
+    DAG_HEADER,
+    UNMANAGED_DAG,
+    start_task_instance,
+    trigger,
+    update_task_instance,
+)
 from tests.airflow_scenarios.enforcement import (
     BUNDLE,
     PolicyLog,
@@ -36,15 +42,7 @@ def dag_sources(stolen_queue: str) -> dict[str, str]:
     """dag_a: one plain task. dag_b: a task that asks for dag_a's queue, and a plain one.
     dag_c: no manifest, so no identity. dag_d (no manifest either): an AWS sensor asking to
     defer."""
-    header = textwrap.dedent(
-        """
-        from datetime import datetime
-
-        from airflow.sdk import DAG, task
-
-        START = datetime(2024, 1, 1)
-        """
-    )
+    header = DAG_HEADER
     return {
         "dag_a.py": header
         + textwrap.dedent(
@@ -74,18 +72,7 @@ def dag_sources(stolen_queue: str) -> dict[str, str]:
                 borrow() >> plain()
             """
         ),
-        "dag_c.py": header
-        + textwrap.dedent(
-            """
-            with DAG("dag_c", schedule="@once", start_date=START):
-
-                @task
-                def unmanaged():
-                    return "no manifest"
-
-                unmanaged()
-            """
-        ),
+        "dag_c.py": UNMANAGED_DAG,
         "dag_d.py": header
         + textwrap.dedent(
             """
@@ -222,19 +209,7 @@ class Scenario:
 
         ti = workload["ti"]
         now = datetime.now(UTC).isoformat()
-        started = self.api.patch(
-            f"/execution/task-instances/{ti['id']}/run",
-            headers={"Authorization": f"Bearer {workload['token']}"},
-            json={
-                "state": "running",
-                "hostname": "worker",
-                "unixname": "airflow",
-                "pid": 1,
-                "start_date": now,
-            },
-        )
-        started.raise_for_status()
-        headers = {"Authorization": f"Bearer {started.headers['Refreshed-API-Token']}"}
+        headers = start_task_instance(self.api, workload)
         out = []
         for classpath in triggers:
             response = self.api.patch(

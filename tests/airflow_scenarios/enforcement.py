@@ -32,7 +32,13 @@ from typing import Any
 
 from moto import mock_aws
 
-from tests.airflow_scenarios import trigger, update_task_instance
+from tests.airflow_scenarios import (
+    DAG_HEADER,
+    UNMANAGED_DAG,
+    start_task_instance,
+    trigger,
+    update_task_instance,
+)
 
 BUNDLE = "dags-folder"
 INTRUDER_BUNDLE = "intruder"
@@ -43,15 +49,7 @@ def dag_sources(stolen_config: dict) -> dict[str, str]:
     dag_b: a task whose executor_config names dag_a's identity, a plain task, and a deadline
     (due at once) whose callback runs on the executor. dag_c: no manifest, so no identity.
     `@once` schedules: the scheduler creates exactly one run of each, whatever the time."""
-    header = textwrap.dedent(
-        """
-        from datetime import datetime, timedelta
-
-        from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, SyncCallback, task
-
-        START = datetime(2024, 1, 1)
-        """
-    )
+    header = DAG_HEADER
     return {
         "dag_a.py": header
         + textwrap.dedent(
@@ -101,18 +99,7 @@ def dag_sources(stolen_config: dict) -> dict[str, str]:
                 borrow() >> plain()
             """
         ),
-        "dag_c.py": header
-        + textwrap.dedent(
-            """
-            with DAG("dag_c", schedule="@once", start_date=START):
-
-                @task
-                def unmanaged():
-                    return "no manifest"
-
-                unmanaged()
-            """
-        ),
+        "dag_c.py": UNMANAGED_DAG,
     }
 
 
@@ -434,19 +421,7 @@ class Scenario:
         workload = workload_of(call)
         ti = workload["ti"]
         now = datetime.now(UTC).isoformat()
-        started = self.api.patch(
-            f"/execution/task-instances/{ti['id']}/run",
-            headers={"Authorization": f"Bearer {workload['token']}"},
-            json={
-                "state": "running",
-                "hostname": "worker",
-                "unixname": "airflow",
-                "pid": 1,
-                "start_date": now,
-            },
-        )
-        started.raise_for_status()
-        headers = {"Authorization": f"Bearer {started.headers['Refreshed-API-Token']}"}
+        headers = start_task_instance(self.api, workload)
         self.api.post(
             f"/execution/xcoms/{ti['dag_id']}/{ti['run_id']}/{ti['task_id']}/return_value",
             params={"map_index": -1, "mapped_length": 3},
