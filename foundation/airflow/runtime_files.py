@@ -4,6 +4,7 @@ cluster's containers (in an environment variable they unpack into $AIRFLOW_HOME/
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import shlex
 import zipfile
@@ -65,6 +66,7 @@ def write(folder: Path, executor: str) -> list[Path]:
     return written
 
 
+@functools.cache  # one per kind of container, however many DAGs' worker services carry it
 def archive(names: tuple[str, ...]) -> str:
     """These files as a deterministic base64 zip (same bytes for the same files)."""
     chosen = {name: text for name, text in files().items() if name in names}
