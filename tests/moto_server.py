@@ -92,6 +92,9 @@ def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
     """moto on a free 127.0.0.1 port, IAM enforced, with an allow-all admin user for set-up."""
     from moto.server import ThreadedMotoServer
 
+    from foundation.local import moto_gaps
+
+    moto_gaps.apply()
     home = tmp_path_factory.mktemp("moto_aws")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -148,10 +151,11 @@ CERTIFICATE_ARN = (
 def moto_cloudformation(moto_aws: MotoAws) -> MotoAws:
     """The same server, able to deploy the toolkit's real templates through change sets.
 
-    tests/moto_cfn.py is the one place that fills moto's gaps (its docstring lists each type).
+    foundation/local/moto_cfn.py is the one place that fills moto's CloudFormation gaps (its
+    docstring lists each type); `foundation dev` uses it too.
     ECS tasks stop at once with exit code 0, so a deploy's `airflow db migrate` task completes.
     """
-    from tests import moto_cfn  # registers the missing models in this (the server's) process
+    from foundation.local import moto_cfn  # registers the missing models in this process
 
     moto_cfn.patch_change_sets()
     moto_cfn.patch_fargate_run_task()

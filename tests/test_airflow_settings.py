@@ -1,7 +1,11 @@
-"""Real Airflow reads the values the toolkit derives in the container through `_CMD` options."""
+"""Real Airflow reads the values the toolkit derives in the container through `_CMD` options,
+compared byte for byte (Airflow's `_CMD` runner keeps a trailing newline: a database name
+`airflow\n` stopped the whole cluster once)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -16,9 +20,8 @@ from tests.conftest import ROOT
 
 DEPLOYMENT = load_project(ROOT).deployment
 READ_CONFIG = (
-    "from airflow.configuration import conf;"
-    "print(conf.get('core','fernet_key'));"
-    "print(conf.get('database','sql_alchemy_conn'))"
+    "import json;from airflow.configuration import conf;"
+    "print(json.dumps([conf.get('core','fernet_key'),conf.get('database','sql_alchemy_conn')]))"
 )
 
 
@@ -29,7 +32,7 @@ def airflow_reads(environment: dict[str, str], home: Path) -> list[str]:
         [sys.executable, "-c", READ_CONFIG], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.split()[-2:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_fernet_key_and_connection_url_come_from_the_injected_secrets(tmp_path: Path) -> None:
@@ -52,6 +55,7 @@ def test_fernet_key_and_connection_url_come_from_the_injected_secrets(tmp_path: 
         if k.endswith("_CMD") or k.startswith("FOUNDATION_DB")
     }
     fernet_key, url = airflow_reads(environment | injected, tmp_path)
+    assert fernet_key == base64.urlsafe_b64encode(hashlib.sha256(b"m" * 64).digest()).decode()
     Fernet(fernet_key.encode())  # a valid key: 32 url-safe base64 bytes
     assert (
         url
@@ -68,4 +72,7 @@ def test_fernet_key_and_connection_url_come_from_the_injected_secrets(tmp_path: 
 def test_task_containers_get_neither_command() -> None:
     worker = settings.dag_worker(DEPLOYMENT, "sales_daily")
     assert not any(k.endswith("_CMD") for k in worker.environment)
-    assert set(worker.secrets) == {settings.GIT_CONNECTION_ENV}
+    assert worker.secrets == {}  # the example's S3 bundle: the task role reads it
+    staging = load_project(ROOT, "staging").deployment  # a git bundle: its deploy key only
+    git_worker = settings.dag_worker(staging, "sales_daily")
+    assert git_worker.secrets == {settings.GIT_CONNECTION_ENV: settings.SecretRef("git")}

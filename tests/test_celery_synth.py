@@ -14,10 +14,10 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECONDS
 from foundation.iam.effective import roles_of
+from foundation.iam.evaluate import Request, allows
 from foundation.project import load_project
 from foundation.synth import run as synth
 from tests.conftest import ROOT, ProjectDir
-from tests.iam_eval import Request, allows
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow-celery:3.3.2"
 ACCOUNT, REGION = "111122223333", "us-east-1"

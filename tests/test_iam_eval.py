@@ -1,6 +1,6 @@
 """The test-side IAM evaluator agrees with AWS's documented examples."""
 
-from tests.iam_eval import Request, allows
+from foundation.iam.evaluate import Request, allows
 
 OBJECTS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/sales/*"]}
 LIST = {
@@ -73,3 +73,18 @@ def test_arn_conditions_match_part_by_part() -> None:
     other = {"ecs:cluster": "arn:aws:ecs:r:1:cluster/acme-staging"}
     assert not allows([statement], Request("ecs:StopTask", "t", other))
     assert not allows([statement], Request("ecs:StopTask", "t", {"ecs:cluster": "acme"}))
+
+
+def test_a_key_the_request_lacks_fails_the_condition_unless_if_exists() -> None:
+    """HeadBucket is authorised as s3:ListBucket and carries no s3:prefix (AWS's S3 condition
+    keys table): StringLike on the prefix refuses it, StringLikeIfExists admits it."""
+    head_bucket = Request("s3:ListBucket", "arn:aws:s3:::b")
+    assert not allows([LIST], head_bucket)
+    if_exists = LIST | {"Condition": {"StringLikeIfExists": {"s3:prefix": "sales/*"}}}
+    assert allows([if_exists], head_bucket)
+    assert not allows([if_exists], Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "x/"}))
+    present = LIST | {"Condition": {"Null": {"s3:prefix": "false"}}}
+    absent = LIST | {"Condition": {"Null": {"s3:prefix": "true"}}}
+    assert not allows([present], head_bucket) and allows([absent], head_bucket)
+    listing = Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": ""})
+    assert allows([present], listing) and not allows([absent], listing)

@@ -18,10 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from foundation.errors import InvalidInput
-from foundation.iam.policy import ArnContext, dag_logs_prefix, dag_secrets_prefix, grants, render
+from foundation.iam.evaluate import Request, allows
+from foundation.iam.policy import (
+    DAG_BUNDLE_PREFIX,
+    ArnContext,
+    dag_logs_prefix,
+    dag_secrets_prefix,
+    grants,
+    render,
+)
 from foundation.project import Project, load_project
 from tests.conftest import ROOT
-from tests.iam_eval import Request, allows
 
 DAG_IDS = ["sales", "Sales", "sales_eu", "sales.eu", "sales-eu", "s", "sa", "sales_e"]
 BUCKETS = ["acme-raw", "acme-raw2", "acme"]
@@ -84,6 +91,12 @@ def _scopes(project: Project, dag_id: str) -> list[tuple[str, str]]:
         (f"arn:aws:s3:::{project.deployment.logs_bucket}/{dag_logs_prefix(dag_id)}", "prefix"),
         (f"list:{project.deployment.logs_bucket}:{dag_logs_prefix(dag_id)}", "prefix"),
     ]
+    if project.deployment.dags_bucket:  # every DAG's tasks read the one S3 bundle, as shipped
+        bundle = project.deployment.dags_bucket
+        out += [
+            (f"arn:aws:s3:::{bundle}/{DAG_BUNDLE_PREFIX}", "prefix"),
+            (f"list:{bundle}:", "prefix"),
+        ]
     for s3 in p.s3:
         out += [
             (f"arn:aws:s3:::{s3.bucket}/{s3.prefix}", "prefix"),
@@ -105,7 +118,9 @@ def _scopes(project: Project, dag_id: str) -> list[tuple[str, str]]:
 def _covered(scopes: list[tuple[str, str]], request: Request) -> bool:
     target = request.resource
     if request.action == "s3:ListBucket":
-        target = f"list:{target.removeprefix('arn:aws:s3:::')}:{request.context['s3:prefix']}"
+        target = (
+            f"list:{target.removeprefix('arn:aws:s3:::')}:{request.context.get('s3:prefix', '')}"
+        )
     for scope, how in scopes:
         if how == "prefix" and target.startswith(scope):
             return True

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from foundation.project import load_project
 from tests.conftest import ROOT, ProjectDir, Run
 
 LOGS = "acme-airflow-logs-111122223333-us-east-1"
@@ -39,9 +40,13 @@ def test_a_dags_permissions_come_from_its_templates_with_their_sources(
         {
             "actions": ["s3:GetObject"],
             "access": ["Read"],
-            "resources": ["arn:aws:s3:::acme-raw/salesforce/*"],
+            "resources": [
+                "arn:aws:s3:::acme-airflow-dags-111122223333-us-east-1/dags/*",
+                "arn:aws:s3:::acme-raw/salesforce/*",
+            ],
             "condition": None,
-            "source": "dag_permissions/sales_daily.yaml:8 permissions.s3[0]",
+            "source": "baseline: the DAG bundle (tasks load their DAG's code from it); "
+            "dag_permissions/sales_daily.yaml:8 permissions.s3[0]",
         }
     ]
     sources = {e["source"] for entries in shown["services"].values() for e in entries}
@@ -149,14 +154,15 @@ def test_exactly_one_question_at_a_time(permissions) -> None:
 @pytest.mark.parametrize(
     ("secret", "readers"),
     [
-        # CDK grants these through an export (the database) and an AWS::Partition Ref (git key)
+        # CDK grants these through an export (the database) and a Ref in the same stack
         ("acme-airflow/cluster/database", {"cluster role acme-airflow-task-execution"}),
+        ("acme-airflow/cluster/web-passwords", {"cluster role acme-airflow-task-execution"}),
         (
-            "platform/airflow-dags-deploy-key",
+            "s3://acme-airflow-dags-111122223333-us-east-1/dags/sales_daily.py",
             {
-                "cluster role acme-airflow-task-execution",
-                "cluster role acme-airflow-worker-execution",
-                "cluster role acme-airflow-scheduler",  # it passes the worker execution role
+                *(f"DAG {dag.dag_id}" for dag in load_project(ROOT).dags),
+                "cluster role acme-airflow-dag-processor",
+                "cluster role acme-airflow-scheduler",  # it passes every DAG's role
             },
         ),
     ],

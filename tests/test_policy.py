@@ -54,6 +54,18 @@ def test_a_dag_with_no_permissions_gets_only_its_baseline(project: ProjectDir) -
                 "StringLike": {"s3:prefix": "task-logs/executor_callbacks/housekeeping/*"}
             },
         },
+        {
+            "Sid": "S34",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": ["arn:aws:s3:::acme-airflow-dags-111122223333-us-east-1/dags/*"],
+        },
+        {
+            "Sid": "S35",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::acme-airflow-dags-111122223333-us-east-1"],
+        },
     ]
 
 
@@ -170,7 +182,8 @@ def test_large_policies_are_split_across_managed_policies(empty_project: Project
     assert len(dag.policy.policies) > 1
     assert all(size <= MANAGED_POLICY_MAX_CHARS for size in dag.policy.worst_case_sizes)
     objects = {r for s in dag.policy.statements for r in s.resources if r.endswith("/*")}
-    assert len(objects) == 60 + 3  # every declared prefix; own secrets, logs and callback logs
+    # every declared prefix; own secrets, logs and callback logs, and the DAG bundle
+    assert len(objects) == 60 + 4
 
 
 def test_policies_that_cannot_fit_are_a_check_failure(empty_project: ProjectDir) -> None:
@@ -186,9 +199,9 @@ def test_sizes_are_measured_at_the_worst_case_partition(empty_project: ProjectDi
     loaded = load_project(empty_project.root)
     (dag,) = loaded.dags
     real = document_size(dag.policy.statements)
-    # five ARNs hold the partition (aws -> aws-us-gov: 7 more each), the secrets ARN also the
+    # seven ARNs hold the partition (aws -> aws-us-gov: 7 more each), the secrets ARN also the
     # region (us-east-1 -> ap-southeast-14: 6 more)
-    assert dag.policy.worst_case_sizes == [real + 5 * 7 + 6]
+    assert dag.policy.worst_case_sizes == [real + 7 * 7 + 6]
 
 
 def test_policy_size_ignores_whitespace() -> None:

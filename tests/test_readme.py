@@ -9,6 +9,7 @@ from tests.conftest import ROOT
 FIELDS = {
     "(baseline) own secrets": ("secret_prefix", {"read": "-"}),
     "(baseline) own task logs": ("task_logs", {"read_write": "-"}),
+    "(baseline, S3 bundle) DAG code": ("dag_bundle", {"read": "-"}),
     "(baseline, Celery) own queue": ("celery_worker", {"consume": "-"}),
     "(baseline, Celery) task results": ("celery_worker", {"results": "-"}),
     "(baseline, Celery) scale-in protection": ("celery_worker", {"protect": "-"}),

@@ -102,7 +102,7 @@ def test_every_dag_has_its_own_identity(templates: dict) -> None:
         (container,) = task_def["Properties"]["ContainerDefinitions"]
         env = env_of(container)
         secrets = {x["Name"] for x in container.get("Secrets", [])}
-        assert secrets == {"AIRFLOW_CONN_FOUNDATION_DAGS_GIT"}, "only the DAG bundle's git key"
+        assert secrets == set(), "the S3 bundle needs no key: the task role reads it"
         assert env["CONNECTION_CHECK_MAX_COUNT"] == "0"
         assert not any("SQL_ALCHEMY" in k or "JWT" in k or "FERNET" in k for k in env)
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
@@ -133,7 +133,7 @@ def test_only_a_dags_own_role_reads_its_secrets_and_no_component_has_a_backend(
     """The Execution API hands a task any connection the api-server can resolve: the api-server
     must have no secrets backend, and no role but the DAG's may read its prefix."""
     from foundation.iam.effective import roles_of
-    from tests.iam_eval import Request, allows
+    from foundation.iam.evaluate import Request, allows
 
     deployment = PROJECT.deployment
     pseudo = {"AWS::Partition": "aws", "AWS::Region": deployment.region}
@@ -144,20 +144,37 @@ def test_only_a_dags_own_role_reads_its_secrets_and_no_component_has_a_backend(
         readers = {
             r.name
             for r in roles
-            if allows(
-                [
-                    {"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
-                    | ({"Condition": g.condition} if g.condition else {})
-                    for g in r.grants
-                ],
-                Request("secretsmanager:GetSecretValue", secret),
-            )
+            if allows(r.statements(), Request("secretsmanager:GetSecretValue", secret))
         }
         assert readers == {deployment.dag_names(dag.dag_id).role}, dag.dag_id
     core = templates[f"{NAME}-core"]
     for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
         env = env_of(task_def["Properties"]["ContainerDefinitions"][0])
         assert not {"AIRFLOW__SECRETS__BACKEND", "AIRFLOW__WORKERS__SECRETS_BACKEND"} & set(env)
+
+
+def test_exactly_the_bundle_readers_may_make_the_s3_bundles_requests(templates: dict) -> None:
+    """The amazon provider's S3DagBundle (9.39.0) calls HeadBucket (s3:ListBucket with no
+    s3:prefix), lists the bucket's root with delimiter "/", then syncs `dags/`. Evaluated with
+    the toolkit's IAM evaluation: moto ignores the s3:prefix condition that once refused it."""
+    from foundation.iam.effective import roles_of
+    from foundation.iam.evaluate import Request, allows
+
+    deployment = PROJECT.deployment
+    bucket = f"arn:aws:s3:::{deployment.dags_bucket}"
+    bundle_requests = [
+        Request("s3:ListBucket", bucket),
+        Request("s3:ListBucket", bucket, {"s3:prefix": "", "s3:delimiter": "/"}),
+        Request("s3:ListBucket", bucket, {"s3:prefix": "dags/"}),
+        Request("s3:GetObject", f"{bucket}/dags/sales_daily.py"),
+    ]
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": deployment.region}
+    roles = roles_of(templates, {}, pseudo | {"AWS::AccountId": deployment.account})
+    readers = {r.name for r in roles if all(allows(r.statements(), q) for q in bundle_requests)}
+    dag_roles = {deployment.dag_names(dag.dag_id).role for dag in PROJECT.dags}
+    assert readers == dag_roles | {f"{NAME}-dag-processor"}
+    logs = f"arn:aws:s3:::{deployment.logs_bucket}"
+    assert not any(allows(r.statements(), Request("s3:ListBucket", logs)) for r in roles)
 
 
 def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
@@ -459,8 +476,7 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
     )
     ecr = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow:3.3.2"
     text = text.replace("image: apache/airflow:3.3.2", f"image: {ecr}")
-    git = text[text.index("dags:\n") : text.index("worker_defaults")]
-    config.write_text(text.replace(git, "dags: {bundle: s3}\n\n"))  # tasks reach no git host
+    config.write_text(text)  # the example's bundle is S3: tasks need no git host
     refused = project.run("synth")  # Data Pipeline has no VPC endpoint
     assert refused.exit_code == 1
     assert "inventory_events.yaml: permissions: datapipeline has no VPC endpoint" in refused.stderr

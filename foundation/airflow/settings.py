@@ -38,15 +38,16 @@ DB_NAME_ENV = "FOUNDATION_DB_NAME"
 DAG_BUNDLE = "dags"
 GIT_CONNECTION_ENV = "AIRFLOW_CONN_FOUNDATION_DAGS_GIT"
 
+# Airflow's _CMD runner takes stdout as it is: the programs write the value with no newline.
 _FERNET_PROGRAM = (
-    "import base64,hashlib,os;"
-    f"print(base64.urlsafe_b64encode(hashlib.sha256(os.environ['{FERNET_MATERIAL_ENV}']"
+    "import base64,hashlib,os,sys;"
+    f"sys.stdout.write(base64.urlsafe_b64encode(hashlib.sha256(os.environ['{FERNET_MATERIAL_ENV}']"
     ".encode()).digest()).decode())"
 )
 _SQL_CONN_PROGRAM = (
-    "import json,os;from urllib.parse import quote;"
+    "import json,os,sys;from urllib.parse import quote;"
     f"s=json.loads(os.environ['{DB_SECRET_ENV}']);"
-    "print('postgresql+psycopg2://%s:%s@%s:%s/%s'%(quote(s['username'],safe=''),"
+    "sys.stdout.write('postgresql+psycopg2://%s:%s@%s:%s/%s'%(quote(s['username'],safe=''),"
     "quote(s['password'],safe=''),s['host'],s['port'],"
     f"os.environ['{DB_NAME_ENV}']))"
 )

@@ -55,10 +55,26 @@ class IamChange:
     resource: str  # logical id holding the policy
     added: bool
     statement: str  # the statement, as canonical JSON
+    # an added statement that grants some action on some resource, under its condition, that
+    # the deployed policy did not (not one that only folds in what was already granted)
+    broadens: bool = False
 
-    @property
-    def broadens(self) -> bool:
-        return self.added
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _grains(statement: str) -> set[str]:
+    """A statement as (action, resource, everything else) triples, references kept as JSON."""
+    st = json.loads(statement)
+    rest = json.dumps(
+        {k: v for k, v in st.items() if k not in ("Action", "Resource")}, sort_keys=True
+    )
+    return {
+        json.dumps([action, resource, rest], sort_keys=True)
+        for action in _listed(st.get("Action", st.get("NotAction")))
+        for resource in _listed(st.get("Resource", st.get("NotResource")))
+    }
 
 
 def _statements(template: dict[str, Any] | None) -> set[tuple[str, str]]:
@@ -80,7 +96,13 @@ def _statements(template: dict[str, Any] | None) -> set[tuple[str, str]]:
 def iam_changes(deployed: dict[str, Any] | None, new: dict[str, Any]) -> list[IamChange]:
     """Statement-level IAM differences between the deployed template and the new one."""
     before, after = _statements(deployed), _statements(new)
-    changes = [IamChange(r, True, s) for r, s in sorted(after - before)]
+    granted: dict[str, set[str]] = {}
+    for resource, statement in before:
+        granted.setdefault(resource, set()).update(_grains(statement))
+    changes = [
+        IamChange(r, True, s, broadens=not _grains(s) <= granted.get(r, set()))
+        for r, s in sorted(after - before)
+    ]
     changes += [IamChange(r, False, s) for r, s in sorted(before - after)]
     return changes
 

@@ -50,7 +50,7 @@ def dispatch_celery(project: str) -> Grant:
 
 def read_dag_bundle(dags_bucket: str) -> Grant:
     params = {"bucket": dags_bucket, "prefix": DAG_BUNDLE_PREFIX}
-    return Grant("s3", "read", params, "cluster: the dag-processor reads the DAG bundle")
+    return Grant("dag_bundle", "read", params, "cluster: the dag-processor reads the DAG bundle")
 
 
 def read_task_logs(logs_bucket: str) -> Grant:

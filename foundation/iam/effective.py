@@ -42,6 +42,14 @@ class RoleGrants:
     def label(self) -> str:
         return f"DAG {self.dag_id}" if self.dag_id else f"cluster role {self.name}"
 
+    def statements(self) -> list[dict[str, Any]]:
+        """The role's Allow statements as policy JSON, references rendered (for evaluation)."""
+        return [
+            {"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
+            | ({"Condition": g.condition} if g.condition else {})
+            for g in self.grants
+        ]
+
 
 @dataclass(frozen=True)
 class Scope:

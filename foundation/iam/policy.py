@@ -121,7 +121,7 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
     )
     if deployment.dags_bucket:
         yield Grant(
-            "s3",
+            "dag_bundle",
             "read",
             {"bucket": deployment.dags_bucket, "prefix": DAG_BUNDLE_PREFIX},
             "baseline: the DAG bundle (tasks load their DAG's code from it)",

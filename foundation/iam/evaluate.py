@@ -1,12 +1,15 @@
-"""A small evaluator of IAM Allow statements, written from AWS's documented semantics.
+"""The toolkit's IAM evaluation of Allow statements, written from AWS's documented semantics.
+It checks what moto cannot (moto evaluates no Condition and never checks iam:PassRole).
 
 - Action and resource matching: `*` matches any run of characters (slashes and colons
   included), `?` exactly one; actions are case-insensitive, ARNs case-sensitive.
 - ArnEquals and ArnLike (the same operator in IAM): the six `:`-separated parts of the ARN
   each match the pattern's part, wildcards included.
 - Conditions: every operator must hold, every key within an operator must hold, any value of a
-  key may match. A key absent from the request fails the condition. Policy variables such as
-  ${aws:userid} are replaced from the request context before matching.
+  key may match. A key absent from the request fails the condition (HeadBucket carries no
+  `s3:prefix`, so a `StringLike` on it refuses HeadBucket), unless the operator ends in
+  `IfExists`; `Null` tests presence itself. Policy variables such as ${aws:userid} are replaced
+  from the request context before matching.
 """
 
 from __future__ import annotations
@@ -42,24 +45,32 @@ def _arn_matches(pattern: str, arn: str) -> bool:
     return len(parts) == len(wanted) == 6 and all(map(_glob, wanted, parts))
 
 
+def _matches(operator: str, actual: str, wanted: list[str]) -> bool:
+    if operator == "StringEquals":
+        return actual in wanted
+    if operator == "StringLike":
+        return any(_glob(w, actual) for w in wanted)
+    if operator in ("ArnEquals", "ArnLike"):
+        return any(_arn_matches(w, actual) for w in wanted)
+    raise NotImplementedError(operator)
+
+
+def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
+    if operator == "Null":
+        return any(str(v).lower() == str(key not in context).lower() for v in _values(expected))
+    base = operator.removesuffix("IfExists")
+    if key not in context:
+        return base != operator
+    wanted = [_substitute(v, context) for v in _values(expected)]
+    return _matches(base, context[key], wanted)
+
+
 def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
-    for operator, pairs in condition.items():
-        for key, expected in pairs.items():
-            if key not in context:
-                return False
-            actual = context[key]
-            wanted = [_substitute(v, context) for v in _values(expected)]
-            if operator == "StringEquals":
-                ok = actual in wanted
-            elif operator == "StringLike":
-                ok = any(_glob(w, actual) for w in wanted)
-            elif operator in ("ArnEquals", "ArnLike"):
-                ok = any(_arn_matches(w, actual) for w in wanted)
-            else:
-                raise NotImplementedError(operator)
-            if not ok:
-                return False
-    return True
+    return all(
+        _key_holds(operator, key, expected, context)
+        for operator, pairs in condition.items()
+        for key, expected in pairs.items()
+    )
 
 
 def allows(statements: list[dict[str, Any]], request: Request) -> bool:

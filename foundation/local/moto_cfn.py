@@ -1,4 +1,4 @@
-"""Test-only additions to moto's CloudFormation (moto 5.2.5).
+"""Additions to moto's CloudFormation (moto 5.2.5), for the deploy tests and `foundation dev`.
 
 Import this module in the *same process* as moto (ThreadedMotoServer or
 mock_aws). It does two things:
@@ -17,7 +17,7 @@ mock_aws). It does two things:
    400 from ExecuteChangeSet; delete_stack failures become DELETE_FAILED; and
    a Modify of a type without moto update support keeps the old resource.
 
-The module must be imported as part of a package (e.g. tests.moto_cfn_extras):
+The module must be imported as part of a package (as foundation.local.moto_cfn):
 moto's model metaclass reads the service name from ``cls.__module__.split(".")[1]``
 and raises IndexError for a top-level module.
 """
@@ -690,6 +690,129 @@ CfnRouteTableWithDelete = _delegating_model(_MotoRouteTable, _delete_route_table
 CfnNatGatewayWithDelete = _delegating_model(_MotoNatGateway, _delete_nat_gateway)
 
 
+class CfnTaskDefinition(CloudFormationModel):
+    """AWS::ECS::TaskDefinition: moto's model drops the task and execution roles, the network
+    mode, compatibilities and size, and registers an update's containers without camel-casing
+    their keys. This keeps them, so a task started from it runs as the template says."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ECS::TaskDefinition"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "TaskDefinitionArn"
+
+    @staticmethod
+    def _register(props: dict[str, Any], resource_name: str, account_id: str, region_name: str):
+        from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+        from moto.ecs.models import ecs_backends
+
+        return ecs_backends[account_id][region_name].register_task_definition(
+            family=props.get("Family", resource_name),
+            container_definitions=remap_nested_keys(
+                props.get("ContainerDefinitions", []), pascal_to_camelcase
+            ),
+            network_mode=props.get("NetworkMode"),
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in props.get("Tags", [])],
+            requires_compatibilities=props.get("RequiresCompatibilities"),
+            cpu=props.get("Cpu"),
+            memory=props.get("Memory"),
+            task_role_arn=props.get("TaskRoleArn"),
+            execution_role_arn=props.get("ExecutionRoleArn"),
+        )
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        return cls._register(
+            cloudformation_json["Properties"], resource_name, account_id, region_name
+        )
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        # every change registers a new revision, as ECS does (the old one stays ACTIVE)
+        return cls._register(
+            cloudformation_json["Properties"], new_resource_name, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ) -> None:
+        from moto.ecs.models import ecs_backends
+
+        ecs_backends[account_id][region_name].deregister_task_definition(resource_name)
+
+
+class CfnService(CloudFormationModel):
+    """AWS::ECS::Service: moto's model drops the network configuration, without which no task
+    of an awsvpc task definition can start."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "ServiceName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::ECS::Service"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        from moto.ecs.models import Service
+
+        return Service.has_cfn_attr(attr)
+
+    @staticmethod
+    def _network(service: Any, props: dict[str, Any]) -> Any:
+        from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+
+        network = remap_nested_keys(props.get("NetworkConfiguration") or {}, pascal_to_camelcase)
+        for deployment in service.deployments:
+            deployment["networkConfiguration"] = network or None
+        service.launch_type = props.get("LaunchType", service.launch_type)
+        return service
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        from moto.ecs.models import Service
+
+        service = Service.create_from_cloudformation_json(
+            resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        return cls._network(service, cloudformation_json["Properties"])
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        from moto.ecs.models import Service
+
+        service = Service.update_from_cloudformation_json(
+            original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        )
+        return cls._network(service, cloudformation_json["Properties"])
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ) -> None:
+        from moto.ecs.models import Service
+
+        Service.delete_from_cloudformation_json(
+            resource_name, cloudformation_json, account_id, region_name
+        )
+
+
 # moto caches the model list/map on first use: drop the caches so the classes
 # above are seen even if a stack was already created in this process.
 for _f in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
@@ -825,6 +948,7 @@ def register_acm_certificate(
 def patch_fargate_run_task() -> None:
     """RunTask of a Fargate task definition whose containers set no memory (the task does):
     moto adds the containers' memory up and fails on None. Count it as 0."""
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
     from moto.ecs.models import EC2ContainerServiceBackend as Backend
 
     if getattr(Backend, "_fargate_patched", False):
@@ -838,4 +962,7 @@ def patch_fargate_run_task() -> None:
         return original(task_definition)
 
     Backend._calculate_task_resource_requirements = staticmethod(requirements)
+    # an awsvpc task's ENI in a VPC without DNS hostnames has no private DNS name, which
+    # moto's Task reads anyway
+    NetworkInterface.private_dns_name = None
     Backend._fargate_patched = True

@@ -1,0 +1,90 @@
+"""A deployed project's cluster, run here: its DAG files synced into the S3 bundle, its ECS
+services started (the api-server first: the others reach its Execution API), its RunTasks run
+as they come, the database a local PostgreSQL, and its web login read from Secrets Manager."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from foundation.airflow.settings import AIRFLOW_PORT
+from foundation.config import Deployment
+from foundation.iam.policy import DAG_BUNDLE_PREFIX
+from foundation.local.ecs import Endpoint, LocalEcs
+from foundation.local.postgres import LocalPostgres
+from foundation.local.rds import LocalRds
+
+HEALTH = "/api/v2/monitor/health"
+
+
+class ClusterFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class LocalCluster:
+    deployment: Deployment
+    endpoint: Endpoint
+    ecs: LocalEcs
+
+    @classmethod
+    def prepare(
+        cls, deployment: Deployment, endpoint: Endpoint, postgres: LocalPostgres, folder: Path
+    ) -> LocalCluster:
+        """Ready to run tasks (a deploy's migration among them) before the stacks exist."""
+        name = deployment.name
+        ecs = LocalEcs(
+            endpoint,
+            name,
+            folder,
+            secret_filter=LocalRds(endpoint, postgres),
+            service_names={f"api-server.{name}.internal:{AIRFLOW_PORT}": f"{name}-api-server"},
+        )
+        return cls(deployment, endpoint, ecs.start())
+
+    def stop(self) -> None:
+        self.ecs.stop()
+
+    def sync_dags(self, source: Path) -> list[str]:
+        """The folder's Python files into the S3 bundle, as a CI job's `aws s3 sync` would."""
+        bucket = self.deployment.dags_bucket
+        if not bucket:
+            raise ClusterFailed("the deployment's DAG bundle is not S3 (dags.bundle: s3)")
+        s3 = self.endpoint.client("s3")
+        keys = []
+        for path in sorted(source.rglob("*.py")):
+            key = f"{DAG_BUNDLE_PREFIX}{path.relative_to(source).as_posix()}"
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            keys.append(key)
+        return keys
+
+    def start_services(self, timeout: float = 240) -> str:
+        """Every service, the api-server first; returns the api-server's URL once healthy."""
+        api = f"{self.deployment.name}-api-server"
+        services = self.ecs.start_services(first=api)
+        url = f"http://{self.ecs.address_of(api)}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, running in services.items():
+                if running.process.poll() is not None:
+                    log = (running.folder / "container.log").read_text()[-4000:]
+                    raise ClusterFailed(f"{name} exited ({running.process.returncode}):\n{log}")
+            try:
+                if requests.get(url + HEALTH, timeout=5).status_code == 200:
+                    return url
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        raise ClusterFailed(f"the api-server did not answer {HEALTH} in {timeout:.0f} s")
+
+    def password(self, user: str) -> str:
+        """Simple auth's password of `user`, from the secret the deployment keeps them in."""
+        secret = self.deployment.web_secrets.get(
+            "web_passwords", f"{self.deployment.name}/cluster/web-passwords"
+        )
+        value = self.endpoint.client("secretsmanager").get_secret_value(SecretId=secret)
+        return json.loads(value["SecretString"])[user]

@@ -1,0 +1,322 @@
+"""ECS, locally: every task of the cluster (a service's, or one RunTask started) runs as a
+process of the image's entrypoint (entrypoint.py) with its task definition's command (or the
+RunTask override), environment and secrets, under its task role's credentials; its state and
+exit code go back into moto's ECS, where `DescribeTasks` reads them as on ECS.
+
+Like the ECS agent, it fetches each container's secrets with the task's *execution* role, and
+hands the *task* role's credentials to the container (here as an assumed-role session on the
+local endpoint, where ECS would serve them from its credentials endpoint).
+
+What differs from Fargate:
+- a task is a process on this machine, not a micro-VM: no memory or CPU limit, no network
+  isolation (security groups are not enforced), and the container's `/opt/airflow` is a folder of
+  its own (the path is rewritten in its command and environment);
+- service discovery is a rewrite of `<service>.<namespace>:<port>` to the local address of the
+  service's first task, and a container port is mapped to a free local port, told to Airflow as
+  `AIRFLOW__API__PORT` (the one port the cluster's containers listen on);
+- a service runs one task, whatever its desired count; nothing replaces a task that exits;
+
+It reads and writes moto's ECS models directly, so moto must run in this process
+(`moto.server.ThreadedMotoServer`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+CONTAINER_HOME = "/opt/airflow"  # the official image's AIRFLOW_HOME
+TASK_TRANSITION = "ecs::task"
+
+
+class TaskRefused(Exception):
+    """The task cannot start (ECS's ResourceInitializationError): the reason, in a sentence."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The local AWS endpoint, and an identity that may read anything (to set tasks up)."""
+
+    url: str
+    region: str
+    account: str
+    access_key_id: str
+    secret_access_key: str
+
+    def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
+        keys = credentials or {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+        }
+        return boto3.client(service, region_name=self.region, endpoint_url=self.url, **keys)
+
+    def session_of(self, role_arn: str, name: str) -> dict[str, str]:
+        """A session of the role as ECS gets one: the roles trust `ecs-tasks.amazonaws.com`
+        alone, so no caller of STS may assume them; moto's STS is asked in this process, as
+        the service principal would be."""
+        from moto.sts.models import sts_backends
+
+        sts = sts_backends[self.account][role_arn.split(":")[1]]
+        role = sts.assume_role(self.region, name[:64], role_arn, "", 3600, "")
+        return {
+            "aws_access_key_id": role.access_key_id,
+            "aws_secret_access_key": role.secret_access_key,
+            "aws_session_token": role.session_token,
+        }
+
+
+@dataclass
+class Running:
+    task: Any  # moto's Task
+    family: str
+    process: subprocess.Popen
+    folder: Path
+    port: int | None = None
+
+
+def _environment_list(pairs: list[dict[str, str]] | None) -> dict[str, str]:
+    return {p["name"]: p["value"] for p in pairs or []}
+
+
+def _secret_value(client: Any, value_from: str) -> str:
+    """`arn` or `arn:json-key:version-stage:version-id`, as ECS reads them."""
+    parts = value_from.split(":")
+    arn, key = ":".join(parts[:7]), parts[7] if len(parts) > 7 else ""
+    value = client.get_secret_value(SecretId=arn)["SecretString"]
+    return str(json.loads(value)[key]) if key else value
+
+
+@dataclass
+class LocalEcs:
+    endpoint: Endpoint
+    cluster: str
+    folder: Path
+    # injected secret values pass through here first (the RDS stand-in rewrites the database's)
+    secret_filter: Callable[[str], str] = lambda value: value
+    # `<host>:<port>` names of services -> the local address (service discovery)
+    service_names: dict[str, str] = field(default_factory=dict)
+    running: dict[str, Running] = field(default_factory=dict)
+    finished: dict[str, Running] = field(default_factory=dict)  # by task ARN
+    refused: dict[str, str] = field(default_factory=dict)  # task ARN -> why it never started
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _transition: dict[str, Any] | None = None
+
+    @property
+    def _backend(self) -> Any:
+        from moto.ecs.models import ecs_backends
+
+        return ecs_backends[self.endpoint.account][self.endpoint.region]
+
+    def start(self) -> LocalEcs:
+        """Tasks stay RUNNING until their process ends (moto would move them along itself)."""
+        from moto.moto_api import state_manager
+
+        self._transition = state_manager.get_transition(TASK_TRANSITION)
+        state_manager.set_transition(TASK_TRANSITION, {"progression": "manual", "times": 2**62})
+        self._thread = threading.Thread(target=self._loop, name="local-ecs", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        from moto.moto_api import state_manager
+
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        for running in list(self.running.values()):
+            running.process.terminate()
+        for running in list(self.running.values()):
+            try:
+                running.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+        if self._transition is not None:
+            state_manager.set_transition(TASK_TRANSITION, self._transition)
+
+    def start_services(self, first: str | None = None) -> dict[str, Running]:
+        """One task of every service of the cluster with a desired count, as its service
+        would; `first` starts before the others (they find it by its service name)."""
+        started = {}
+        services = [
+            s
+            for s in self._backend.services.values()
+            if s.cluster_name == self.cluster and s.desired_count
+        ]
+        for service in sorted(services, key=lambda s: (s.name != first, s.name)):
+            (task,) = self._backend.run_task(
+                self.cluster,
+                service.task_definition,
+                1,
+                None,
+                f"ecs-svc/{service.name}",
+                None,
+                "FARGATE",
+                service.deployments[0].get("networkConfiguration"),
+            )
+            started[service.name] = self._launch(task)
+        return started
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self.poll()
+
+    def poll(self) -> None:
+        for arn, task in list(self._backend.tasks.get(self.cluster, {}).items()):
+            if arn not in self.running and arn not in self.finished and arn not in self.refused:
+                try:
+                    self._launch(task)
+                except TaskRefused as error:  # as ECS does: the task stops, with the reason
+                    self.refused[arn] = f"ResourceInitializationError: {error}"
+                    self._stopped_before_start(task, self.refused[arn])
+                except Exception as error:
+                    self.refused[arn] = f"ResourceInitializationError: {error!r}"
+                    self._stopped_before_start(task, self.refused[arn])
+        for arn, running in list(self.running.items()):
+            code = running.process.poll()
+            if code is not None:
+                self._stopped(running, code)
+                self.finished[arn] = self.running.pop(arn)
+
+    def address_of(self, service: str) -> str | None:
+        running = next(
+            (r for r in self.running.values() if r.task.started_by == f"ecs-svc/{service}"), None
+        )
+        return f"127.0.0.1:{running.port}" if running and running.port else None
+
+    def _launch(self, task: Any) -> Running:
+        ecs = self.endpoint.client("ecs")
+        definition = ecs.describe_task_definition(taskDefinition=task.task_definition_arn)
+        definition = definition["taskDefinition"]
+        (container,) = definition["containerDefinitions"]
+        override = next(
+            (
+                o
+                for o in task.overrides.get("containerOverrides", [])
+                if o.get("name") == container["name"]
+            ),
+            {},
+        )
+        task_id = task.task_arn.rsplit("/", 1)[-1]
+        folder = self.folder / f"{definition['family']}-{task_id[:8]}"
+        home = folder / CONTAINER_HOME.lstrip("/")
+        home.mkdir(parents=True, exist_ok=True)
+        port = None
+        if container.get("portMappings"):
+            from foundation.local.postgres import free_port
+
+            port = free_port()
+        environment = _environment_list(container.get("environment"))
+        environment |= _environment_list(override.get("environment"))
+        environment |= self._secrets(definition, container, task_id)
+        role = task.overrides.get("taskRoleArn") or definition.get("taskRoleArn")
+        environment |= self._aws(role, f"{definition['family']}-{task_id}")
+        if port:
+            environment["AIRFLOW__API__PORT"] = str(port)
+        command = override.get("command") or container.get("command") or []
+        environment, command = self._rewritten(environment, command, home)
+        log = (folder / "container.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "foundation.local.entrypoint", *command],
+            env=self._base(home, folder) | environment,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        task.started_at = time.time()
+        running = Running(task, definition["family"], process, folder, port)
+        self.running[task.task_arn] = running
+        return running
+
+    def _secrets(self, definition: dict, container: dict, name: str) -> dict[str, str]:
+        if not container.get("secrets"):
+            return {}
+        role = definition["executionRoleArn"]
+        client = self.endpoint.client("secretsmanager", self.endpoint.session_of(role, name))
+        values = {}
+        for secret in container["secrets"]:
+            try:
+                values[secret["name"]] = self.secret_filter(
+                    _secret_value(client, secret["valueFrom"])
+                )
+            except ClientError as error:
+                raise TaskRefused(
+                    f"the execution role {role} cannot read {secret['valueFrom']} "
+                    f"({secret['name']}): {error.response['Error']['Code']}"
+                ) from None
+        return values
+
+    def _aws(self, role_arn: str | None, name: str) -> dict[str, str]:
+        environment = {
+            "AWS_ENDPOINT_URL": self.endpoint.url,
+            "AWS_DEFAULT_REGION": self.endpoint.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        if role_arn:
+            session = self.endpoint.session_of(role_arn, name)
+            environment |= {key.upper(): value for key, value in session.items()}
+        return environment
+
+    def _rewritten(
+        self, environment: dict[str, str], command: list[str], home: Path
+    ) -> tuple[dict[str, str], list[str]]:
+        replacements = {CONTAINER_HOME: str(home)}
+        for name in self.service_names:
+            address = self.address_of(self.service_names[name])
+            if address:
+                replacements[name] = address
+
+        def rewrite(text: str) -> str:
+            for old, new in replacements.items():
+                text = text.replace(old, new)
+            return text
+
+        return {k: rewrite(v) for k, v in environment.items()}, [rewrite(c) for c in command]
+
+    @staticmethod
+    def _base(home: Path, folder: Path) -> dict[str, str]:
+        """The image's own environment; nothing of this process's leaks into a container."""
+        bin_dir = str(Path(sys.executable).parent)
+        (folder / "home").mkdir(exist_ok=True)
+        (folder / "tmp").mkdir(exist_ok=True)
+        return {
+            "TMPDIR": str(folder / "tmp"),  # a container's own /tmp (DAG bundles unpack there)
+            "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(folder / "home"),
+            "LANG": "C.UTF-8",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW_USER_HOME_DIR": str(folder / "home"),
+            "PYTHONUNBUFFERED": "1",
+            "AWS_CONFIG_FILE": str(folder / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(folder / "no-aws-credentials"),
+        }
+
+    @staticmethod
+    def _stopped_before_start(task: Any, reason: str) -> None:
+        task.desired_status = "STOPPED"
+        task.status = "STOPPED"
+        task.stopped_reason = reason[:1000]
+        for container in task.containers:  # no container ever ran: no exit code
+            container.last_status = "STOPPED"
+            container.exitCode = None
+
+    def _stopped(self, running: Running, code: int) -> None:
+        task = running.task
+        task.desired_status = "STOPPED"
+        task.status = "STOPPED"
+        task.stopped_reason = "Essential container in task exited"
+        task.stopped_at = time.time()
+        for container in task.containers:
+            container.last_status = "STOPPED"
+            container.exitCode = code

@@ -1,0 +1,128 @@
+"""What moto's server (5.2.5) lacks outside CloudFormation (moto_cfn.py has that), for the
+cluster to run on it as on AWS.
+
+1. moto checks most services' calls against the resource "*" (only S3, SQS, IAM and STS name
+the real ARN), so a role granted one secret, parameter, table or task definition is refused
+everything there. This names the resource the call acts on, as IAM does, for the services the
+cluster's components and tasks call with resource-level grants:
+
+| service | calls | resource |
+|---|---|---|
+| secretsmanager | any with `SecretId` | the secret's ARN (its random suffix included) |
+| ssm | any with `Name` | `parameter/<name>` |
+| dynamodb | any with `TableName` | `table/<name>` |
+| ecs | RunTask, StartTask | the task definition's ARN, with its revision |
+| ecs | DescribeTasks, StopTask | each task's ARN (`task/<cluster>/<id>`), each authorized |
+
+Other calls naming several resources (BatchGetItem, GetParameters), or none, keep "*". moto still
+evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam/evaluate.py).
+
+2. ECS's StopTask of an unknown task answers InvalidParameterException "The referenced task was
+   not found." (the ECS executor's health check counts on it); moto raises a bare exception (500).
+3. S3 authorizes HeadBucket as `s3:ListBucket` (there is no `s3:HeadBucket` action); moto
+   checks an action of that name, which no policy can grant.
+
+Apply in the process moto's server runs in, before it serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _secret(response: Any) -> str:
+    secret_id = response._get_param("SecretId")
+    if not secret_id:
+        return "*"
+    secret = response.backend.secrets.get(secret_id)
+    if secret is not None:
+        return secret.arn
+    return f"arn:aws:secretsmanager:{response.region}:{response.current_account}:secret:{secret_id}"
+
+
+def _parameter(response: Any) -> str:
+    name = response._get_param("Name")
+    if not name:
+        return "*"
+    return f"arn:aws:ssm:{response.region}:{response.current_account}:parameter/{name.lstrip('/')}"
+
+
+def _table(response: Any) -> str:
+    table = response._get_param("TableName")
+    if not table:
+        return "*"
+    return f"arn:aws:dynamodb:{response.region}:{response.current_account}:table/{table}"
+
+
+def _ecs(response: Any) -> str | list[str]:
+    action = response._get_action()
+    if action in ("RunTask", "StartTask"):
+        wanted = response._get_param("taskDefinition")
+        try:
+            return response.ecs_backend.describe_task_definition(wanted).arn
+        except Exception:  # unknown: RunTask itself answers that
+            return "*"
+    tasks = response._get_param("tasks") or [response._get_param("task")]
+    if action in ("DescribeTasks", "StopTask") and all(tasks):
+        cluster = (response._get_param("cluster") or "default").rsplit("/", 1)[-1]
+        prefix = f"arn:aws:ecs:{response.region}:{response.current_account}:task/{cluster}/"
+        return [t if t.startswith("arn:") else prefix + t for t in tasks]
+    return "*"
+
+
+def _each(authorize: Any) -> Any:
+    """IAM authorizes a call on several resources only if it may act on each."""
+
+    def authorize_each(self: Any, resource: str | list[str] = "*") -> None:
+        for one in resource if isinstance(resource, list) else [resource]:
+            authorize(self, one)
+
+    return authorize_each
+
+
+def _stop_known_tasks(stop_task: Any) -> Any:
+    def stop_task_or_answer(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        task_id = task_str.rsplit("/", 1)[-1]
+        tasks = self.tasks.get(self._get_cluster(cluster_str).name, {})
+        if not any(arn.endswith(task_id) for arn in tasks):
+            raise InvalidParameterException("The referenced task was not found.")
+        return stop_task(self, cluster_str, task_str, reason)
+
+    stop_task_or_answer.__wrapped__ = stop_task
+    return stop_task_or_answer
+
+
+def apply() -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.s3.responses import ACTION_MAP
+
+    ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+
+    if not hasattr(EC2ContainerServiceBackend.stop_task, "__wrapped__"):
+        EC2ContainerServiceBackend.stop_task = _stop_known_tasks(
+            EC2ContainerServiceBackend.stop_task
+        )
+    _enforce_resource_arns()
+
+
+def _enforce_resource_arns() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.ecs.responses import EC2ContainerServiceResponse
+    from moto.secretsmanager.responses import SecretsManagerResponse
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    for response_class, resource in (
+        (SecretsManagerResponse, _secret),
+        (SimpleSystemManagerResponse, _parameter),
+        (DynamoHandler, _table),
+        (EC2ContainerServiceResponse, _ecs),
+    ):
+        response_class._determine_resource = resource
+    authorize = EC2ContainerServiceResponse._authenticate_and_authorize_normal_action
+    if not hasattr(authorize, "__wrapped__"):
+        EC2ContainerServiceResponse._authenticate_and_authorize_normal_action = _each(authorize)
+        EC2ContainerServiceResponse._authenticate_and_authorize_normal_action.__wrapped__ = (
+            authorize
+        )
