@@ -44,6 +44,7 @@ def identity(dag_id: str, bundle: str | None) -> dict:
 
 # dag_a's manifest names no bundle; dag_b's binds it to the dags-folder bundle. dag_c has none.
 IDENTITIES = {"dag_a": identity("dag_a", None), "dag_b": identity("dag_b", BUNDLE)}
+MALFORMED = '{"task_definition": '  # dag_d's parameter: cut short, as a bad write would leave it
 STOLEN = {
     "taskDefinition": IDENTITIES["dag_a"]["task_definition"],
     "overrides": {"taskRoleArn": IDENTITIES["dag_a"]["task_role_arn"]},
@@ -84,7 +85,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "stolen_executor_config": STOLEN,
                 "parameters": {
                     identity_parameter(PROJECT, d): json.dumps(i) for d, i in IDENTITIES.items()
-                },
+                }
+                | {identity_parameter(PROJECT, "dag_d"): MALFORMED},
             }
         )
     )
@@ -309,9 +311,22 @@ def test_a_dag_without_a_manifest_is_refused(observed: dict) -> None:
     }
     assert not [c for c in observed["run_task_calls"] if origin(c)[1] == "dag_c"]
     # refused at once, not retried as a failed RunTask would be
-    assert refusals(observed, "scheduled") == ["DAG 'dag_c' has no permission manifest"]
+    assert refusals(observed, "scheduled") == [
+        "DAG 'dag_c' has no permission manifest",
+        "the identity published for DAG 'dag_d' is not a JSON object",
+    ]
     [unmanaged] = [t for t in observed["task_instances"] if t["dag_id"] == "dag_c"]
     assert unmanaged["state"] == "failed"
+
+
+def test_an_unreadable_identity_fails_its_own_workload_only(observed: dict) -> None:
+    """dag_d's parameter is not JSON: its task fails at once, and in the same heartbeat the
+    other DAGs' workloads still reach RunTask (an error escaping the executor's loop would stop
+    every launch, every heartbeat)."""
+    [unreadable] = [t for t in observed["task_instances"] if t["dag_id"] == "dag_d"]
+    assert unreadable["state"] == "failed"
+    assert not [c for c in observed["run_task_calls"] if origin(c)[1] == "dag_d"]
+    assert sent(observed, "scheduled") == ordered(DAG_A_RUN + DAG_B_RUN)
 
 
 def test_a_dag_id_from_another_bundle_is_refused(observed: dict) -> None:

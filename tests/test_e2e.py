@@ -80,6 +80,16 @@ def _the_data_platform(aws: MotoAws) -> None:
     )
 
 
+def _why(output: str, local: LocalCluster) -> str:
+    """What a failed deploy printed, and the end of every container's log."""
+    logs = [
+        f"--- {r.family} (exit {r.process.returncode}):\n"
+        + (r.folder / "container.log").read_text()[-1500:]
+        for r in [*local.ecs.finished.values(), *local.ecs.running.values()]
+    ]
+    return "\n".join([output[-3000:], *logs, *local.ecs.refused.values()])
+
+
 @pytest.fixture(scope="module")
 def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     root = tmp_path_factory.mktemp("e2e")
@@ -108,7 +118,7 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
                 mp.delenv(name, raising=False)
             for verb in ("bootstrap", "deploy"):
                 result = project.run_with_env(credentials, verb, "--yes", "--env", ENV)
-                assert result.exit_code == 0, (result.stdout, result.stderr, local.ecs.refused)
+                assert result.exit_code == 0, _why(result.stdout + result.stderr, local)
         _the_data_platform(moto_cloudformation)
         local.sync_dags(root / "dags")
         url = local.start_services()

@@ -65,21 +65,28 @@ def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str]) 
     return _matches(base, context[key], wanted)
 
 
-def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
+def _condition_holds(
+    condition: dict[str, dict[str, Any]], context: dict[str, str], known: frozenset[str] | None
+) -> bool:
     return all(
         _key_holds(operator, key, expected, context)
         for operator, pairs in condition.items()
         for key, expected in pairs.items()
+        if known is None or key in known
     )
 
 
-def allows(statements: list[dict[str, Any]], request: Request) -> bool:
+def allows(
+    statements: list[dict[str, Any]], request: Request, known: frozenset[str] | None = None
+) -> bool:
+    """Whether an Allow statement allows the request. With `known`, only conditions on those
+    keys are evaluated (the rest hold): for a caller that knows only some of a request's keys."""
     for st in statements:
         assert st["Effect"] == "Allow"
         if not any(_glob(a, request.action, case_sensitive=False) for a in _values(st["Action"])):
             continue
         if not any(_glob(r, request.resource) for r in _values(st["Resource"])):
             continue
-        if _condition_holds(st.get("Condition", {}), request.context):
+        if _condition_holds(st.get("Condition", {}), request.context, known):
             return True
     return False

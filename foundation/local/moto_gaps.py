@@ -22,6 +22,12 @@ evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam
 3. S3 authorizes HeadBucket as `s3:ListBucket` (there is no `s3:HeadBucket` action); moto
    checks an action of that name, which no policy can grant.
 
+4. moto evaluates no condition of an identity policy. After moto allows a call, the toolkit's
+   IAM evaluation (foundation/iam/evaluate.py) decides it again with the condition keys the
+   request carries, for those keys this can read off a request (CONDITION_KEYS): a ListBucket's
+   `s3:prefix` and `s3:delimiter` (absent from HeadBucket, as on S3), and `ecs:cluster`.
+   Conditions on other keys still hold, as moto has them. iam:PassRole is still never checked.
+
 Apply in the process moto's server runs in, before it serves.
 """
 
@@ -94,11 +100,72 @@ def _stop_known_tasks(stop_task: Any) -> Any:
     return stop_task_or_answer
 
 
+CONDITION_KEYS = frozenset({"s3:prefix", "s3:delimiter", "ecs:cluster"})
+
+
+def _first(value: Any) -> str | None:
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _context(request: Any) -> dict[str, str] | None:
+    """The keys of CONDITION_KEYS this request carries; None for calls they do not concern."""
+    service = request._action.split(":", 1)[0]
+    if request._action == "s3:ListBucket":  # the request's query string
+        data = request._data or {}
+        keys = {
+            "s3:prefix": _first(data.get("prefix")),
+            "s3:delimiter": _first(data.get("delimiter")),
+        }
+        return {k: v for k, v in keys.items() if v is not None}
+    if service == "ecs":
+        import json
+
+        try:
+            body = json.loads(request._body or b"{}")
+        except ValueError:
+            return None
+        cluster = (body.get("cluster") or "default").rsplit("/", 1)[-1]
+        arn = f"arn:aws:ecs:{request._region}:{request.account_id}:cluster/{cluster}"
+        return {"ecs:cluster": arn}
+    return None
+
+
+def _statements(policy: Any) -> list[dict[str, Any]]:
+    from moto.iam.access_control import IAMPolicy
+
+    listed = IAMPolicy(policy)._policy_json.get("Statement", [])
+    statements = listed if isinstance(listed, list) else [listed]
+    return [
+        s for s in statements if s.get("Effect") == "Allow" and "Action" in s and "Resource" in s
+    ]
+
+
+def _with_conditions(check: Any) -> Any:
+    def check_with_conditions(self: Any, resource: str) -> None:
+        from foundation.iam.evaluate import Request, allows
+
+        check(self, resource)  # moto's own decision: actions, resources, explicit denies
+        context = _context(self)
+        if context is None:
+            return
+        statements = [s for p in self._access_key.collect_policies() for s in _statements(p)]
+        if not allows(statements, Request(self._action, resource, context), CONDITION_KEYS):
+            self._raise_access_denied()
+
+    check_with_conditions.__wrapped__ = check
+    return check_with_conditions
+
+
 def apply() -> None:
     from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.iam.access_control import IAMRequestBase
     from moto.s3.responses import ACTION_MAP
 
     ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+    if not hasattr(IAMRequestBase.check_action_permitted, "__wrapped__"):
+        IAMRequestBase.check_action_permitted = _with_conditions(
+            IAMRequestBase.check_action_permitted
+        )
 
     if not hasattr(EC2ContainerServiceBackend.stop_task, "__wrapped__"):
         EC2ContainerServiceBackend.stop_task = _stop_known_tasks(

@@ -48,6 +48,7 @@ def dag_sources(stolen_config: dict) -> dict[str, str]:
     """dag_a: a plain task, a task mapped over its output, a task mapped over a literal.
     dag_b: a task whose executor_config names dag_a's identity, a plain task, and a deadline
     (due at once) whose callback runs on the executor. dag_c: no manifest, so no identity.
+    dag_d: a manifest whose published identity cannot be read.
     `@once` schedules: the scheduler creates exactly one run of each, whatever the time."""
     header = DAG_HEADER
     return {
@@ -100,6 +101,19 @@ def dag_sources(stolen_config: dict) -> dict[str, str]:
             """
         ),
         "dag_c.py": UNMANAGED_DAG,
+        # dag_d's published identity is not JSON: it alone is refused, the others still launch
+        "dag_d.py": header
+        + textwrap.dedent(
+            """
+            with DAG("dag_d", schedule="@once", start_date=START):
+
+                @task
+                def unreadable():
+                    return "no identity"
+
+                unreadable()
+            """
+        ),
     }
 
 

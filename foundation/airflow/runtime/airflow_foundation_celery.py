@@ -10,6 +10,7 @@ DAG's worker stack published in SSM, and DAGs with no identity are refused.
 from __future__ import annotations
 
 import os
+import traceback
 from typing import Any
 
 import boto3
@@ -49,6 +50,10 @@ class FoundationCeleryExecutor(CeleryExecutor):
                 self.log.error("Refusing workload %s: %s", key, refused)
                 self.log_task_event(event="foundation refused", extra=str(refused), ti_key=key)
                 results.append((key, None, ExceptionWithTraceback(refused, str(refused))))
+                continue
+            except Exception as error:  # reading its identity failed: this workload alone
+                self.log.exception("Reading the identity of workload %s failed", key)
+                results.append((key, None, ExceptionWithTraceback(error, traceback.format_exc())))
                 continue
             results.append(send_workload_to_executor((key, workload, queue, team_name)))
         return results

@@ -29,7 +29,9 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         super().execute_async(key, command, queue, executor_config=None)
 
     def attempt_workload_runs(self) -> None:
-        # A refusal is final: fail it now instead of letting RunTask's retries repeat it.
+        # A refusal is final: fail it now instead of letting RunTask's retries repeat it. Any
+        # other error reading an identity (AWS refused or throttled the read) stays with its
+        # own workload: the launch below retries it with backoff and fails it alone.
         for queued in list(self.pending_workloads):
             try:
                 self.identity_for(queued.command)
@@ -40,6 +42,8 @@ class FoundationEcsExecutor(AwsEcsExecutor):
                     event="foundation refused", extra=str(refused), ti_key=queued.key
                 )
                 self.fail(queued.key)
+            except Exception:
+                self.log.exception("Reading the identity of workload %s failed", queued.key)
         super().attempt_workload_runs()
 
     def _run_task_kwargs(self, task_id: Any, cmd: Any, queue: Any, exec_config: Any) -> dict:

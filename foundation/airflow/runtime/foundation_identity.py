@@ -50,10 +50,20 @@ class IdentitySource:
             return cached[1]
         try:
             value = self.client.get_parameter(Name=f"{self.path}{dag_id}")["Parameter"]["Value"]
-            identity: dict | None = json.loads(value)
         except self.client.exceptions.ParameterNotFound:
-            identity = None
+            value = None
+        identity = None if value is None else self._parsed(dag_id, value)
         self._cache[dag_id] = (now, identity)
+        return identity
+
+    @staticmethod
+    def _parsed(dag_id: str, value: str) -> dict:
+        try:
+            identity = json.loads(value)
+        except ValueError:
+            identity = None
+        if not isinstance(identity, dict):
+            raise IdentityRefused(f"the identity published for DAG {dag_id!r} is not a JSON object")
         return identity
 
 

@@ -1,0 +1,101 @@
+"""The local AWS endpoint decides as AWS would where moto alone does not
+(foundation/local/moto_gaps.py): resource ARNs for Secrets Manager, SSM, DynamoDB and ECS,
+HeadBucket as s3:ListBucket, and the s3:prefix, s3:delimiter and ecs:cluster conditions, each
+refused on the server over HTTP under an IAM user that carries exactly the statements shown."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.moto_server import ACCOUNT, REGION, MotoAws
+
+BUCKET = "gaps-bundle"
+
+
+def denied(call, *args, **kwargs) -> bool:
+    try:
+        call(*args, **kwargs)
+    except ClientError as error:
+        return error.response["Error"]["Code"] in ("AccessDenied", "403", "AccessDeniedException")
+    return False
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_aws: MotoAws) -> str:
+    moto_aws.client("s3").create_bucket(Bucket=BUCKET)
+    moto_aws.client("s3").put_object(Bucket=BUCKET, Key="dags/a.py", Body=b"")
+    return BUCKET
+
+
+def listing(condition: dict | None) -> list[list[dict]]:
+    statement = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}"}
+    return [[statement | ({"Condition": condition} if condition else {})]]
+
+
+def test_a_listing_limited_by_prefix_refuses_other_prefixes_and_head_bucket(
+    moto_aws: MotoAws, bucket: str
+) -> None:
+    s3 = moto_aws.client(
+        "s3", moto_aws.user_with("prefix", listing({"StringLike": {"s3:prefix": "dags/*"}}))
+    )
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="dags/")["KeyCount"] == 1
+    assert denied(s3.list_objects_v2, Bucket=bucket, Prefix="other/")
+    assert denied(s3.list_objects_v2, Bucket=bucket)  # no prefix at all
+    assert denied(s3.head_bucket, Bucket=bucket)  # HeadBucket carries no s3:prefix
+
+
+def test_an_unconditioned_listing_allows_head_bucket_and_the_root(
+    moto_aws: MotoAws, bucket: str
+) -> None:
+    s3 = moto_aws.client("s3", moto_aws.user_with("root", listing(None)))
+    s3.head_bucket(Bucket=bucket)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="", Delimiter="/")["CommonPrefixes"] == [
+        {"Prefix": "dags/"}
+    ]
+    assert denied(s3.get_object, Bucket=bucket, Key="dags/a.py")  # no GetObject granted
+
+
+def test_named_secrets_parameters_and_tables_are_enforced_by_arn(moto_aws: MotoAws) -> None:
+    admin = moto_aws.client
+    mine = admin("secretsmanager").create_secret(Name="gaps/mine", SecretString="1")["ARN"]
+    admin("secretsmanager").create_secret(Name="gaps/theirs", SecretString="2")
+    admin("ssm").put_parameter(Name="/gaps/mine", Value="1", Type="String")
+    admin("ssm").put_parameter(Name="/gaps/theirs", Value="2", Type="String")
+    prefix = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
+    creds = moto_aws.user_with(
+        "arns",
+        [
+            [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": mine},
+                {
+                    "Effect": "Allow",
+                    "Action": "ssm:GetParameter",
+                    "Resource": prefix.format("ssm") + "parameter/gaps/mine",
+                },
+            ]
+        ],
+    )
+    secrets, ssm = moto_aws.client("secretsmanager", creds), moto_aws.client("ssm", creds)
+    assert secrets.get_secret_value(SecretId="gaps/mine")["SecretString"] == "1"
+    assert secrets.get_secret_value(SecretId=mine)["SecretString"] == "1"
+    assert denied(secrets.get_secret_value, SecretId="gaps/theirs")
+    assert ssm.get_parameter(Name="/gaps/mine")["Parameter"]["Value"] == "1"
+    assert denied(ssm.get_parameter, Name="/gaps/theirs")
+
+
+def test_ecs_calls_are_held_to_their_cluster(moto_aws: MotoAws) -> None:
+    moto_aws.client("ecs").create_cluster(clusterName="gaps")
+    moto_aws.client("ecs").create_cluster(clusterName="gaps-other")
+    cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/gaps"
+    statement = {
+        "Effect": "Allow",
+        "Action": "ecs:StopTask",
+        "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/*",
+        "Condition": {"ArnEquals": {"ecs:cluster": cluster}},
+    }
+    ecs = moto_aws.client("ecs", moto_aws.user_with("ecs", [[statement]]))
+    with pytest.raises(ClientError) as missing:  # allowed; ECS's answer for an unknown task
+        ecs.stop_task(cluster="gaps", task="a" * 32)
+    assert missing.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert denied(ecs.stop_task, cluster="gaps-other", task="a" * 32)
