@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from foundation.airflow import runtime_files
 from foundation.cloudformation import actions
 from foundation.cloudformation.actions import SUCCESS, Event
 from foundation.cloudformation.plan import (
@@ -24,7 +25,7 @@ from foundation.cloudformation.target import Target, discard, open_target, plan_
 from foundation.naming import cluster_stack_names
 
 DRAIN_TIMEOUT_SECONDS = 3600
-MIGRATION_TIMEOUT_SECONDS = 3600
+MIGRATION_TIMEOUT_SECONDS = runtime_files.MIGRATION_WAIT_SECONDS  # as long as components wait
 
 
 class Reporter(Protocol):

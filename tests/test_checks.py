@@ -21,7 +21,7 @@ CONTEXT = {
 }
 RULES = {rule.id: rule for rule in ALL}
 # Where each bad fixture's findings are: "Policy" unless listed
-RESOURCES = {"FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"]}
+RESOURCES = {"FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"], "FA104": ["Task"]}
 BAD = {
     "FA001": ["wildcard action 's3:Get*'", "NotAction grants every other action"],
     "FA002": ["Resource '*' for s3:GetObject, which takes resource ARNs"],
@@ -37,6 +37,10 @@ BAD = {
         "iam:PassRole without StringEquals iam:PassedToService",
         "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*' lacks its condition",
         "iam:passrole on 'arn:aws:iam::111122223333:role/*': not an allow-listed prefix",
+    ],
+    "FA104": [
+        "task definition is 66,217 bytes; ECS takes 65,536 (largest environment variable: "
+        "FOUNDATION_RUNTIME, 66,040 bytes)"
     ],
     "FA302": [
         "SecretString holds a literal value",

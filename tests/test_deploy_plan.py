@@ -128,4 +128,29 @@ def test_the_migration_task_runs_where_the_scheduler_runs(templates: dict) -> No
     for service in services:  # every component waits for the migration before it starts
         task_def = core["Resources"][service["Properties"]["TaskDefinition"]["Ref"]]
         (container,) = task_def["Properties"]["ContainerDefinitions"]
-        assert "airflow db check-migrations --migration-wait-timeout" in container["Command"][-1]
+        wait = "airflow db check-migrations --migration-wait-timeout 3600 && "
+        assert wait in container["Command"][-1]
+
+
+def test_a_migration_as_long_as_the_deploy_waits_is_never_a_failed_rollout(
+    templates: dict,
+) -> None:
+    """The deploy waits up to an hour for `airflow db migrate`; each component waits as long
+    before it starts; the api-server's load-balancer health checks start counting only after
+    that wait and five minutes to start, so the circuit breaker never rolls an upgrade back
+    for its own migration."""
+    from foundation.deploy import MIGRATION_TIMEOUT_SECONDS
+
+    assert MIGRATION_TIMEOUT_SECONDS == 3600
+    core = templates[f"{NAME}-core"]
+    graces = {
+        r["Properties"]["ServiceName"]: r["Properties"].get("HealthCheckGracePeriodSeconds")
+        for r in core["Resources"].values()
+        if r["Type"] == "AWS::ECS::Service"
+    }
+    assert graces == {
+        f"{NAME}-api-server": 3600 + 300,
+        f"{NAME}-scheduler": None,  # no health check to fail
+        f"{NAME}-dag-processor": None,
+        f"{NAME}-triggerer": None,
+    }

@@ -85,8 +85,10 @@ UNPACK = (
 
 
 # How long a component waits for `airflow db migrate` (which `foundation deploy` runs while the
-# new task definitions roll out) before it exits and ECS starts it again.
-MIGRATION_WAIT_SECONDS = 1800
+# new task definitions roll out, waiting as long for it) before it exits and ECS starts it again.
+MIGRATION_WAIT_SECONDS = 3600
+# A component's start after the migration, within the load balancer's health-check grace.
+STARTUP_SECONDS = 300
 
 
 def container_command(

@@ -125,6 +125,16 @@ class AirflowService(Construct):
                 vpc_subnets=subnets,
                 assign_public_ip=False,
                 circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+                # Behind the load balancer, a new task is unhealthy until it serves, and it
+                # serves only after the migration: the grace outlasts the longest migration
+                # wait, so a long migration is never counted as a failed rollout.
+                health_check_grace_period=(
+                    cdk.Duration.seconds(
+                        runtime_files.MIGRATION_WAIT_SECONDS + runtime_files.STARTUP_SECONDS
+                    )
+                    if spec.port
+                    else None
+                ),
                 min_healthy_percent=100 if spec.desired_count > 1 else 0,
                 propagate_tags=ecs.PropagatedTagSource.SERVICE,
                 enable_execute_command=False,
