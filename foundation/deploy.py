@@ -120,6 +120,11 @@ def _deploy(
         reporter.plan(plans, migration)
         if all(p.action == "none" for p in plans):
             return Result([Outcome(p.name, "no changes", _status(target, p.name)) for p in plans])
+        blocked = [f"{p.name}: {r}" for p in plans for r in p.blocked]
+        if blocked:
+            raise Refused(
+                "this deploy would fail half-way; nothing was changed:\n" + "\n".join(blocked)
+            )
         reasons = [f"{p.name}: {r}" for p in plans for r in p.approval_reasons]
         if reasons and not options.yes and not (confirm and confirm(reasons)):
             raise Refused(

@@ -44,6 +44,8 @@ def markdown(plans: list[StackPlan]) -> str:
                 for c in plan.iam
             ]
             lines.append("")
+        for reason in plan.blocked:
+            lines.append(f"- **cannot deploy**: {reason}")
         for reason in plan.approval_reasons:
             lines.append(f"- needs approval: {reason}")
         lines.append("")

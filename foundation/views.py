@@ -66,6 +66,8 @@ def show_plans(console: Console, plans: list[StackPlan], migration: str | None) 
         console.print(change_table(plan))
         if table := iam_table(plan):
             console.print(table)
+        for reason in plan.blocked:
+            console.print(Text.assemble(("cannot deploy", "bold red"), f": {reason}"))
         for reason in plan.approval_reasons:
             console.print(Text.assemble(("needs approval", "yellow"), f": {reason}"))
     unchanged = [p.name for p in plans if p.action == "none"]

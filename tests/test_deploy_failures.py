@@ -18,7 +18,7 @@ from rich.console import Console
 
 from foundation import deploy
 from foundation.cloudformation.actions import Aws, StackState
-from foundation.cloudformation.plan import StackPlan
+from foundation.cloudformation.plan import ResourceChange, StackPlan
 from foundation.cloudformation.target import Assembly, Bootstrap, Target
 from foundation.project import load_project
 from foundation.views import outcome_table
@@ -469,3 +469,58 @@ def test_a_database_change_migrates_with_the_deployed_task_definition(aws) -> No
     migrator.prepare(core)
     migrator.finish(True, lambda: None)
     assert migrator.ok and migrator.summary == f"airflow db migrate ran ({reason})"
+
+
+ROLE_REPLACED = {  # DescribeChangeSet's entry for a role whose path changed
+    "Type": "Resource",
+    "ResourceChange": {
+        "Action": "Modify",
+        "LogicalResourceId": "SchedulerTaskRole",
+        "ResourceType": "AWS::IAM::Role",
+        "Replacement": "True",
+        "Details": [
+            {
+                "Target": {
+                    "Attribute": "Properties",
+                    "Name": "Path",
+                    "RequiresRecreation": "Always",
+                },
+                "Evaluation": "Static",
+                "ChangeSource": "DirectModification",
+            }
+        ],
+    },
+}
+
+
+def test_replacing_a_named_resource_is_refused_before_anything_runs(aws) -> None:
+    """CloudFormation would create the new role before deleting the old one, on the same name,
+    and fail half-way: the deploy refuses it, executes nothing and deletes its change set."""
+    aws_, cfn, _ = aws
+    role = {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "acme-airflow-scheduler"}}
+    plan = StackPlan(
+        CORE,
+        "update",
+        {"Resources": {"SchedulerTaskRole": role}},
+        {"Resources": {"SchedulerTaskRole": role}},
+        [ResourceChange.from_aws(ROLE_REPLACED)],
+        change_set_id="cs-role",
+    )
+    cfn.add_response("delete_change_set", {}, {"ChangeSetName": "cs-role"})
+    t = target(aws_, [[CORE]], {CORE: "UPDATE_COMPLETE"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deploy, "plan_all", lambda *args: [plan])
+        with pytest.raises(deploy.Refused) as refused:
+            deploy._deploy(t, deploy.Options(ROOT, yes=True), Recorder(), None)
+    assert str(refused.value) == (
+        "this deploy would fail half-way; nothing was changed:\n"
+        "acme-airflow-core: AWS::IAM::Role SchedulerTaskRole would be replaced (Path changed), "
+        "but its RoleName is fixed (acme-airflow-scheduler): CloudFormation cannot create the "
+        "replacement while the old one holds the name. Undo that change, or remove the resource "
+        "in one deploy and add it back in the next"
+    )
+    # a replacement the name allows, and a conditional one, are left to the approval rules
+    unnamed = {"Resources": {"SchedulerTaskRole": {"Type": "AWS::IAM::Role", "Properties": {}}}}
+    assert StackPlan(CORE, "update", unnamed, None, plan.changes).blocked == []
+    conditional = ResourceChange("Modify", "SchedulerTaskRole", "AWS::IAM::Role", "Conditional")
+    assert StackPlan(CORE, "update", plan.template, None, [conditional]).blocked == []

@@ -115,15 +115,25 @@ class ResourceChange:
     logical_id: str
     resource_type: str
     replacement: str = "False"  # True | False | Conditional
+    causes: tuple[str, ...] = ()  # the properties whose change recreates the resource
 
     @classmethod
     def from_aws(cls, change: dict[str, Any]) -> ResourceChange:
         rc = change["ResourceChange"]
+        causes = sorted(
+            {
+                d["Target"]["Name"]
+                for d in rc.get("Details", [])
+                if d.get("Target", {}).get("RequiresRecreation") in ("Always", "Conditionally")
+                and d["Target"].get("Name")
+            }
+        )
         return cls(
             rc["Action"],
             rc["LogicalResourceId"],
             rc["ResourceType"],
             rc.get("Replacement", "False"),
+            tuple(causes),
         )
 
     @property
@@ -145,6 +155,48 @@ def approval_reasons(changes: list[ResourceChange], iam: list[IamChange]) -> lis
     ]
     reasons += [f"IAM broadens in {c.resource}: {c.statement}" for c in iam if c.broadens]
     return reasons
+
+
+# The property that names a resource of each type the stacks name. CloudFormation creates a
+# replacement before it deletes the old resource, so a named resource cannot be replaced: the
+# update fails half-way, on the name the old one still holds.
+NAME_PROPERTIES = {
+    "AWS::IAM::Role": "RoleName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::EC2::SecurityGroup": "GroupName",
+    "AWS::ECS::Cluster": "ClusterName",
+    "AWS::ECS::Service": "ServiceName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SecretsManager::Secret": "Name",
+    "AWS::SSM::Parameter": "Name",
+    "AWS::RDS::DBInstance": "DBInstanceIdentifier",
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": "Name",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+}
+
+
+def blocked_replacements(
+    changes: list[ResourceChange], template: dict[str, Any] | None
+) -> list[str]:
+    """Why this change set would fail half-way: each named resource it replaces."""
+    resources = (template or {}).get("Resources") or {}
+    out = []
+    for c in changes:
+        name_property = NAME_PROPERTIES.get(c.resource_type)
+        props = resources.get(c.logical_id, {}).get("Properties", {})
+        if c.action != "Modify" or c.replacement != "True" or name_property not in props:
+            continue
+        changed = ", ".join(c.causes) or "a property that requires it"
+        out.append(
+            f"{c.resource_type} {c.logical_id} would be replaced ({changed} changed), but its "
+            f"{name_property} is fixed ({props[name_property]}): CloudFormation cannot create "
+            "the replacement while the old one holds the name. Undo that change, or remove the "
+            "resource in one deploy and add it back in the next"
+        )
+    return out
 
 
 Action = Literal["create", "update", "delete", "none"]
@@ -170,6 +222,10 @@ class StackPlan:
     @property
     def approval_reasons(self) -> list[str]:
         return approval_reasons(self.changes, self.iam)
+
+    @property
+    def blocked(self) -> list[str]:
+        return blocked_replacements(self.changes, self.template)
 
 
 def resources_of(template: dict[str, Any] | None) -> dict[str, str]:
