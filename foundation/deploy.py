@@ -20,6 +20,7 @@ from foundation.cloudformation.plan import (
     migration_reason,
     migration_target,
     removed_worker_families,
+    service_parameters,
 )
 from foundation.cloudformation.target import Target, discard, open_target, plan_all
 from foundation.naming import cluster_stack_names
@@ -281,6 +282,7 @@ class StackRunner:
                 template=plan.template_url or "",
                 role_arn=self.target.bootstrap.role_arn,
                 create=True,
+                parameters=service_parameters(plan.template or {}, None),
             )
             plan.change_set_id = change_set.id
         return self._execute(plan, migrator)

@@ -152,3 +152,8 @@ def stack_names(project: str, dag_ids: list[str], shards: int) -> list[str]:
     """Every stack of a deployment with these DAGs: no worker stack is left empty."""
     used = sorted({worker_shard(dag_id, shards) for dag_id in dag_ids})
     return cluster_stack_names(project) + [worker_stack_name(project, s) for s in used]
+
+
+# Template metadata: parameter -> ECS service name, for each service whose first deploy sets
+# its desired count (the deploy sets the parameter to whether the service exists already).
+EXISTING_SERVICES_METADATA = "foundation:existing-services"

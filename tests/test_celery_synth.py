@@ -13,8 +13,10 @@ import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECONDS
+from foundation.cloudformation.plan import service_parameters
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows
+from foundation.naming import EXISTING_SERVICES_METADATA
 from foundation.project import load_project
 from foundation.synth import run as synth
 from tests.conftest import ROOT, ProjectDir
@@ -154,8 +156,26 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
             size.min_count,
             size.max_count,
         )
-        # the scalable target owns the count: a deploy must not reset it
-        assert "DesiredCount" not in service["Properties"]
+        # a new service starts min_count tasks; once it exists, the scalable target owns the
+        # count and no deploy resets it (the deploy says which: service_parameters)
+        template = templates[stack]
+        [parameter] = [
+            p
+            for p, name in template["Metadata"][EXISTING_SERVICES_METADATA].items()
+            if name == names.queue
+        ]
+        assert template["Parameters"][parameter] == {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["true", "false"],
+            "Description": f"true once the service {names.queue} exists (set by foundation deploy)",
+        }
+        condition, count, otherwise = service["Properties"]["DesiredCount"]["Fn::If"]
+        assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "false"]}
+        assert (count, otherwise) == (size.min_count, {"Ref": "AWS::NoValue"})
+        new = {"ParameterKey": parameter, "ParameterValue": "false"}
+        assert new in service_parameters(template, None)
+        assert {**new, "ParameterValue": "true"} in service_parameters(template, template)
     alarms = [a for _, a in of_type(templates, "AWS::CloudWatch::Alarm").values()]
     for alarm in alarms:
         [expression] = [m for m in alarm["Properties"]["Metrics"] if "Expression" in m]

@@ -134,6 +134,7 @@ def create_change_set(
     template: str,
     role_arn: str | None,
     create: bool,
+    parameters: list[dict[str, str]] | None = None,
 ) -> ChangeSet:
     """Create a change set and wait for CloudFormation to compute it. An empty one is deleted.
 
@@ -150,6 +151,8 @@ def create_change_set(
     }
     if role_arn:
         kwargs["RoleARN"] = role_arn
+    if parameters:
+        kwargs["Parameters"] = parameters
     change_set_id = aws.cfn.create_change_set(**kwargs)["Id"]
     while True:
         described = aws.cfn.describe_change_set(ChangeSetName=change_set_id)

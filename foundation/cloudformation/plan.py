@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from foundation.naming import task_family_prefix
+from foundation.naming import EXISTING_SERVICES_METADATA, task_family_prefix
 
 # Resources whose replacement or removal loses data.
 STATEFUL_TYPES = {
@@ -226,6 +226,23 @@ class StackPlan:
     @property
     def blocked(self) -> list[str]:
         return blocked_replacements(self.changes, self.template)
+
+
+def service_parameters(
+    template: dict[str, Any], deployed: dict[str, Any] | None
+) -> list[dict[str, str]]:
+    """Whether each service the template lists in its metadata exists in the deployed stack: a
+    new one starts its first count, an existing one keeps the count scaling set."""
+    listed = (template.get("Metadata") or {}).get(EXISTING_SERVICES_METADATA) or {}
+    live = {
+        r.get("Properties", {}).get("ServiceName")
+        for r in ((deployed or {}).get("Resources") or {}).values()
+        if r.get("Type") == "AWS::ECS::Service"
+    }
+    return [
+        {"ParameterKey": parameter, "ParameterValue": "true" if service in live else "false"}
+        for parameter, service in sorted(listed.items())
+    ]
 
 
 def resources_of(template: dict[str, Any] | None) -> dict[str, str]:

@@ -17,6 +17,7 @@ from foundation.cloudformation.plan import (
     StackPlan,
     is_worker_stack,
     orphaned_worker_stacks,
+    service_parameters,
     stack_layers,
     template_changes,
 )
@@ -152,7 +153,12 @@ def plan_stack(target: Target, name: str) -> StackPlan:
         return plan
     deployed = actions.deployed_template(aws.cfn, name)
     change_set = actions.create_change_set(
-        aws, name, template=url, role_arn=target.bootstrap.role_arn, create=False
+        aws,
+        name,
+        template=url,
+        role_arn=target.bootstrap.role_arn,
+        create=False,
+        parameters=service_parameters(template, deployed),
     )
     plan = StackPlan(
         name,

@@ -28,7 +28,7 @@ from foundation.airflow.settings import (
 from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
-from foundation.naming import DagNames, role_path
+from foundation.naming import EXISTING_SERVICES_METADATA, DagNames, role_path
 from stacks import nag
 from stacks.constructs.airflow_service import task_role
 
@@ -193,7 +193,8 @@ class DagWorker(Construct):
             service_name=names.queue,
             cluster=celery.cluster,
             task_definition=self.task_definition,
-            # no DesiredCount: CloudFormation would reset the scaled count on every update
+            # DesiredCount only when new (_first_count): CloudFormation would reset the scaled
+            # count on every update
             security_groups=[celery.workers_security_group, self.security_group],
             vpc_subnets=celery.subnets,
             assign_public_ip=False,
@@ -203,6 +204,7 @@ class DagWorker(Construct):
             enable_execute_command=False,
         )
         cdk.Tags.of(service).add(QUEUE_TAG, names.queue)
+        self._first_count(service, names, size)
         capacity = service.auto_scale_task_count(
             min_capacity=size.min_count, max_capacity=size.max_count
         )
@@ -213,6 +215,31 @@ class DagWorker(Construct):
             adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
             cooldown=cdk.Duration.minutes(1),
         )
+
+    def _first_count(self, service: ecs.FargateService, names: DagNames, size: WorkerSize) -> None:
+        """A new service starts min_count tasks (ECS would start one: a first deploy of 1,000
+        DAGs, 1,000 tasks); an existing one keeps what scaling set. The deploy tells which by a
+        parameter per service, named in the template's metadata (plan.service_parameters)."""
+        stack = cdk.Stack.of(self)
+        exists = cdk.CfnParameter(
+            self,
+            "ServiceExists",
+            type="String",
+            allowed_values=["true", "false"],
+            default="false",
+            description=f"true once the service {names.queue} exists (set by foundation deploy)",
+        )
+        new = cdk.CfnCondition(
+            self, "NewService", expression=cdk.Fn.condition_equals(exists.value_as_string, "false")
+        )
+        cfn_service = service.node.default_child
+        cfn_service.add_property_override(
+            "DesiredCount", cdk.Fn.condition_if(new.logical_id, size.min_count, cdk.Aws.NO_VALUE)
+        )
+        listed = stack.template_options.metadata or {}
+        services = listed.setdefault(EXISTING_SERVICES_METADATA, {})
+        services[stack.resolve(exists.logical_id)] = names.queue
+        stack.template_options.metadata = listed
 
 
 def backlog(queue: sqs.IQueue) -> cloudwatch.IMetric:
