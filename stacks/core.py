@@ -6,6 +6,8 @@ Nothing here references a worker stack: a DAG can be added or removed without to
 
 from __future__ import annotations
 
+import hashlib
+
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -18,6 +20,7 @@ from aws_cdk import aws_servicediscovery as servicediscovery
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from foundation.airflow import runtime_files
 from foundation.airflow import settings as airflow_settings
 from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.config import Deployment, FabAuth
@@ -133,7 +136,9 @@ class CoreStack(FoundationStack):
             self, deployment.airflow.image, [self.execution_role, self.worker_execution_role]
         )
         self.services: dict[str, AirflowService] = {}
+        self._delivered: dict[tuple[str, str], list[ssm.IStringParameter]] = {}
         for spec in COMPONENTS:
+            settings = self._settings(spec.name, network)
             self.services[spec.name] = AirflowService(
                 self,
                 "".join(part.capitalize() for part in spec.name.split("-")),
@@ -141,8 +146,11 @@ class CoreStack(FoundationStack):
                 project=name,
                 account=deployment.account,
                 image=image,
-                settings=self._settings(spec.name, network),
+                settings=settings,
                 secrets=self.secrets,
+                delivered={
+                    env: self._delivery(env, value) for env, value in settings.delivered.items()
+                },
                 execution_role=self.execution_role,
                 cluster=self.cluster,
                 security_group=self.api_sg if spec.name == "api-server" else self.components_sg,
@@ -174,6 +182,25 @@ class CoreStack(FoundationStack):
             self._unmanaged_identity(network, image)
         self.url = self._load_balancer(vpc, network, api_service)
         cdk.CfnOutput(self, "AirflowUrl", value=self.url)
+
+    def _delivery(self, env: str, value: str) -> list[ssm.IStringParameter]:
+        """A value too large for every task definition, as SSM parameters of 4 KB: made once
+        however many components read it, named by its hash (a new value, new parameters)."""
+        key = (env, value)
+        if key not in self._delivered:
+            digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+            folder = f"/{self.deployment.name}/cluster/{env.lower().replace('_', '-')}/{digest}"
+            self._delivered[key] = [
+                ssm.StringParameter(
+                    self,
+                    f"{env.title().replace('_', '')}{digest}Part{i}",
+                    parameter_name=f"{folder}/{i}",
+                    string_value=chunk,
+                    description=f"{env}, part {i}: joined in the container before use",
+                )
+                for i, chunk in enumerate(runtime_files.chunks(value))
+            ]
+        return self._delivered[key]
 
     def _celery_pieces(self, network: NetworkStack) -> None:
         """Celery mode: the results table every worker writes and the scheduler reads, and the

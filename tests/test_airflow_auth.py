@@ -235,6 +235,8 @@ def dag_access(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = api_server_environment(deployment, home) | {
         k: v for k, v in component.environment.items() if k.startswith("FOUNDATION_")
     }
+    # the DAG access map, as the container has it once its parts are joined
+    env[settings.DAG_ACCESS_ENV] = component.delivered[settings.DAG_ACCESS_ENV]
     dags.mkdir()
     env |= {
         settings.LDAP_BIND_ENV: BIND_PASSWORD,
@@ -314,8 +316,22 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
         for t in core["Resources"].values()
         if t["Type"] == "AWS::ECS::TaskDefinition"
     }
-    env = {e["Name"]: e["Value"] for e in containers["acme-airflow-dag-processor"]["Environment"]}
-    access = json.loads(zlib.decompress(base64.b64decode(env[settings.DAG_ACCESS_ENV])))
+    processor = containers["acme-airflow-dag-processor"]
+    env = {e["Name"]: e["Value"] for e in processor["Environment"]}
+    assert settings.DAG_ACCESS_ENV not in env  # delivered once, in SSM parameters
+    parts = [
+        core["Resources"][
+            next(
+                p["Ref"]
+                for p in s["ValueFrom"]["Fn::Join"][1]
+                if "Ref" in p and not p["Ref"].startswith("AWS::")
+            )
+        ]
+        for s in processor["Secrets"]
+        if s["Name"].startswith(f"{settings.DAG_ACCESS_ENV}_")
+    ]
+    packed = "".join(p["Properties"]["Value"] for p in parts)
+    access = json.loads(zlib.decompress(base64.b64decode(packed)))
     assert access == {
         "sales_daily": {
             "sales-analysts": {"DAGs": ["can_read"]},

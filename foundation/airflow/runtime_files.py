@@ -91,13 +91,36 @@ MIGRATION_WAIT_SECONDS = 3600
 STARTUP_SECONDS = 300
 
 
+# Values too large to repeat in every task definition (ECS takes 64 KiB each) are delivered
+# once: cut into SSM parameters of the standard tier's 4 KB, injected by ECS as `<NAME>_<i>`,
+# joined back into `<NAME>` before anything reads it.
+CHUNK_CHARS = 4096
+
+
+def chunks(value: str) -> list[str]:
+    return [value[i : i + CHUNK_CHARS] for i in range(0, len(value), CHUNK_CHARS)] or [""]
+
+
+def _joined(name: str, count: int) -> str:
+    program = (
+        "import os,sys;sys.stdout.write(''.join("
+        f"os.environ['{name}_%d'%i] for i in range({count})))"
+    )
+    return f'export {name}="$(python -c {shlex.quote(program)})"'
+
+
 def container_command(
-    commands: list[list[str]], wait_for_migrations: bool = True, setup: tuple[str, ...] = ()
+    commands: list[list[str]],
+    wait_for_migrations: bool = True,
+    setup: tuple[str, ...] = (),
+    delivered: dict[str, int] | None = None,
 ) -> list[str]:
-    """Unpack the files, run the setup programs (in the config folder), wait until the database
-    schema matches this Airflow (as the Helm chart's wait-for-migrations does), then run the
-    airflow commands in order, the last in place of the shell."""
-    steps = [f"python -c {shlex.quote(UNPACK)}"]
+    """Join the delivered values, unpack the files, run the setup programs (in the config
+    folder), wait until the database schema matches this Airflow (as the Helm chart's
+    wait-for-migrations does), then run the airflow commands in order, the last in place of
+    the shell. `delivered`: each chunked value's name and number of chunks."""
+    steps = [_joined(name, count) for name, count in sorted((delivered or {}).items())]
+    steps.append(f"python -c {shlex.quote(UNPACK)}")
     steps += [f"python {shlex.quote(f'{CONFIG_DIR}/{program}')}" for program in setup]
     if wait_for_migrations:
         steps.append(

@@ -66,6 +66,8 @@ class SecretRef:
 class ComponentSettings:
     environment: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
+    # values too large for every task definition: delivered once, as chunked SSM parameters
+    delivered: dict[str, str] = field(default_factory=dict)
     setup: list[str] = field(default_factory=list)  # runtime programs run before Airflow
     before: list[list[str]] = field(default_factory=list)  # airflow commands before its own
     then: list[list[str]] = field(default_factory=list)  # airflow commands after its own
@@ -127,6 +129,8 @@ def _auth(
         settings.then.append(["fab-db", "migrate"])
     if component == "dag-processor" and fab:
         settings.environment |= _dag_access(dag_access, settings)
+        # grows with the DAGs: delivered once, not in the task definition
+        settings.delivered[DAG_ACCESS_ENV] = settings.environment.pop(DAG_ACCESS_ENV)
     if component != "api-server":
         return settings
     if isinstance(auth, FabAuth):
@@ -253,10 +257,10 @@ def cluster_component(
     settings.environment |= {
         "FOUNDATION_PROJECT": deployment.name,
         "FOUNDATION_EXECUTOR": deployment.airflow.executor,
-        runtime_files.RUNTIME_ENV: runtime_files.archive(
-            runtime_files.FOR_COMPONENTS[deployment.airflow.executor]
-        ),
     }
+    settings.delivered[runtime_files.RUNTIME_ENV] = runtime_files.archive(
+        runtime_files.FOR_COMPONENTS[deployment.airflow.executor]
+    )
     if deployment.iam.role_path != "/" or deployment.iam.role_name_prefix:
         settings.environment |= {
             "FOUNDATION_ROLE_PATH": deployment.iam.role_path,
@@ -277,6 +281,7 @@ def cluster_component(
         settings.environment["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "False"
     auth = _auth(deployment, component, dag_access or {})
     settings.environment |= auth.environment
+    settings.delivered |= auth.delivered
     settings.secrets |= auth.secrets
     settings.setup += auth.setup
     settings.before += auth.before

@@ -88,11 +88,17 @@ def _environment_list(pairs: list[dict[str, str]] | None) -> dict[str, str]:
     return {p["name"]: p["value"] for p in pairs or []}
 
 
-def _secret_value(client: Any, value_from: str) -> str:
-    """`arn` or `arn:json-key:version-stage:version-id`, as ECS reads them."""
+def _secret_value(session: Endpoint, credentials: dict[str, str], value_from: str) -> str:
+    """An SSM parameter's ARN, or a secret's `arn` or `arn:json-key:version-stage:version-id`,
+    read as ECS reads them."""
+    if value_from.split(":")[2] == "ssm":
+        name = "/" + value_from.split(":parameter/", 1)[1]
+        ssm = session.client("ssm", credentials)
+        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     parts = value_from.split(":")
     arn, key = ":".join(parts[:7]), parts[7] if len(parts) > 7 else ""
-    value = client.get_secret_value(SecretId=arn)["SecretString"]
+    secrets = session.client("secretsmanager", credentials)
+    value = secrets.get_secret_value(SecretId=arn)["SecretString"]
     return str(json.loads(value)[key]) if key else value
 
 
@@ -243,12 +249,12 @@ class LocalEcs:
         if not container.get("secrets"):
             return {}
         role = definition["executionRoleArn"]
-        client = self.endpoint.client("secretsmanager", self.endpoint.session_of(role, name))
+        credentials = self.endpoint.session_of(role, name)
         values = {}
         for secret in container["secrets"]:
             try:
                 values[secret["name"]] = self.secret_filter(
-                    _secret_value(client, secret["valueFrom"])
+                    _secret_value(self.endpoint, credentials, secret["valueFrom"])
                 )
             except ClientError as error:
                 raise TaskRefused(

@@ -10,6 +10,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from foundation.airflow import runtime_files
@@ -62,6 +63,7 @@ class AirflowService(Construct):
         image: ecs.ContainerImage,
         settings: ComponentSettings,
         secrets: dict[str, secretsmanager.ISecret],
+        delivered: dict[str, list[ssm.IStringParameter]],
         execution_role: iam.IRole,
         cluster: ecs.ICluster,
         security_group: ec2.ISecurityGroup,
@@ -101,11 +103,17 @@ class AirflowService(Construct):
                 [*settings.before, spec.command, *settings.then],
                 wait_for_migrations=spec.desired_count > 0,
                 setup=tuple(settings.setup),
+                delivered={env: len(parts) for env, parts in delivered.items()},
             ),
             environment=settings.environment,
             secrets={
                 env: ecs.Secret.from_secrets_manager(secrets[ref.secret])
                 for env, ref in settings.secrets.items()
+            }
+            | {
+                f"{env}_{i}": ecs.Secret.from_ssm_parameter(part)
+                for env, parts in delivered.items()
+                for i, part in enumerate(parts)
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.name, log_group=self.log_group),
             port_mappings=[ecs.PortMapping(container_port=spec.port)] if spec.port else None,
