@@ -2,8 +2,8 @@
 # What the test suite needs from the system besides Python and Node.js:
 # - the OpenLDAP and SASL headers python-ldap builds against (PyPI has no python-ldap wheel;
 #   the FAB/LDAP tests import it);
-# - PostgreSQL's server programs (initdb, pg_ctl): the end-to-end test and `foundation dev`
-#   start a throwaway server of their own in place of RDS.
+# - PostgreSQL's server programs (initdb, pg_ctl): the end-to-end test starts a throwaway
+#   server of its own in place of RDS.
 # Installs what is missing with apt-get; elsewhere, says what to install.
 set -euo pipefail
 missing=()

@@ -152,7 +152,7 @@ def moto_cloudformation(moto_aws: MotoAws) -> MotoAws:
     """The same server, able to deploy the toolkit's real templates through change sets.
 
     foundation/local/moto_cfn.py is the one place that fills moto's CloudFormation gaps (its
-    docstring lists each type); `foundation dev` uses it too.
+    docstring lists each type).
     ECS tasks stop at once with exit code 0, so a deploy's `airflow db migrate` task completes.
     """
     from foundation.local import moto_cfn  # registers the missing models in this process

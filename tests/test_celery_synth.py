@@ -13,7 +13,7 @@ import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECONDS
-from foundation.cloudformation.plan import service_parameters
+from foundation.cloudformation.plan import ResourceChange, service_parameters
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows
 from foundation.naming import EXISTING_SERVICES_METADATA
@@ -166,16 +166,20 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
         ]
         assert template["Parameters"][parameter] == {
             "Type": "String",
-            "Default": "false",
+            "Default": "true",  # the CDK CLI, which does not set it, never resets the count
             "AllowedValues": ["true", "false"],
             "Description": f"true once the service {names.queue} exists (set by foundation deploy)",
         }
         condition, count, otherwise = service["Properties"]["DesiredCount"]["Fn::If"]
         assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "false"]}
         assert (count, otherwise) == (size.min_count, {"Ref": "AWS::NoValue"})
-        new = {"ParameterKey": parameter, "ParameterValue": "false"}
-        assert new in service_parameters(template, None)
-        assert {**new, "ParameterValue": "true"} in service_parameters(template, template)
+        listed = template["Metadata"][EXISTING_SERVICES_METADATA]
+        assert service_parameters(template, None) == [
+            {"ParameterKey": p, "ParameterValue": "false"} for p in sorted(listed)
+        ]
+        assert service_parameters(template, template) == [
+            {"ParameterKey": p, "ParameterValue": "true"} for p in sorted(listed)
+        ]
     alarms = [a for _, a in of_type(templates, "AWS::CloudWatch::Alarm").values()]
     for alarm in alarms:
         [expression] = [m for m in alarm["Properties"]["Metrics"] if "Expression" in m]
@@ -189,6 +193,36 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
             "ApproximateNumberOfMessagesVisible",
             "ApproximateNumberOfMessagesNotVisible",
         }
+
+
+def test_an_existing_services_first_count_going_is_no_change_of_its_own() -> None:
+    """The deploy after a service's first: its parameter flips to "true", DesiredCount goes
+    from the template; CloudFormation reports a Modify of DesiredCount alone."""
+    entry = {
+        "Type": "Resource",
+        "ResourceChange": {
+            "Action": "Modify",
+            "LogicalResourceId": "DagsalesdailyWorkersServiceD3782C2B",
+            "ResourceType": "AWS::ECS::Service",
+            "Replacement": "False",
+            "Details": [
+                {
+                    "Target": {
+                        "Attribute": "Properties",
+                        "Name": "DesiredCount",
+                        "RequiresRecreation": "Never",
+                    },
+                    "Evaluation": "Static",
+                    "ChangeSource": "ParameterReference",
+                }
+            ],
+        },
+    }
+    assert ResourceChange.from_aws(entry).first_count_settled
+    entry["ResourceChange"]["Details"].append(
+        {"Target": {"Attribute": "Properties", "Name": "TaskDefinition"}}
+    )
+    assert not ResourceChange.from_aws(entry).first_count_settled
 
 
 def test_idle_is_min_count_and_a_full_backlog_is_max_count() -> None:

@@ -203,8 +203,9 @@ def test_the_scheduler_publishes_to_dag_queues_under_its_own_grants(
     statements = [s.document() for s in rendered]
     creds = moto_aws.user_with("scheduler", [as_moto_enforces(statements)])
     home = tmp_path / "airflow"
-    environment = settings.cluster_component(deployment, "scheduler").environment
-    unpack(environment.pop(runtime_files.RUNTIME_ENV), home / "config")
+    scheduler = settings.cluster_component(deployment, "scheduler")
+    environment = scheduler.environment
+    unpack(scheduler.delivered[runtime_files.RUNTIME_ENV], home / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
     env |= {
         k: v

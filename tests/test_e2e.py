@@ -6,9 +6,10 @@ under its task role (foundation/local: what differs from ECS is listed there); e
 task runs as the RunTask the scheduler's executor makes, under its DAG's role. A local
 PostgreSQL stands in for RDS.
 
-moto checks actions and resources but evaluates no IAM condition and no PassRole: the
-conditions of these same templates are evaluated by the toolkit's own IAM evaluation in
-test_synth.py. What only AWS can show is in test_live_aws.py (opt-in).
+moto checks actions and resource ARNs, and (foundation/local/moto_gaps.py) the s3:prefix,
+s3:delimiter and ecs:cluster conditions through the toolkit's own IAM evaluation; it checks no
+other condition and no PassRole: test_synth.py evaluates the same templates' conditions. What
+only AWS can show is in test_live_aws.py (opt-in).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from foundation.config import Deployment
 from foundation.local.cluster import LocalCluster
 from foundation.local.ecs import Endpoint
 from foundation.local.postgres import LocalPostgres
+from foundation.naming import role_path
 from foundation.project import load_project
 from tests.conftest import ROOT, ProjectDir
 from tests.moto_server import ACCOUNT, REGION, MotoAws
@@ -36,6 +39,7 @@ RUN_TIMEOUT = 240
 
 @dataclass
 class Booted:
+    deployment: Deployment
     local: LocalCluster
     aws: MotoAws
     url: str
@@ -53,6 +57,13 @@ class Booted:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
         body = {"logical_date": None, "conf": conf or {}}
         return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body).json()["dag_run_id"]
+
+    def workers_done(self) -> None:
+        """A task's state is final before its process ends (it uploads its log last)."""
+        deadline = time.monotonic() + 60
+        while any(r.family.startswith(f"{NAME}-worker-") for r in self.local.ecs.running.values()):
+            assert time.monotonic() < deadline, "worker tasks still running after 60 s"
+            time.sleep(0.5)
 
     def wait(self, dag_id: str, run_id: str) -> str:
         deadline = time.monotonic() + RUN_TIMEOUT
@@ -109,8 +120,9 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
     )
     deployment = load_project(root, ENV).deployment
     postgres = LocalPostgres().start()
-    local = LocalCluster.prepare(deployment, endpoint, postgres, root / "tasks")
+    local = None
     try:
+        local = LocalCluster.prepare(deployment, endpoint, postgres, root / "tasks")
         with pytest.MonkeyPatch.context() as mp:
             for name, value in moto_cloudformation.environment.items():
                 mp.setenv(name, value)
@@ -126,9 +138,10 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
         token = requests.post(f"{url}/auth/token", json=login, timeout=30)
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        yield Booted(local, moto_cloudformation, url, headers, postgres)
+        yield Booted(deployment, local, moto_cloudformation, url, headers, postgres)
     finally:
-        local.stop()
+        if local:
+            local.stop()
         postgres.stop()
 
 
@@ -168,6 +181,19 @@ def test_dags_run_to_success_each_under_its_own_role(booted: Booted) -> None:
     )["Body"]
     # batch_size 7 came from the DAG's own secrets prefix, through the workers' backend
     assert json.loads(body.read()) == [{"id": i, "name": f"account-{i}"} for i in range(7)]
+    # each task ran as its DAG's RunTask: its task definition and its role, nothing else
+    booted.workers_done()
+    expected = {}
+    for dag_id in runs:
+        names = booted.deployment.dag_names(dag_id)
+        role = f"arn:aws:iam::{ACCOUNT}:role{role_path(NAME)}{names.role}"
+        expected[names.task_family] = role
+    launched = {
+        (r.family, r.task.overrides["taskRoleArn"])
+        for r in booted.local.ecs.finished.values()
+        if r.family.startswith(f"{NAME}-worker-")
+    }
+    assert launched == set(expected.items())
     logs = booted.aws.client("s3").list_objects_v2(
         Bucket=f"{NAME}-logs-{ACCOUNT}-{REGION}", Prefix="task-logs/"
     )
@@ -181,8 +207,9 @@ def test_dags_run_to_success_each_under_its_own_role(booted: Booted) -> None:
 def test_a_task_outside_its_grant_is_denied(booted: Booted) -> None:
     run = booted.trigger("sales_daily", {"prefix": "orders/"})  # orders_glue_transform's
     assert booted.wait("sales_daily", run) == "failed"
+    booted.workers_done()
     log = booted.api(
         "GET", f"/api/v2/dags/sales_daily/dagRuns/{run}/taskInstances/extract/logs/1"
     ).json()
-    text = json.dumps(log)
-    assert "AccessDenied" in text
+    denied = "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied"
+    assert denied in json.dumps(log)

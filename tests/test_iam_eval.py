@@ -1,4 +1,5 @@
-"""The test-side IAM evaluator agrees with AWS's documented examples."""
+"""The toolkit's IAM evaluation (foundation/iam/evaluate.py) agrees with AWS's documented
+examples."""
 
 from foundation.iam.evaluate import Request, allows
 
@@ -88,3 +89,11 @@ def test_a_key_the_request_lacks_fails_the_condition_unless_if_exists() -> None:
     assert not allows([present], head_bucket) and allows([absent], head_bucket)
     listing = Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": ""})
     assert allows([present], listing) and not allows([absent], listing)
+
+
+def test_a_negated_operator_holds_when_the_key_is_absent() -> None:
+    statement = LIST | {"Condition": {"StringNotLike": {"s3:prefix": "private/*"}}}
+    bucket = "arn:aws:s3:::b"
+    assert allows([statement], Request("s3:ListBucket", bucket))  # no key: AWS's "true"
+    assert allows([statement], Request("s3:ListBucket", bucket, {"s3:prefix": "public/"}))
+    assert not allows([statement], Request("s3:ListBucket", bucket, {"s3:prefix": "private/a"}))

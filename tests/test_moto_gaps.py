@@ -62,6 +62,13 @@ def test_named_secrets_parameters_and_tables_are_enforced_by_arn(moto_aws: MotoA
     admin("secretsmanager").create_secret(Name="gaps/theirs", SecretString="2")
     admin("ssm").put_parameter(Name="/gaps/mine", Value="1", Type="String")
     admin("ssm").put_parameter(Name="/gaps/theirs", Value="2", Type="String")
+    for table in ("gaps-mine", "gaps-theirs"):
+        admin("dynamodb").create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
     prefix = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
     creds = moto_aws.user_with(
         "arns",
@@ -73,6 +80,11 @@ def test_named_secrets_parameters_and_tables_are_enforced_by_arn(moto_aws: MotoA
                     "Action": "ssm:GetParameter",
                     "Resource": prefix.format("ssm") + "parameter/gaps/mine",
                 },
+                {
+                    "Effect": "Allow",
+                    "Action": "dynamodb:GetItem",
+                    "Resource": prefix.format("dynamodb") + "table/gaps-mine",
+                },
             ]
         ],
     )
@@ -82,6 +94,10 @@ def test_named_secrets_parameters_and_tables_are_enforced_by_arn(moto_aws: MotoA
     assert denied(secrets.get_secret_value, SecretId="gaps/theirs")
     assert ssm.get_parameter(Name="/gaps/mine")["Parameter"]["Value"] == "1"
     assert denied(ssm.get_parameter, Name="/gaps/theirs")
+    dynamodb = moto_aws.client("dynamodb", creds)
+    key = {"k": {"S": "a"}}
+    assert "Item" not in dynamodb.get_item(TableName="gaps-mine", Key=key)
+    assert denied(dynamodb.get_item, TableName="gaps-theirs", Key=key)
 
 
 def test_ecs_calls_are_held_to_their_cluster(moto_aws: MotoAws) -> None:

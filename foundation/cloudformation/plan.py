@@ -116,6 +116,17 @@ class ResourceChange:
     resource_type: str
     replacement: str = "False"  # True | False | Conditional
     causes: tuple[str, ...] = ()  # the properties whose change recreates the resource
+    changed: tuple[str, ...] = ()  # every property the change set names
+
+    @property
+    def first_count_settled(self) -> bool:
+        """Only an existing Celery service's first DesiredCount going (plan.service_parameters):
+        nothing to deploy on its own."""
+        return (
+            self.action == "Modify"
+            and self.resource_type == "AWS::ECS::Service"
+            and self.changed == ("DesiredCount",)
+        )
 
     @classmethod
     def from_aws(cls, change: dict[str, Any]) -> ResourceChange:
@@ -128,12 +139,16 @@ class ResourceChange:
                 and d["Target"].get("Name")
             }
         )
+        changed = sorted(
+            {d["Target"]["Name"] for d in rc.get("Details", []) if d.get("Target", {}).get("Name")}
+        )
         return cls(
             rc["Action"],
             rc["LogicalResourceId"],
             rc["ResourceType"],
             rc.get("Replacement", "False"),
             tuple(causes),
+            tuple(changed),
         )
 
     @property
@@ -174,6 +189,7 @@ NAME_PROPERTIES = {
     "AWS::SSM::Parameter": "Name",
     "AWS::RDS::DBInstance": "DBInstanceIdentifier",
     "AWS::ServiceDiscovery::PrivateDnsNamespace": "Name",
+    "AWS::ServiceDiscovery::Service": "Name",
     "AWS::CloudWatch::Alarm": "AlarmName",
 }
 
@@ -188,6 +204,8 @@ def blocked_replacements(
         name_property = NAME_PROPERTIES.get(c.resource_type)
         props = resources.get(c.logical_id, {}).get("Properties", {})
         if c.action != "Modify" or c.replacement != "True" or name_property not in props:
+            continue
+        if name_property in c.causes:  # renamed: the replacement takes the new name
             continue
         changed = ", ".join(c.causes) or "a property that requires it"
         out.append(

@@ -160,13 +160,19 @@ def plan_stack(target: Target, name: str) -> StackPlan:
         create=False,
         parameters=service_parameters(template, deployed),
     )
+    changes = [
+        ResourceChange.from_aws(c) for c in change_set.changes if c.get("Type") == "Resource"
+    ]
+    empty = change_set.empty or all(c.first_count_settled for c in changes)
+    if empty and not change_set.empty:
+        actions.delete_change_set(aws, change_set.id)
     plan = StackPlan(
         name,
-        "none" if change_set.empty else "update",
+        "none" if empty else "update",
         template,
         deployed,
-        [ResourceChange.from_aws(c) for c in change_set.changes if c.get("Type") == "Resource"],
-        None if change_set.empty else change_set.id,
+        [] if empty else changes,
+        None if empty else change_set.id,
     )
     plan.template_url = url
     return plan

@@ -6,10 +6,11 @@ It checks what moto cannot (moto evaluates no Condition and never checks iam:Pas
 - ArnEquals and ArnLike (the same operator in IAM): the six `:`-separated parts of the ARN
   each match the pattern's part, wildcards included.
 - Conditions: every operator must hold, every key within an operator must hold, any value of a
-  key may match. A key absent from the request fails the condition (HeadBucket carries no
-  `s3:prefix`, so a `StringLike` on it refuses HeadBucket), unless the operator ends in
-  `IfExists`; `Null` tests presence itself. Policy variables such as ${aws:userid} are replaced
-  from the request context before matching.
+  key may match (a negated operator: none may). A key absent from the request fails a positive
+  operator (HeadBucket carries no `s3:prefix`, so a `StringLike` on it refuses HeadBucket) and
+  satisfies a negated one, and satisfies any operator ending in `IfExists`; `Null` tests
+  presence itself. Other operators raise NotImplementedError. Policy variables such as
+  ${aws:userid} are replaced from the request context before matching.
 """
 
 from __future__ import annotations
@@ -45,24 +46,33 @@ def _arn_matches(pattern: str, arn: str) -> bool:
     return len(parts) == len(wanted) == 6 and all(map(_glob, wanted, parts))
 
 
-def _matches(operator: str, actual: str, wanted: list[str]) -> bool:
-    if operator == "StringEquals":
-        return actual in wanted
-    if operator == "StringLike":
-        return any(_glob(w, actual) for w in wanted)
-    if operator in ("ArnEquals", "ArnLike"):
-        return any(_arn_matches(w, actual) for w in wanted)
-    raise NotImplementedError(operator)
+MATCHERS = {
+    "StringEquals": lambda actual, wanted: actual == wanted,
+    "StringLike": lambda actual, wanted: _glob(wanted, actual),
+    "ArnEquals": lambda actual, wanted: _arn_matches(wanted, actual),
+    "ArnLike": lambda actual, wanted: _arn_matches(wanted, actual),
+}
+NEGATED = {
+    f"{name.replace('Equals', 'NotEquals').replace('Like', 'NotLike')}": name for name in MATCHERS
+}
 
 
 def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
+    """One key of one operator. A key absent from the request fails a positive operator and
+    satisfies a negated one (StringNotEquals...), as AWS documents; IfExists makes an absent
+    key satisfy either."""
     if operator == "Null":
         return any(str(v).lower() == str(key not in context).lower() for v in _values(expected))
     base = operator.removesuffix("IfExists")
+    negated = base in NEGATED
+    positive = NEGATED.get(base, base)
+    if positive not in MATCHERS:
+        raise NotImplementedError(operator)
     if key not in context:
-        return base != operator
+        return base != operator or negated
     wanted = [_substitute(v, context) for v in _values(expected)]
-    return _matches(base, context[key], wanted)
+    matched = any(MATCHERS[positive](context[key], w) for w in wanted)
+    return not matched if negated else matched
 
 
 def _condition_holds(

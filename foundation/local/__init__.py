@@ -3,5 +3,5 @@ templates started as a local process of the image's entrypoint, with its task de
 command, environment and secrets, under its task role's credentials, against a local AWS
 endpoint (moto, in this process) and a local PostgreSQL standing in for RDS.
 
-The end-to-end test and `foundation dev` both boot a cluster this way. What differs from ECS
+The end-to-end test boots a cluster this way. What differs from ECS
 is stated where it happens (entrypoint.py, ecs.py, rds.py)."""

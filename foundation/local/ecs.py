@@ -11,6 +11,10 @@ What differs from Fargate:
 - a task is a process on this machine, not a micro-VM: no memory or CPU limit, no network
   isolation (security groups are not enforced), and the container's `/opt/airflow` is a folder of
   its own (the path is rewritten in its command and environment);
+- nor process or file isolation: every task runs as this machine's user, so a task's code can
+  read another process's environment (its credentials and secrets), any task's folder, and call
+  the local endpoint's unauthenticated `/moto-api/` (which can turn IAM enforcement off). It runs
+  reviewed code (the tests, an author's own DAGs); it is not a sandbox for untrusted DAGs;
 - service discovery is a rewrite of `<service>.<namespace>:<port>` to the local address of the
   service's first task, and a container port is mapped to a free local port, told to Airflow as
   `AIRFLOW__API__PORT` (the one port the cluster's containers listen on);
@@ -22,7 +26,10 @@ It reads and writes moto's ECS models directly, so moto must run in this process
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -81,7 +88,13 @@ class Running:
     family: str
     process: subprocess.Popen
     folder: Path
+    log: Any  # the container log's file
     port: int | None = None
+
+    def signal(self, number: int) -> None:
+        """The whole process group: the entrypoint's shell and whatever it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, number)
 
 
 def _environment_list(pairs: list[dict[str, str]] | None) -> dict[str, str]:
@@ -115,6 +128,7 @@ class LocalEcs:
     finished: dict[str, Running] = field(default_factory=dict)  # by task ARN
     refused: dict[str, str] = field(default_factory=dict)  # task ARN -> why it never started
     _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # one launcher at a time
     _thread: threading.Thread | None = None
     _transition: dict[str, Any] | None = None
 
@@ -140,37 +154,41 @@ class LocalEcs:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
-        for running in list(self.running.values()):
-            running.process.terminate()
-        for running in list(self.running.values()):
-            try:
-                running.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                running.process.kill()
+        with self._lock:
+            for running in self.running.values():
+                running.signal(signal.SIGTERM)
+            for running in self.running.values():
+                try:
+                    running.process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    running.signal(signal.SIGKILL)
+                    running.process.wait()
+                running.log.close()
         if self._transition is not None:
             state_manager.set_transition(TASK_TRANSITION, self._transition)
 
     def start_services(self, first: str | None = None) -> dict[str, Running]:
         """One task of every service of the cluster with a desired count, as its service
         would; `first` starts before the others (they find it by its service name)."""
-        started = {}
+        started: dict[str, Running] = {}
         services = [
             s
             for s in self._backend.services.values()
             if s.cluster_name == self.cluster and s.desired_count
         ]
-        for service in sorted(services, key=lambda s: (s.name != first, s.name)):
-            (task,) = self._backend.run_task(
-                self.cluster,
-                service.task_definition,
-                1,
-                None,
-                f"ecs-svc/{service.name}",
-                None,
-                "FARGATE",
-                service.deployments[0].get("networkConfiguration"),
-            )
-            started[service.name] = self._launch(task)
+        with self._lock:  # the poll thread must not launch these as well
+            for service in sorted(services, key=lambda s: (s.name != first, s.name)):
+                (task,) = self._backend.run_task(
+                    self.cluster,
+                    service.task_definition,
+                    1,
+                    None,
+                    f"ecs-svc/{service.name}",
+                    None,
+                    "FARGATE",
+                    service.deployments[0].get("networkConfiguration"),
+                )
+                started[service.name] = self._launch(task)
         return started
 
     def _loop(self) -> None:
@@ -178,6 +196,10 @@ class LocalEcs:
             self.poll()
 
     def poll(self) -> None:
+        with self._lock:
+            self._poll()
+
+    def _poll(self) -> None:
         for arn, task in list(self._backend.tasks.get(self.cluster, {}).items()):
             if arn not in self.running and arn not in self.finished and arn not in self.refused:
                 try:
@@ -189,15 +211,20 @@ class LocalEcs:
                     self.refused[arn] = f"ResourceInitializationError: {error!r}"
                     self._stopped_before_start(task, self.refused[arn])
         for arn, running in list(self.running.items()):
+            if running.task.desired_status == "STOPPED":  # StopTask: ECS sends SIGTERM
+                running.signal(signal.SIGTERM)
             code = running.process.poll()
             if code is not None:
                 self._stopped(running, code)
+                running.log.close()
                 self.finished[arn] = self.running.pop(arn)
 
     def address_of(self, service: str) -> str | None:
-        running = next(
-            (r for r in self.running.values() if r.task.started_by == f"ecs-svc/{service}"), None
-        )
+        with self._lock:
+            running = next(
+                (r for r in self.running.values() if r.task.started_by == f"ecs-svc/{service}"),
+                None,
+            )
         return f"127.0.0.1:{running.port}" if running and running.port else None
 
     def _launch(self, task: Any) -> Running:
@@ -241,7 +268,7 @@ class LocalEcs:
             start_new_session=True,
         )
         task.started_at = time.time()
-        running = Running(task, definition["family"], process, folder, port)
+        running = Running(task, definition["family"], process, folder, log, port)
         self.running[task.task_arn] = running
         return running
 
@@ -319,9 +346,10 @@ class LocalEcs:
 
     def _stopped(self, running: Running, code: int) -> None:
         task = running.task
-        task.desired_status = "STOPPED"
         task.status = "STOPPED"
-        task.stopped_reason = "Essential container in task exited"
+        if task.desired_status != "STOPPED":  # not stopped by StopTask: its reason stays
+            task.desired_status = "STOPPED"
+            task.stopped_reason = "Essential container in task exited"
         task.stopped_at = time.time()
         for container in task.containers:
             container.last_status = "STOPPED"

@@ -1,4 +1,4 @@
-"""Additions to moto's CloudFormation (moto 5.2.5), for the deploy tests and `foundation dev`.
+"""Additions to moto's CloudFormation (moto 5.2.5), for the deploy and end-to-end tests.
 
 Import this module in the *same process* as moto (ThreadedMotoServer or
 mock_aws). It does two things:

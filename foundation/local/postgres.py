@@ -15,8 +15,9 @@ from pathlib import Path
 SUPERUSER = "postgres"
 INSTALL_HINT = (
     "PostgreSQL's server programs (initdb, pg_ctl) are not installed: on Debian or Ubuntu "
-    "`sudo apt-get install postgresql`, on macOS `brew install postgresql@16`, or put their "
-    "folder (`pg_config --bindir`) on PATH"
+    "`sudo apt-get install postgresql`, on macOS `brew install postgresql@16` and its "
+    "`$(brew --prefix postgresql@16)/bin` on PATH, or put their folder (`pg_config --bindir`) "
+    "on PATH"
 )
 
 
@@ -29,7 +30,11 @@ def _bindir() -> Path:
     if found:
         return Path(found).resolve().parent
     # Debian keeps the server programs off PATH, under /usr/lib/postgresql/<major>/bin
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: [int(n) for n in p.parts[-3].split(".") if n.isdigit()],
+        reverse=True,
+    )
     if versions:
         return versions[0].parent
     raise PostgresMissing(INSTALL_HINT)
@@ -54,6 +59,11 @@ class LocalPostgres:
         the distribution's package creates."""
         argv = [str(_bindir() / args[0]), *args[1:]]
         if os.geteuid() == 0:
+            if not shutil.which("runuser"):
+                raise PostgresMissing(
+                    "PostgreSQL refuses to run as root, and `runuser` (util-linux) is missing "
+                    "to run it as the `postgres` user: run as another user"
+                )
             argv = ["runuser", "-u", SUPERUSER, "--", *argv]
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode:

@@ -226,7 +226,8 @@ class DagWorker(Construct):
             "ServiceExists",
             type="String",
             allowed_values=["true", "false"],
-            default="false",
+            # a deployer that does not set it (the CDK CLI) never resets the scaled count
+            default="true",
             description=f"true once the service {names.queue} exists (set by foundation deploy)",
         )
         new = cdk.CfnCondition(
