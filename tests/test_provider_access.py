@@ -16,18 +16,21 @@ What this proves, for S3 read and write, the task-log baseline, the DAG's own se
 secrets, Glue jobs and crawlers, Athena, EMR steps, Redshift Data, Data Pipeline (through the
 generic AwsBaseHook: the provider has no Data Pipeline hook), SQS send and consume, SNS, Lambda
 and DynamoDB read and write: the action set of each grant covers every call the provider makes
-on its default path, and the provider cannot do more than the grant. For S3 and SQS moto also
-checks the real bucket, object and queue ARNs, so resource scoping is proven there too (a
-sibling prefix `sales_eu/` next to `sales/`, another DAG's log prefix, another queue).
+on its default path, and the provider cannot do more than the grant. For S3, SQS, Secrets
+Manager and SSM moto also checks the real bucket, object, queue, secret and parameter ARNs
+(the last two through foundation/local/moto_gaps.py), so resource scoping is proven there too
+(a sibling prefix `sales_eu/` next to `sales/`, another DAG's log prefix, another queue, a
+near secret name, another DAG's secrets prefix), and S3's `s3:prefix` condition is evaluated
+(moto_gaps.py again), so listing a sibling prefix is refused.
 
 What moto cannot prove, and where it is covered instead:
 - Resource scoping of every other service. moto checks those calls against the literal resource
-  "*", so `as_moto_enforces` widens their statements to "*" (here a DAG could read any secret or
-  start any Glue job). tests/test_isolation_property.py evaluates the real ARNs, prefixes and
+  "*", so `as_moto_enforces` widens their statements to "*" (here a DAG could start any Glue
+  job; DynamoDB is left at "*" because moto checks its batch calls against "*" too).
+  tests/test_isolation_property.py evaluates the real ARNs, prefixes and
   conditions against colliding names, and tests/test_catalog.py checks every action and resource
   type against the IAM database.
-- Conditions. moto ignores them: the `s3:prefix` condition on ListBucket (so listing outside the
-  prefix is not refused here) and the Redshift Data statement-owner condition.
+- Conditions other than S3's: the Redshift Data statement-owner condition is dropped here.
 - Checks AWS makes on a caller's behalf: iam:PassRole, redshift:GetClusterCredentials for the
   Data API's db_user, Athena's reads of the Glue catalog and writes to the results location, KMS,
   and s3:ListBucket turning a missing key's 403 into a 404 (moto answers 404 regardless). The
@@ -70,10 +73,11 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1})
 # --- What moto 5.2.5 enforces, and the one place the generated statements are adapted to it ---
 
 # Services whose calls moto checks against the real ARN: S3 builds bucket and object ARNs
-# (moto/core/authorization.py, _authenticate_and_authorize_s3_action), and SQS, IAM and STS
-# define _determine_resource (the queue ARN, the role ARN). Their statements are kept as
-# generated, so resource scoping is really enforced for them.
-MOTO_CHECKS_ARNS = frozenset({"s3", "sqs", "iam", "sts"})
+# (moto/core/authorization.py, _authenticate_and_authorize_s3_action), SQS, IAM and STS
+# define _determine_resource (the queue ARN, the role ARN), and foundation/local/moto_gaps.py
+# adds it for Secrets Manager and SSM (the secret, the parameter). Their statements are kept
+# as generated, so resource scoping is really enforced for them.
+MOTO_CHECKS_ARNS = frozenset({"s3", "sqs", "iam", "sts", "secretsmanager", "ssm"})
 # Every other service's calls are checked against the literal resource "*"
 # (BaseResponse.call_action in moto/core/responses.py), which no ARN pattern matches, so their
 # statements get Resource "*": moto can check only their action sets.
@@ -90,8 +94,6 @@ MOTO_CHECKS_STAR = frozenset(
         "logs",
         "redshift",
         "redshift-data",
-        "secretsmanager",
-        "ssm",
         "sns",
     }
 )
@@ -126,7 +128,9 @@ def as_moto_enforces(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         unknown = services - MOTO_CHECKS_ARNS - MOTO_CHECKS_STAR
         assert not unknown, f"as_moto_enforces does not know how moto checks {sorted(unknown)}"
         assert services <= MOTO_CHECKS_STAR or not services & MOTO_CHECKS_STAR, statement
-        adapted = {key: value for key, value in statement.items() if key != "Condition"}
+        # moto_gaps evaluates s3:prefix: S3's conditions stay
+        keep_condition = services == {"s3"}
+        adapted = {k: v for k, v in statement.items() if k != "Condition" or keep_condition}
         aliases = [alias for action in actions for alias in MOTO_ACTION_ALIASES.get(action, ())]
         adapted["Action"] = [*actions, *aliases]
         if services <= MOTO_CHECKS_STAR:
@@ -278,6 +282,7 @@ def test_s3_read_reads_and_lists_its_prefix_only(moto_aws: MotoAws, run_as: RunA
     assert hook.list_keys(bucket, prefix="sales/") == ["sales/2024/day.csv"]
 
     assert_denied(lambda: hook.read_key("sales_eu/day.csv", bucket))  # the sibling prefix
+    assert_denied(lambda: hook.list_keys(bucket, prefix="sales_eu/"))  # s3:prefix, evaluated
     assert_denied(lambda: hook.load_string("x", "sales/new.csv", bucket, replace=True))
 
 
@@ -398,6 +403,8 @@ def test_secrets_own_prefix_and_named_secret(
     admin.create_secret(Name=f"airflow/dags/{dag_id}/connections/warehouse", SecretString=uri)
     admin.create_secret(Name=f"airflow/dags/{dag_id}/variables/threshold", SecretString="42")
     admin.create_secret(Name="shared/salesforce-oauth", SecretString="token-1")
+    admin.create_secret(Name="shared/salesforce-oauth-admin", SecretString="not yours")
+    admin.create_secret(Name="airflow/dags/other_dag/variables/threshold", SecretString="7")
     run_as(dag_id, {"secrets": ["shared/salesforce-oauth"]})
 
     # The secrets backend exactly as the deployment configures the DAG's workers.
@@ -409,9 +416,10 @@ def test_secrets_own_prefix_and_named_secret(
     assert backend.get_variable("threshold") == "42"
     hook = SecretsManagerHook(aws_conn_id=None)
     assert hook.get_secret("shared/salesforce-oauth") == "token-1"
+    # by ARN (foundation/local/moto_gaps.py): a near name and another DAG's prefix are refused
+    for other in ("shared/salesforce-oauth-admin", "airflow/dags/other_dag/variables/threshold"):
+        assert_denied(lambda o=other: hook.get_secret(o), "secretsmanager:GetSecretValue")
 
-    # moto checks Secrets Manager against Resource "*", so reading an undeclared secret cannot
-    # be refused here (tests/test_isolation_property.py covers it); other actions can.
     name = "shared/salesforce-oauth"
     assert_denied(lambda: hook.conn.describe_secret(SecretId=name), "secretsmanager:DescribeSecret")
     assert_denied(

@@ -27,7 +27,8 @@ class Request:
     context: dict[str, str] = field(default_factory=dict)
 
 
-def _glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+    """IAM's wildcard matching: `*` any run of characters, `?` exactly one, nothing else."""
     regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
     flags = 0 if case_sensitive else re.IGNORECASE
     return re.fullmatch(regex, value, flags | re.DOTALL) is not None
@@ -43,12 +44,12 @@ def _values(value: Any) -> list[str]:
 
 def _arn_matches(pattern: str, arn: str) -> bool:
     parts, wanted = arn.split(":", 5), pattern.split(":", 5)
-    return len(parts) == len(wanted) == 6 and all(map(_glob, wanted, parts))
+    return len(parts) == len(wanted) == 6 and all(map(glob, wanted, parts))
 
 
 MATCHERS = {
     "StringEquals": lambda actual, wanted: actual == wanted,
-    "StringLike": lambda actual, wanted: _glob(wanted, actual),
+    "StringLike": lambda actual, wanted: glob(wanted, actual),
     "ArnEquals": lambda actual, wanted: _arn_matches(wanted, actual),
     "ArnLike": lambda actual, wanted: _arn_matches(wanted, actual),
 }
@@ -93,9 +94,9 @@ def allows(
     keys are evaluated (the rest hold): for a caller that knows only some of a request's keys."""
     for st in statements:
         assert st["Effect"] == "Allow"
-        if not any(_glob(a, request.action, case_sensitive=False) for a in _values(st["Action"])):
+        if not any(glob(a, request.action, case_sensitive=False) for a in _values(st["Action"])):
             continue
-        if not any(_glob(r, request.resource) for r in _values(st["Resource"])):
+        if not any(glob(r, request.resource) for r in _values(st["Resource"])):
             continue
         if _condition_holds(st.get("Condition", {}), request.context, known):
             return True

@@ -28,6 +28,11 @@ evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam
    `s3:prefix` and `s3:delimiter` (absent from HeadBucket, as on S3), and `ecs:cluster`.
    Conditions on other keys still hold, as moto has them. iam:PassRole is still never checked.
 
+5. moto matches a policy's actions and resources as regular expressions with `*` made `.*`:
+   `?` (a secret's `name-??????`) fails the request with a 500, and `.` matches anything. They
+   are matched with IAM's wildcards instead (foundation/iam/evaluate.py's `glob`), actions
+   case-insensitively.
+
 Apply in the process moto's server runs in, before it serves.
 """
 
@@ -173,12 +178,20 @@ def _with_conditions(check: Any) -> Any:
     return check_with_conditions
 
 
+def _iam_match(pattern: str, value: str) -> bool | None:
+    from foundation.iam.evaluate import glob
+
+    # moto reads truthiness, or `is not None`: None for no match
+    return glob(pattern, value, case_sensitive=value.startswith("arn:")) or None
+
+
 def apply() -> None:
     from moto.ecs.models import EC2ContainerServiceBackend
-    from moto.iam.access_control import IAMRequestBase
+    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
     from moto.s3.responses import ACTION_MAP
 
     ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+    IAMPolicyStatement._match = staticmethod(_iam_match)
     if not hasattr(IAMRequestBase.check_action_permitted, "__wrapped__"):
         IAMRequestBase.check_action_permitted = _with_conditions(
             IAMRequestBase.check_action_permitted
