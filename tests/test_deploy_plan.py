@@ -154,3 +154,66 @@ def test_a_migration_as_long_as_the_deploy_waits_is_never_a_failed_rollout(
         f"{NAME}-dag-processor": None,
         f"{NAME}-triggerer": None,
     }
+
+
+def test_attachments_boundaries_denies_and_resource_policies_broaden() -> None:
+    """What widens access besides an Allow statement: a managed policy attached to a role or a
+    role added to a policy, a permissions boundary or a Deny removed, a resource policy's new
+    principal. Adding a boundary or removing an attachment narrows."""
+    boundary = "arn:aws:iam::111122223333:policy/boundary"
+    deny = {"Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*"}
+    bucket_policy = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:role/reader"},
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::b/*",
+    }
+
+    def template(role: dict, policy_roles: list, denies: list, principals: list) -> dict:
+        statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/x"}
+        return {
+            "Resources": {
+                "Role": {"Type": "AWS::IAM::Role", "Properties": role},
+                "Policy": {
+                    "Type": "AWS::IAM::Policy",
+                    "Properties": {
+                        "Roles": policy_roles,
+                        "PolicyDocument": {"Statement": [statement, *denies]},
+                    },
+                },
+                "BucketPolicy": {
+                    "Type": "AWS::S3::BucketPolicy",
+                    "Properties": {
+                        "PolicyDocument": {
+                            "Statement": [
+                                bucket_policy | {"Principal": {"AWS": p}} for p in principals
+                            ]
+                        }
+                    },
+                },
+            }
+        }
+
+    reader = "arn:aws:iam::111122223333:role/reader"
+    before = template({"PermissionsBoundary": boundary}, [{"Ref": "Role"}], [deny], [reader])
+    wider = template(
+        {"ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]},
+        [{"Ref": "Role"}, {"Ref": "Other"}],
+        [],
+        [reader, "arn:aws:iam::999999999999:root"],
+    )
+    broadening = sorted((c.resource, c.statement) for c in iam_changes(before, wider) if c.broadens)
+    assert broadening == [
+        (
+            "BucketPolicy",
+            json.dumps(
+                bucket_policy | {"Principal": {"AWS": "arn:aws:iam::999999999999:root"}},
+                sort_keys=True,
+            ),
+        ),
+        ("Policy", json.dumps(deny, sort_keys=True)),
+        ("Policy", json.dumps({"Roles": {"Ref": "Other"}}, sort_keys=True)),
+        ("Role", json.dumps({"ManagedPolicyArns": "arn:aws:iam::aws:policy/AdministratorAccess"})),
+        ("Role", json.dumps({"PermissionsBoundary": boundary})),
+    ]
+    assert not [c for c in iam_changes(wider, before) if c.broadens]

@@ -23,7 +23,24 @@ STATEFUL_TYPES = {
     "AWS::DynamoDB::Table",
     "AWS::Logs::LogGroup",
 }
-POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role"}
+# Where each type keeps policy documents (identity and resource policies alike).
+POLICY_DOCUMENTS = {
+    "AWS::IAM::Policy": ("PolicyDocument",),
+    "AWS::IAM::ManagedPolicy": ("PolicyDocument",),
+    "AWS::IAM::Role": ("AssumeRolePolicyDocument",),  # and each of its inline Policies
+    "AWS::S3::BucketPolicy": ("PolicyDocument",),
+    "AWS::SQS::QueuePolicy": ("PolicyDocument",),
+    "AWS::SNS::TopicPolicy": ("PolicyDocument",),
+    "AWS::SecretsManager::ResourcePolicy": ("ResourcePolicy",),
+    "AWS::KMS::Key": ("KeyPolicy",),
+}
+# Properties that attach policies to identities: an entry added grants more.
+ATTACHMENTS = {
+    "AWS::IAM::Role": ("ManagedPolicyArns",),
+    "AWS::IAM::Policy": ("Roles", "Users", "Groups"),
+    "AWS::IAM::ManagedPolicy": ("Roles", "Users", "Groups"),
+}
+BOUNDARY = "PermissionsBoundary"
 
 
 def stack_layers(manifest: dict[str, Any]) -> list[list[str]]:
@@ -80,10 +97,10 @@ def _grains(statement: str) -> set[str]:
 def _statements(template: dict[str, Any] | None) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for logical_id, resource in ((template or {}).get("Resources") or {}).items():
-        if resource.get("Type") not in POLICY_TYPES:
+        if resource.get("Type") not in POLICY_DOCUMENTS:
             continue
         props = resource.get("Properties", {})
-        documents = [props.get("PolicyDocument"), props.get("AssumeRolePolicyDocument")]
+        documents = [props.get(name) for name in POLICY_DOCUMENTS[resource["Type"]]]
         documents += [p.get("PolicyDocument") for p in props.get("Policies", [])]
         for document in filter(None, documents):
             statements = document.get("Statement", [])
@@ -93,17 +110,49 @@ def _statements(template: dict[str, Any] | None) -> set[tuple[str, str]]:
     return out
 
 
+def _attachments(template: dict[str, Any] | None) -> set[tuple[str, str]]:
+    """Each policy attachment and permissions boundary, as canonical JSON."""
+    out: set[tuple[str, str]] = set()
+    for logical_id, resource in ((template or {}).get("Resources") or {}).items():
+        props = resource.get("Properties", {})
+        for name in ATTACHMENTS.get(resource.get("Type"), ()):
+            for value in _listed(props.get(name) or []):
+                out.add((logical_id, json.dumps({name: value}, sort_keys=True)))
+        if resource.get("Type") == "AWS::IAM::Role" and BOUNDARY in props:
+            out.add((logical_id, json.dumps({BOUNDARY: props[BOUNDARY]}, sort_keys=True)))
+    return out
+
+
 def iam_changes(deployed: dict[str, Any] | None, new: dict[str, Any]) -> list[IamChange]:
-    """Statement-level IAM differences between the deployed template and the new one."""
+    """Statement-level IAM differences between the deployed template and the new one: a
+    statement that allows more, a Deny or permissions boundary removed, a policy attached."""
     before, after = _statements(deployed), _statements(new)
     granted: dict[str, set[str]] = {}
     for resource, statement in before:
         granted.setdefault(resource, set()).update(_grains(statement))
     changes = [
-        IamChange(r, True, s, broadens=not _grains(s) <= granted.get(r, set()))
+        IamChange(
+            r,
+            True,
+            s,
+            broadens=json.loads(s).get("Effect") != "Deny"
+            and not _grains(s) <= granted.get(r, set()),
+        )
         for r, s in sorted(after - before)
     ]
-    changes += [IamChange(r, False, s) for r, s in sorted(before - after)]
+    changes += [
+        IamChange(r, False, s, broadens=json.loads(s).get("Effect") == "Deny")
+        for r, s in sorted(before - after)
+    ]
+    attached_before, attached_after = _attachments(deployed), _attachments(new)
+    changes += [
+        IamChange(r, True, a, broadens=BOUNDARY not in json.loads(a))
+        for r, a in sorted(attached_after - attached_before)
+    ]
+    changes += [
+        IamChange(r, False, a, broadens=BOUNDARY in json.loads(a))
+        for r, a in sorted(attached_before - attached_after)
+    ]
     return changes
 
 
