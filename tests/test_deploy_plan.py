@@ -217,3 +217,5 @@ def test_attachments_boundaries_denies_and_resource_policies_broaden() -> None:
         ("Role", json.dumps({"PermissionsBoundary": boundary})),
     ]
     assert not [c for c in iam_changes(wider, before) if c.broadens]
+    # a role and its policy removed with their boundary and Deny (a DAG removed) widen nothing
+    assert not [c for c in iam_changes(before, {"Resources": {}}) if c.broadens]

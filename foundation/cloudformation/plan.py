@@ -140,8 +140,10 @@ def iam_changes(deployed: dict[str, Any] | None, new: dict[str, Any]) -> list[Ia
         )
         for r, s in sorted(after - before)
     ]
+    # a Deny or boundary goes with its resource when that goes too: that widens nothing
+    kept = resources_of(new)
     changes += [
-        IamChange(r, False, s, broadens=json.loads(s).get("Effect") == "Deny")
+        IamChange(r, False, s, broadens=r in kept and json.loads(s).get("Effect") == "Deny")
         for r, s in sorted(before - after)
     ]
     attached_before, attached_after = _attachments(deployed), _attachments(new)
@@ -150,7 +152,7 @@ def iam_changes(deployed: dict[str, Any] | None, new: dict[str, Any]) -> list[Ia
         for r, a in sorted(attached_after - attached_before)
     ]
     changes += [
-        IamChange(r, False, a, broadens=BOUNDARY in json.loads(a))
+        IamChange(r, False, a, broadens=r in kept and BOUNDARY in json.loads(a))
         for r, a in sorted(attached_before - attached_after)
     ]
     return changes
