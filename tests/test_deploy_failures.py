@@ -4,6 +4,7 @@ change set, throttling while waiting, the database migration failing, and Ctrl-C
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -19,7 +20,7 @@ from rich.console import Console
 from foundation import deploy
 from foundation.cloudformation.actions import Aws, StackState
 from foundation.cloudformation.plan import ResourceChange, StackPlan
-from foundation.cloudformation.target import Assembly, Bootstrap, Target
+from foundation.cloudformation.target import Assembly, Bootstrap, Target, plan_stack
 from foundation.project import load_project
 from foundation.views import outcome_table
 from tests.conftest import ROOT
@@ -524,3 +525,59 @@ def test_replacing_a_named_resource_is_refused_before_anything_runs(aws) -> None
     assert StackPlan(CORE, "update", unnamed, None, plan.changes).blocked == []
     conditional = ResourceChange("Modify", "SchedulerTaskRole", "AWS::IAM::Role", "Conditional")
     assert StackPlan(CORE, "update", plan.template, None, [conditional]).blocked == []
+
+
+def test_each_celery_service_is_told_whether_it_exists(aws) -> None:
+    """The change set of a worker stack sets each service's ServiceExists parameter from the
+    live stack: "true" for a service deployed before, "false" for one this deploy adds."""
+    aws_, cfn, _ = aws
+    listed = {
+        "OldServiceExists": "acme-airflow-dag-old-000000",
+        "NewExists": "acme-airflow-dag-new-111111",
+    }
+    new = {"Metadata": {"foundation:existing-services": listed}, "Resources": {}}
+    service = {
+        "Type": "AWS::ECS::Service",
+        "Properties": {"ServiceName": listed["OldServiceExists"]},
+    }
+    live = {"Resources": {"Old": service}}
+    with Stubber(aws_.s3) as s3:
+        s3.add_response("put_object", {})
+        cfn.add_response(
+            "get_template",
+            {"TemplateBody": json.dumps(live)},
+            {"StackName": WORKERS, "TemplateStage": "Original"},
+        )
+        cfn.add_response(
+            "create_change_set",
+            {"Id": "cs-workers", "StackId": STACK_ID.format(WORKERS)},
+            {
+                "StackName": WORKERS,
+                "ChangeSetName": ANY,
+                "ChangeSetType": "UPDATE",
+                "TemplateURL": ANY,
+                "Capabilities": ANY,
+                "RoleARN": ROLE,
+                "Parameters": [
+                    {"ParameterKey": "NewExists", "ParameterValue": "false"},
+                    {"ParameterKey": "OldServiceExists", "ParameterValue": "true"},
+                ],
+            },
+        )
+        added = {
+            "Type": "Resource",
+            "ResourceChange": {
+                "Action": "Add",
+                "LogicalResourceId": "New",
+                "ResourceType": "AWS::ECS::Service",
+            },
+        }
+        cfn.add_response(
+            "describe_change_set",
+            {"ChangeSetId": "cs-workers", "Status": "CREATE_COMPLETE", "Changes": [added]},
+            {"ChangeSetName": "cs-workers"},
+        )
+        t = target(aws_, [[WORKERS]], {WORKERS: "UPDATE_COMPLETE"})
+        t.assembly.bodies[WORKERS] = json.dumps(new).encode()
+        plan = plan_stack(t, WORKERS)
+    assert plan.action == "update" and plan.change_set_id == "cs-workers"
