@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from foundation.iam.evaluate import listed
 from foundation.naming import EXISTING_SERVICES_METADATA, task_family_prefix
 
 # Resources whose replacement or removal loses data.
@@ -77,10 +78,6 @@ class IamChange:
     broadens: bool = False
 
 
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _grains(statement: str) -> set[str]:
     """A statement as (action, resource, everything else) triples, references kept as JSON."""
     st = json.loads(statement)
@@ -89,8 +86,8 @@ def _grains(statement: str) -> set[str]:
     )
     return {
         json.dumps([action, resource, rest], sort_keys=True)
-        for action in _listed(st.get("Action", st.get("NotAction")))
-        for resource in _listed(st.get("Resource", st.get("NotResource")))
+        for action in listed(st.get("Action", st.get("NotAction")))
+        for resource in listed(st.get("Resource", st.get("NotResource")))
     }
 
 
@@ -116,7 +113,7 @@ def _attachments(template: dict[str, Any] | None) -> set[tuple[str, str]]:
     for logical_id, resource in ((template or {}).get("Resources") or {}).items():
         props = resource.get("Properties", {})
         for name in ATTACHMENTS.get(resource.get("Type"), ()):
-            for value in _listed(props.get(name) or []):
+            for value in listed(props.get(name) or []):
                 out.add((logical_id, json.dumps({name: value}, sort_keys=True)))
         if resource.get("Type") == "AWS::IAM::Role" and BOUNDARY in props:
             out.add((logical_id, json.dumps({BOUNDARY: props[BOUNDARY]}, sort_keys=True)))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation.iam.catalog import lookup
+from foundation.iam.evaluate import listed
 
 DAG_ID_TAG = "foundation:dag_id"
 POLICY_TYPES = ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")
@@ -102,10 +103,6 @@ def render(value: Any, scope: Scope) -> str:
     return "${" + json.dumps(value, sort_keys=True) + "}"
 
 
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _role_refs(props: dict[str, Any]) -> list[str]:
     return [r["Ref"] for r in props.get("Roles", []) if isinstance(r, dict) and "Ref" in r]
 
@@ -165,7 +162,7 @@ def _grants(
     sources: dict[tuple[str, str], str],
 ) -> list[Grant]:
     grants = []
-    for st in _listed(document.get("Statement", [])):
+    for st in listed(document.get("Statement", [])):
         if st.get("Effect") != "Allow" or "Action" not in st:
             continue
         source = sources.get((role.dag_id or "", st.get("Sid", "")), "added by CDK")
@@ -173,8 +170,8 @@ def _grants(
             source = "the toolkit's cluster grants"
         grants.append(
             Grant(
-                tuple(_listed(st["Action"])),
-                tuple(render(v, scope) for v in _listed(st.get("Resource", []))),
+                tuple(listed(st["Action"])),
+                tuple(render(v, scope) for v in listed(st.get("Resource", []))),
                 st.get("Condition"),
                 source,
             )
@@ -234,7 +231,7 @@ def _prefix_allows(grant: Grant, arn: str, key: str | None) -> bool:
         return True  # not a bucket ARN from an s3:// question
     for operator, keys in (grant.condition or {}).items():
         if "s3:prefix" in keys and operator in ("StringLike", "StringEquals"):
-            return any(reaches(p, key, prefix=True) for p in _listed(keys["s3:prefix"]))
+            return any(reaches(p, key, prefix=True) for p in listed(keys["s3:prefix"]))
     return True
 
 

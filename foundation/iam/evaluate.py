@@ -38,7 +38,8 @@ def _substitute(value: str, context: dict[str, str]) -> str:
     return re.sub(r"\$\{([^}]+)\}", lambda m: context.get(m.group(1), m.group(0)), value)
 
 
-def _values(value: Any) -> list[str]:
+def listed(value: Any) -> list[Any]:
+    """A policy element as IAM reads it: one value, or a list of them."""
     return value if isinstance(value, list) else [value]
 
 
@@ -63,7 +64,7 @@ def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str]) 
     satisfies a negated one (StringNotEquals...), as AWS documents; IfExists makes an absent
     key satisfy either."""
     if operator == "Null":
-        return any(str(v).lower() == str(key not in context).lower() for v in _values(expected))
+        return any(str(v).lower() == str(key not in context).lower() for v in listed(expected))
     base = operator.removesuffix("IfExists")
     negated = base in NEGATED
     positive = NEGATED.get(base, base)
@@ -71,7 +72,7 @@ def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str]) 
         raise NotImplementedError(operator)
     if key not in context:
         return base != operator or negated
-    wanted = [_substitute(v, context) for v in _values(expected)]
+    wanted = [_substitute(v, context) for v in listed(expected)]
     matched = any(MATCHERS[positive](context[key], w) for w in wanted)
     return not matched if negated else matched
 
@@ -94,9 +95,9 @@ def allows(
     keys are evaluated (the rest hold): for a caller that knows only some of a request's keys."""
     for st in statements:
         assert st["Effect"] == "Allow"
-        if not any(glob(a, request.action, case_sensitive=False) for a in _values(st["Action"])):
+        if not any(glob(a, request.action, case_sensitive=False) for a in listed(st["Action"])):
             continue
-        if not any(glob(r, request.resource) for r in _values(st["Resource"])):
+        if not any(glob(r, request.resource) for r in listed(st["Resource"])):
             continue
         if _condition_holds(st.get("Condition", {}), request.context, known):
             return True
