@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from rich.text import Text
 from foundation import bootstrap as bootstrap_verb
 from foundation import deploy as deploy_verb
 from foundation import destroy as destroy_verb
+from foundation import dev as dev_verb
 from foundation import diff as diff_verb
 from foundation import permissions as permissions_verb
 from foundation import status as status_verb
@@ -28,6 +31,7 @@ from foundation.cloudformation.actions import ChangeSetFailed, Locked
 from foundation.cloudformation.target import NotReady
 from foundation.config import CELERY_IMAGE_CONTENTS
 from foundation.errors import InvalidInput
+from foundation.local.cluster import ClusterFailed
 from foundation.project import Project
 
 app = typer.Typer(
@@ -392,6 +396,52 @@ def permissions(
         print(permissions_verb.matrix_html(audit), end="")
     else:
         print(permissions_verb.matrix_markdown(audit), end="")
+
+
+@app.command()
+def dev(
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    dags: Annotated[
+        Path | None,
+        typer.Option("--dags", help="DAG folder synced into the bundle (default: PROJECT/dags)."),
+    ] = None,
+) -> None:
+    """Run the project's cluster on this machine from its own templates: each task under its
+    DAG's generated role against a local AWS, every refused call reported. Ctrl-C stops it."""
+    options = dev_verb.Options(project, env, dags)
+    # Ctrl-C, or a TERM (a terminal closed, a container stopped): the same clean stop, even
+    # when started with SIGINT ignored (a background job of a shell)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    reporter = views.LiveReporter(console)
+    try:
+        with aws_errors():
+            session = dev_verb.boot(options, reporter)
+    except dev_verb.DevUnavailable as error:
+        report_error(error)
+        raise typer.Exit(EXIT_INVALID_INPUT) from None
+    except (dev_verb.BootFailed, ClusterFailed) as error:
+        report_error(error)
+        raise typer.Exit(EXIT_FINDINGS) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        reporter.close()
+    synth_verb.release_node()
+    try:
+        console.print()
+        for line in views.dev_banner(session):
+            console.print(Text(line), soft_wrap=True)
+        while True:
+            for line in [*session.sync(), *session.exited(), *session.denials()]:
+                style = "red" if line.startswith("denied") else None
+                console.print(Text(line), style=style, soft_wrap=True)
+            time.sleep(dev_verb.WATCH_SECONDS)
+    except KeyboardInterrupt:
+        console.print("Stopping the cluster; its local state goes with it.")
+    finally:
+        session.stop()
 
 
 def _print_summary(loaded: Project) -> None:

@@ -74,6 +74,18 @@ def synthesize(project: Project, outdir: Path) -> Assembly:
     return Assembly.read(outdir, check_context(project))
 
 
+def release_node() -> None:
+    """Stop aws-cdk-lib's Node.js process (jsii's) now, in a process that will synthesize no
+    more. Ctrl-C reaches Node as well (one process group); jsii's exit hook would then print a
+    traceback writing to the ended process."""
+    import sys
+
+    if "jsii._runtime" in sys.modules:
+        from jsii._runtime import kernel
+
+        kernel.provider._process.stop()
+
+
 class UnsafeOutput(Exception):
     """--out points at something that is not a cloud assembly: it would be replaced."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -167,3 +168,22 @@ def who_can_table(resource: str, found: list[dict]) -> Table:
             Text(f["source"]),
         )
     return table
+
+
+def dev_banner(session: Any) -> list[str]:
+    """What `foundation dev` has running, and how to reach it (session: foundation.dev.Session)."""
+    aws, options = session.aws, session.options
+    lines = [f"Airflow is up: {session.url}"]
+    lines += [f"  log in as {user} / {password}" for user, password in session.logins.items()]
+    lines += [
+        f"AWS (moto, IAM enforced) at {aws.url}, account {aws.account}; as its admin:",
+        f"  export AWS_ENDPOINT_URL={aws.url} AWS_ACCESS_KEY_ID={aws.access_key_id} "
+        f"AWS_SECRET_ACCESS_KEY={aws.secret_access_key} AWS_DEFAULT_REGION={aws.region}",
+    ]
+    if session.data:
+        lines.append(f"Made empty for the DAGs: {', '.join(session.data)}")
+    lines.append(
+        f"Watching {options.dag_folder} (synced to s3://{session.project.deployment.dags_bucket}"
+        f"/dags/). Every task runs under its DAG's role; refused calls show here. Ctrl-C stops."
+    )
+    return lines

@@ -20,10 +20,10 @@ import boto3
 import pytest
 import requests
 
+from foundation.local.aws import LocalAws
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account: every ARN moto makes carries it
-
-ALLOW_ALL = {"Effect": "Allow", "Action": "*", "Resource": "*"}
 
 # Credential and endpoint sources that could point boto3 anywhere but the local server.
 _AWS_ENV_CLEARED = (
@@ -50,6 +50,7 @@ class Credentials:
 class MotoAws:
     endpoint: str
     admin: Credentials
+    local: LocalAws
     environment: dict[str, str] = field(default_factory=dict)
     _names: Iterator[int] = field(default_factory=itertools.count)
 
@@ -89,18 +90,13 @@ class MotoAws:
 
 @pytest.fixture(scope="session")
 def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
-    """moto on a free 127.0.0.1 port, IAM enforced, with an allow-all admin user for set-up."""
-    from moto.server import ThreadedMotoServer
+    """moto on a free 127.0.0.1 port, IAM enforced, with an allow-all admin user for set-up
+    (foundation/local/aws.py, as `foundation dev` runs it)."""
+    from foundation.local.aws import LocalAws
 
-    from foundation.local import moto_gaps
-
-    moto_gaps.apply()
     home = tmp_path_factory.mktemp("moto_aws")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    # While IAM is not enforced moto takes any key; the admin's own key is used after that.
-    aws = MotoAws(f"http://{host}:{port}", Credentials("bootstrap", "bootstrap"))
+    local = LocalAws.start(ACCOUNT, REGION)
+    aws = MotoAws(local.url, Credentials(local.access_key_id, local.secret_access_key), local)
     aws.environment = {
         "AWS_ENDPOINT_URL": aws.endpoint,
         "AWS_DEFAULT_REGION": REGION,
@@ -111,24 +107,14 @@ def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
-    no_auth_count, lambda_config = "inf", {"use_docker": True}
+    # Lambda without Docker: an invoked function returns its payload.
+    lambda_config = requests.get(f"{aws.endpoint}/moto-api/config").json()["lambda"]
     try:
-        no_auth_count = aws._post("reset-auth", "inf")["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
-        iam = aws.client("iam")
-        iam.create_user(UserName="admin")
-        policy = json.dumps({"Version": "2012-10-17", "Statement": [ALLOW_ALL]})
-        iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=policy)
-        key = iam.create_access_key(UserName="admin")["AccessKey"]
-        aws.admin = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
-        # Lambda without Docker: an invoked function returns its payload.
-        lambda_config = requests.get(f"{aws.endpoint}/moto-api/config").json()["lambda"]
         aws._post("config", json.dumps({"lambda": {"use_docker": False}}))
-        aws._post("reset-auth", "0")  # every request from now on is checked
         yield aws
     finally:
-        aws._post("reset-auth", no_auth_count)
         aws._post("config", json.dumps({"lambda": lambda_config}))
-        server.stop()
+        local.stop()
 
 
 @pytest.fixture
@@ -155,10 +141,6 @@ def moto_cloudformation(moto_aws: MotoAws) -> MotoAws:
     docstring lists each type).
     ECS tasks stop at once with exit code 0, so a deploy's `airflow db migrate` task completes.
     """
-    from foundation.local import moto_cfn  # registers the missing models in this process
-
-    moto_cfn.patch_change_sets()
-    moto_cfn.patch_fargate_run_task()
-    moto_cfn.register_acm_certificate(CERTIFICATE_ARN, account_id=ACCOUNT, region=REGION)
+    moto_aws.local.register_certificate(CERTIFICATE_ARN)
     moto_aws.set_transition("ecs::task", "immediate")
     return moto_aws

@@ -14,22 +14,24 @@ only AWS can show is in test_live_aws.py (opt-in).
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
+from rich.console import Console
 
+from foundation import dev
 from foundation.config import Deployment
 from foundation.local.cluster import LocalCluster
-from foundation.local.ecs import Endpoint
-from foundation.local.postgres import LocalPostgres
 from foundation.naming import role_path
-from foundation.project import load_project
-from tests.conftest import ROOT, ProjectDir
+from foundation.views import LiveReporter
+from tests.conftest import ROOT
 from tests.moto_server import ACCOUNT, REGION, MotoAws
 
 ENV = "e2e"
@@ -39,16 +41,21 @@ RUN_TIMEOUT = 240
 
 @dataclass
 class Booted:
-    deployment: Deployment
-    local: LocalCluster
+    session: dev.Session
     aws: MotoAws
-    url: str
     headers: dict[str, str]
-    postgres: LocalPostgres
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.session.project.deployment
+
+    @property
+    def local(self) -> LocalCluster:
+        return self.session.cluster
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         response = requests.request(
-            method, self.url + path, headers=self.headers, timeout=30, **kwargs
+            method, self.session.url + path, headers=self.headers, timeout=30, **kwargs
         )
         response.raise_for_status()
         return response
@@ -76,10 +83,9 @@ class Booted:
 
 
 def _the_data_platform(aws: MotoAws) -> None:
-    """What the example's DAGs expect to exist besides the cluster (the data platform's)."""
-    s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
-    s3.create_bucket(Bucket="acme-raw")
-    dynamodb.create_table(
+    """What the example's DAGs expect to exist besides the cluster and the buckets `foundation
+    dev` makes empty (the data platform's)."""
+    aws.client("dynamodb").create_table(
         TableName="sales_watermarks",
         KeySchema=[{"AttributeName": "source", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "source", "AttributeType": "S"}],
@@ -91,58 +97,48 @@ def _the_data_platform(aws: MotoAws) -> None:
     )
 
 
-def _why(output: str, local: LocalCluster) -> str:
-    """What a failed deploy printed, and the end of every container's log."""
+def _why(error: Exception, output: str, tasks: Path) -> str:
+    """Why the boot failed: the error, what the deploy printed, the end of every task's log."""
     logs = [
-        f"--- {r.family} (exit {r.process.returncode}):\n"
-        + (r.folder / "container.log").read_text()[-1500:]
-        for r in [*local.ecs.finished.values(), *local.ecs.running.values()]
+        f"--- {log.parent.name}:\n{log.read_text()[-1500:]}"
+        for log in sorted(tasks.glob("*/container.log"))
     ]
-    return "\n".join([output[-3000:], *logs, *local.ecs.refused.values()])
+    return "\n".join([repr(error), output[-3000:], *logs])
 
 
 @pytest.fixture(scope="module")
 def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The example, booted as `foundation dev` boots a project (foundation/dev.py), on the
+    suite's moto server."""
     root = tmp_path_factory.mktemp("e2e")
     for folder in ("config", "dag_permissions", "dags"):
         shutil.copytree(ROOT / folder, root / folder)
     for path in (root / "config").glob("*.yaml"):
         path.write_text(path.read_text().replace("111122223333", ACCOUNT))
     (root / "config" / f"{ENV}.yaml").write_text(f"name: {NAME}\n")
-    project = ProjectDir(root)
-    admin = moto_cloudformation.admin
-    credentials = {
-        "AWS_ACCESS_KEY_ID": admin.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": admin.secret_access_key,
-    }
-    endpoint = Endpoint(
-        moto_cloudformation.endpoint, REGION, ACCOUNT, admin.access_key_id, admin.secret_access_key
-    )
-    deployment = load_project(root, ENV).deployment
-    postgres = LocalPostgres().start()
-    local = None
-    try:
-        local = LocalCluster.prepare(deployment, endpoint, postgres, root / "tasks")
-        with pytest.MonkeyPatch.context() as mp:
-            for name, value in moto_cloudformation.environment.items():
-                mp.setenv(name, value)
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-                mp.delenv(name, raising=False)
-            for verb in ("bootstrap", "deploy"):
-                result = project.run_with_env(credentials, verb, "--yes", "--env", ENV)
-                assert result.exit_code == 0, _why(result.stdout + result.stderr, local)
-        _the_data_platform(moto_cloudformation)
-        local.sync_dags(root / "dags")
-        url = local.start_services()
-        login = {"username": "admin", "password": local.password("admin")}
-        token = requests.post(f"{url}/auth/token", json=login, timeout=30)
-        token.raise_for_status()
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        yield Booted(deployment, local, moto_cloudformation, url, headers, postgres)
-    finally:
-        if local:
-            local.stop()
-        postgres.stop()
+    options = dev.Options(root, ENV)
+    printed = io.StringIO()
+    reporter = LiveReporter(Console(file=printed, width=200))
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in moto_cloudformation.environment.items():
+            mp.setenv(name, value)
+        for name, value in moto_cloudformation.local.environment(options.state).items():
+            mp.setenv(name, value)  # boot sets them too: monkeypatch puts them back
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            mp.delenv(name, raising=False)
+        try:
+            session = dev.boot(options, reporter, moto_cloudformation.local)
+        except Exception as error:
+            pytest.fail(_why(error, printed.getvalue(), options.state / "tasks"))
+        try:
+            _the_data_platform(moto_cloudformation)
+            login = {"username": "admin", "password": session.logins["admin"]}
+            token = requests.post(f"{session.url}/auth/token", json=login, timeout=30)
+            token.raise_for_status()
+            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            yield Booted(session, moto_cloudformation, headers)
+        finally:
+            session.stop()
 
 
 def test_the_deploys_migration_ran_as_its_task(booted: Booted) -> None:
@@ -202,9 +198,14 @@ def test_dags_run_to_success_each_under_its_own_role(booted: Booted) -> None:
         task = "extract" if dag_id == "sales_daily" else "report"
         key = f"task-logs/dag_id={dag_id}/run_id={run_id}/task_id={task}/attempt=1.log"
         assert key in keys, keys
+    # the toolkit's grants hold everything the cluster and these DAGs did: no call was refused
+    assert booted.session.denials() == []
 
 
-def test_a_task_outside_its_grant_is_denied(booted: Booted) -> None:
+def test_a_task_outside_its_grant_is_denied_and_dev_names_the_entry_to_add(
+    booted: Booted,
+) -> None:
+    booted.session.denials()  # what came before this run is another test's
     run = booted.trigger("sales_daily", {"prefix": "orders/"})  # orders_glue_transform's
     assert booted.wait("sales_daily", run) == "failed"
     booted.workers_done()
@@ -213,3 +214,25 @@ def test_a_task_outside_its_grant_is_denied(booted: Booted) -> None:
     ).json()
     denied = "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied"
     assert denied in json.dumps(log)
+    ds = booted.api("GET", f"/api/v2/dags/sales_daily/dagRuns/{run}").json()["run_after"][:10]
+    # what `foundation dev` prints for it: the DAG, the call, and the manifest entry to add
+    assert booted.session.denials() == [
+        "denied: DAG sales_daily: s3:PutObject on "
+        f"arn:aws:s3:::acme-raw/orders/{ds}/accounts.json\n"
+        "  to allow it, add to dag_permissions/sales_daily.yaml:\n"
+        "    permissions:\n"
+        "      s3:\n"
+        "        - {bucket: acme-raw, prefix: orders/, access: write}"
+    ]
+
+
+def test_dev_made_the_buckets_queues_and_topics_the_manifests_name(booted: Booted) -> None:
+    assert booted.session.data == [
+        "s3://acme-artifacts",
+        "s3://acme-athena-results",
+        "s3://acme-curated",
+        "s3://acme-raw",
+        "s3://acme-reports",
+        "sqs inventory-events",
+        "sns finance-loads",
+    ]

@@ -16,8 +16,9 @@ What differs from Fargate:
   the local endpoint's unauthenticated `/moto-api/` (which can turn IAM enforcement off). It runs
   reviewed code (the tests, an author's own DAGs); it is not a sandbox for untrusted DAGs;
 - service discovery is a rewrite of `<service>.<namespace>:<port>` to the local address of the
-  service's first task, and a container port is mapped to a free local port, told to Airflow as
-  `AIRFLOW__API__PORT` (the one port the cluster's containers listen on);
+  service's first task, and a container port is mapped to a free port of 127.0.0.1, told to
+  Airflow as `AIRFLOW__API__HOST` and `AIRFLOW__API__PORT` (the one port the cluster's
+  containers listen on);
 - a service runs one task, whatever its desired count; nothing replaces a task that exits;
 
 It reads and writes moto's ECS models directly, so moto must run in this process
@@ -254,8 +255,8 @@ class LocalEcs:
         environment |= self._secrets(definition, container, task_id)
         role = task.overrides.get("taskRoleArn") or definition.get("taskRoleArn")
         environment |= self._aws(role, f"{definition['family']}-{task_id}")
-        if port:
-            environment["AIRFLOW__API__PORT"] = str(port)
+        if port:  # on the loopback only: nothing isolates this machine's network from others
+            environment |= {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1"}
         command = override.get("command") or container.get("command") or []
         environment, command = self._rewritten(environment, command, home)
         log = (folder / "container.log").open("ab")

@@ -33,12 +33,27 @@ evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam
    are matched with IAM's wildcards instead (foundation/iam/evaluate.py's `glob`), actions
    case-insensitively.
 
+6. Every refused request is kept in DENIED (caller, action, resource and the condition keys
+   read), for `foundation dev` to say which manifest entry would allow it.
+
 Apply in the process moto's server runs in, before it serves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Denial:
+    principal: str  # the caller's ARN (an assumed role's: arn:aws:sts::...:assumed-role/R/S)
+    action: str
+    resource: str
+    context: dict[str, str] = field(default_factory=dict)
+
+
+DENIED: list[Denial] = []  # in the order refused; appended from moto's request threads
 
 
 def _secret(response: Any) -> str:
@@ -163,16 +178,20 @@ def _with_conditions(check: Any) -> Any:
     def check_with_conditions(self: Any, resource: str) -> None:
         from foundation.iam.evaluate import Request, allows
 
-        check(self, resource)  # moto's own decision: actions, resources, explicit denies
         context = _context(self)
-        if context is None:
-            return
-        statements = [s for p in self._access_key.collect_policies() for s in _statements(p)]
-        if any("NotAction" in s or "NotResource" in s for s in statements):
-            return  # shapes the toolkit's evaluation does not read: moto's decision stands
-        allowing = [s for s in statements if s.get("Effect") == "Allow"]
-        if not allows(allowing, Request(self._action, resource, context), CONDITION_KEYS):
-            self._raise_access_denied()
+        try:
+            check(self, resource)  # moto's own decision: actions, resources, explicit denies
+            if context is None:
+                return
+            statements = [s for p in self._access_key.collect_policies() for s in _statements(p)]
+            if any("NotAction" in s or "NotResource" in s for s in statements):
+                return  # shapes the toolkit's evaluation does not read: moto's decision stands
+            allowing = [s for s in statements if s.get("Effect") == "Allow"]
+            if not allows(allowing, Request(self._action, resource, context), CONDITION_KEYS):
+                self._raise_access_denied()
+        except Exception:
+            DENIED.append(Denial(self._access_key.arn, self._action, resource, context or {}))
+            raise
 
     check_with_conditions.__wrapped__ = check
     return check_with_conditions

@@ -25,7 +25,7 @@ class PostgresMissing(RuntimeError):
     pass
 
 
-def _bindir() -> Path:
+def bindir() -> Path:
     found = shutil.which("initdb") or shutil.which("pg_ctl")
     if found:
         return Path(found).resolve().parent
@@ -57,7 +57,7 @@ class LocalPostgres:
     def _run(self, *args: str) -> None:
         """initdb and the server refuse to run as root: then they run as the `postgres` user
         the distribution's package creates."""
-        argv = [str(_bindir() / args[0]), *args[1:]]
+        argv = [str(bindir() / args[0]), *args[1:]]
         if os.geteuid() == 0:
             if not shutil.which("runuser"):
                 raise PostgresMissing(
