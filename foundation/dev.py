@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -200,6 +201,7 @@ def boot(options: Options, reporter: Reporter, aws: LocalAws | None = None) -> S
     own_aws = aws is None
     if aws is None:
         aws = LocalAws.start(deployment.account, deployment.region)
+    shutil.rmtree(options.state / "tasks", ignore_errors=True)  # the last run's tasks
     options.state.mkdir(parents=True, exist_ok=True)
     os.environ.update(aws.environment(options.state))
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
