@@ -17,7 +17,6 @@ from foundation.cloudformation.plan import ResourceChange, StackPlan, template_c
 from foundation.cloudformation.target import connect_to
 from foundation.deploy import Confirm, Outcome, Refused, Reporter, follow
 from foundation.errors import InvalidInput
-from foundation.naming import bootstrap_stack_name
 from foundation.project import Project, load_project
 from foundation.synth import NodeMissing
 
@@ -36,7 +35,7 @@ def template_body(project: Project) -> str:
         ]
         if errors:
             raise Refused("the bootstrap template fails its checks: " + "; ".join(map(str, errors)))
-        name = bootstrap_stack_name(project.deployment.name)
+        name = project.deployment.namespace.bootstrap_stack
         return (Path(out) / f"{name}.template.json").read_text()
 
 
@@ -64,7 +63,7 @@ def run(
     _require_boundary(project)
     body = template_body(project)
     aws = connect_to(project, profile, region)
-    name = bootstrap_stack_name(project.deployment.name)
+    name = project.deployment.namespace.bootstrap_stack
     state = actions.describe_stack(aws.cfn, name)
     if state and state.in_progress:
         raise Refused(f"{name} is {state.status}; wait for it to end")

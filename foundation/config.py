@@ -18,7 +18,7 @@ from foundation.fields import (
     check_counts,
     check_fargate_size,
 )
-from foundation.naming import DagNames
+from foundation.naming import DagNames, Namespace
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
 
@@ -40,9 +40,10 @@ _PARTITIONS = {
 ProjectName = Annotated[
     str,
     _matching(
-        r"(?!sg-)(?!aws)(?!ssm)(?!foundation$)[a-z][a-z0-9-]{1,18}[a-z0-9]",
+        r"(?!sg-)(?!aws)(?!ssm)(?!foundation$)(?!.*--)[a-z][a-z0-9-]{1,18}[a-z0-9]",
         "a lowercase name of 3-20 letters, digits, '-' (not starting 'sg-', 'aws' or 'ssm': "
-        "security group and SSM parameter names may not; not 'foundation', the bootstrap's)",
+        "security group and SSM parameter names may not; not 'foundation', the bootstrap's; "
+        "no '--': it separates the name from what it names)",
     ),
 ]
 AvailabilityZone = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}[a-z]", "an AZ name")]
@@ -387,8 +388,14 @@ class Deployment(Model):
             return CELERY_IMAGE_NEEDS
         return None
 
+    @property
+    def namespace(self) -> Namespace:
+        return Namespace(
+            self.name, self.iam.role_path, self.iam.role_name_prefix, self.account, self.region
+        )
+
     def dag_names(self, dag_id: str) -> DagNames:
-        return DagNames(self.name, dag_id, self.iam.role_name_prefix)
+        return self.namespace.dag(dag_id)
 
     @property
     def partition(self) -> str:
@@ -396,20 +403,16 @@ class Deployment(Model):
 
     @property
     def logs_bucket(self) -> str:
-        return f"{self.name}-logs-{self.account}-{self.region}"
+        return self.namespace.logs_bucket
 
     @property
     def dags_bucket(self) -> str | None:
         """The S3 DAG bundle's bucket (bundle: s3); DAG files live under DAG_BUNDLE_PREFIX."""
-        if self.dags.bundle != "s3":
-            return None
-        return f"{self.name}-dags-{self.account}-{self.region}"
+        return self.namespace.dags_bucket if self.dags.bundle == "s3" else None
 
     @property
     def artifacts_bucket(self) -> str:
-        """The bootstrap's bucket of published templates, outside every `<name>-*` pattern the
-        CloudFormation service role may touch."""
-        return f"foundation-{self.account}-{self.region}-{self.name}"
+        return self.namespace.artifacts_bucket
 
     @property
     def celery(self) -> bool:
@@ -431,42 +434,22 @@ class Deployment(Model):
         return {"web_passwords": auth.passwords_secret} if auth.passwords_secret else {}
 
     def reserved_secret(self, name: str) -> bool:
-        """Secrets only the toolkit grants: every DAG's own (airflow/), the cluster's
-        (<name>/: database, Fernet, JWT and API keys, web passwords), the DAG bundle's git key
+        """Secrets only the toolkit grants: the deployment's own (<name>/: every DAG's, the
+        cluster's database, Fernet, JWT and API keys, web passwords), the DAG bundle's git key
         and the web login's secrets."""
         return (
-            name.startswith(("airflow/", f"{self.name}/"))
+            self.namespace.owns("secretsmanager", f"secret:{name}")
             or name == self.dags.credentials_secret
             or name in self.web_secrets.values()
         )
 
     def reserved_resource(self, service: str, resource: str) -> bool:
         """Whether an ARN's resource part names something of the cluster's own, which no DAG's
-        escape hatch may reach: its secrets, SSM identities, log groups, ECS and IAM names."""
-        name = self.name
-        if service == "s3":
-            return resource.split("/", 1)[0] in self.reserved_buckets
+        escape hatch may reach: its namespace, the secrets its config names, and every
+        deployment's bootstrap roles."""
         if service == "secretsmanager":
             return self.reserved_secret(resource.removeprefix("secret:"))
-        prefixes = {
-            "sqs": (f"{name}-dag-",),  # every DAG's Celery queue
-            "dynamodb": (f"table/{name}-celery-results",),
-            "ssm": (f"parameter/{name}/",),
-            "logs": (f"log-group:/{name}/",),
-            "ecs": (
-                f"cluster/{name}",
-                f"task-definition/{name}-",
-                f"task/{name}/",
-                f"service/{name}/",
-                f"container-instance/{name}/",
-                f"task-set/{name}/",
-            ),
-            "iam": (
-                f"role{self.iam.role_path}{name}/",
-                f"role{self.iam.role_path}{self.iam.role_name_prefix}{name}-",
-                f"policy{self.iam.role_path}{name}/",
-                f"policy/{name}-",
-                f"role{self.iam.role_path}foundation/",  # the bootstrap's deploy role
-            ),
-        }
-        return resource.startswith(prefixes.get(service, ()))
+        bootstrap_roles = f"role{self.namespace.bootstrap_role_path}"
+        return self.namespace.owns(service, resource) or (
+            service == "iam" and resource.startswith(bootstrap_roles)
+        )

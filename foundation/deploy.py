@@ -23,7 +23,7 @@ from foundation.cloudformation.plan import (
     service_parameters,
 )
 from foundation.cloudformation.target import Target, discard, open_target, plan_all
-from foundation.naming import cluster_stack_names
+from foundation.naming import Namespace
 
 DRAIN_TIMEOUT_SECONDS = 3600
 MIGRATION_TIMEOUT_SECONDS = runtime_files.MIGRATION_WAIT_SECONDS  # as long as components wait
@@ -139,7 +139,7 @@ def _deploy(
 
 
 def _migration(target: Target, plans: list[StackPlan]) -> str | None:
-    _, data_name, core_name = cluster_stack_names(target.name)
+    _, data_name, core_name = Namespace(target.name).cluster_stacks
     by_name = {p.name: p for p in plans}
     if core_name not in by_name or by_name[core_name].action == "delete":
         return None
@@ -169,7 +169,7 @@ def _apply(
             outcomes |= _run_layer(target, layer, runner, migrator, options.concurrency, stop)
             if not all(outcomes[p.name].ok for p in layer):
                 break
-        core = cluster_stack_names(target.name)[2]
+        core = Namespace(target.name).cluster_stacks[2]
         unchanged_core = migrator and migrator.where is None and core in outcomes
         if unchanged_core and all(o.ok for o in outcomes.values()):
             # core itself did not change (the database did): migrate with the deployed task
@@ -219,7 +219,7 @@ def _run_layer(
 
 
 def _is_core(target: Target, plan: StackPlan) -> bool:
-    return plan.name == cluster_stack_names(target.name)[2]
+    return plan.name == Namespace(target.name).cluster_stacks[2]
 
 
 def _status(target: Target, name: str) -> str:
@@ -392,7 +392,7 @@ class Migrator:
     ) -> None:
         self.target, self.reporter, self.stop, self.reason = target, reporter, stop, reason
         self.timeout = options.migration_timeout
-        self.stack = cluster_stack_names(target.name)[2]
+        self.stack = Namespace(target.name).cluster_stacks[2]
         self.where: MigrationTarget | None = None
         self.prerequisites: set[str] = set()
         self.previous: str | None = None

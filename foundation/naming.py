@@ -25,6 +25,11 @@ def _slug(dag_id: str, room: int) -> str:
     return slug[:room].rstrip("-")
 
 
+# Between a deployment's name and what it names. No deployment name holds it (config checks),
+# so `<name>--*` reaches one deployment's resources only, whatever the other names are.
+SEP = "--"
+
+
 @dataclass(frozen=True)
 class DagNames:
     """Every AWS name one DAG's resources use."""
@@ -35,82 +40,42 @@ class DagNames:
 
     @property
     def suffix(self) -> str:
-        fixed = len(self.role_prefix) + len(self.project) + len("-dag-") + 1 + HASH_CHARS
+        fixed = len(self.role_prefix) + len(self.project) + len(f"{SEP}dag-") + 1 + HASH_CHARS
         return f"{_slug(self.dag_id, ROLE_NAME_MAX - fixed)}-{dag_hash(self.dag_id)}"
 
     @property
     def role(self) -> str:
-        return f"{self.role_prefix}{self.project}-dag-{self.suffix}"
+        return f"{self.role_prefix}{self.project}{SEP}dag-{self.suffix}"
 
     @property
     def task_family(self) -> str:
-        return f"{self.project}-{WORKER_FAMILY_KIND}-{self.suffix}"
+        return f"{self.project}{SEP}{WORKER_FAMILY_KIND}-{self.suffix}"
 
     def managed_policy(self, index: int) -> str:
         return f"{self.role}-{index + 1}"
 
     @property
     def security_group(self) -> str:
+        """EC2 names are scoped by no pattern (security groups are granted by id)."""
         return f"{self.project}-dag-{self.suffix}"
 
     @property
     def queue(self) -> str:
-        """Celery mode: the DAG's SQS queue, which is also its Celery queue and worker service."""
+        """Celery mode: the DAG's SQS queue, which is also its Celery queue."""
+        return f"{self.project}{SEP}dag-{self.suffix}"
+
+    @property
+    def service(self) -> str:
+        """Celery mode: the DAG's worker service (scoped by the cluster: service/<name>/...)."""
         return f"{self.project}-dag-{self.suffix}"
 
-
-def execution_role_name(project: str, role_prefix: str = "") -> str:
-    """The execution role of the cluster's components: it injects their secrets."""
-    return f"{role_prefix}{project}-task-execution"
-
-
-def worker_execution_role_name(project: str, role_prefix: str = "") -> str:
-    """The one execution role every DAG's tasks share: image pull, container logs and the DAG
-    bundle's git key, nothing of the cluster's secrets."""
-    return f"{role_prefix}{project}-worker-execution"
-
-
-def workers_log_group_name(project: str) -> str:
-    return f"/{project}/workers"
-
-
-def role_path(project: str, org_path: str = "/") -> str:
-    """The IAM path every per-DAG role lives under: the scheduler may pass exactly these.
-    `org_path` is config iam.role_path, under which every role of the toolkit lives."""
-    return f"{org_path}{project}/dags/"
-
-
-def task_family_prefix(project: str) -> str:
-    """Every per-DAG task definition family starts so; no cluster component's family does."""
-    return f"{project}-{WORKER_FAMILY_KIND}-"
-
-
-def dag_queue_prefix(project: str) -> str:
-    """Every DAG's Celery queue starts so (the scheduler may send to exactly these)."""
-    return f"{project}-dag-"
-
-
-def celery_results_table(project: str) -> str:
-    return f"{project}-celery-results"
-
-
-def workers_security_group_parameter(project: str) -> str:
-    """Where core publishes the security group every DAG's tasks share, for worker services."""
-    return f"/{project}/cluster/workers-security-group"
-
-
-def identity_parameter(project: str, dag_id: str) -> str:
-    """The SSM parameter a worker stack publishes its DAG's run-time identity under."""
-    return f"/{project}/dags/{dag_id}"
+    def alarm(self, kind: str) -> str:
+        return f"{self.project}{SEP}dag-{self.suffix}-{kind}"
 
 
 # The identity of DAGs without a manifest (config airflow.unmanaged_dags: baseline). No dag_id
 # holds "/", so this parameter cannot be a DAG's; no DagNames name lacks the hash suffix.
 UNMANAGED_PARAMETER_NAME = "unmanaged/baseline"
-
-
-def unmanaged_names(project: str, role_prefix: str = "") -> DagNames:
-    return UnmanagedNames(project, "", role_prefix)
 
 
 @dataclass(frozen=True)
@@ -120,38 +85,200 @@ class UnmanagedNames(DagNames):
         return "unmanaged"
 
 
+@dataclass(frozen=True)
+class Namespace:
+    """Every name, prefix and ARN pattern one deployment owns, and `owns(arn)`.
+
+    Its names start `<name>--` (IAM roles and policies, task definition families, SQS queues,
+    alarms), `<name>/` (secrets) or `/<name>/` (SSM parameters, log groups, role paths), or are
+    exact (its cluster, its buckets and table). Names hold neither `--` nor `/`, so no prefix of
+    one deployment is a prefix of another's, whatever the two names (one a prefix of the other
+    included). Account and region are needed for bucket names only.
+    """
+
+    name: str
+    role_root: str = "/"  # config iam.role_path: every role of the toolkit lives under it
+    role_prefix: str = ""  # config iam.role_name_prefix
+    account: str = ""
+    region: str = ""
+
+    @property
+    def stem(self) -> str:
+        return f"{self.name}{SEP}"
+
+    def dag(self, dag_id: str) -> DagNames:
+        return DagNames(self.name, dag_id, self.role_prefix)
+
+    @property
+    def unmanaged(self) -> DagNames:
+        return UnmanagedNames(self.name, "", self.role_prefix)
+
+    # the cluster's components
+    def role(self, component: str) -> str:
+        return f"{self.role_prefix}{self.stem}{component}"
+
+    def family(self, component: str) -> str:
+        return f"{self.stem}{component}"
+
+    def service(self, component: str) -> str:
+        return f"{self.name}-{component}"
+
+    def log_group(self, component: str) -> str:
+        return f"/{self.name}/{component}"
+
+    def secret(self, kind: str) -> str:
+        return f"{self.name}/cluster/{kind}"
+
+    def parameter(self, kind: str) -> str:
+        return f"/{self.name}/cluster/{kind}"
+
+    @property
+    def cluster(self) -> str:
+        return self.name
+
+    @property
+    def execution_role(self) -> str:
+        """The execution role of the cluster's components: it injects their secrets."""
+        return self.role("task-execution")
+
+    @property
+    def worker_execution_role(self) -> str:
+        """The one execution role every DAG's tasks share: image pull, container logs and the
+        DAG bundle's git key, nothing of the cluster's secrets."""
+        return self.role("worker-execution")
+
+    @property
+    def service_role(self) -> str:
+        return self.role("cloudformation")
+
+    @property
+    def bootstrap_role_path(self) -> str:
+        """The bootstrap's roles live on a path of their own, outside every role pattern the
+        CloudFormation service role may create or change."""
+        return f"{self.role_root}foundation/"
+
+    # every DAG's
+    @property
+    def dag_role_path(self) -> str:
+        """The IAM path every per-DAG role lives under: the scheduler may pass exactly these."""
+        return f"{self.role_root}{self.name}/dags/"
+
+    @property
+    def worker_family_prefix(self) -> str:
+        """Every per-DAG task definition family starts so; no component's family does."""
+        return f"{self.stem}{WORKER_FAMILY_KIND}-"
+
+    @property
+    def dag_queue_prefix(self) -> str:
+        """Every DAG's Celery queue starts so (the scheduler may send to exactly these)."""
+        return f"{self.stem}dag-"
+
+    @property
+    def identity_path(self) -> str:
+        return f"/{self.name}/dags/"
+
+    def identity_parameter(self, dag_id: str) -> str:
+        """The SSM parameter a worker stack publishes its DAG's run-time identity under."""
+        return f"{self.identity_path}{dag_id}"
+
+    @property
+    def dag_secrets_root(self) -> str:
+        return f"{self.name}/dags/"
+
+    def dag_secrets_prefix(self, dag_id: str) -> str:
+        """A DAG's own connections and variables: only its role may read them."""
+        return f"{self.dag_secrets_root}{dag_id}/"
+
+    @property
+    def workers_log_group(self) -> str:
+        return self.log_group("workers")
+
+    @property
+    def workers_security_group_parameter(self) -> str:
+        """Where core publishes the security group every DAG's tasks share."""
+        return self.parameter("workers-security-group")
+
+    @property
+    def celery_results_table(self) -> str:
+        return f"{self.name}-celery-results"
+
+    # buckets: exact names (grants name each one)
+    @property
+    def logs_bucket(self) -> str:
+        return f"{self.name}-logs-{self.account}-{self.region}"
+
+    @property
+    def dags_bucket(self) -> str:
+        return f"{self.name}-dags-{self.account}-{self.region}"
+
+    @property
+    def artifacts_bucket(self) -> str:
+        """The bootstrap's bucket of published templates."""
+        return f"foundation-{self.account}-{self.region}-{self.name}"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.logs_bucket, self.dags_bucket, self.artifacts_bucket)
+
+    # stacks
+    @property
+    def cluster_stacks(self) -> list[str]:
+        """The stacks every deployment has, in deploy order."""
+        return [f"{self.name}-network", f"{self.name}-data", f"{self.name}-core"]
+
+    @property
+    def bootstrap_stack(self) -> str:
+        return f"{self.name}-bootstrap"
+
+    def worker_stack(self, shard: int) -> str:
+        return f"{self.name}-workers-{shard:02d}"
+
+    def stacks(self, dag_ids: list[str], shards: int) -> list[str]:
+        """Every stack of a deployment with these DAGs: no worker stack is left empty."""
+        used = sorted({worker_shard(dag_id, shards) for dag_id in dag_ids})
+        return self.cluster_stacks + [self.worker_stack(s) for s in used]
+
+    def owns(self, service: str, resource: str) -> bool:
+        """Whether an ARN's resource part (service and the part after the account) names a
+        resource of this deployment's."""
+        if service == "s3":
+            return resource.split("/", 1)[0] in self.buckets
+        if service == "dynamodb":
+            table = f"table/{self.celery_results_table}"
+            return resource == table or resource.startswith(f"{table}/")
+        if service == "ecs" and resource == f"cluster/{self.cluster}":
+            return True
+        return resource.startswith(self._prefixes.get(service, ()))
+
+    @property
+    def _prefixes(self) -> dict[str, tuple[str, ...]]:
+        root, name = self.role_root, self.name
+        return {
+            "iam": (
+                f"role{root}{self.role_prefix}{self.stem}",
+                f"role{self.dag_role_path}",
+                f"role{self.bootstrap_role_path}{self.service_role}",
+                f"policy{root}{name}/",
+                f"policy{self.bootstrap_role_path}{self.service_role}-",
+            ),
+            "ecs": (
+                f"task-definition/{self.stem}",
+                f"task/{name}/",
+                f"service/{name}/",
+                f"container-instance/{name}/",
+                f"task-set/{name}/",
+            ),
+            "sqs": (self.stem,),
+            "ssm": (f"parameter/{name}/",),
+            "logs": (f"log-group:/{name}/",),
+            "secretsmanager": (f"secret:{name}/",),
+            "cloudwatch": (f"alarm:{self.stem}",),
+        }
+
+
 def worker_shard(dag_id: str, shards: int) -> int:
     """The worker stack a DAG lives in: a function of its own dag_id only, so it never moves."""
     return int(hashlib.sha256(dag_id.encode()).hexdigest(), 16) % shards
-
-
-def cluster_stack_names(project: str) -> list[str]:
-    """The stacks every deployment has, in deploy order."""
-    return [f"{project}-network", f"{project}-data", f"{project}-core"]
-
-
-def bootstrap_stack_name(project: str) -> str:
-    return f"{project}-bootstrap"
-
-
-def bootstrap_role_path(org_path: str = "/") -> str:
-    """The bootstrap's roles live on a path of their own, outside `role<path><prefix><name>-*`
-    and `role<path><name>/*`, which is all the CloudFormation service role may create or change."""
-    return f"{org_path}foundation/"
-
-
-def service_role_name(project: str, role_prefix: str = "") -> str:
-    return f"{role_prefix}{project}-cloudformation"
-
-
-def worker_stack_name(project: str, shard: int) -> str:
-    return f"{project}-workers-{shard:02d}"
-
-
-def stack_names(project: str, dag_ids: list[str], shards: int) -> list[str]:
-    """Every stack of a deployment with these DAGs: no worker stack is left empty."""
-    used = sorted({worker_shard(dag_id, shards) for dag_id in dag_ids})
-    return cluster_stack_names(project) + [worker_stack_name(project, s) for s in used]
 
 
 # Template metadata: parameter -> ECS service name, for each service whose first deploy sets

@@ -312,9 +312,9 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
     for i, secret in enumerate(manifest.permissions.secrets):
         if deployment.reserved_secret(secret):
             message = (
-                f"{secret!r} is the toolkit's (every DAG's own under airflow/, the cluster's "
-                f"under {deployment.name}/, the DAG bundle's key): this DAG's own secrets live "
-                "under airflow/dags/<dag_id>/ and need no entry"
+                f"{secret!r} is the toolkit's (this deployment's under {deployment.name}/, "
+                "the DAG bundle's key, the web login's): this DAG's own secrets live under "
+                f"{deployment.namespace.dag_secrets_root}<dag_id>/ and need no entry"
             )
             problems.append(doc.problem(("permissions", "secrets", i), message))
     for i, queue in enumerate(manifest.permissions.sqs):
@@ -348,6 +348,7 @@ def _build_policy(
         deployment.partition,
         deployment.reserved_resource,
         manifest.dag_id in deployment.iam.allow_escalation_for,
+        deployment.namespace.dag_secrets_root,
     )
     policy = DagPolicy(manifest.dag_id)
     problems = []

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from foundation.cloudformation.actions import StackState, cloudformation, describe_stack
-from foundation.naming import stack_names
 from foundation.project import load_project
 
 
@@ -16,7 +15,7 @@ def run(
     project = load_project(root, env)
     deployment = project.deployment
     cfn = cloudformation(profile, region or deployment.region)
-    names = stack_names(deployment.name, [d.dag_id for d in project.dags], deployment.worker_stacks)
+    names = deployment.namespace.stacks([d.dag_id for d in project.dags], deployment.worker_stacks)
     return [(name, describe_stack(cfn, name)) for name in names]
 
 

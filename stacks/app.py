@@ -8,12 +8,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 
 from foundation.config import Deployment
-from foundation.naming import (
-    bootstrap_stack_name,
-    cluster_stack_names,
-    worker_shard,
-    worker_stack_name,
-)
+from foundation.naming import worker_shard
 from foundation.project import Dag, Project, dag_services
 from stacks import nag
 from stacks.bootstrap import BootstrapStack
@@ -41,8 +36,8 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
     }
     app = cdk.App(outdir=outdir, **options) if outdir else cdk.App(**options)
     nag.enable(app)
-    name = deployment.name
-    network_name, data_name, core_name = cluster_stack_names(name)
+    ns = deployment.namespace
+    network_name, data_name, core_name = ns.cluster_stacks
     network = NetworkStack(
         app, network_name, deployment=deployment, dag_services=dag_services(project)
     )
@@ -58,7 +53,7 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
     for shard, dags in shards(project).items():
         workers = WorkersStack(
             app,
-            worker_stack_name(name, shard),
+            ns.worker_stack(shard),
             deployment=deployment,
             network=network,
             dags=dags,
@@ -66,7 +61,7 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         # Worker stacks name core's execution role and log group: deploy them after core. This
         # orders deploys only; no value flows from core, so core never blocks removing a DAG.
         workers.add_stack_dependency(core)
-    for key, value in {"foundation:project": name, **deployment.tags}.items():
+    for key, value in {"foundation:project": ns.name, **deployment.tags}.items():
         cdk.Tags.of(app).add(key, value)
     if deployment.iam.permissions_boundary_arn:
         boundary = iam.ManagedPolicy.from_managed_policy_arn(
@@ -81,7 +76,7 @@ def build_bootstrap_app(deployment: Deployment, outdir: str) -> cdk.App:
         outdir=outdir, analytics_reporting=False, stack_traces=False, context=dict(nag.CONTEXT)
     )
     nag.enable(app)
-    stack = BootstrapStack(app, bootstrap_stack_name(deployment.name), deployment=deployment)
+    stack = BootstrapStack(app, deployment.namespace.bootstrap_stack, deployment=deployment)
     for key, value in {"foundation:project": deployment.name, **deployment.tags}.items():
         cdk.Tags.of(stack).add(key, value)
     return app

@@ -12,7 +12,6 @@ from constructs import Construct
 from foundation.config import Deployment
 from foundation.iam import deployer
 from foundation.iam.catalog import fill
-from foundation.naming import bootstrap_role_path, service_role_name
 from stacks import nag
 from stacks.base import FoundationStack
 
@@ -43,33 +42,25 @@ class BootstrapStack(FoundationStack):
                 s3.LifecycleRule(abort_incomplete_multipart_upload_after=cdk.Duration.days(1)),
             ],
         )
-        values = {
-            "partition": deployment.partition,
-            "region": deployment.region,
-            "account": deployment.account,
-            "name": deployment.name,
-            "boundary": boundary,
-            "role_path": deployment.iam.role_path,
-            "role_prefix": deployment.iam.role_name_prefix,
-        }
+        ns = deployment.namespace
+        values = deployer.values(ns, deployment.partition, boundary)
         role = iam.Role(
             self,
             "CloudFormationRole",
-            role_name=service_role_name(deployment.name, deployment.iam.role_name_prefix),
-            path=bootstrap_role_path(deployment.iam.role_path),
+            role_name=ns.service_role,
+            path=ns.bootstrap_role_path,
             description=f"CloudFormation deploys {deployment.name}'s stacks as this role",
             assumed_by=iam.ServicePrincipal(
                 "cloudformation.amazonaws.com",
                 conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},
             ),
         )
-        name = service_role_name(deployment.name, deployment.iam.role_name_prefix)
         for index, statements in enumerate(deployer.policies(values)):
             policy = iam.ManagedPolicy(
                 self,
                 f"Deploy{index + 1}",
-                managed_policy_name=f"{name}-{index + 1}",
-                path=bootstrap_role_path(deployment.iam.role_path),
+                managed_policy_name=f"{ns.service_role}-{index + 1}",
+                path=ns.bootstrap_role_path,
                 document=iam.PolicyDocument.from_json(
                     {"Version": "2012-10-17", "Statement": statements}
                 ),

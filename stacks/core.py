@@ -27,17 +27,7 @@ from foundation.config import Deployment, FabAuth
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant, celery_worker_grants, merge, number, render
 from foundation.manifest import DagAccess
-from foundation.naming import (
-    UNMANAGED_PARAMETER_NAME,
-    DagNames,
-    celery_results_table,
-    execution_role_name,
-    identity_parameter,
-    unmanaged_names,
-    worker_execution_role_name,
-    workers_log_group_name,
-    workers_security_group_parameter,
-)
+from foundation.naming import UNMANAGED_PARAMETER_NAME, DagNames
 from stacks import nag
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec, task_role
@@ -76,12 +66,12 @@ class CoreStack(FoundationStack):
     ) -> None:
         super().__init__(scope, id, deployment=deployment)
         self.dag_access = dag_access or {}
-        name = deployment.name
+        name, ns = deployment.name, deployment.namespace
         vpc = network.vpc
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
-            cluster_name=name,
+            cluster_name=ns.cluster,
             vpc=vpc,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
@@ -90,29 +80,28 @@ class CoreStack(FoundationStack):
         )
         self.secrets: dict[str, secretsmanager.ISecret] = {
             "db": data.database.secret,
-            **self._cluster_secrets(name),
+            **self._cluster_secrets(),
             **bundle_secrets(self, deployment),
-            **self._web_secrets(name),
+            **self._web_secrets(),
         }
-        org_path, prefix = deployment.iam.role_path, deployment.iam.role_name_prefix
         self.execution_role = task_role(
             self,
             "TaskExecutionRole",
-            name=execution_role_name(name, prefix),
+            name=ns.execution_role,
             account=deployment.account,
-            path=org_path,
+            path=ns.role_root,
         )
         self.worker_execution_role = task_role(
             self,
             "WorkerExecutionRole",
-            name=worker_execution_role_name(name, prefix),
+            name=ns.worker_execution_role,
             account=deployment.account,
-            path=org_path,
+            path=ns.role_root,
         )
         self.workers_log_group = logs.LogGroup(
             self,
             "WorkersLogs",
-            log_group_name=workers_log_group_name(name),
+            log_group_name=ns.workers_log_group,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
@@ -143,7 +132,7 @@ class CoreStack(FoundationStack):
                 self,
                 "".join(part.capitalize() for part in spec.name.split("-")),
                 spec=spec,
-                project=name,
+                namespace=ns,
                 account=deployment.account,
                 image=image,
                 settings=settings,
@@ -155,8 +144,6 @@ class CoreStack(FoundationStack):
                 cluster=self.cluster,
                 security_group=self.api_sg if spec.name == "api-server" else self.components_sg,
                 subnets=network.private_subnets,
-                role_path=org_path,
-                role_prefix=prefix,
             )
         api = self.services["api-server"]
         api_service = api.service
@@ -170,9 +157,9 @@ class CoreStack(FoundationStack):
         self._grant(api.role, cluster.read_task_logs(deployment.logs_bucket))
         if deployment.celery:
             self._celery_pieces(network)
-            self._grant(self.services["scheduler"].role, cluster.dispatch_celery(name))
+            self._grant(self.services["scheduler"].role, cluster.dispatch_celery(ns))
         else:
-            launch = cluster.launch_dag_tasks(name, self._ctx, org_path, prefix)
+            launch = cluster.launch_dag_tasks(ns, self._ctx)
             self._grant(self.services["scheduler"].role, launch)
         if deployment.dags_bucket:
             self._grant(
@@ -189,7 +176,8 @@ class CoreStack(FoundationStack):
         key = (env, value)
         if key not in self._delivered:
             digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-            folder = f"/{self.deployment.name}/cluster/{env.lower().replace('_', '-')}/{digest}"
+            kind = env.lower().replace("_", "-")
+            folder = self.deployment.namespace.parameter(f"{kind}/{digest}")
             self._delivered[key] = [
                 ssm.StringParameter(
                     self,
@@ -205,11 +193,11 @@ class CoreStack(FoundationStack):
     def _celery_pieces(self, network: NetworkStack) -> None:
         """Celery mode: the results table every worker writes and the scheduler reads, and the
         shared workers security group's id for the worker stacks' services."""
-        name = self.deployment.name
+        ns = self.deployment.namespace
         dynamodb.Table(
             self,
             "CeleryResults",
-            table_name=celery_results_table(name),
+            table_name=ns.celery_results_table,
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute="ttl",
@@ -221,7 +209,7 @@ class CoreStack(FoundationStack):
         ssm.StringParameter(
             self,
             "WorkersSecurityGroupId",
-            parameter_name=workers_security_group_parameter(name),
+            parameter_name=ns.workers_security_group_parameter,
             description="The security group every DAG's tasks share (Celery worker services)",
             string_value=self.workers_sg.security_group_id,
         )
@@ -229,20 +217,19 @@ class CoreStack(FoundationStack):
 
     def _unmanaged_identity(self, network: NetworkStack, image: ecs.ContainerImage) -> None:
         """The identity DAGs without a manifest run as: no grants at all."""
-        name = self.deployment.name
-        names = unmanaged_names(name, self.deployment.iam.role_name_prefix)
+        ns = self.deployment.namespace
+        names = ns.unmanaged
         spec = WorkerSpec(
             label="DAGs without a manifest",
             names=names,
-            parameter=identity_parameter(name, UNMANAGED_PARAMETER_NAME),
+            parameter=ns.identity_parameter(UNMANAGED_PARAMETER_NAME),
             size=self.deployment.worker_defaults,
             settings=airflow_settings.unmanaged_worker(self.deployment),
             policies=self._baseline_policies(names),
         )
         shared = SharedPieces(
-            project=name,
+            namespace=ns,
             account=self.deployment.account,
-            role_path=self.deployment.iam.role_path,
             image=image,
             execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,
@@ -265,12 +252,12 @@ class CoreStack(FoundationStack):
         number([statements])
         return [statements] if statements else []
 
-    def _cluster_secrets(self, name: str) -> dict[str, secretsmanager.Secret]:
+    def _cluster_secrets(self) -> dict[str, secretsmanager.Secret]:
         def generated(id: str, secret: str, length: int) -> secretsmanager.Secret:
             return secretsmanager.Secret(
                 self,
                 id,
-                secret_name=f"{name}/cluster/{secret}",
+                secret_name=self.deployment.namespace.secret(secret),
                 generate_secret_string=secretsmanager.SecretStringGenerator(
                     password_length=length, exclude_punctuation=True
                 ),
@@ -285,7 +272,7 @@ class CoreStack(FoundationStack):
             nag.acknowledge(secret, nag.CLUSTER["secrets"])
         return secrets
 
-    def _web_secrets(self, name: str) -> dict[str, secretsmanager.ISecret]:
+    def _web_secrets(self) -> dict[str, secretsmanager.ISecret]:
         """The web login's secrets the config names; for simple auth without one, a generated
         password for its one user, as the passwords file's JSON."""
         named = {
@@ -299,7 +286,7 @@ class CoreStack(FoundationStack):
         generated = secretsmanager.Secret(
             self,
             "WebPasswords",
-            secret_name=f"{name}/cluster/web-passwords",
+            secret_name=self.deployment.namespace.secret("web-passwords"),
             description=f"The Airflow UI and API password of {user!r}",
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template="{}",

@@ -45,7 +45,7 @@ class DataStack(FoundationStack):
             security_groups=[self.db_security_group],
             database_name=DB_NAME,
             credentials=rds.Credentials.from_generated_secret(
-                "airflow", secret_name=f"{deployment.name}/cluster/database"
+                "airflow", secret_name=deployment.namespace.secret("database")
             ),
             allocated_storage=db.allocated_storage_gb,
             storage_encrypted=True,

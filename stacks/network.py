@@ -114,15 +114,15 @@ class NetworkStack(FoundationStack):
         group = logs.LogGroup(
             self,
             "FlowLogs",
-            log_group_name=f"/{deployment.name}/vpc-flow-logs",
+            log_group_name=deployment.namespace.log_group("vpc-flow-logs"),
             retention=logs.RetentionDays.THREE_MONTHS,
             removal_policy=cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         role = iam.Role(
             self,
             "FlowLogsRole",
-            role_name=f"{deployment.iam.role_name_prefix}{deployment.name}-vpc-flow-logs",
-            path=deployment.iam.role_path,
+            role_name=deployment.namespace.role("vpc-flow-logs"),
+            path=deployment.namespace.role_root,
             assumed_by=iam.ServicePrincipal(
                 "vpc-flow-logs.amazonaws.com",
                 conditions={"StringEquals": {"aws:SourceAccount": deployment.account}},

@@ -16,12 +16,6 @@ from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
 from foundation.config import Deployment
-from foundation.naming import (
-    identity_parameter,
-    worker_execution_role_name,
-    workers_log_group_name,
-    workers_security_group_parameter,
-)
 from foundation.project import Dag
 from stacks.base import FoundationStack
 from stacks.constructs.dag_worker import (
@@ -55,7 +49,7 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
     return WorkerSpec(
         label=f"DAG {dag.dag_id}",
         names=deployment.dag_names(dag.dag_id),
-        parameter=identity_parameter(deployment.name, dag.dag_id),
+        parameter=deployment.namespace.identity_parameter(dag.dag_id),
         size=manifest.worker or deployment.worker_defaults,
         settings=airflow_settings.dag_worker(deployment, dag.dag_id),
         policies=dag.policy.policies,
@@ -67,19 +61,15 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
 
 def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> SharedPieces:
     """Core's shared pieces, named rather than referenced: no export ties a worker to core."""
-    name = deployment.name
-    org_path, prefix = deployment.iam.role_path, deployment.iam.role_name_prefix
-    role_name = worker_execution_role_name(name, prefix)
-    arn = f"arn:{deployment.partition}:iam::{deployment.account}:role{org_path}{role_name}"
+    ns = deployment.namespace
+    role = f"{ns.role_root}{ns.worker_execution_role}"
+    arn = f"arn:{deployment.partition}:iam::{deployment.account}:role{role}"
     return SharedPieces(
-        project=name,
+        namespace=ns,
         account=deployment.account,
-        role_path=org_path,
         image=ecs.ContainerImage.from_registry(deployment.airflow.image),
         execution_role=iam.Role.from_role_arn(scope, "WorkerExecutionRole", arn, mutable=False),
-        log_group=logs.LogGroup.from_log_group_name(
-            scope, "WorkersLogs", workers_log_group_name(name)
-        ),
+        log_group=logs.LogGroup.from_log_group_name(scope, "WorkersLogs", ns.workers_log_group),
         vpc=network.vpc,
         subnet_ids=network.private_subnet_ids,
         secrets=bundle_secrets(scope, deployment),
@@ -90,13 +80,13 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
 def celery_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> CeleryPieces:
     """The cluster by name and the shared workers security group by the id core publishes in
     SSM (resolved by CloudFormation at deploy time: no export ties a worker stack to core)."""
-    name = deployment.name
+    ns = deployment.namespace
     sg_id = ssm.StringParameter.value_for_string_parameter(
-        scope, workers_security_group_parameter(name)
+        scope, ns.workers_security_group_parameter
     )
     return CeleryPieces(
         cluster=ecs.Cluster.from_cluster_attributes(
-            scope, "Cluster", cluster_name=name, vpc=network.vpc
+            scope, "Cluster", cluster_name=ns.cluster, vpc=network.vpc
         ),
         subnets=network.private_subnets,
         workers_security_group=ec2.SecurityGroup.from_security_group_id(

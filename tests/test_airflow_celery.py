@@ -14,7 +14,7 @@ import pytest
 
 from foundation.airflow import runtime_files, settings
 from foundation.config import Deployment
-from foundation.naming import DagNames, identity_parameter
+from foundation.naming import DagNames, Namespace
 from foundation.project import load_project
 from tests.airflow_scenarios import airflow_environment, local_bundle, run_scenario
 from tests.conftest import ROOT
@@ -63,7 +63,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "triggers": TRIGGERS,
                 "results_table": f"{PROJECT}-celery-results",
                 "parameters": {
-                    identity_parameter(PROJECT, dag_id): {"queue": queue, "bundle": None}
+                    Namespace(PROJECT).identity_parameter(dag_id): {"queue": queue, "bundle": None}
                     for dag_id, queue in QUEUES.items()
                 },
             }

@@ -15,13 +15,14 @@ import json
 import pytest
 
 from foundation.airflow import runtime_files, settings
-from foundation.naming import DagNames, identity_parameter, role_path
+from foundation.naming import DagNames, Namespace
 from foundation.project import load_project
 from tests.airflow_scenarios import airflow_environment, local_bundle, run_scenario
 from tests.conftest import ROOT
 
 DEPLOYMENT = load_project(ROOT).deployment
 PROJECT = DEPLOYMENT.name
+NS = Namespace(PROJECT)
 BUNDLE = "dags-folder"
 WORKERS_SG = "sg-0workers000000001"
 CONFIG_SUBNETS = ["subnet-0config00000001", "subnet-0config00000002"]
@@ -33,7 +34,7 @@ def identity(dag_id: str, bundle: str | None) -> dict:
     names = DagNames(PROJECT, dag_id)
     return {
         "task_definition": names.task_family,
-        "task_role_arn": f"arn:aws:iam::{DEPLOYMENT.account}:role{role_path(PROJECT)}{names.role}",
+        "task_role_arn": f"arn:aws:iam::{DEPLOYMENT.account}:role{NS.dag_role_path}{names.role}",
         "security_groups": [f"sg-0{dag_id.replace('_', '')}0000000"],
         # The private subnets every worker stack gets; deliberately not the scheduler's
         # AIRFLOW__AWS_ECS_EXECUTOR__SUBNETS, so the assertions tell which one RunTask used.
@@ -84,9 +85,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "intruder_folder": str(intruder),
                 "stolen_executor_config": STOLEN,
                 "parameters": {
-                    identity_parameter(PROJECT, d): json.dumps(i) for d, i in IDENTITIES.items()
+                    NS.identity_parameter(d): json.dumps(i) for d, i in IDENTITIES.items()
                 }
-                | {identity_parameter(PROJECT, "dag_d"): MALFORMED},
+                | {NS.identity_parameter("dag_d"): MALFORMED},
             }
         )
     )

@@ -27,7 +27,6 @@ from typing import ClassVar
 import pytest
 
 from foundation.airflow import runtime_files, settings
-from foundation.naming import celery_results_table
 from foundation.project import load_project
 from tests.conftest import ProjectDir
 from tests.moto_server import ACCOUNT, Credentials, MotoAws
@@ -93,7 +92,7 @@ def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
     sqs, dynamodb = moto_aws.client("sqs"), moto_aws.client("dynamodb")
     own_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
     other_url = sqs.create_queue(QueueName=other.queue)["QueueUrl"]
-    table = celery_results_table(deployment.name)
+    table = deployment.namespace.celery_results_table
     if table not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(
             TableName=table,

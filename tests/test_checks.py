@@ -32,7 +32,7 @@ BAD = {
     "FA004": [
         "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-*:*': not an "
         "allow-listed prefix",
-        "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-worker-*:*' "
+        "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme--worker-*:*' "
         "lacks its condition",
         "iam:PassRole without StringEquals iam:PassedToService",
         "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*' lacks its condition",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from foundation.naming import stack_names, worker_shard, worker_stack_name
+from foundation.naming import Namespace, worker_shard
 from tests.conftest import ROOT, ProjectDir, Run
 from tests.moto_server import ACCOUNT, MotoAws
 
@@ -47,7 +47,7 @@ class Deployment:
 
     def names(self) -> list[str]:
         dag_ids = [p.stem for p in (self.project.root / "dag_permissions").glob("*.yaml")]
-        return stack_names(NAME, dag_ids, 32)
+        return Namespace(NAME).stacks(dag_ids, 32)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_credentials_of_another_account_are_refused(deployment: Deployment) -> N
 def _grant(project: ProjectDir, dag_id: str, grant: str) -> str:
     path = project.root / "dag_permissions" / f"{dag_id}.yaml"
     path.write_text(path.read_text() + grant)
-    return worker_stack_name(NAME, worker_shard(dag_id, 32))
+    return Namespace(NAME).worker_stack(worker_shard(dag_id, 32))
 
 
 def test_broadening_is_refused_without_yes_and_changes_nothing(deployment: Deployment) -> None:
@@ -206,7 +206,7 @@ def test_broadening_is_refused_without_yes_and_changes_nothing(deployment: Deplo
 
 
 def test_a_manifest_change_updates_only_that_dags_stack(deployment: Deployment) -> None:
-    stack = worker_stack_name(NAME, worker_shard("housekeeping", 32))  # changed just above
+    stack = Namespace(NAME).worker_stack(worker_shard("housekeeping", 32))  # changed just above
     before = {name: deployment.executed(name) for name in deployment.names()}
     result = deployment.run("deploy", "--yes")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -221,7 +221,7 @@ def test_removing_a_dags_manifest_removes_its_stack(deployment: Deployment) -> N
     dags = deployment.project.root / "dag_permissions"
     shard = {p.stem: worker_shard(p.stem, 32) for p in dags.glob("*.yaml")}
     alone = next(d for d, s in shard.items() if list(shard.values()).count(s) == 1)
-    stack = worker_stack_name(NAME, shard[alone])
+    stack = Namespace(NAME).worker_stack(shard[alone])
     (dags / f"{alone}.yaml").unlink()
     result = deployment.run("deploy")  # removing narrows: no approval needed
     assert result.exit_code == 0, result.stdout + result.stderr

@@ -20,19 +20,17 @@ from foundation.iam.deployer import (
     deployer,
     policies,
     statements,
+    values,
 )
+from foundation.naming import Namespace
 
 GROUPS = deployer().groups
 ACTIONS = sorted({(g.name, a) for g in GROUPS.values() for a in g.actions})
-VALUES = {
-    "partition": "aws",
-    "region": "us-east-1",
-    "account": "111122223333",
-    "name": "acme-airflow",
-    "boundary": "arn:aws:iam::111122223333:policy/acme-airflow-boundary",
-    "role_path": "/",
-    "role_prefix": "",
-}
+VALUES = values(
+    Namespace("acme-airflow", account="111122223333", region="us-east-1"),
+    "aws",
+    "arn:aws:iam::111122223333:policy/acme-airflow-boundary",
+)
 
 
 @pytest.mark.parametrize(("group", "action"), ACTIONS)
@@ -121,7 +119,7 @@ def test_roles_can_be_made_only_with_the_boundary_and_never_unbounded() -> None:
             "Effect": "Allow",
             "Action": creating[0]["Action"],
             "Resource": [
-                "arn:aws:iam::111122223333:role/acme-airflow-*",
+                "arn:aws:iam::111122223333:role/acme-airflow--*",
                 "arn:aws:iam::111122223333:role/acme-airflow/*",
             ],
             "Condition": {"StringEquals": {"iam:PermissionsBoundary": VALUES["boundary"]}},

@@ -29,7 +29,6 @@ from rich.console import Console
 from foundation import dev
 from foundation.config import Deployment
 from foundation.local.cluster import LocalCluster
-from foundation.naming import role_path
 from foundation.views import LiveReporter
 from tests.conftest import ROOT
 from tests.moto_server import ACCOUNT, REGION, MotoAws
@@ -182,7 +181,7 @@ def test_dags_run_to_success_each_under_its_own_role(booted: Booted) -> None:
     expected = {}
     for dag_id in runs:
         names = booted.deployment.dag_names(dag_id)
-        role = f"arn:aws:iam::{ACCOUNT}:role{role_path(NAME)}{names.role}"
+        role = f"arn:aws:iam::{ACCOUNT}:role{booted.deployment.namespace.dag_role_path}{names.role}"
         expected[names.task_family] = role
     launched = {
         (r.family, r.task.overrides["taskRoleArn"])

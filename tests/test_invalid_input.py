@@ -76,8 +76,8 @@ MANIFEST_CASES = {
     "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
     "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (task logs or DAG",
-    "secret_escapes_prefix": ":4: permissions.secrets[0]: 'airflow/dags/sales_daily/salesforce' "
-    "is the toolkit's",
+    "secret_escapes_prefix": ":4: permissions.secrets[0]: 'acme-airflow/dags/sales_daily/"
+    "salesforce' is the toolkit's",
     "secret_dotdot": ":4: permissions.secrets[0]: 'shared/../airflow/connections/x': empty, '.' "
     "or '..' path segments are not allowed",
     "secret_wildcard": ":4: permissions.secrets[0]: 'shared/*' contains a wildcard",

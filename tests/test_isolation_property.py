@@ -23,7 +23,6 @@ from foundation.iam.policy import (
     DAG_BUNDLE_PREFIX,
     ArnContext,
     dag_logs_prefix,
-    dag_secrets_prefix,
     grants,
     render,
 )
@@ -85,7 +84,8 @@ def _scopes(project: Project, dag_id: str) -> list[tuple[str, str]]:
     p = dag.manifest.permissions
     out = [
         (
-            f"arn:aws:secretsmanager:us-east-1:111122223333:secret:{dag_secrets_prefix(dag_id)}",
+            "arn:aws:secretsmanager:us-east-1:111122223333:secret:"
+            f"{project.deployment.namespace.dag_secrets_prefix(dag_id)}",
             "prefix",
         ),
         (f"arn:aws:s3:::{project.deployment.logs_bucket}/{dag_logs_prefix(dag_id)}", "prefix"),

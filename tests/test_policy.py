@@ -24,7 +24,7 @@ def test_a_dag_with_no_permissions_gets_only_its_baseline(project: ProjectDir) -
             "Effect": "Allow",
             "Action": ["secretsmanager:GetSecretValue"],
             "Resource": [
-                "arn:aws:secretsmanager:us-east-1:111122223333:secret:airflow/dags/housekeeping/*"
+                "arn:aws:secretsmanager:us-east-1:111122223333:secret:acme-airflow/dags/housekeeping/*"
             ],
         },
         {

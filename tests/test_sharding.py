@@ -38,4 +38,4 @@ def test_names_are_unique_ignoring_case_and_fit_aws_limits() -> None:
     assert max(len(n.role) for n in names) <= 64
     assert max(len(n.managed_policy(9)) for n in names) <= 128
     assert max(len(n.task_family) for n in names) <= 255
-    assert all(n.task_family.startswith("acme-airflow-prod-01-worker-") for n in names)
+    assert all(n.task_family.startswith("acme-airflow-prod-01--worker-") for n in names)

@@ -9,7 +9,7 @@ import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundation.airflow.settings import AIRFLOW_PORT
-from foundation.naming import DagNames, identity_parameter
+from foundation.naming import DagNames, Namespace
 from foundation.project import load_project
 from stacks.app import shards
 from tests.conftest import ROOT, ProjectDir
@@ -120,7 +120,7 @@ def test_every_dag_has_its_own_identity(templates: dict) -> None:
         (param,) = [
             p
             for p in resources(stack, "AWS::SSM::Parameter").values()
-            if p["Properties"]["Name"] == identity_parameter(NAME, dag.dag_id)
+            if p["Properties"]["Name"] == Namespace(NAME).identity_parameter(dag.dag_id)
         ]
         assert {"foundation:dag_id": dag.dag_id}.items() <= param["Properties"]["Tags"].items()
         seen.add(names.role.lower())

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
 from foundation.config import Deployment, FabAuth
-from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT, dag_secrets_prefix
+from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT
 from foundation.manifest import DagAccess
-from foundation.naming import DagNames, celery_results_table, identity_parameter
+from foundation.naming import DagNames
 
 AIRFLOW_PORT = 8080
 WORKER_CONTAINER = "airflow-worker"
@@ -207,7 +207,7 @@ def _with_database(settings: ComponentSettings) -> ComponentSettings:
 def _celery(deployment: Deployment) -> dict[str, str]:
     """Celery over SQS, results in DynamoDB: both authenticated by the task's role, so neither
     URL holds a credential and no worker ever holds the metadata database's."""
-    table = celery_results_table(deployment.name)
+    table = deployment.namespace.celery_results_table
     return {
         "AIRFLOW__CELERY__BROKER_URL": "sqs://",
         "AIRFLOW__CELERY__RESULT_BACKEND": (
@@ -288,12 +288,12 @@ def cluster_component(
     settings.then += auth.then
     if component == "scheduler":
         settings.environment |= {
-            "FOUNDATION_IDENTITY_PATH": identity_parameter(deployment.name, ""),
+            "FOUNDATION_IDENTITY_PATH": deployment.namespace.identity_path,
             "FOUNDATION_UNMANAGED_DAGS": deployment.airflow.unmanaged_dags,
         }
     if component == "scheduler" and not deployment.celery:
         settings.environment |= {
-            "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": deployment.name,
+            "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": deployment.namespace.cluster,
             "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": WORKER_CONTAINER,
             "AIRFLOW__AWS_ECS_EXECUTOR__LAUNCH_TYPE": "FARGATE",
             "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": deployment.region,
@@ -350,7 +350,7 @@ def celery_worker_command(names: DagNames, concurrency: int) -> list[str]:
 
 def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
     """A task container of one DAG: no database credentials, no signing key."""
-    prefix = dag_secrets_prefix(dag_id)
+    prefix = deployment.namespace.dag_secrets_prefix(dag_id)
     backend_kwargs = {
         "connections_prefix": f"{prefix}connections",
         "variables_prefix": f"{prefix}variables",

@@ -1,46 +1,51 @@
-"""The prefix grants the scheduler may hold: exactly the catalog's patterns (the ECS executor's
-launch grants, the Celery executor's queues)."""
+"""The prefix grants the scheduler may hold, spelled out here from the deployment's namespace
+(the config), not taken from the code that makes the grants: a change that widens the
+scheduler's grant fails FA003/FA004 instead of widening what they accept."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from foundation.checks.model import Assembly
-from foundation.iam import cluster
-from foundation.iam.policy import ArnContext, Statement
+from foundation.naming import Namespace
 
 LAUNCH_ACTIONS = {"iam:passrole", "ecs:runtask"}
 
 
-def _ctx(assembly: Assembly) -> ArnContext:
+def _namespace(assembly: Assembly) -> Namespace:
     context = assembly.context
-    return ArnContext(context["partition"], context["region"], context["account"])
-
-
-def _launch(assembly: Assembly) -> list[Statement]:
-    grant = cluster.launch_dag_tasks(
-        assembly.context["project"],
-        _ctx(assembly),
-        assembly.context.get("role_path", "/"),
-        assembly.context.get("role_prefix", ""),
+    return Namespace(
+        context["project"],
+        context.get("role_path", "/"),
+        context.get("role_prefix", ""),
+        context["account"],
+        context["region"],
     )
-    return cluster.statements(grant, _ctx(assembly))
-
-
-def scheduler_prefixes(assembly: Assembly) -> set[str]:
-    """Every wildcard resource of the scheduler's grants, in either executor mode."""
-    dispatch = cluster.statements(
-        cluster.dispatch_celery(assembly.context["project"]), _ctx(assembly)
-    )
-    return {r for st in [*_launch(assembly), *dispatch] for r in st.resources if "*" in r}
 
 
 def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:
-    """Wildcard resources the rules accept for launch actions -> the condition each needs."""
-    out: dict[str, dict[str, Any]] = {}
-    for st in _launch(assembly):
-        if {a.lower() for a in st.actions} & LAUNCH_ACTIONS:
-            for resource in st.resources:
-                if "*" in resource:
-                    out[resource] = st.condition or {}
-    return out
+    """Wildcard resources the rules accept for launch actions -> the condition each needs:
+    RunTask of a DAG's task definition on this cluster, PassRole of a DAG's role to ECS tasks."""
+    ns, context = _namespace(assembly), assembly.context
+    p, r, a = context["partition"], context["region"], context["account"]
+    cluster = f"arn:{p}:ecs:{r}:{a}:cluster/{ns.cluster}"
+    return {
+        f"arn:{p}:ecs:{r}:{a}:task-definition/{ns.worker_family_prefix}*:*": {
+            "ArnEquals": {"ecs:cluster": cluster}
+        },
+        f"arn:{p}:iam::{a}:role{ns.dag_role_path}*": {
+            "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+        },
+    }
+
+
+def scheduler_prefixes(assembly: Assembly) -> set[str]:
+    """Every wildcard resource FA003 accepts, in either executor mode: the launch patterns,
+    the cluster's tasks, the DAGs' published identities and (Celery) the DAGs' queues."""
+    ns, context = _namespace(assembly), assembly.context
+    p, r, a = context["partition"], context["region"], context["account"]
+    return set(allowed_patterns(assembly)) | {
+        f"arn:{p}:ecs:{r}:{a}:task/{ns.cluster}/*",
+        f"arn:{p}:ssm:{r}:{a}:parameter{ns.identity_path}*",
+        f"arn:{p}:sqs:{r}:{a}:{ns.dag_queue_prefix}*",
+    }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from foundation.iam.evaluate import listed
-from foundation.naming import EXISTING_SERVICES_METADATA, task_family_prefix
+from foundation.naming import EXISTING_SERVICES_METADATA, Namespace
 
 # Resources whose replacement or removal loses data.
 STATEFUL_TYPES = {
@@ -342,7 +342,9 @@ def _task_families(template: dict[str, Any] | None, project: str) -> set[str]:
         r["Properties"]["Family"]
         for r in resources
         if r.get("Type") == "AWS::ECS::TaskDefinition"
-        and str(r.get("Properties", {}).get("Family", "")).startswith(task_family_prefix(project))
+        and str(r.get("Properties", {}).get("Family", "")).startswith(
+            Namespace(project).worker_family_prefix
+        )
     }
 
 
@@ -354,9 +356,9 @@ def removed_worker_families(plan: StackPlan, project: str) -> list[str]:
 def _migration_task(template: dict[str, Any] | None, project: str) -> tuple[str, dict] | None:
     for logical_id, r in ((template or {}).get("Resources") or {}).items():
         props = r.get("Properties", {})
-        if r.get("Type") == "AWS::ECS::TaskDefinition" and props.get("Family") == (
-            f"{project}-db-migrate"
-        ):
+        if r.get("Type") == "AWS::ECS::TaskDefinition" and props.get("Family") == Namespace(
+            project
+        ).family("db-migrate"):
             return logical_id, props
     return None
 
@@ -396,9 +398,9 @@ def migration_target(core_template: dict[str, Any], project: str) -> MigrationTa
         raise ValueError("the core template has no db-migrate task definition")
     for r in core_template["Resources"].values():
         props = r.get("Properties", {})
-        if r.get("Type") == "AWS::ECS::Service" and props.get("ServiceName") == (
-            f"{project}-scheduler"
-        ):
+        if r.get("Type") == "AWS::ECS::Service" and props.get("ServiceName") == Namespace(
+            project
+        ).service("scheduler"):
             vpc = props["NetworkConfiguration"]["AwsvpcConfiguration"]
             (group,) = vpc["SecurityGroups"]
             return MigrationTarget(found[0], group["Fn::GetAtt"][0], list(vpc["Subnets"]))

@@ -21,7 +21,6 @@ from foundation.cloudformation.plan import (
     stack_layers,
     template_changes,
 )
-from foundation.naming import bootstrap_stack_name
 from foundation.project import Project, load_project
 
 ARTIFACTS_OUTPUT = "ArtifactsBucketName"
@@ -70,7 +69,7 @@ class Bootstrap:
 
 
 def bootstrap_of(aws: Aws, project: Project) -> Bootstrap:
-    name = bootstrap_stack_name(project.deployment.name)
+    name = project.deployment.namespace.bootstrap_stack
     state = actions.describe_stack(aws.cfn, name)
     if state is None or state.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         found = f"it is {state.status}" if state else "it does not exist"

@@ -12,38 +12,29 @@ from foundation.iam.policy import (
     number,
     render,
 )
-from foundation.naming import (
-    celery_results_table,
-    dag_queue_prefix,
-    identity_parameter,
-    role_path,
-    task_family_prefix,
-    worker_execution_role_name,
-)
+from foundation.naming import Namespace
 
 
-def launch_dag_tasks(
-    project: str, ctx: ArnContext, org_path: str = "/", role_prefix: str = ""
-) -> Grant:
+def launch_dag_tasks(ns: Namespace, ctx: ArnContext) -> Grant:
     """What the scheduler's executor needs to start each DAG's tasks as that DAG."""
-    cluster_arn = f"arn:{ctx.partition}:ecs:{ctx.region}:{ctx.account}:cluster/{project}"
+    cluster_arn = f"arn:{ctx.partition}:ecs:{ctx.region}:{ctx.account}:cluster/{ns.cluster}"
     params = {
-        "family_prefix": task_family_prefix(project),
-        "role_path": role_path(project, org_path),
-        "execution_role": org_path[1:] + worker_execution_role_name(project, role_prefix),
-        "ecs_cluster": project,
+        "family_prefix": ns.worker_family_prefix,
+        "role_path": ns.dag_role_path,
+        "execution_role": ns.role_root[1:] + ns.worker_execution_role,
+        "ecs_cluster": ns.cluster,
         "cluster_arn": cluster_arn,
-        "identity_path": identity_parameter(project, ""),
+        "identity_path": ns.identity_path,
     }
     return Grant("scheduler", "launch_dag_tasks", params, "cluster: the ECS executor")
 
 
-def dispatch_celery(project: str) -> Grant:
+def dispatch_celery(ns: Namespace) -> Grant:
     """What the scheduler's Celery executor needs to send each DAG's workloads to its queue."""
     params = {
-        "queue_prefix": dag_queue_prefix(project),
-        "identity_path": identity_parameter(project, ""),
-        "table": celery_results_table(project),
+        "queue_prefix": ns.dag_queue_prefix,
+        "identity_path": ns.identity_path,
+        "table": ns.celery_results_table,
     }
     return Grant("scheduler", "dispatch_celery", params, "cluster: the Celery executor")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from foundation import yamlio
 from foundation.iam.catalog import fill
+from foundation.naming import Namespace
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,28 @@ def _filled(value: Any, values: dict[str, str]) -> Any:
     return {k: _filled(v, values) for k, v in value.items()}
 
 
+def values(ns: Namespace, partition: str, boundary: str) -> dict[str, str]:
+    """What fills the ARN formats: every name from the deployment's namespace."""
+    return {
+        "partition": partition,
+        "region": ns.region,
+        "account": ns.account,
+        "name": ns.name,
+        "stem": ns.stem,
+        "logs_bucket": ns.logs_bucket,
+        "dags_bucket": ns.dags_bucket,
+        "table": ns.celery_results_table,
+        "boundary": boundary,
+        "role_path": ns.role_root,
+        "role_prefix": ns.role_prefix,
+    }
+
+
 def statements(values: dict[str, str]) -> list[dict[str, Any]]:
     """Policy statements for every resource type the toolkit's stacks use (every group: a test
     keeps each one referenced by a type or `always`).
 
-    `values` fills the ARN formats: partition, region, account, name, boundary, role path/prefix.
+    `values` (see `values`) fills the ARN formats.
     """
     out = []
     for _, group in sorted(deployer().groups.items()):
@@ -78,15 +96,11 @@ MANAGED_POLICY_MAX_CHARS = 6144
 MAX_POLICIES = 10  # IAM's default managed policies per role
 # The longest values each placeholder can take: the split into policies is decided at these, so
 # it is the same for every deployment and every one of them fits.
-WORST_CASE = {
-    "partition": "aws-us-gov",
-    "region": "ap-southeast-14",
-    "account": "111122223333",
-    "name": "n" * 20,
-    "boundary": "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
-    "role_path": "/" + "p" * 60 + "/",
-    "role_prefix": "r" * 16,
-}
+WORST_CASE = values(
+    Namespace("n" * 20, "/" + "p" * 60 + "/", "r" * 16, "111122223333", "ap-southeast-14"),
+    "aws-us-gov",
+    "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
+)
 
 
 def _size(statements: list[dict[str, Any]]) -> int:

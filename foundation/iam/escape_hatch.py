@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from foundation.iam import arns
 from foundation.iam.arns import WILDCARD
 from foundation.iam.catalog import ActionInfo, arn_matches_format, is_escalation, lookup, suggest
-from foundation.iam.policy import DAG_SECRETS_ROOT, Statement
+from foundation.iam.policy import Statement
 from foundation.manifest import RawStatement
 
 RESERVED_BUCKET_MESSAGE = (
@@ -24,6 +24,7 @@ class Rules:
     partition: str
     reserved: Callable[[str, str], bool]  # (service, resource part) -> the cluster's own?
     allow_escalation: bool
+    dag_secrets_root: str
 
 
 @dataclass
@@ -112,7 +113,7 @@ def _reserved(service: str, rest: str, rules: Rules) -> str:
         return f"this bucket {RESERVED_BUCKET_MESSAGE}"
     return (
         "this is the cluster's own (its secrets, identities, logs, ECS or IAM names); "
-        f"a DAG's own secrets are under {DAG_SECRETS_ROOT}<dag_id>/ already"
+        f"a DAG's own secrets are under {rules.dag_secrets_root}<dag_id>/ already"
     )
 
 

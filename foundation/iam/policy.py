@@ -15,18 +15,13 @@ from foundation.config import (
 )
 from foundation.iam.catalog import catalog, fill
 from foundation.manifest import DagManifest
-from foundation.naming import DagNames, celery_results_table
+from foundation.naming import DagNames
 from foundation.yamlio import FieldPath
 
-DAG_SECRETS_ROOT = "airflow/dags/"
 TASK_LOGS_ROOT = "task-logs/"
 DAG_BUNDLE_PREFIX = "dags/"
 
 Locate = Callable[[FieldPath], str]
-
-
-def dag_secrets_prefix(dag_id: str) -> str:
-    return f"{DAG_SECRETS_ROOT}{dag_id}/"
 
 
 def dag_logs_prefix(dag_id: str) -> str:
@@ -104,7 +99,7 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
     yield Grant(
         "secret_prefix",
         "read",
-        {"prefix": dag_secrets_prefix(manifest.dag_id)},
+        {"prefix": deployment.namespace.dag_secrets_prefix(manifest.dag_id)},
         "baseline: the DAG's own secrets prefix",
     )
     yield Grant(
@@ -173,7 +168,7 @@ def celery_worker_grants(deployment: Deployment, names: DagNames) -> Iterator[Gr
     results table, and scale-in protection of its own tasks."""
     params = {
         "queue": names.queue,
-        "table": celery_results_table(deployment.name),
+        "table": deployment.namespace.celery_results_table,
         "ecs_cluster": deployment.name,
     }
     yield Grant("celery_worker", "consume", params, "baseline: the DAG's own Celery queue")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from foundation.airflow.settings import AIRFLOW_PORT
+from foundation.airflow.settings import api_base_url
 from foundation.config import Deployment
 from foundation.iam.policy import DAG_BUNDLE_PREFIX
 from foundation.local.ecs import Endpoint, LocalEcs
@@ -36,13 +36,14 @@ class LocalCluster:
         cls, deployment: Deployment, endpoint: Endpoint, postgres: LocalPostgres, folder: Path
     ) -> LocalCluster:
         """Ready to run tasks (a deploy's migration among them) before the stacks exist."""
-        name = deployment.name
+        ns = deployment.namespace
+        api = ns.service("api-server")
         ecs = LocalEcs(
             endpoint,
-            name,
+            ns.cluster,
             folder,
             secret_filter=LocalRds(endpoint, postgres),
-            service_names={f"api-server.{name}.internal:{AIRFLOW_PORT}": f"{name}-api-server"},
+            service_names={api_base_url(deployment).removeprefix("http://"): api},
         )
         return cls(deployment, endpoint, ecs.start())
 
@@ -64,7 +65,7 @@ class LocalCluster:
 
     def start_services(self, timeout: float = 240) -> str:
         """Every service, the api-server first; returns the api-server's URL once healthy."""
-        api = f"{self.deployment.name}-api-server"
+        api = self.deployment.namespace.service("api-server")
         services = self.ecs.start_services(first=api)
         url = f"http://{self.ecs.address_of(api)}"
         deadline = time.monotonic() + timeout
@@ -84,7 +85,7 @@ class LocalCluster:
     def password(self, user: str) -> str:
         """Simple auth's password of `user`, from the secret the deployment keeps them in."""
         secret = self.deployment.web_secrets.get(
-            "web_passwords", f"{self.deployment.name}/cluster/web-passwords"
+            "web_passwords", self.deployment.namespace.secret("web-passwords")
         )
         value = self.endpoint.client("secretsmanager").get_secret_value(SecretId=secret)
         return json.loads(value["SecretString"])[user]

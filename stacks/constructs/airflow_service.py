@@ -15,6 +15,7 @@ from constructs import Construct
 
 from foundation.airflow import runtime_files
 from foundation.airflow.settings import ComponentSettings
+from foundation.naming import Namespace
 from stacks import nag
 
 
@@ -58,7 +59,7 @@ class AirflowService(Construct):
         id: str,
         *,
         spec: ComponentSpec,
-        project: str,
+        namespace: Namespace,
         account: str,
         image: ecs.ContainerImage,
         settings: ComponentSettings,
@@ -68,28 +69,26 @@ class AirflowService(Construct):
         cluster: ecs.ICluster,
         security_group: ec2.ISecurityGroup,
         subnets: ec2.SubnetSelection,
-        role_path: str = "/",
-        role_prefix: str = "",
     ) -> None:
         super().__init__(scope, id)
         self.role = task_role(
             self,
             "TaskRole",
-            name=f"{role_prefix}{project}-{spec.name}",
+            name=namespace.role(spec.name),
             account=account,
-            path=role_path,
+            path=namespace.role_root,
         )
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=f"/{project}/{spec.name}",
+            log_group_name=namespace.log_group(spec.name),
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
-            family=f"{project}-{spec.name}",
+            family=namespace.family(spec.name),
             cpu=spec.cpu,
             memory_limit_mib=spec.memory,
             task_role=self.role,
@@ -125,7 +124,7 @@ class AirflowService(Construct):
             self.service = ecs.FargateService(
                 self,
                 "Service",
-                service_name=f"{project}-{spec.name}",
+                service_name=namespace.service(spec.name),
                 cluster=cluster,
                 task_definition=self.task_definition,
                 desired_count=spec.desired_count,

@@ -28,7 +28,7 @@ from foundation.airflow.settings import (
 from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
-from foundation.naming import EXISTING_SERVICES_METADATA, DagNames, role_path
+from foundation.naming import EXISTING_SERVICES_METADATA, DagNames, Namespace
 from stacks import nag
 from stacks.constructs.airflow_service import task_role
 
@@ -55,9 +55,8 @@ class WorkerSpec:
 class SharedPieces:
     """What every worker identity uses from the cluster."""
 
-    project: str
+    namespace: Namespace
     account: str
-    role_path: str  # config iam.role_path
     image: ecs.ContainerImage
     execution_role: iam.IRole
     log_group: logs.ILogGroup
@@ -98,7 +97,7 @@ class DagWorker(Construct):
             "TaskRole",
             name=names.role,
             account=shared.account,
-            path=role_path(shared.project, shared.role_path),
+            path=shared.namespace.dag_role_path,
             description=f"Tasks of {spec.label}"[:1000],
         )
         for index, statements in enumerate(spec.policies):
@@ -106,7 +105,7 @@ class DagWorker(Construct):
                 self,
                 f"Policy{index + 1}",
                 managed_policy_name=names.managed_policy(index),
-                path=role_path(shared.project, shared.role_path),
+                path=shared.namespace.dag_role_path,
                 document=iam.PolicyDocument.from_json(
                     {"Version": "2012-10-17", "Statement": [s.document() for s in statements]}
                 ),
@@ -190,7 +189,7 @@ class DagWorker(Construct):
         service = ecs.FargateService(
             self,
             "Workers",
-            service_name=names.queue,
+            service_name=names.service,
             cluster=celery.cluster,
             task_definition=self.task_definition,
             # DesiredCount only when new (_first_count): CloudFormation would reset the scaled
@@ -208,13 +207,19 @@ class DagWorker(Construct):
         capacity = service.auto_scale_task_count(
             min_capacity=size.min_count, max_capacity=size.max_count
         )
-        capacity.scale_on_metric(
+        scaling = capacity.scale_on_metric(
             "Backlog",
             metric=backlog(self.queue),
             scaling_steps=backlog_steps(size),
             adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
             cooldown=cdk.Duration.minutes(1),
         )
+        # named in the deployment's namespace (CloudFormation would name them after the stack,
+        # which no pattern can tell from another deployment's)
+        for alarm in scaling.node.find_all():
+            if isinstance(alarm, cloudwatch.CfnAlarm):
+                kind = alarm.node.scope.node.id.lower()  # LowerAlarm, UpperAlarm
+                alarm.alarm_name = names.alarm(f"backlog-{kind.removesuffix('alarm')}")
 
     def _first_count(self, service: ecs.FargateService, names: DagNames, size: WorkerSize) -> None:
         """A new service starts min_count tasks (ECS would start one: a first deploy of 1,000
@@ -228,7 +233,7 @@ class DagWorker(Construct):
             allowed_values=["true", "false"],
             # a deployer that does not set it (the CDK CLI) never resets the scaled count
             default="true",
-            description=f"true once the service {names.queue} exists (set by foundation deploy)",
+            description=f"true once the service {names.service} exists (set by foundation deploy)",
         )
         new = cdk.CfnCondition(
             self, "NewService", expression=cdk.Fn.condition_equals(exists.value_as_string, "false")
@@ -239,7 +244,7 @@ class DagWorker(Construct):
         )
         listed = stack.template_options.metadata or {}
         services = listed.setdefault(EXISTING_SERVICES_METADATA, {})
-        services[stack.resolve(exists.logical_id)] = names.queue
+        services[stack.resolve(exists.logical_id)] = names.service
         stack.template_options.metadata = listed
 
 

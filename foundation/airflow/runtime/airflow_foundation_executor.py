@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 from airflow.providers.amazon.aws.executors.ecs.ecs_executor import AwsEcsExecutor
 from foundation_identity import Gate, IdentityRefused, workload_origin
-from foundation_names import role_path
 
 
 class FoundationEcsExecutor(AwsEcsExecutor):
@@ -68,7 +67,7 @@ class FoundationEcsExecutor(AwsEcsExecutor):
         resolved = self.gate.resolve(workload)
         names, identity = resolved.names, resolved.identity
         # The parameter is data: accept only the names this DAG's worker stack creates.
-        role_suffix = f":role{role_path(self.gate.project, self.gate.role_path)}{names.role}"
+        role_suffix = f":role{self.gate.namespace.dag_role_path}{names.role}"
         if identity.get("task_definition") != names.task_family or not str(
             identity.get("task_role_arn", "")
         ).endswith(role_suffix):

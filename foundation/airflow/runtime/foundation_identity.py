@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, unmanaged_names
+from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, Namespace
 
 IDENTITY_PATH_ENV = "FOUNDATION_IDENTITY_PATH"
 PROJECT_ENV = "FOUNDATION_PROJECT"
@@ -79,8 +79,9 @@ class Gate:
     def __init__(self, ssm_client: Any):
         self.identities = IdentitySource(os.environ[IDENTITY_PATH_ENV], ssm_client)
         self.project = os.environ[PROJECT_ENV]
-        self.role_path = os.environ.get(ROLE_PATH_ENV, "/")
-        self.role_prefix = os.environ.get(ROLE_PREFIX_ENV, "")
+        self.namespace = Namespace(
+            self.project, os.environ.get(ROLE_PATH_ENV, "/"), os.environ.get(ROLE_PREFIX_ENV, "")
+        )
         self.unmanaged = os.environ.get(UNMANAGED_ENV, "refuse")
 
     def resolve(self, workload: dict) -> Resolved:
@@ -88,10 +89,10 @@ class Gate:
         if not dag_id:
             raise IdentityRefused("workload names no dag_id")
         identity = self.identities.get(dag_id)
-        names = DagNames(self.project, dag_id, self.role_prefix)
+        names = self.namespace.dag(dag_id)
         if identity is None and self.unmanaged == "baseline":
             identity = self.identities.get(UNMANAGED_PARAMETER_NAME)
-            names = unmanaged_names(self.project, self.role_prefix)
+            names = self.namespace.unmanaged
         if identity is None:
             raise IdentityRefused(f"DAG {dag_id!r} has no permission manifest")
         expected_bundle = identity.get("bundle")
