@@ -1,5 +1,5 @@
 """Daily Salesforce extract into the lake: its manifest grants acme-raw/salesforce/ (read and
-write), the sales_watermarks table and its own secrets under airflow/dags/sales_daily/."""
+write), the sales_watermarks table and its own secrets under acme-airflow/dags/sales_daily/."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ with DAG(
     @task
     def extract(params: dict, dag_run=None) -> str:
         day = dag_run.run_after.date().isoformat()  # manual runs have no logical date
-        # airflow/dags/sales_daily/variables/batch_size: only this DAG's role can read it
+        # acme-airflow/dags/sales_daily/variables/batch_size: only this DAG's role can read it
         batch = int(Variable.get("batch_size", default="100"))
         accounts = [{"id": i, "name": f"account-{i}"} for i in range(batch)]
         key = f"{params['prefix']}{day}/accounts.json"

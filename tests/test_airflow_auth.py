@@ -316,7 +316,7 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
         for t in core["Resources"].values()
         if t["Type"] == "AWS::ECS::TaskDefinition"
     }
-    processor = containers["acme-airflow-dag-processor"]
+    processor = containers["acme-airflow--dag-processor"]
     env = {e["Name"]: e["Value"] for e in processor["Environment"]}
     assert settings.DAG_ACCESS_ENV not in env  # delivered once, in SSM parameters
     parts = [
@@ -342,10 +342,10 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
         }
     }
     assert json.loads(env[settings.DAG_ROLES_ENV]) == ["sales-analysts", "sales-oncall"]
-    command = containers["acme-airflow-dag-processor"]["Command"][-1]
+    command = containers["acme-airflow--dag-processor"]["Command"][-1]
     assert command.index("airflow roles import") < command.index("exec airflow dag-processor")
     api_secrets = {
-        s["Name"]: s["ValueFrom"] for s in containers["acme-airflow-api-server"]["Secrets"]
+        s["Name"]: s["ValueFrom"] for s in containers["acme-airflow--api-server"]["Secrets"]
     }
     assert "platform/ldap-bind" in json.dumps(api_secrets[settings.LDAP_BIND_ENV])
     assert (

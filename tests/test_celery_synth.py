@@ -16,7 +16,7 @@ from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECON
 from foundation.cloudformation.plan import ResourceChange, service_parameters
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows
-from foundation.naming import EXISTING_SERVICES_METADATA
+from foundation.naming import EXISTING_SERVICES_METADATA, DagNames
 from foundation.project import load_project
 from foundation.synth import run as synth
 from tests.conftest import ROOT, ProjectDir
@@ -74,13 +74,13 @@ def env_of(task_definition: dict) -> dict[str, Any]:
     return {e["Name"]: e["Value"] for e in container.get("Environment", [])}
 
 
-def worker_of(templates: dict[str, dict], queue: str) -> tuple[str, dict, dict]:
-    """(stack, service, task definition) of the worker service consuming `queue`."""
+def worker_of(templates: dict[str, dict], names: DagNames) -> tuple[str, dict, dict]:
+    """(stack, service, task definition) of a DAG's worker service."""
     for stack, service in of_type(templates, "AWS::ECS::Service").values():
-        if service["Properties"].get("ServiceName") == queue:
+        if service["Properties"].get("ServiceName") == names.service:
             task_def_id = service["Properties"]["TaskDefinition"]["Ref"]
             return stack, service, templates[stack]["Resources"][task_def_id]
-    raise AssertionError(f"no worker service for {queue}")
+    raise AssertionError(f"no worker service {names.service}")
 
 
 @pytest.mark.parametrize("stack", ["core", "workers-12"])
@@ -95,7 +95,7 @@ def test_each_dag_has_an_encrypted_tls_only_queue_of_its_own(built) -> None:
         for lid, (stack, r) in of_type(templates, "AWS::SQS::Queue").items()
     }
     expected = {project.deployment.dag_names(d.dag_id).queue for d in project.dags}
-    expected.add("acme-airflow-dag-unmanaged")
+    expected.add("acme-airflow--dag-unmanaged")
     assert set(queues) == expected
     policies = of_type(templates, "AWS::SQS::QueuePolicy")
     for stack, logical_id, queue in queues.values():
@@ -115,7 +115,7 @@ def test_each_worker_service_consumes_only_its_queue_under_its_dags_role(built) 
     project, templates = built
     for dag in project.dags:
         names = project.deployment.dag_names(dag.dag_id)
-        stack, service, task_def = worker_of(templates, names.queue)
+        stack, service, task_def = worker_of(templates, names)
         resources = templates[stack]["Resources"]
         role = resources[task_def["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]]
         assert role["Properties"]["RoleName"] == names.role
@@ -145,7 +145,7 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
     for dag in project.dags:
         size = dag.manifest.worker or project.deployment.worker_defaults
         names = project.deployment.dag_names(dag.dag_id)
-        stack, service, _ = worker_of(templates, names.queue)
+        stack, service, _ = worker_of(templates, names)
         service_id = next(lid for lid, r in templates[stack]["Resources"].items() if r is service)
         (target,) = [
             t
@@ -162,13 +162,13 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
         [parameter] = [
             p
             for p, name in template["Metadata"][EXISTING_SERVICES_METADATA].items()
-            if name == names.queue
+            if name == names.service
         ]
         assert template["Parameters"][parameter] == {
             "Type": "String",
             "Default": "true",  # the CDK CLI, which does not set it, never resets the count
             "AllowedValues": ["true", "false"],
-            "Description": f"true once the service {names.queue} exists (set by foundation deploy)",
+            "Description": f"true once the service {names.service} exists (set by foundation deploy)",
         }
         condition, count, otherwise = service["Properties"]["DesiredCount"]["Fn::If"]
         assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "false"]}
@@ -267,7 +267,7 @@ def test_each_backlog_sets_exactly_one_worker_count(built) -> None:
     project, templates = built
     for dag in project.dags:
         size = dag.manifest.worker or project.deployment.worker_defaults
-        stack, _, _ = worker_of(templates, project.deployment.dag_names(dag.dag_id).queue)
+        stack, _, _ = worker_of(templates, project.deployment.dag_names(dag.dag_id))
         template = templates[stack]
         [target_id] = [
             lid
@@ -327,7 +327,7 @@ def test_a_dag_may_consume_its_own_queue_and_no_other(built) -> None:
 def test_the_scheduler_sends_to_every_dag_queue_and_launches_nothing(built) -> None:
     project, templates = built
     by_role = roles(templates, project.deployment)
-    scheduler = by_role["acme-airflow-scheduler"]
+    scheduler = by_role["acme-airflow--scheduler"]
     for dag in project.dags:
         queue = queue_arn(project.deployment.dag_names(dag.dag_id).queue)
         assert allows(scheduler, Request("sqs:SendMessage", queue))
@@ -336,12 +336,12 @@ def test_the_scheduler_sends_to_every_dag_queue_and_launches_nothing(built) -> N
     for statements in by_role.values():
         assert not any(
             allows(statements, Request("ecs:RunTask", arn))
-            for arn in (f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/acme-airflow-worker-x:1",)
+            for arn in (f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/acme-airflow--worker-x:1",)
         )
     env = next(
         env_of(t)
         for _, t in of_type(templates, "AWS::ECS::TaskDefinition").values()
-        if t["Properties"]["Family"] == "acme-airflow-scheduler"
+        if t["Properties"]["Family"] == "acme-airflow--scheduler"
     )
     assert env["AIRFLOW__CORE__EXECUTOR"] == CELERY_EXECUTOR
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "sqs://"
@@ -371,8 +371,8 @@ def test_results_table_is_written_by_workers_and_read_by_the_scheduler(built) ->
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/acme-airflow-celery-results"
     by_role = roles(templates, project.deployment)
-    assert allows(by_role["acme-airflow-scheduler"], Request("dynamodb:GetItem", arn))
-    assert not allows(by_role["acme-airflow-scheduler"], Request("dynamodb:PutItem", arn))
+    assert allows(by_role["acme-airflow--scheduler"], Request("dynamodb:GetItem", arn))
+    assert not allows(by_role["acme-airflow--scheduler"], Request("dynamodb:PutItem", arn))
     worker = by_role[project.deployment.dag_names(project.dags[0].dag_id).role]
     assert allows(worker, Request("dynamodb:PutItem", arn))
     # no component but the api-server, scheduler, dag-processor, triggerer and db-migrate
@@ -382,7 +382,7 @@ def test_results_table_is_written_by_workers_and_read_by_the_scheduler(built) ->
             s["Name"] for c in t["Properties"]["ContainerDefinitions"] for s in c.get("Secrets", [])
         }
         if "FOUNDATION_DB_SECRET" in secrets:
-            assert not t["Properties"]["Family"].startswith("acme-airflow-worker-")
+            assert not t["Properties"]["Family"].startswith("acme-airflow--worker-")
 
 
 def test_the_stock_image_is_refused_for_celery_naming_what_it_lacks(project: ProjectDir) -> None:
@@ -406,7 +406,7 @@ def test_a_manifest_may_not_reach_a_celery_queue_or_the_results_table(
         owner: x
         permissions:
           sqs:
-            - {queue: acme-airflow-dag-sales-daily-c2237c, access: consume}
+            - {queue: acme-airflow--dag-sales-daily-c2237c, access: consume}
           dynamodb:
             - {table: acme-airflow-celery-results, access: read_write}
         """,

@@ -197,7 +197,7 @@ def test_the_scheduler_publishes_to_dag_queues_under_its_own_grants(
     own_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
     sqs.purge_queue(QueueUrl=own_url)
     stray_url = sqs.create_queue(QueueName="not-a-dag-queue")["QueueUrl"]
-    grant = cluster.dispatch_celery(deployment.name)
+    grant = cluster.dispatch_celery(deployment.namespace)
     rendered = cluster.statements(grant, ArnContext.of(deployment))
     statements = [s.document() for s in rendered]
     creds = moto_aws.user_with("scheduler", [as_moto_enforces(statements)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from foundation.checks import cfn_lint
 from foundation.checks.model import Assembly, StackTemplate
 from foundation.checks.rules import ALL
+from tests.conftest import ProjectDir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 CONTEXT = {
@@ -21,7 +23,23 @@ CONTEXT = {
 }
 RULES = {rule.id: rule for rule in ALL}
 # Where each bad fixture's findings are: "Policy" unless listed
-RESOURCES = {"FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"], "FA104": ["Task"]}
+RESOURCES = {
+    "FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"],
+    "FA005": [
+        "Statement[0].Resource holds <unresolved:Fn::If>: the checks cannot tell what it grants",
+        "Statement[0].Action holds <unresolved:Fn::FindInMap>",
+        "PolicyDocument is <unresolved:Fn::If>",
+        "Statement[0].Resource holds <unresolved:Fn::Split>",
+    ],
+    "FA006": [
+        "ManagedPolicyArns attaches arn:aws:iam::aws:policy/AdministratorAccess: no rule can read",
+        "ManagedPolicyArns attaches arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess",
+        "ManagedPolicyArns attaches arn:aws:iam::111122223333:policy/made-elsewhere",
+    ],
+    "FA104": ["Task"],
+    "FA005": ["Policy", "RolePolicy", "Managed", "Split"],
+    "FA006": ["Role", "Role", "User"],
+}
 BAD = {
     "FA001": ["wildcard action 's3:Get*'", "NotAction grants every other action"],
     "FA002": ["Resource '*' for s3:GetObject, which takes resource ARNs"],
@@ -201,3 +219,56 @@ def test_cdk_nag_findings_fail_the_synth_and_an_empty_report_passes() -> None:
     (finding,) = rule.check(assembly_of(root=FIXTURES / "FA301" / "bad"))
     assert (finding.stack, finding.resource) == ("acme-network", "Vpc/Resource")
     assert finding.message == "AwsSolutions-VPC7: The VPC does not have an associated Flow Log."
+
+
+def test_a_widened_scheduler_grant_fails_the_synth(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FA004's allow-list is spelled from the config (checks/launch.py), not taken from the code
+    that makes the grant: widening that code (RunTask of every family of the deployment, the
+    components' included) fails the synth instead of widening what the rule accepts."""
+    from foundation.iam import cluster
+
+    real = cluster.launch_dag_tasks
+
+    def wider(ns, ctx):
+        grant = real(ns, ctx)
+        return dataclasses.replace(grant, params=grant.params | {"family_prefix": ns.stem})
+
+    monkeypatch.setattr(cluster, "launch_dag_tasks", wider)
+    result = project.run("synth")
+    assert result.exit_code == 1
+    at = "acme-airflow-core/SchedulerTaskRoleDefaultPolicyF12C0747"
+    wide = "'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow--*:*'"
+    assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [
+        f"error: FA003 {at}: {wide} matches more than one resource",
+        f"error: FA004 {at}: ecs:runtask on {wide}: not an allow-listed prefix",
+    ]
+
+
+def test_every_rule_reads_every_iam_shape_without_crashing() -> None:
+    """An unreadable value is FA005's finding, never another rule's exception; a policy in an
+    AWS::IAM::RolePolicy is read like any other."""
+    assembly = assembly_of(load("FA005", "bad"), load("FA006", "bad"))
+    for rule in ALL:
+        list(rule.check(assembly))
+    role_policy = {
+        "Resources": {
+            "RolePolicy": {
+                "Type": "AWS::IAM::RolePolicy",
+                "Properties": {
+                    "PolicyName": "p",
+                    "RoleName": "r",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                    },
+                },
+            }
+        }
+    }
+    findings = [f for rule in ALL for f in rule.check(assembly_of(role_policy))]
+    assert [(f.rule, f.resource, f.message) for f in findings] == [
+        ("FA001", "RolePolicy", "wildcard action 's3:*'"),
+        ("FA002", "RolePolicy", "s3:* is not in the IAM action database"),
+    ]

@@ -243,7 +243,7 @@ def test_throttling_while_waiting_only_delays(aws) -> None:
 
 
 MIGRATE_TASK_DEFINITION = (
-    "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow-db-migrate:3"
+    "arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow--db-migrate:3"
 )
 
 
@@ -272,7 +272,7 @@ def _core_template() -> dict:
             "DbMigrateTaskDefinition": {
                 "Type": "AWS::ECS::TaskDefinition",
                 "Properties": {
-                    "Family": f"{NAME}-db-migrate",
+                    "Family": f"{NAME}--db-migrate",
                     "ContainerDefinitions": [{"Image": "apache/airflow:3.3.2"}],
                 },
             },
@@ -402,7 +402,7 @@ def test_ctrl_c_stops_waiting_and_starts_nothing_more() -> None:
     assert all(p.change_set_id for p in plans[1:])  # left for _deploy to delete
 
 
-FAMILY = f"{NAME}-worker-housekeeping-3f2a1b"
+FAMILY = f"{NAME}--worker-housekeeping-3f2a1b"
 RUNNING = {"cluster": NAME, "family": FAMILY, "desiredStatus": "RUNNING"}
 
 
@@ -498,7 +498,7 @@ def test_replacing_a_named_resource_is_refused_before_anything_runs(aws) -> None
     """CloudFormation would create the new role before deleting the old one, on the same name,
     and fail half-way: the deploy refuses it, executes nothing and deletes its change set."""
     aws_, cfn, _ = aws
-    role = {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "acme-airflow-scheduler"}}
+    role = {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "acme-airflow--scheduler"}}
     plan = StackPlan(
         CORE,
         "update",
@@ -516,7 +516,7 @@ def test_replacing_a_named_resource_is_refused_before_anything_runs(aws) -> None
     assert str(refused.value) == (
         "this deploy would fail half-way; nothing was changed:\n"
         "acme-airflow-core: AWS::IAM::Role SchedulerTaskRole would be replaced (Path changed), "
-        "but its RoleName is fixed (acme-airflow-scheduler): CloudFormation cannot create the "
+        "but its RoleName is fixed (acme-airflow--scheduler): CloudFormation cannot create the "
         "replacement while the old one holds the name. Undo that change, or remove the resource "
         "in one deploy and add it back in the next"
     )

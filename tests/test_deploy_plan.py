@@ -118,7 +118,7 @@ def test_the_migration_task_runs_where_the_scheduler_runs(templates: dict) -> No
     core = templates[f"{NAME}-core"]
     target = migration_target(core, NAME)
     task = core["Resources"][target.task_definition]
-    assert task["Properties"]["Family"] == f"{NAME}-db-migrate"
+    assert task["Properties"]["Family"] == f"{NAME}--db-migrate"
     (container,) = task["Properties"]["ContainerDefinitions"]
     assert "check-migrations" not in container["Command"][-1]
     assert container["Command"][-1].endswith("exec airflow db migrate")

@@ -92,7 +92,7 @@ def _the_data_platform(aws: MotoAws) -> None:
     )
     # a DAG's own variable, under its own secrets prefix (only its role may read it)
     aws.client("secretsmanager").create_secret(
-        Name="airflow/dags/sales_daily/variables/batch_size", SecretString="7"
+        Name=f"{NAME}/dags/sales_daily/variables/batch_size", SecretString="7"
     )
 
 

@@ -52,7 +52,7 @@ MANIFEST_CASES = {
     "toolkit's",
     "dag_identity_parameter": ":6: permissions.statements[0].resources[0]: this is the cluster's",
     "workers_log_group": ":6: permissions.statements[0].resources[0]: this is the cluster's own",
-    "pass_toolkit_role": ":5: permissions.pass_roles[0].role: 'acme-airflow/dags/acme-airflow-"
+    "pass_toolkit_role": ":5: permissions.pass_roles[0].role: 'acme-airflow/dags/acme-airflow--"
     "dag-sales-daily-c2237c' is one of the cluster's roles",
     "whole_bucket_statement": ":6: permissions.statements[0].resources[0]: "
     "'arn:aws:s3:::acme-raw/*' matches more than one resource",

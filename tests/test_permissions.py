@@ -33,7 +33,7 @@ def test_a_dags_permissions_come_from_its_templates_with_their_sources(
     result = permissions("sales_daily", "--json")
     assert result.exit_code == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert shown["role"].startswith("acme-airflow-dag-sales-daily-")
+    assert shown["role"] == "acme-airflow--dag-sales-daily-c2237c"
     assert sorted(shown["services"]) == ["dynamodb", "kms", "s3", "secretsmanager"]
     reads = [e for e in shown["services"]["s3"] if e["actions"] == ["s3:GetObject"]]
     assert reads == [
@@ -78,8 +78,8 @@ def test_who_can_reach_a_prefix_names_only_the_dag_that_declared_it(permissions)
     result = permissions("--who-can", "s3://acme-raw/salesforce/2026/11/", "--json")
     assert result.exit_code == 0, result.stderr
     found = json.loads(result.stdout)["access"]
-    assert {f["who"] for f in found} == {"DAG sales_daily", "cluster role acme-airflow-scheduler"}
-    (passing,) = [f for f in found if f["who"] == "cluster role acme-airflow-scheduler"]
+    assert {f["who"] for f in found} == {"DAG sales_daily", "cluster role acme-airflow--scheduler"}
+    (passing,) = [f for f in found if f["who"] == "cluster role acme-airflow--scheduler"]
     assert passing["actions"] == ["iam:PassRole"]  # it launches tasks as sales_daily
     assert passing["source"] == "passes DAG sales_daily's role, which reaches it"
     found = [f for f in found if f["who"] == "DAG sales_daily"]
@@ -94,14 +94,14 @@ def test_who_can_reach_a_dags_task_logs(permissions) -> None:
     who = {f["who"] for f in found}
     assert "DAG sales_daily" in who
     assert not {w for w in who if w.startswith("DAG ")} - {"DAG sales_daily"}
-    assert "cluster role acme-airflow-api-server" in who  # reads every DAG's logs
+    assert "cluster role acme-airflow--api-server" in who  # reads every DAG's logs
 
 
 def test_who_can_read_a_cluster_secret(permissions) -> None:
     found = json.loads(
         permissions("--who-can", "acme-airflow/cluster/jwt-secret", "--json").stdout
     )["access"]
-    assert [f["who"] for f in found] == ["cluster role acme-airflow-task-execution"]
+    assert [f["who"] for f in found] == ["cluster role acme-airflow--task-execution"]
 
 
 def test_the_matrix_as_markdown_and_self_contained_html(permissions) -> None:
@@ -155,14 +155,14 @@ def test_exactly_one_question_at_a_time(permissions) -> None:
     ("secret", "readers"),
     [
         # CDK grants these through an export (the database) and a Ref in the same stack
-        ("acme-airflow/cluster/database", {"cluster role acme-airflow-task-execution"}),
-        ("acme-airflow/cluster/web-passwords", {"cluster role acme-airflow-task-execution"}),
+        ("acme-airflow/cluster/database", {"cluster role acme-airflow--task-execution"}),
+        ("acme-airflow/cluster/web-passwords", {"cluster role acme-airflow--task-execution"}),
         (
             "s3://acme-airflow-dags-111122223333-us-east-1/dags/sales_daily.py",
             {
                 *(f"DAG {dag.dag_id}" for dag in load_project(ROOT).dags),
-                "cluster role acme-airflow-dag-processor",
-                "cluster role acme-airflow-scheduler",  # it passes every DAG's role
+                "cluster role acme-airflow--dag-processor",
+                "cluster role acme-airflow--scheduler",  # it passes every DAG's role
             },
         ),
     ],

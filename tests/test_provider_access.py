@@ -400,11 +400,11 @@ def test_secrets_own_prefix_and_named_secret(
     dag_id = "secrets_dag"
     admin = moto_aws.client("secretsmanager")
     uri = "postgres://etl:pw@warehouse.internal:5432/sales"
-    admin.create_secret(Name=f"airflow/dags/{dag_id}/connections/warehouse", SecretString=uri)
-    admin.create_secret(Name=f"airflow/dags/{dag_id}/variables/threshold", SecretString="42")
+    admin.create_secret(Name=f"acme-airflow/dags/{dag_id}/connections/warehouse", SecretString=uri)
+    admin.create_secret(Name=f"acme-airflow/dags/{dag_id}/variables/threshold", SecretString="42")
     admin.create_secret(Name="shared/salesforce-oauth", SecretString="token-1")
     admin.create_secret(Name="shared/salesforce-oauth-admin", SecretString="not yours")
-    admin.create_secret(Name="airflow/dags/other_dag/variables/threshold", SecretString="7")
+    admin.create_secret(Name="acme-airflow/dags/other_dag/variables/threshold", SecretString="7")
     run_as(dag_id, {"secrets": ["shared/salesforce-oauth"]})
 
     # The secrets backend exactly as the deployment configures the DAG's workers.
@@ -417,7 +417,10 @@ def test_secrets_own_prefix_and_named_secret(
     hook = SecretsManagerHook(aws_conn_id=None)
     assert hook.get_secret("shared/salesforce-oauth") == "token-1"
     # by ARN (foundation/local/moto_gaps.py): a near name and another DAG's prefix are refused
-    for other in ("shared/salesforce-oauth-admin", "airflow/dags/other_dag/variables/threshold"):
+    for other in (
+        "shared/salesforce-oauth-admin",
+        "acme-airflow/dags/other_dag/variables/threshold",
+    ):
         assert_denied(lambda o=other: hook.get_secret(o), "secretsmanager:GetSecretValue")
 
     name = "shared/salesforce-oauth"

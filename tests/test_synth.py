@@ -109,7 +109,7 @@ def test_every_dag_has_its_own_identity(templates: dict) -> None:
             f"http://api-server.{NAME}.internal"
         )
         kwargs = json.loads(env["AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"])
-        assert kwargs["connections_prefix"] == f"airflow/dags/{dag.dag_id}/connections"
+        assert kwargs["connections_prefix"] == f"{NAME}/dags/{dag.dag_id}/connections"
         policies = [
             p
             for p in resources(stack, "AWS::IAM::ManagedPolicy").values()
@@ -140,7 +140,7 @@ def test_only_a_dags_own_role_reads_its_secrets_and_no_component_has_a_backend(
     roles = roles_of(templates, {}, pseudo | {"AWS::AccountId": deployment.account})
     prefix = f"arn:aws:secretsmanager:{deployment.region}:{deployment.account}:secret:"
     for dag in PROJECT.dags:
-        secret = f"{prefix}airflow/dags/{dag.dag_id}/connections/warehouse-AbCdEf"
+        secret = f"{prefix}{NAME}/dags/{dag.dag_id}/connections/warehouse-AbCdEf"
         readers = {
             r.name
             for r in roles
@@ -172,7 +172,7 @@ def test_exactly_the_bundle_readers_may_make_the_s3_bundles_requests(templates: 
     roles = roles_of(templates, {}, pseudo | {"AWS::AccountId": deployment.account})
     readers = {r.name for r in roles if all(allows(r.statements(), q) for q in bundle_requests)}
     dag_roles = {deployment.dag_names(dag.dag_id).role for dag in PROJECT.dags}
-    assert readers == dag_roles | {f"{NAME}-dag-processor"}
+    assert readers == dag_roles | {f"{NAME}--dag-processor"}
     logs = f"arn:aws:s3:::{deployment.logs_bucket}"
     assert not any(allows(r.statements(), Request("s3:ListBucket", logs)) for r in roles)
 
@@ -189,7 +189,7 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     run_task = by_action['"ecs:RunTask"']
     assert (
         run_task["Resource"]
-        == f"arn:aws:ecs:us-east-1:111122223333:task-definition/{NAME}-worker-*:*"
+        == f"arn:aws:ecs:us-east-1:111122223333:task-definition/{NAME}--worker-*:*"
     )
     assert run_task["Condition"] == {
         "ArnEquals": {"ecs:cluster": f"arn:aws:ecs:us-east-1:111122223333:cluster/{NAME}"}
@@ -197,7 +197,7 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     pass_role = by_action['"iam:PassRole"']
     assert pass_role["Resource"] == [
         f"arn:aws:iam::111122223333:role/{NAME}/dags/*",
-        f"arn:aws:iam::111122223333:role/{NAME}-worker-execution",
+        f"arn:aws:iam::111122223333:role/{NAME}--worker-execution",
     ]
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
@@ -223,13 +223,13 @@ def test_the_triggerer_holds_no_aws_permission(templates: dict) -> None:
     [role] = [
         r
         for r in resources(core, "AWS::IAM::Role").values()
-        if r["Properties"]["RoleName"] == f"{NAME}-triggerer"
+        if r["Properties"]["RoleName"] == f"{NAME}--triggerer"
     ]
     assert "Policies" not in role["Properties"] and "ManagedPolicyArns" not in role["Properties"]
     [task_def] = [
         t
         for t in resources(core, "AWS::ECS::TaskDefinition").values()
-        if t["Properties"]["Family"] == f"{NAME}-triggerer"
+        if t["Properties"]["Family"] == f"{NAME}--triggerer"
     ]
     env = env_of(task_def["Properties"]["ContainerDefinitions"][0])
     assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "False"
@@ -248,8 +248,8 @@ def test_signing_key_and_database_only_where_needed(templates: dict) -> None:
         assert env["AIRFLOW__CORE__FERNET_KEY_CMD"].startswith("python -c")
     jwt = "AIRFLOW__API_AUTH__JWT_SECRET"
     assert {f for f, s in secrets_by_family.items() if jwt in s} == {
-        f"{NAME}-api-server",
-        f"{NAME}-scheduler",
+        f"{NAME}--api-server",
+        f"{NAME}--scheduler",
     }
     assert all("FOUNDATION_DB_SECRET" in s for s in secrets_by_family.values())
 
@@ -428,7 +428,7 @@ def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(alternative: di
     (role,) = [
         r
         for r in resources(core, "AWS::IAM::Role").values()
-        if r["Properties"]["RoleName"] == f"{name}-dag-unmanaged"
+        if r["Properties"]["RoleName"] == f"{name}--dag-unmanaged"
     ]
     assert role["Properties"]["Path"] == f"/{name}/dags/"
     assert "ManagedPolicyArns" not in role["Properties"] and "Policies" not in role["Properties"]
@@ -450,11 +450,11 @@ def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(alternative: di
         for p in resources(core, "AWS::SSM::Parameter").values()
         if p["Properties"]["Name"] == f"/{name}/dags/unmanaged/baseline"
     ]
-    assert f"{name}-worker-unmanaged" in json.dumps(param["Properties"]["Value"])
+    assert f"{name}--worker-unmanaged" in json.dumps(param["Properties"]["Value"])
     scheduler = next(
         t
         for t in resources(core, "AWS::ECS::TaskDefinition").values()
-        if t["Properties"]["Family"] == f"{name}-scheduler"
+        if t["Properties"]["Family"] == f"{name}--scheduler"
     )
     env = env_of(scheduler["Properties"]["ContainerDefinitions"][0])
     assert env["FOUNDATION_UNMANAGED_DAGS"] == "baseline"
@@ -556,7 +556,7 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
         r["Properties"] for t in built.values() for r in resources(t, "AWS::IAM::Role").values()
     ]
     assert len(roles) == 15
-    assert all(r["RoleName"].startswith("org-acme-airflow-") for r in roles)
+    assert all(r["RoleName"].startswith("org-acme-airflow--") for r in roles)
     assert all(r["Path"].startswith("/platform/airflow/") for r in roles)
     dag_roles = [r for r in roles if any(t["Key"] == "foundation:dag_id" for t in r["Tags"])]
     assert len(dag_roles) == 7
@@ -570,12 +570,12 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
     passing = next(s for s in scheduler if s["Action"] == "iam:PassRole")
     assert passing["Resource"] == [
         "arn:aws:iam::111122223333:role/platform/airflow/acme-airflow/dags/*",
-        "arn:aws:iam::111122223333:role/platform/airflow/org-acme-airflow-worker-execution",
+        "arn:aws:iam::111122223333:role/platform/airflow/org-acme-airflow--worker-execution",
     ]
     (container,) = next(
         r["Properties"]["ContainerDefinitions"]
         for r in resources(core, "AWS::ECS::TaskDefinition").values()
-        if r["Properties"]["Family"] == f"{NAME}-scheduler"
+        if r["Properties"]["Family"] == f"{NAME}--scheduler"
     )
     env = env_of(container)
     assert (env["FOUNDATION_ROLE_PATH"], env["FOUNDATION_ROLE_PREFIX"]) == (

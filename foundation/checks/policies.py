@@ -2,7 +2,9 @@
 
 A reference to a resource (Ref, Fn::GetAtt, Fn::ImportValue) names exactly one resource, so it
 becomes a placeholder that holds no wildcard; pseudo parameters become their worst-case values
-(the longest partition and region), which is also what size limits are measured against.
+(the longest partition and region), which is also what size limits are measured against. Any
+other function (Fn::If, Fn::FindInMap, Fn::Split, ...) becomes UNRESOLVED: FA005 reports it,
+and no rule reads it as a name.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ PSEUDO = {
 # A resource reference stands for one ARN or id; for sizing, as long as an ARN usually gets.
 REFERENCE_PLACEHOLDER = "<ref:{}>"
 REFERENCE_WORST_LENGTH = 200
+UNRESOLVED = "<unresolved:{}>"
+# Policies of any principal: the resource types holding a policy document, and where it names
+# the principals it applies to
+POLICY_TYPES = {
+    "AWS::IAM::Policy": ("inline", "Roles"),
+    "AWS::IAM::ManagedPolicy": ("managed", "Roles"),
+    "AWS::IAM::RolePolicy": ("inline", "RoleName"),
+    "AWS::IAM::UserPolicy": ("inline", "UserName"),
+    "AWS::IAM::GroupPolicy": ("inline", "GroupName"),
+}
 
 
 def resolve(value: Any) -> Any:
@@ -55,6 +67,8 @@ def resolve(value: Any) -> Any:
                 if isinstance(items, list)
                 else REFERENCE_PLACEHOLDER.format("select")
             )
+        if key.startswith("Fn::") or key == "Condition":
+            return UNRESOLVED.format(key)
     return {k: resolve(v) for k, v in value.items()}
 
 
@@ -89,12 +103,10 @@ def policy_documents(stack: StackTemplate) -> Iterator[PolicyDoc]:
     for logical_id, resource in stack.resources.items():
         kind = resource.get("Type")
         props = resource.get("Properties", {})
-        if kind == "AWS::IAM::Policy":
-            roles = tuple(_role_ids(props.get("Roles", [])))
-            yield PolicyDoc(logical_id, "inline", resolve(props["PolicyDocument"]), roles)
-        elif kind == "AWS::IAM::ManagedPolicy":
-            roles = tuple(_role_ids(props.get("Roles", [])))
-            yield PolicyDoc(logical_id, "managed", resolve(props["PolicyDocument"]), roles)
+        if kind in POLICY_TYPES:
+            how, principals = POLICY_TYPES[kind]
+            roles = tuple(_role_ids(as_list(props.get(principals, []))))
+            yield PolicyDoc(logical_id, how, resolve(props.get("PolicyDocument", {})), roles)
         elif kind == "AWS::IAM::Role":
             for policy in props.get("Policies", []):
                 yield PolicyDoc(
@@ -108,4 +120,24 @@ def _role_ids(roles: list[Any]) -> Iterator[str]:
 
 
 def statements(doc: PolicyDoc) -> Iterator[dict[str, Any]]:
-    yield from as_list(doc.document.get("Statement", []))
+    """The statements the rules can read (FA005 reports what they cannot)."""
+    if isinstance(doc.document, dict):
+        yield from (s for s in as_list(doc.document.get("Statement", [])) if isinstance(s, dict))
+
+
+def unreadable(doc: PolicyDoc) -> Iterator[str]:
+    """Each value of the document the rules cannot read: a function left unresolved, or a
+    statement element that is neither a string nor a list of them."""
+    if not isinstance(doc.document, dict):
+        yield f"PolicyDocument is {doc.document}"
+        return
+    for i, st in enumerate(as_list(doc.document.get("Statement", []))):
+        if not isinstance(st, dict):
+            yield f"Statement[{i}] is {st}"
+            continue
+        for key in ("Effect", "Action", "NotAction", "Resource", "NotResource"):
+            for value in as_list(st.get(key, [])):
+                if not isinstance(value, str) or value.startswith("<unresolved:"):
+                    yield f"Statement[{i}].{key} holds {value}"
+        if "<unresolved:" in str(st.get("Condition", "")):
+            yield f"Statement[{i}].Condition holds a function"

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation.iam.catalog import lookup
-from foundation.iam.evaluate import listed
+from foundation.iam.evaluate import glob, listed
 
 DAG_ID_TAG = "foundation:dag_id"
-POLICY_TYPES = ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")
+POLICY_TYPES = ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::RolePolicy")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def render(value: Any, scope: Scope) -> str:
 
 
 def _role_refs(props: dict[str, Any]) -> list[str]:
-    return [r["Ref"] for r in props.get("Roles", []) if isinstance(r, dict) and "Ref" in r]
+    """The roles a policy applies to: `Roles` (Policy, ManagedPolicy) or `RoleName` (RolePolicy)."""
+    roles = props.get("Roles", []) + [props["RoleName"]] * ("RoleName" in props)
+    return [r["Ref"] for r in roles if isinstance(r, dict) and "Ref" in r]
 
 
 def _tag(props: dict[str, Any], key: str) -> str | None:
@@ -182,16 +184,6 @@ def _grants(
 UNRESOLVED = re.compile(r"\$\{[^}]*\}")
 
 
-def _regex(pattern: str) -> re.Pattern[str]:
-    """IAM's resource matching: `*` any run, `?` one character, nothing else special, and
-    case-sensitive. An unresolved reference could be anything: it matches like `*`."""
-    text = UNRESOLVED.sub("\0", pattern)
-    parts = [
-        re.escape(c) if c not in "*?\0" else {"*": ".*", "?": ".", "\0": ".*"}[c] for c in text
-    ]
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def _head(pattern: str) -> str:
     """The literal start of a pattern, up to its first wildcard or unresolved reference."""
     return re.split(r"[*?]|\$\{", pattern, maxsplit=1)[0]
@@ -200,7 +192,8 @@ def _head(pattern: str) -> str:
 def reaches(resource_pattern: str, arn: str, prefix: bool = False) -> bool:
     """Whether a statement's resource reaches `arn`; with `prefix`, any ARN starting with it
     (an s3:// question about everything under a prefix)."""
-    if _regex(resource_pattern).fullmatch(arn):
+    # an unresolved reference could be anything: it matches as `*` does
+    if glob(UNRESOLVED.sub("*", resource_pattern), arn):
         return True
     if not prefix:
         return False

@@ -207,7 +207,7 @@ class DagWorker(Construct):
         capacity = service.auto_scale_task_count(
             min_capacity=size.min_count, max_capacity=size.max_count
         )
-        scaling = capacity.scale_on_metric(
+        capacity.scale_on_metric(
             "Backlog",
             metric=backlog(self.queue),
             scaling_steps=backlog_steps(size),
@@ -216,7 +216,7 @@ class DagWorker(Construct):
         )
         # named in the deployment's namespace (CloudFormation would name them after the stack,
         # which no pattern can tell from another deployment's)
-        for alarm in scaling.node.find_all():
+        for alarm in capacity.node.find_all():
             if isinstance(alarm, cloudwatch.CfnAlarm):
                 kind = alarm.node.scope.node.id.lower()  # LowerAlarm, UpperAlarm
                 alarm.alarm_name = names.alarm(f"backlog-{kind.removesuffix('alarm')}")

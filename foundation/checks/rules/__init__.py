@@ -4,6 +4,8 @@ from foundation.checks.rules.fa001_wildcard_actions import WildcardActions
 from foundation.checks.rules.fa002_star_resource import StarResource
 from foundation.checks.rules.fa003_resource_scope import ResourceScope
 from foundation.checks.rules.fa004_launch_grants import LaunchGrants
+from foundation.checks.rules.fa005_unreadable_policies import UnreadablePolicies
+from foundation.checks.rules.fa006_attached_policies import AttachedPolicies
 from foundation.checks.rules.fa101_template_limits import TemplateLimits
 from foundation.checks.rules.fa102_iam_limits import IamLimits
 from foundation.checks.rules.fa103_role_quota import RoleQuota
@@ -18,6 +20,8 @@ ALL = [
     StarResource(),
     ResourceScope(),
     LaunchGrants(),
+    UnreadablePolicies(),
+    AttachedPolicies(),
     TemplateLimits(),
     IamLimits(),
     RoleQuota(),

@@ -15,6 +15,8 @@ class ResourceScope(Rule):
         for doc in policy_documents(stack):
             for st in statements(doc):
                 for resource in as_list(st.get("Resource", [])):
+                    if not isinstance(resource, str):
+                        continue  # FA005 reports it
                     if resource == "*" or resource in allowed or not arns.WILDCARD.search(resource):
                         continue
                     arn = arns.parse(resource)

@@ -35,7 +35,7 @@ class LaunchGrants(Rule):
             message = "iam:PassRole without StringEquals iam:PassedToService"
             yield self.finding(stack.name, resource_id, message)
         for resource in as_list(st.get("Resource", [])):
-            if not WILDCARD.search(resource):
+            if not isinstance(resource, str) or not WILDCARD.search(resource):
                 continue
             if resource not in allowed:
                 yield self.finding(
