@@ -106,6 +106,21 @@ def route_inventory(app: Any) -> list[list[str]]:
     )
 
 
+def loaded_plugins() -> dict:
+    """The api-server's plugins, each with the file it came from, and the allow-list the
+    Execution API plugin enforces (its ROUTES), as loaded."""
+    from airflow import plugins_manager
+
+    loaded, errors = plugins_manager._get_plugins()
+    modules = {p.name: sys.modules[type(p).__module__] for p in loaded}
+    guard = modules.get("foundation_execution_api")
+    return {
+        "plugins": {name: module.__file__ for name, module in sorted(modules.items())},
+        "plugin_errors": errors,
+        "allow_list": [[r.method, r.path, r.rule, r.why] for r in guard.ROUTES] if guard else [],
+    }
+
+
 class Scenario:
     def __init__(self) -> None:
         from airflow.api_fastapi.app import create_app
@@ -357,7 +372,7 @@ class Scenario:
             "dag_runs": runs,
             "task_instance_states": tis,
             "routes": route_inventory(self.api.app),
-        }
+        } | loaded_plugins()
 
 
 def main(inputs: dict) -> dict:
