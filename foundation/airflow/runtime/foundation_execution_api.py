@@ -302,7 +302,10 @@ class Decider:
                 return f"{method} {PREFIX}{route.path} is refused to tasks: {route.why}"
         try:
             claims = await self.claims(_bearer(scope))
-            sub = str(uuid.UUID(str(claims.get("sub"))))
+            try:
+                sub = str(uuid.UUID(str(claims.get("sub"))))
+            except ValueError:
+                raise Refused("the token's subject is not a task instance") from None
             token_scope = claims.get("scope", "execution")
             caller: Caller | None = None
             for route, params in routes:
