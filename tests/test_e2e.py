@@ -201,6 +201,17 @@ def test_dags_run_to_success_each_under_its_own_role(booted: Booted) -> None:
     assert booted.session.denials() == []
 
 
+def test_the_api_server_the_templates_boot_guards_the_execution_api(booted: Booted) -> None:
+    """The runs above passed its allow-list (XComs, the Variable, state updates); what is not on
+    it is refused (tests/test_execution_api.py attacks it route by route)."""
+    response = requests.get(booted.session.url + "/execution/openapi.json", timeout=30)
+    message = "GET /execution/openapi.json is not on airflow-foundation's Execution API allow-list"
+    assert (response.status_code, response.json()) == (
+        403,
+        {"detail": {"reason": "foundation", "message": message}},
+    )
+
+
 def test_a_task_outside_its_grant_is_denied_and_dev_names_the_entry_to_add(
     booted: Booted,
 ) -> None:

@@ -45,7 +45,10 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
         "plugins",
         "webserver_config.py",
     ]
-    assert [p.name for p in (airflow / "plugins").iterdir()] == ["foundation_deferral.py"]
+    assert sorted(p.name for p in (airflow / "plugins").iterdir()) == [
+        "foundation_deferral.py",
+        "foundation_execution_api.py",
+    ]
 
 
 @pytest.mark.parametrize("stack", STACKS)

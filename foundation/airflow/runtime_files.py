@@ -21,6 +21,7 @@ CELERY_CONFIG = "airflow_foundation_celery_config.py"
 # The api-server's plugins folder ([core] plugins_folder) holds only this.
 PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
 DEFERRAL_PLUGIN = "plugins/foundation_deferral.py"
+EXECUTION_API_PLUGIN = "plugins/foundation_execution_api.py"  # the Execution API's allow-list
 WEB_SETUP = "foundation_web.py"
 ROLES_SETUP = "foundation_roles.py"
 WEBSERVER_CONFIG = "webserver_config.py"
@@ -29,6 +30,7 @@ _CLUSTER = (
     "foundation_identity.py",
     NAMES,
     DEFERRAL_PLUGIN,
+    EXECUTION_API_PLUGIN,
     WEB_SETUP,
     ROLES_SETUP,
     WEBSERVER_CONFIG,
