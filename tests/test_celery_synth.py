@@ -168,7 +168,9 @@ def test_each_service_scales_from_min_to_max_on_its_backlog(built) -> None:
             "Type": "String",
             "Default": "true",  # the CDK CLI, which does not set it, never resets the count
             "AllowedValues": ["true", "false"],
-            "Description": f"true once the service {names.service} exists (set by foundation deploy)",
+            "Description": (
+                f"true once the service {names.service} exists (set by foundation deploy)"
+            ),
         }
         condition, count, otherwise = service["Properties"]["DesiredCount"]["Fn::If"]
         assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, "false"]}

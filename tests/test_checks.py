@@ -25,17 +25,6 @@ RULES = {rule.id: rule for rule in ALL}
 # Where each bad fixture's findings are: "Policy" unless listed
 RESOURCES = {
     "FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"],
-    "FA005": [
-        "Statement[0].Resource holds <unresolved:Fn::If>: the checks cannot tell what it grants",
-        "Statement[0].Action holds <unresolved:Fn::FindInMap>",
-        "PolicyDocument is <unresolved:Fn::If>",
-        "Statement[0].Resource holds <unresolved:Fn::Split>",
-    ],
-    "FA006": [
-        "ManagedPolicyArns attaches arn:aws:iam::aws:policy/AdministratorAccess: no rule can read",
-        "ManagedPolicyArns attaches arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess",
-        "ManagedPolicyArns attaches arn:aws:iam::111122223333:policy/made-elsewhere",
-    ],
     "FA104": ["Task"],
     "FA005": ["Policy", "RolePolicy", "Managed", "Split"],
     "FA006": ["Role", "Role", "User"],
@@ -55,6 +44,17 @@ BAD = {
         "iam:PassRole without StringEquals iam:PassedToService",
         "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*' lacks its condition",
         "iam:passrole on 'arn:aws:iam::111122223333:role/*': not an allow-listed prefix",
+    ],
+    "FA005": [
+        "Statement[0].Resource holds <unresolved:Fn::If>: the checks cannot tell what it grants",
+        "Statement[0].Action holds <unresolved:Fn::FindInMap>",
+        "PolicyDocument is <unresolved:Fn::If>",
+        "Statement[0].Resource holds <unresolved:Fn::Split>",
+    ],
+    "FA006": [
+        "ManagedPolicyArns attaches arn:aws:iam::aws:policy/AdministratorAccess: no rule can read",
+        "ManagedPolicyArns attaches arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess",
+        "ManagedPolicyArns attaches arn:aws:iam::111122223333:policy/made-elsewhere",
     ],
     "FA104": [
         "task definition is 66,217 bytes; ECS takes 65,536 (largest environment variable: "
