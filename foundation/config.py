@@ -18,7 +18,7 @@ from foundation.fields import (
     check_counts,
     check_fargate_size,
 )
-from foundation.naming import DagNames, Namespace
+from foundation.naming import ANY_DEPLOYMENTS, DagNames, Namespace
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
 
@@ -434,11 +434,12 @@ class Deployment(Model):
         return {"web_passwords": auth.passwords_secret} if auth.passwords_secret else {}
 
     def reserved_secret(self, name: str) -> bool:
-        """Secrets only the toolkit grants: the deployment's own (<name>/: every DAG's, the
-        cluster's database, Fernet, JWT and API keys, web passwords), the DAG bundle's git key
-        and the web login's secrets."""
+        """Secrets only the toolkit grants: any deployment's in the account (<name>/cluster/,
+        <name>/dags/), this one's (<name>/: every DAG's, the cluster's database, Fernet, JWT and
+        API keys, web passwords), the DAG bundle's git key and the web login's secrets."""
         return (
-            self.namespace.owns("secretsmanager", f"secret:{name}")
+            ANY_DEPLOYMENTS.fullmatch(name) is not None
+            or self.namespace.owns("secretsmanager", f"secret:{name}")
             or name == self.dags.credentials_secret
             or name in self.web_secrets.values()
         )
@@ -449,6 +450,8 @@ class Deployment(Model):
         deployment's bootstrap roles."""
         if service == "secretsmanager":
             return self.reserved_secret(resource.removeprefix("secret:"))
+        if service == "ssm" and ANY_DEPLOYMENTS.fullmatch(resource.removeprefix("parameter")):
+            return True
         bootstrap_roles = f"role{self.namespace.bootstrap_role_path}"
         return self.namespace.owns(service, resource) or (
             service == "iam" and resource.startswith(bootstrap_roles)

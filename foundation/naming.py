@@ -28,6 +28,9 @@ def _slug(dag_id: str, room: int) -> str:
 # Between a deployment's name and what it names. No deployment name holds it (config checks),
 # so `<name>--*` reaches one deployment's resources only, whatever the other names are.
 SEP = "--"
+# Where any deployment in the account keeps its secrets and parameters (`<name>/cluster/...`,
+# `<name>/dags/...`): no DAG of any deployment may name one of another's.
+ANY_DEPLOYMENTS = re.compile(r"/?[a-z][a-z0-9-]{1,18}[a-z0-9]/(cluster|dags)/.*")
 
 
 @dataclass(frozen=True)

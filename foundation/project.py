@@ -312,8 +312,9 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
     for i, secret in enumerate(manifest.permissions.secrets):
         if deployment.reserved_secret(secret):
             message = (
-                f"{secret!r} is the toolkit's (this deployment's under {deployment.name}/, "
-                "the DAG bundle's key, the web login's): this DAG's own secrets live under "
+                f"{secret!r} is the toolkit's (any deployment's <name>/cluster/ and "
+                f"<name>/dags/, this one's under {deployment.name}/, the DAG bundle's key, the "
+                "web login's): this DAG's own secrets live under "
                 f"{deployment.namespace.dag_secrets_root}<dag_id>/ and need no entry"
             )
             problems.append(doc.problem(("permissions", "secrets", i), message))

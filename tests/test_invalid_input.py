@@ -76,6 +76,8 @@ MANIFEST_CASES = {
     "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
     "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (task logs or DAG",
+    "other_deployments_secret": ":4: permissions.secrets[0]: 'acme-airflow-stg/cluster/database' "
+    "is the toolkit's (any deployment's <name>/cluster/ and <name>/dags/",
     "secret_escapes_prefix": ":4: permissions.secrets[0]: 'acme-airflow/dags/sales_daily/"
     "salesforce' is the toolkit's",
     "secret_dotdot": ":4: permissions.secrets[0]: 'shared/../airflow/connections/x': empty, '.' "
