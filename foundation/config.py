@@ -18,7 +18,7 @@ from foundation.fields import (
     check_counts,
     check_fargate_size,
 )
-from foundation.naming import ANY_DEPLOYMENTS, DagNames, Namespace
+from foundation.naming import DagNames, Namespace, any_deployments
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
 
@@ -419,12 +419,6 @@ class Deployment(Model):
         return self.airflow.executor == "celery"
 
     @property
-    def reserved_buckets(self) -> set[str]:
-        """Buckets only the toolkit grants: every DAG's logs and code, and the templates."""
-        buckets = {self.logs_bucket, self.artifacts_bucket}
-        return buckets | ({self.dags_bucket} if self.dags_bucket else set())
-
-    @property
     def web_secrets(self) -> dict[str, str]:
         """The web login's secrets the config names, by their use: simple auth's passwords, or
         the LDAP bind password."""
@@ -438,21 +432,16 @@ class Deployment(Model):
         <name>/dags/), this one's (<name>/: every DAG's, the cluster's database, Fernet, JWT and
         API keys, web passwords), the DAG bundle's git key and the web login's secrets."""
         return (
-            ANY_DEPLOYMENTS.fullmatch(name) is not None
+            any_deployments("secretsmanager", f"secret:{name}")
             or self.namespace.owns("secretsmanager", f"secret:{name}")
             or name == self.dags.credentials_secret
             or name in self.web_secrets.values()
         )
 
     def reserved_resource(self, service: str, resource: str) -> bool:
-        """Whether an ARN's resource part names something of the cluster's own, which no DAG's
-        escape hatch may reach: its namespace, the secrets its config names, and every
-        deployment's bootstrap roles."""
+        """Whether an ARN's resource part (or a pattern of one) names something of the
+        cluster's own, which no DAG may reach: its namespace, the secrets its config names, and
+        anything of the shape any deployment's names take (another's in the account)."""
         if service == "secretsmanager":
             return self.reserved_secret(resource.removeprefix("secret:"))
-        if service == "ssm" and ANY_DEPLOYMENTS.fullmatch(resource.removeprefix("parameter")):
-            return True
-        bootstrap_roles = f"role{self.namespace.bootstrap_role_path}"
-        return self.namespace.owns(service, resource) or (
-            service == "iam" and resource.startswith(bootstrap_roles)
-        )
+        return any_deployments(service, resource) or self.namespace.owns(service, resource)

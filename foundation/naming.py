@@ -28,9 +28,49 @@ def _slug(dag_id: str, room: int) -> str:
 # Between a deployment's name and what it names. No deployment name holds it (config checks),
 # so `<name>--*` reaches one deployment's resources only, whatever the other names are.
 SEP = "--"
-# Where any deployment in the account keeps its secrets and parameters (`<name>/cluster/...`,
-# `<name>/dags/...`): no DAG of any deployment may name one of another's.
-ANY_DEPLOYMENTS = re.compile(r"/?[a-z][a-z0-9-]{1,18}[a-z0-9]/(cluster|dags)/.*")
+_NAME = r"[a-z][a-z0-9-]{1,18}[a-z0-9]"
+# Every log group a deployment makes: /<name>/<one of these>
+LOG_GROUPS = (
+    "api-server",
+    "scheduler",
+    "dag-processor",
+    "triggerer",
+    "db-migrate",
+    "workers",
+    "vpc-flow-logs",
+)
+# The shapes of the names any deployment in the account gives its own resources (an ARN's
+# resource part, by service): what no DAG of any deployment may name, another's included.
+_SHAPES = {
+    "secretsmanager": rf"secret:{_NAME}/(cluster|dags)/.*",
+    "ssm": rf"parameter/{_NAME}/(cluster|dags|network)/.*",
+    "s3": rf"({_NAME}-(logs|dags)|foundation-\d{{12}})-[a-z0-9-]+(/.*)?",
+    "iam": rf"(role|policy)/(.*/)?({_NAME}/dags/.*|foundation/.*|[^/]*{_NAME}{SEP}[^/]*)",
+    "sqs": rf"{_NAME}{SEP}.*",
+    "ecs": rf"task-definition/{_NAME}{SEP}.*",
+    "cloudwatch": rf"alarm:{_NAME}{SEP}.*",
+    "dynamodb": rf"table/{_NAME}-celery-results(/.*)?",
+    "logs": rf"log-group:/{_NAME}/({'|'.join(LOG_GROUPS)})(:.*)?",
+}
+_PATHS = {"secretsmanager": "secret:", "ssm": "parameter/", "logs": "log-group:"}
+
+
+def any_deployments(service: str, resource: str) -> bool:
+    """Whether an ARN's resource part, or a pattern of one (IAM's `*` and `?`), can name a
+    resource of the shape any deployment gives its own. A wildcard in a secret's, parameter's
+    or log group's first two path segments could stand for `<name>/cluster`, one in an IAM
+    name for `<name>--`: both count."""
+    shape = _SHAPES.get(service)
+    if shape is None:
+        return False
+    head, *rest = re.split(r"[*?]", resource, maxsplit=1)
+    if not rest:
+        return re.fullmatch(shape, resource) is not None
+    if service == "iam":
+        return True
+    if service in _PATHS and head.removeprefix(_PATHS[service]).lstrip("/").count("/") < 2:
+        return True
+    return re.fullmatch(shape, head + "x") is not None
 
 
 @dataclass(frozen=True)
@@ -127,6 +167,8 @@ class Namespace:
         return f"{self.name}-{component}"
 
     def log_group(self, component: str) -> str:
+        if component not in LOG_GROUPS:  # the shape every deployment's log groups are kept in
+            raise ValueError(f"log group {component!r} is not in naming.LOG_GROUPS")
         return f"/{self.name}/{component}"
 
     def secret(self, kind: str) -> str:

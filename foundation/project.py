@@ -299,15 +299,14 @@ def _access_problems(deployment: Deployment, doc: Document, manifest: DagManifes
 
 
 def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManifest) -> list:
-    reserved = deployment.reserved_buckets
     message = f"this bucket {escape_hatch.RESERVED_BUCKET_MESSAGE}"
     problems = [
         doc.problem(("permissions", "s3", i, "bucket"), message)
         for i, s3 in enumerate(manifest.permissions.s3)
-        if s3.bucket in reserved
+        if deployment.reserved_resource("s3", s3.bucket)
     ]
     athena = manifest.permissions.athena
-    if athena and athena.results.bucket in reserved:
+    if athena and deployment.reserved_resource("s3", athena.results.bucket):
         problems.append(doc.problem(("permissions", "athena", "results", "bucket"), message))
     for i, secret in enumerate(manifest.permissions.secrets):
         if deployment.reserved_secret(secret):
@@ -320,7 +319,7 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
             problems.append(doc.problem(("permissions", "secrets", i), message))
     for i, queue in enumerate(manifest.permissions.sqs):
         if deployment.reserved_resource("sqs", queue.queue):
-            message = f"{queue.queue!r} is a Celery queue of this cluster's; no DAG may use it"
+            message = f"{queue.queue!r} is a Celery queue of a cluster's; no DAG may use it"
             problems.append(doc.problem(("permissions", "sqs", i, "queue"), message))
     for i, table in enumerate(manifest.permissions.dynamodb):
         if deployment.reserved_resource("dynamodb", f"table/{table.table}"):
@@ -328,7 +327,7 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
             problems.append(doc.problem(("permissions", "dynamodb", i, "table"), message))
     for i, passed in enumerate(manifest.permissions.pass_roles):
         if deployment.reserved_resource("iam", f"role/{passed.role}"):
-            message = f"{passed.role!r} is one of the cluster's roles; no DAG may pass it"
+            message = f"{passed.role!r} is one of a cluster's roles; no DAG may pass it"
             problems.append(doc.problem(("permissions", "pass_roles", i, "role"), message))
     if manifest.bundle is not None and manifest.bundle != DAG_BUNDLE:
         message = (

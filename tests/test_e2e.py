@@ -67,7 +67,7 @@ class Booted:
     def workers_done(self) -> None:
         """A task's state is final before its process ends (it uploads its log last)."""
         deadline = time.monotonic() + 60
-        while any(r.family.startswith(f"{NAME}-worker-") for r in self.local.ecs.running.values()):
+        while any(r.family.startswith(f"{NAME}--worker-") for r in self.local.ecs.running.values()):
             assert time.monotonic() < deadline, "worker tasks still running after 60 s"
             time.sleep(0.5)
 
@@ -142,7 +142,7 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
 
 def test_the_deploys_migration_ran_as_its_task(booted: Booted) -> None:
     (migration,) = [
-        r for r in booted.local.ecs.finished.values() if r.family == f"{NAME}-db-migrate"
+        r for r in booted.local.ecs.finished.values() if r.family == f"{NAME}--db-migrate"
     ]
     assert migration.process.returncode == 0
     health = booted.api("GET", "/api/v2/monitor/health").json()
@@ -186,7 +186,7 @@ def test_dags_run_to_success_each_under_its_own_role(booted: Booted) -> None:
     launched = {
         (r.family, r.task.overrides["taskRoleArn"])
         for r in booted.local.ecs.finished.values()
-        if r.family.startswith(f"{NAME}-worker-")
+        if r.family.startswith(f"{NAME}--worker-")
     }
     assert launched == set(expected.items())
     logs = booted.aws.client("s3").list_objects_v2(

@@ -28,7 +28,7 @@ MANIFEST_CASES = {
     "custom_tag": ":2: YAML tag !Ref is not allowed",
     "wrong_type": ":4: permissions.s3: expected a list",
     "pass_bootstrap_role": ":5: permissions.pass_roles[0].role: "
-    "'foundation/acme-airflow-cloudformation' is one of the cluster's roles",
+    "'foundation/acme-airflow-cloudformation' is one of a cluster's roles",
     "prefix_with_brackets": ":5: permissions.s3[0].prefix: 'salesforce/q)1/' is not an S3 key "
     "prefix",
     "dag_id_mismatch": ":1: dag_id: dag_id 'not_bad' must match the file name ('bad')",
@@ -53,7 +53,7 @@ MANIFEST_CASES = {
     "dag_identity_parameter": ":6: permissions.statements[0].resources[0]: this is the cluster's",
     "workers_log_group": ":6: permissions.statements[0].resources[0]: this is the cluster's own",
     "pass_toolkit_role": ":5: permissions.pass_roles[0].role: 'acme-airflow/dags/acme-airflow--"
-    "dag-sales-daily-c2237c' is one of the cluster's roles",
+    "dag-sales-daily-c2237c' is one of a cluster's roles",
     "whole_bucket_statement": ":6: permissions.statements[0].resources[0]: "
     "'arn:aws:s3:::acme-raw/*' matches more than one resource",
     "start_service": ":5: permissions.statements[0].actions[0]: ecs:CreateService (Write) can "
@@ -75,7 +75,7 @@ MANIFEST_CASES = {
     "prefix_wildcard": ":5: permissions.s3[0].prefix: 'sales/*/' contains a wildcard",
     "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
-    "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (task logs or DAG",
+    "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a deployment's",
     "other_deployments_secret": ":4: permissions.secrets[0]: 'acme-airflow-stg/cluster/database' "
     "is the toolkit's (any deployment's <name>/cluster/ and <name>/dags/",
     "secret_escapes_prefix": ":4: permissions.secrets[0]: 'acme-airflow/dags/sales_daily/"

@@ -11,6 +11,7 @@ against the physical names of the synthesized example, so it cannot fall behind 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from foundation.config import Deployment
 from foundation.iam import cluster, deployer
-from foundation.iam.arns import parse
+from foundation.iam.arns import parse, wider_than_one_resource
 from foundation.iam.evaluate import glob, listed
 from foundation.iam.policy import ArnContext, grants, render
 from foundation.manifest import DagManifest
@@ -80,6 +81,9 @@ def resources_of(ns: Namespace, dag_ids: list[str]) -> Iterator[str]:
     for kind in ("database", "fernet-key-material", "web-passwords"):
         yield f"arn:{P}:secretsmanager:{region}:secret:{ns.secret(kind)}-AbCdEf"
     yield f"arn:{P}:ssm:{region}:parameter{ns.workers_security_group_parameter}"
+    yield f"arn:{P}:ssm:{region}:parameter{ns.parameter('foundation-runtime/0123abcd/0')}"
+    yield f"arn:{P}:ssm:{region}:parameter/{ns.name}/network/vpc-id"
+    yield f"arn:{P}:logs:{region}:log-group:{ns.log_group('vpc-flow-logs')}"
     yield f"arn:{P}:logs:{region}:log-group:{ns.workers_log_group}"
     yield f"arn:{P}:ecs:{region}:cluster/{ns.cluster}"
     yield f"arn:{P}:ecs:{region}:task/{ns.cluster}/0123456789abcdef"
@@ -125,6 +129,31 @@ def test_no_pattern_of_one_deployment_reaches_the_others_resources(pair: tuple[s
         parsed = parse(arn)
         assert parsed is not None
         assert not ours.owns(parsed.service, parsed.resource), f"{a} owns {b}'s {arn}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs())
+def test_no_dag_may_name_the_others_resources_or_a_pattern_reaching_them(
+    pair: tuple[str, str],
+) -> None:
+    """What a manifest may name (an escape-hatch resource, a bucket, queue, secret or role to
+    pass): every resource of the other deployment, and every pattern the escape hatch would
+    otherwise take that reaches one (each prefix of its ARN, then `*` or `?`), is reserved."""
+    a, b = pair
+    ours = deployment(a)
+    for arn in resources_of(deployment(b).namespace, DAG_IDS):
+        parsed = parse(arn)
+        assert parsed is not None
+        if parsed.service == "ecs" and not parsed.resource.startswith("task-definition/"):
+            continue  # ECS_CLUSTER_GAP: the cluster is named <name>, a shape of any name
+        assert ours.reserved_resource(parsed.service, parsed.resource), arn
+        for end in range(len(parsed.resource)):
+            for wildcard in ("*", "?"):
+                rest = parsed.resource[:end] + wildcard
+                pattern = dataclasses.replace(parsed, resource=rest)
+                if wider_than_one_resource(pattern) or not glob(rest, parsed.resource[: end + 1]):
+                    continue  # the escape hatch refuses it anyway, or it reaches nothing here
+                assert ours.reserved_resource(parsed.service, rest), f"{a} may name {rest}"
 
 
 def test_each_deployment_owns_every_resource_it_names() -> None:

@@ -105,7 +105,7 @@ def render(value: Any, scope: Scope) -> str:
 
 def _role_refs(props: dict[str, Any]) -> list[str]:
     """The roles a policy applies to: `Roles` (Policy, ManagedPolicy) or `RoleName` (RolePolicy)."""
-    roles = props.get("Roles", []) + [props["RoleName"]] * ("RoleName" in props)
+    roles = props.get("Roles", []) + ([props["RoleName"]] if "RoleName" in props else [])
     return [r["Ref"] for r in roles if isinstance(r, dict) and "Ref" in r]
 
 

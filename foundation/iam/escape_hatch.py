@@ -13,7 +13,8 @@ from foundation.iam.policy import Statement
 from foundation.manifest import RawStatement
 
 RESERVED_BUCKET_MESSAGE = (
-    "is the toolkit's (task logs or DAG code); each DAG already gets exactly what it needs of it"
+    "is the toolkit's (a deployment's task logs, DAG code or templates); each DAG already gets "
+    "exactly what it needs of its own"
 )
 
 

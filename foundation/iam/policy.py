@@ -169,7 +169,7 @@ def celery_worker_grants(deployment: Deployment, names: DagNames) -> Iterator[Gr
     params = {
         "queue": names.queue,
         "table": deployment.namespace.celery_results_table,
-        "ecs_cluster": deployment.name,
+        "ecs_cluster": deployment.namespace.cluster,
     }
     yield Grant("celery_worker", "consume", params, "baseline: the DAG's own Celery queue")
     yield Grant("celery_worker", "results", params, "baseline: Celery task results")
