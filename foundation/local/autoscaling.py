@@ -7,24 +7,32 @@ ScalableTarget of an ECS service (MinCapacity, MaxCapacity), its StepScaling pol
 alarm whose AlarmActions name each policy (ComparisonOperator, Threshold, EvaluationPeriods,
 DatapointsToAlarm, each metric's Period, and its math over SQS's queue metrics).
 
-Every `interval` seconds, for each scaled service:
-- each alarm's metrics are read from the queue at once (GetQueueAttributes), its expression
-  evaluated (a sum of metric ids: any other expression is refused when the template is read);
-- an alarm whose comparison has held for EvaluationPeriods x Period x `time_scale` seconds runs
-  its policy, and again while it holds, as Application Auto Scaling is invoked while an alarm
-  stays in ALARM: the step is chosen as AWS documents (above the threshold a step's lower bound
-  is inclusive and its upper bound exclusive, below it the other way round), ExactCapacity only,
-  clamped to [MinCapacity, MaxCapacity]; of several policies at once, the largest capacity; the
-  service's desired count is set by UpdateService;
+Every `interval` seconds each metric is sampled from its queue (GetQueueAttributes) and, for
+each scaled service:
+- each alarm's datapoint is its expression (a sum of metric ids: any other expression is refused
+  when the template is read) over each metric's Maximum (the only statistic read) of the samples
+  of the last EvaluationPeriods x Period x `time_scale` seconds; until that much has been
+  sampled the alarm has insufficient data and does nothing;
+- an alarm whose comparison holds runs its policy, and again at each evaluation while it holds,
+  as Application Auto Scaling is invoked while an alarm stays in ALARM: the step is chosen as
+  AWS documents (above the threshold a step's lower bound is inclusive and its upper bound
+  exclusive, below it the other way round), ExactCapacity only, clamped to [MinCapacity,
+  MaxCapacity]; of several policies at once, the largest capacity; the service's desired count
+  is set by UpdateService;
 - ECS's service scheduler: a service with a desired count and no live task gets one
   (LocalEcs.run_service_task); at a desired count of 0, each of its tasks whose scale-in
   protection is off is stopped (StopTask, ECS's reason), and a protected one is left running.
 
-What differs from AWS: metrics are read when evaluated, not as one-minute statistics CloudWatch
-publishes a little late; periods are shortened by `time_scale` (1 is AWS's pace); cooldowns are
-not applied; at most one task per service (as LocalEcs runs services); the count is set with the
-local endpoint's admin identity, not the service-linked role the ScalableTarget names; and no
-scaling activity history (DescribeScalingActivities) is kept, only `activities` for tests.
+So a message scales its service out at the next evaluation, and a service scales in once its
+queue has been empty for the whole window, as with one-minute Maximum datapoints.
+
+What differs from AWS: the window slides with each evaluation, where CloudWatch publishes a
+datapoint per whole period a little late and evaluates the alarm once a period (so AWS scales out
+up to a period or two later); periods are shortened by `time_scale` (1 is AWS's pace);
+DatapointsToAlarm and cooldowns are not applied; at most one task per service (as LocalEcs runs
+services); the count is set with the local endpoint's admin identity, not the service-linked
+role the ScalableTarget names; no scaling activity history (DescribeScalingActivities) is kept,
+only `activities` for tests.
 """
 
 from __future__ import annotations
@@ -69,13 +77,14 @@ class Alarm:
     name: str  # its logical id
     operator: str
     threshold: float
-    seconds: float  # how long the comparison holds before the alarm acts
+    window: float  # seconds of samples each datapoint covers: EvaluationPeriods x Period
     queues: dict[str, tuple[str, str]]  # metric id -> (queue name, queue attribute)
     summed: tuple[str, ...]  # the expression's metric ids
     steps: tuple[Step, ...]  # its policy's
 
-    def value(self, read: Any) -> float:
-        return sum(float(read(*self.queues[metric])) for metric in self.summed)
+    def value(self, maximum: Any) -> float:
+        """The datapoint, from each metric's Maximum over the window."""
+        return sum(maximum(*self.queues[metric]) for metric in self.summed)
 
     def holds(self, value: float) -> bool:
         return OPERATORS[self.operator][1](value, self.threshold)
@@ -139,14 +148,15 @@ def _alarm(logical_id: str, alarm: dict, steps: tuple[Step, ...], resolve: Any) 
         name = stat["Metric"]["MetricName"]
         if stat["Metric"]["Namespace"] != "AWS/SQS" or name not in SQS_METRICS:
             raise UnsupportedScaling(f"{logical_id}: {stat['Metric']['Namespace']} {name}")
+        if stat["Stat"] != "Maximum":
+            raise UnsupportedScaling(f"{logical_id}: the {stat['Stat']} statistic")
         queues[metric["Id"]] = (dimensions["QueueName"], SQS_METRICS[name])
         periods.append(stat["Period"])
     if not summed or set(summed) - set(queues):
         raise UnsupportedScaling(f"{logical_id}: its expression names no metric it has")
-    # DatapointsToAlarm of EvaluationPeriods (M of N) counts as all N here
-    seconds = int(props["EvaluationPeriods"]) * max(periods)
+    window = int(props["EvaluationPeriods"]) * max(periods)
     operator, threshold = props["ComparisonOperator"], float(props["Threshold"])
-    return Alarm(logical_id, operator, threshold, seconds, queues, summed, steps)
+    return Alarm(logical_id, operator, threshold, window, queues, summed, steps)
 
 
 def scaled_services(template: dict, physical: dict[str, str], pseudo: dict[str, str]) -> list:
@@ -214,7 +224,8 @@ class LocalAutoScaling:
     interval: float = 0.5
     services: list[ScaledService] = field(default_factory=list)
     activities: list[Activity] = field(default_factory=list)
-    _since: dict[tuple[str, str], float] = field(default_factory=dict)
+    _samples: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    _started: float = 0.0
     _urls: dict[str, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -253,24 +264,30 @@ class LocalAutoScaling:
             self.tick()
 
     def tick(self) -> None:
-        now, queues = time.monotonic(), {}
-
-        def read(queue: str, attribute: str) -> str:
-            if queue not in queues:
-                queues[queue] = self._attributes(queue)
-            return queues[queue][attribute]
-
+        now = time.monotonic()
+        self._started = self._started or now
+        for queue in {
+            q for scaled in self.services for a in scaled.alarms for q, _ in a.queues.values()
+        }:
+            for attribute, value in self._attributes(queue).items():
+                samples = self._samples.setdefault((queue, attribute), [])
+                samples.append((now, float(value)))
+        longest = max((a.window for scaled in self.services for a in scaled.alarms), default=0.0)
+        for samples in self._samples.values():
+            samples[:] = [(t, v) for t, v in samples if t >= now - longest * self.time_scale]
         for scaled in self.services:
             capacities = []
             for alarm in scaled.alarms:
-                value = alarm.value(read)
-                key = (scaled.service, alarm.name)
-                if not alarm.holds(value):
-                    self._since.pop(key, None)
-                    continue
-                since = self._since.setdefault(key, now)
-                capacity = alarm.capacity(value)
-                if capacity is not None and now - since >= alarm.seconds * self.time_scale:
+                since = now - alarm.window * self.time_scale
+                if self._started > since:
+                    continue  # insufficient data
+
+                def maximum(queue: str, attribute: str, since: float = since) -> float:
+                    return max(v for t, v in self._samples[(queue, attribute)] if t >= since)
+
+                value = alarm.value(maximum)
+                capacity = alarm.capacity(value) if alarm.holds(value) else None
+                if capacity is not None:
                     capacities.append(min(max(capacity, scaled.min_capacity), scaled.max_capacity))
             if capacities:
                 self._set(scaled, max(capacities), now)
