@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -45,14 +45,17 @@ EXECUTING = re.compile(
 )
 
 
-def _the_data_platform(aws: MotoAws) -> None:
-    """What the example's DAGs expect besides the cluster. The session's moto may hold them
-    already (test_e2e.py makes the same): made if missing, and no earlier run's output kept."""
+def _the_data_platform(aws: MotoAws) -> Callable[[], None]:
+    """What the example's DAGs expect besides the cluster. The session's moto may hold it already
+    (test_e2e.py makes the same): made if missing, with no earlier run's output. Returns what
+    takes away what this made, so that a later test_e2e.py finds none of it."""
     s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
+    secrets = aws.client("secretsmanager")
+    secret = "airflow/dags/sales_daily/variables/batch_size"
+    made = []
     if "acme-raw" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket="acme-raw")
-    for listed in s3.list_objects_v2(Bucket="acme-raw").get("Contents", []):
-        s3.delete_object(Bucket="acme-raw", Key=listed["Key"])
+        made.append(lambda: s3.delete_bucket(Bucket="acme-raw"))
     if "sales_watermarks" not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(
             TableName="sales_watermarks",
@@ -60,10 +63,23 @@ def _the_data_platform(aws: MotoAws) -> None:
             AttributeDefinitions=[{"AttributeName": "source", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-    secrets = aws.client("secretsmanager")
-    name = "airflow/dags/sales_daily/variables/batch_size"
-    if not secrets.list_secrets(Filters=[{"Key": "name", "Values": [name]}])["SecretList"]:
-        secrets.create_secret(Name=name, SecretString="7")
+        made.append(lambda: dynamodb.delete_table(TableName="sales_watermarks"))
+    if not secrets.list_secrets(Filters=[{"Key": "name", "Values": [secret]}])["SecretList"]:
+        secrets.create_secret(Name=secret, SecretString="7")
+        made.append(lambda: secrets.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True))
+
+    def empty_bucket() -> None:
+        for listed in s3.list_objects_v2(Bucket="acme-raw").get("Contents", []):
+            s3.delete_object(Bucket="acme-raw", Key=listed["Key"])
+
+    empty_bucket()
+
+    def take_away() -> None:
+        empty_bucket()
+        for undo in made:
+            undo()
+
+    return take_away
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +104,7 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
     deployment = load_project(root, ENV).deployment
     assert deployment.celery
     postgres = LocalPostgres().start()
-    local = None
+    local, take_away = None, None
     try:
         local = LocalCluster.prepare(deployment, endpoint, postgres, root / "tasks")
         with pytest.MonkeyPatch.context() as mp:
@@ -99,7 +115,7 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
             for verb in ("bootstrap", "deploy"):
                 result = project.run_with_env(credentials, verb, "--yes", "--env", ENV)
                 assert result.exit_code == 0, _why(result.stdout + result.stderr, local)
-        _the_data_platform(moto_cloudformation)
+        take_away = _the_data_platform(moto_cloudformation)
         local.sync_dags(root / "dags")
         url = local.start_services(time_scale=TIME_SCALE)
         login = {"username": "admin", "password": local.password("admin")}
@@ -111,6 +127,8 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
         if local:
             local.stop()
         postgres.stop()
+        if take_away:
+            take_away()
 
 
 def worker_tasks(booted: Booted) -> list[Running]:
