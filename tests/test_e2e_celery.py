@@ -265,8 +265,9 @@ def test_idle_workers_release_protection_and_scale_in_to_zero(booted: Booted, ru
     services = ecs.describe_services(cluster=NAME, services=sorted(queues))["services"]
     assert {s["serviceName"]: s["desiredCount"] for s in services} == dict.fromkeys(queues, 0)
     deployments = {s["serviceName"]: s["deployments"][0]["id"] for s in services}
-    # no other DAG's service ever scaled
+    # no other DAG's service ever scaled, and no evaluation failed
     assert {a.service for a in booted.local.scaling.activities} == queues
+    assert booted.local.scaling.errors == []
     calls = booted.local.agent.calls
     for worker in worker_tasks(booted):
         service = worker.task.started_by.removeprefix("ecs-svc/")

@@ -2,10 +2,10 @@
 (the Celery workers': each DAG's service scales on its queue's backlog), and what ECS's service
 scheduler then does with the count. moto has neither: its CloudFormation skips
 AWS::ApplicationAutoScaling::* and AWS::CloudWatch::Alarm. What scales, and how, is read from
-the deployed worker stacks' templates (GetTemplate), resolved against their resources: each
-ScalableTarget of an ECS service (MinCapacity, MaxCapacity), its StepScaling policies, and the
-alarm whose AlarmActions name each policy (ComparisonOperator, Threshold, EvaluationPeriods,
-DatapointsToAlarm, each metric's Period, and its math over SQS's queue metrics).
+the worker stacks' templates deployed when it starts (GetTemplate), resolved against their
+resources: each ScalableTarget of an ECS service (MinCapacity, MaxCapacity), its StepScaling
+policies, and the alarm whose AlarmActions name each policy (ComparisonOperator, Threshold,
+EvaluationPeriods, each metric's Period and statistic, and its math over SQS's queue metrics).
 
 Every `interval` seconds each metric is sampled from its queue (GetQueueAttributes) and, for
 each scaled service:
@@ -224,6 +224,7 @@ class LocalAutoScaling:
     interval: float = 0.5
     services: list[ScaledService] = field(default_factory=list)
     activities: list[Activity] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # evaluations that failed, for tests
     _samples: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
     _started: float = 0.0
     _urls: dict[str, str] = field(default_factory=dict)
@@ -261,7 +262,10 @@ class LocalAutoScaling:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.tick()
+            try:
+                self.tick()
+            except Exception as error:  # the next evaluation tries again, as AWS's would
+                self.errors.append(repr(error))
 
     def tick(self) -> None:
         now = time.monotonic()
