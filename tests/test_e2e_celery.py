@@ -142,16 +142,17 @@ def worker_tasks(booted: Booted) -> list[Running]:
     return [r for r in tasks if r.task.started_by in services]
 
 
-def task_logs(booted: Booted, dag_id: str, run_id: str, tasks: int) -> list[str]:
-    """The task-log keys of one run, once all its tasks' logs are there (a worker uploads one
-    after the task's state is final)."""
+def task_logs(booted: Booted, dag_id: str, count: int) -> list[str]:
+    """The task-log keys under the DAG's prefix, once `count` are there (a worker uploads a
+    task's log after its state is final)."""
     logs = booted.aws.client("s3")
-    prefix = f"task-logs/dag_id={dag_id}/run_id={run_id}/"
     deadline = time.monotonic() + LOG_TIMEOUT
     while True:
-        listed = logs.list_objects_v2(Bucket=f"{NAME}-logs-{ACCOUNT}-{REGION}", Prefix=prefix)
+        listed = logs.list_objects_v2(
+            Bucket=f"{NAME}-logs-{ACCOUNT}-{REGION}", Prefix=f"task-logs/dag_id={dag_id}/"
+        )
         keys = sorted(o["Key"] for o in listed.get("Contents", []))
-        if len(keys) >= tasks or time.monotonic() > deadline:
+        if len(keys) >= count or time.monotonic() > deadline:
             return keys
         time.sleep(0.5)
 
@@ -160,20 +161,38 @@ def task_logs(booted: Booted, dag_id: str, run_id: str, tasks: int) -> list[str]
 class Runs:
     succeeding: dict[str, str]  # dag_id -> run_id
     denied: str  # a sales_daily run asked to write outside its grant
+    every: dict[str, list[str]]  # dag_id -> its runs (unpausing made a scheduled one)
     states: dict[str, str]  # run_id -> its final state
+
+    def ran(self, dag_id: str) -> dict[str, list[str]]:
+        """Each of the DAG's runs -> the tasks that ran in it (the denied run stopped at its
+        first)."""
+        return {r: ["extract"] if r == self.denied else TASKS[dag_id] for r in self.every[dag_id]}
 
 
 @pytest.fixture(scope="module")
 def runs(booted: Booted) -> Runs:
-    """Every run at once: a worker scaled in while its long poll is open would take a message
-    sent in the next seconds to its closed connection (see README), so the test sends none
-    after the workers went idle."""
+    """Every run at once, each waited for: a worker scaled in while its long poll is open would
+    take a message sent in the next seconds to its closed connection (see README), so the test
+    sends none after the workers went idle."""
     assert worker_tasks(booted) == [], "a worker service started before its queue had work"
     succeeding = {dag_id: booted.trigger(dag_id) for dag_id in TASKS}
     denied = booted.trigger("sales_daily", {"prefix": "orders/"})  # orders_glue_transform's
-    dag_of = {run: dag_id for dag_id, run in succeeding.items()} | {denied: "sales_daily"}
-    states = {run: booted.wait(dag_id, run) for run, dag_id in dag_of.items()}
-    return Runs(succeeding, denied, states)
+    every = {dag_id: dag_runs(booted, dag_id) for dag_id in TASKS}
+    states = {run: booted.wait(dag_id, run) for dag_id in TASKS for run in every[dag_id]}
+    return Runs(succeeding, denied, every, states)
+
+
+def dag_runs(booted: Booted, dag_id: str) -> list[str]:
+    """The DAG's runs, once the scheduler made the one unpausing it is due (its last interval:
+    neither DAG catches up)."""
+    deadline = time.monotonic() + 60
+    while True:
+        listed = booted.api("GET", f"/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+        if any(r["run_type"] == "scheduled" for r in listed):
+            return sorted(r["dag_run_id"] for r in listed)
+        assert time.monotonic() < deadline, f"no scheduled run of {dag_id} after 60 s"
+        time.sleep(1)
 
 
 def test_the_deploys_migration_ran_as_its_task(booted: Booted) -> None:
@@ -203,18 +222,27 @@ def test_dags_run_to_success_each_on_its_own_worker_service(booted: Booted, runs
         "sales_daily": "success",
         "housekeeping": "success",
     }
+    assert [len(runs.every["sales_daily"]), len(runs.every["housekeeping"])] == [3, 2]
+    assert runs.states == {
+        run: "failed" if run == runs.denied else "success"
+        for listed in runs.every.values()
+        for run in listed
+    }
     sales = runs.succeeding["sales_daily"]
     run = booted.api("GET", f"/api/v2/dags/sales_daily/dagRuns/{sales}").json()
     body = booted.aws.client("s3").get_object(
         Bucket="acme-raw", Key=f"salesforce/{run['run_after'][:10]}/accounts.json"
     )["Body"]
     # batch_size 7 came from the DAG's own secrets prefix, through the workers' backend
-    assert json.loads(body.read()) == [{"id": i, "name": f"account-{i}"} for i in range(7)]
-    for dag_id, run_id in runs.succeeding.items():
-        assert task_logs(booted, dag_id, run_id, len(TASKS[dag_id])) == [
+    accounts = [{"id": i, "name": f"account-{i}"} for i in range(7)]
+    assert body.read() == json.dumps(accounts).encode()
+    for dag_id in TASKS:
+        expected = sorted(
             f"task-logs/dag_id={dag_id}/run_id={run_id}/task_id={task}/attempt=1.log"
-            for task in sorted(TASKS[dag_id])
-        ]
+            for run_id, tasks in runs.ran(dag_id).items()
+            for task in tasks
+        )
+        assert task_logs(booted, dag_id, len(expected)) == expected
     # each Airflow task ran in a task of its DAG's worker service, under its DAG's role (the
     # unpaused DAGs' scheduled runs as well)
     ecs = booted.aws.client("ecs")
@@ -235,14 +263,17 @@ def test_dags_run_to_success_each_on_its_own_worker_service(booted: Booted, runs
         for task in TASKS[dag_id]
     }
     assert {k: v for k, v in ran.items() if k[1] in runs.succeeding.values()} == expected
-    assert ran == {k: by_dag[k[0]] for k in ran}
+    # and so did every other run's (the scheduled ones, the denied one)
+    assert ran == {
+        (dag_id, run_id, task): by_dag[dag_id]
+        for dag_id in TASKS
+        for run_id, tasks in runs.ran(dag_id).items()
+        for task in tasks
+    }
 
 
 def test_a_task_outside_its_grant_is_denied(booted: Booted, runs: Runs) -> None:
     assert runs.states[runs.denied] == "failed"
-    assert task_logs(booted, "sales_daily", runs.denied, 1) == [
-        f"task-logs/dag_id=sales_daily/run_id={runs.denied}/task_id=extract/attempt=1.log"
-    ]
     log = booted.api(
         "GET", f"/api/v2/dags/sales_daily/dagRuns/{runs.denied}/taskInstances/extract/logs/1"
     ).json()
