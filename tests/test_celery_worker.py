@@ -254,3 +254,21 @@ def test_protection_is_renewed_per_task_and_released_by_the_last_live_one(
     module.count_running(-1)
     assert sent() == [True, True, False]
     assert json.loads(busy.read_text()) == {}
+
+
+def test_running_counts_are_kept_in_the_tasks_own_temporary_folder(
+    agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/tmp in a container; $TMPDIR where the local cluster runs tasks side by side."""
+    import importlib.util
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("ECS_AGENT_URI", agent)
+    monkeypatch.delenv("FOUNDATION_BUSY_FILE", raising=False)
+    path = Path(runtime_files.__file__).parent / "runtime" / runtime_files.CELERY_CONFIG
+    spec = importlib.util.spec_from_file_location("celery_config_tmpdir", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.count_running(+1)
+    assert json.loads((tmp_path / "foundation-running-tasks").read_text()) == {str(os.getpid()): 1}

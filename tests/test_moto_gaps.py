@@ -5,6 +5,8 @@ refused on the server over HTTP under an IAM user that carries exactly the state
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -115,3 +117,72 @@ def test_ecs_calls_are_held_to_their_cluster(moto_aws: MotoAws) -> None:
         ecs.stop_task(cluster="gaps", task="a" * 32)
     assert missing.value.response["Error"]["Code"] == "InvalidParameterException"
     assert denied(ecs.stop_task, cluster="gaps-other", task="a" * 32)
+
+
+def test_task_protection_is_kept_per_task_and_held_to_the_tasks_own_tag(
+    moto_aws: MotoAws,
+) -> None:
+    """What a DAG's Celery worker role is granted (catalog.yaml celery_worker.protect): its own
+    service's tasks only, told apart by their `foundation:queue` tag."""
+    admin = moto_aws.client("ecs")
+    admin.create_cluster(clusterName="gaps-protect")
+    admin.register_task_definition(
+        family="gaps-protect",
+        containerDefinitions=[{"name": "c", "image": "i", "memory": 512}],
+    )
+
+    def task(started_by: str, tags: list[dict]) -> str:
+        run = admin.run_task(
+            cluster="gaps-protect",
+            taskDefinition="gaps-protect",
+            launchType="FARGATE",
+            startedBy=started_by,
+            tags=tags,
+        )
+        return run["tasks"][0]["taskArn"]
+
+    own = task("ecs-svc/a", [{"key": "foundation:queue", "value": "q-a"}])
+    other = task("ecs-svc/b", [{"key": "foundation:queue", "value": "q-b"}])
+    untagged = task("ecs-svc/c", [])
+    standalone = task("someone", [{"key": "foundation:queue", "value": "q-a"}])
+    statement = {
+        "Effect": "Allow",
+        "Action": ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+        "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/gaps-protect/*",
+        "Condition": {
+            "ArnEquals": {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/gaps-protect"},
+            "StringEquals": {"aws:ResourceTag/foundation:queue": "q-a"},
+        },
+    }
+    ecs = moto_aws.client("ecs", moto_aws.user_with("protect", [[statement]]))
+
+    def protect(arn: str, enabled: bool, minutes: int | None = None) -> dict:
+        extra = {"expiresInMinutes": minutes} if minutes else {}
+        return ecs.update_task_protection(
+            cluster="gaps-protect", tasks=[arn], protectionEnabled=enabled, **extra
+        )
+
+    set_on = protect(own, True, 60)
+    [protected] = set_on["protectedTasks"]
+    assert (protected["taskArn"], protected["protectionEnabled"], set_on["failures"]) == (
+        own,
+        True,
+        [],
+    )
+    lasts = protected["expirationDate"] - datetime.now(UTC)
+    assert 3540 < lasts.total_seconds() <= 3600
+    got = ecs.get_task_protection(cluster="gaps-protect", tasks=[own])["protectedTasks"]
+    assert got == [protected]
+    [released] = protect(own, False)["protectedTasks"]
+    assert released == {"taskArn": own, "protectionEnabled": False}
+    for refused in (other, untagged):
+        assert denied(protect, refused, True)
+        assert denied(ecs.get_task_protection, cluster="gaps-protect", tasks=[refused])
+    answer = admin.update_task_protection(
+        cluster="gaps-protect", tasks=[standalone, "f" * 32], protectionEnabled=True
+    )
+    assert answer["protectedTasks"] == []
+    assert answer["failures"] == [
+        {"arn": standalone, "reason": "TASK_NOT_VALID"},
+        {"arn": "f" * 32, "reason": "MISSING"},
+    ]

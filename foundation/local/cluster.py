@@ -1,6 +1,8 @@
 """A deployed project's cluster, run here: its DAG files synced into the S3 bundle, its ECS
 services started (the api-server first: the others reach its Execution API), its RunTasks run
-as they come, the database a local PostgreSQL, and its web login read from Secrets Manager."""
+as they come, the database a local PostgreSQL, and its web login read from Secrets Manager. Its
+tasks reach the ECS agent's task-protection endpoint (ecs_agent.py); in Celery mode, each DAG's
+worker service is scaled on its queue's backlog (autoscaling.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import requests
 from foundation.airflow.settings import api_base_url
 from foundation.config import Deployment
 from foundation.iam.policy import DAG_BUNDLE_PREFIX
+from foundation.local.autoscaling import LocalAutoScaling
 from foundation.local.ecs import Endpoint, LocalEcs
+from foundation.local.ecs_agent import LocalEcsAgent
 from foundation.local.postgres import LocalPostgres
 from foundation.local.rds import LocalRds
 
@@ -30,6 +34,8 @@ class LocalCluster:
     deployment: Deployment
     endpoint: Endpoint
     ecs: LocalEcs
+    agent: LocalEcsAgent
+    scaling: LocalAutoScaling | None = None
 
     @classmethod
     def prepare(
@@ -45,10 +51,15 @@ class LocalCluster:
             secret_filter=LocalRds(endpoint, postgres),
             service_names={api_base_url(deployment).removeprefix("http://"): api},
         )
-        return cls(deployment, endpoint, ecs.start())
+        agent = LocalEcsAgent(endpoint).start()
+        ecs.task_environment.append(agent.environment)
+        return cls(deployment, endpoint, ecs.start(), agent)
 
     def stop(self) -> None:
+        if self.scaling:
+            self.scaling.stop()
         self.ecs.stop()
+        self.agent.stop()
 
     def sync_dags(self, source: Path) -> list[str]:
         """The folder's Python files into the S3 bundle, as a CI job's `aws s3 sync` would."""
@@ -63,10 +74,15 @@ class LocalCluster:
             keys.append(key)
         return keys
 
-    def start_services(self, timeout: float = 240) -> str:
-        """Every service, the api-server first; returns the api-server's URL once healthy."""
+    def start_services(self, timeout: float = 240, time_scale: float = 1.0) -> str:
+        """Every service, the api-server first; returns the api-server's URL once healthy.
+        Celery workers scale from then on, their alarms' periods shortened by `time_scale`."""
         api = self.deployment.namespace.service("api-server")
         services = self.ecs.start_services(first=api)
+        if self.deployment.celery:
+            self.scaling = LocalAutoScaling(
+                self.endpoint, self.ecs, self.deployment.name, time_scale
+            ).start()
         url = f"http://{self.ecs.address_of(api)}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -125,6 +125,11 @@ class LocalEcs:
     secret_filter: Callable[[str], str] = lambda value: value
     # `<host>:<port>` names of services -> the local address (service discovery)
     service_names: dict[str, str] = field(default_factory=dict)
+    # what else ECS puts in a task's environment, from the task and its role's session (the
+    # ECS agent's endpoint: ecs_agent.py)
+    task_environment: list[Callable[[Any, dict[str, str] | None], dict[str, str]]] = field(
+        default_factory=list
+    )
     running: dict[str, Running] = field(default_factory=dict)
     finished: dict[str, Running] = field(default_factory=dict)  # by task ARN
     refused: dict[str, str] = field(default_factory=dict)  # task ARN -> why it never started
@@ -179,18 +184,26 @@ class LocalEcs:
         ]
         with self._lock:  # the poll thread must not launch these as well
             for service in sorted(services, key=lambda s: (s.name != first, s.name)):
-                (task,) = self._backend.run_task(
-                    self.cluster,
-                    service.task_definition,
-                    1,
-                    None,
-                    f"ecs-svc/{service.name}",
-                    None,
-                    "FARGATE",
-                    service.deployments[0].get("networkConfiguration"),
-                )
-                started[service.name] = self._launch(task)
+                started[service.name] = self._launch(self.run_service_task(service))
         return started
+
+    def run_service_task(self, service: Any) -> Any:
+        """A task of the service in moto's ECS, tagged as the service propagates its tags; the
+        poll thread launches it unless the caller does, holding the lock."""
+        definition = self._backend.describe_task_definition(service.task_definition)
+        tags = {"SERVICE": service.tags, "TASK_DEFINITION": definition.tags}
+        with self._lock:
+            (task,) = self._backend.run_task(
+                self.cluster,
+                service.task_definition,
+                1,
+                None,
+                f"ecs-svc/{service.name}",
+                [dict(t) for t in tags.get(service.propagate_tags, [])],
+                "FARGATE",
+                service.deployments[0].get("networkConfiguration"),
+            )
+        return task
 
     def _loop(self) -> None:
         while not self._stop.wait(0.5):
@@ -254,7 +267,12 @@ class LocalEcs:
         environment |= _environment_list(override.get("environment"))
         environment |= self._secrets(definition, container, task_id)
         role = task.overrides.get("taskRoleArn") or definition.get("taskRoleArn")
-        environment |= self._aws(role, f"{definition['family']}-{task_id}")
+        session = None
+        if role:
+            session = self.endpoint.session_of(role, f"{definition['family']}-{task_id}")
+        environment |= self._aws(session)
+        for extra in self.task_environment:
+            environment |= extra(task, session)
         if port:  # on the loopback only: nothing isolates this machine's network from others
             environment |= {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1"}
         command = override.get("command") or container.get("command") or []
@@ -291,16 +309,13 @@ class LocalEcs:
                 ) from None
         return values
 
-    def _aws(self, role_arn: str | None, name: str) -> dict[str, str]:
+    def _aws(self, session: dict[str, str] | None) -> dict[str, str]:
         environment = {
             "AWS_ENDPOINT_URL": self.endpoint.url,
             "AWS_DEFAULT_REGION": self.endpoint.region,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        if role_arn:
-            session = self.endpoint.session_of(role_arn, name)
-            environment |= {key.upper(): value for key, value in session.items()}
-        return environment
+        return environment | {key.upper(): value for key, value in (session or {}).items()}
 
     def _rewritten(
         self, environment: dict[str, str], command: list[str], home: Path

@@ -754,7 +754,7 @@ class CfnTaskDefinition(CloudFormationModel):
 
 class CfnService(CloudFormationModel):
     """AWS::ECS::Service: moto's model drops the network configuration, without which no task
-    of an awsvpc task definition can start."""
+    of an awsvpc task definition can start, and the tags and PropagateTags its tasks get."""
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -778,6 +778,8 @@ class CfnService(CloudFormationModel):
         for deployment in service.deployments:
             deployment["networkConfiguration"] = network or None
         service.launch_type = props.get("LaunchType", service.launch_type)
+        service.tags = [{"key": t["Key"], "value": t["Value"]} for t in props.get("Tags", [])]
+        service.propagate_tags = props.get("PropagateTags", "NONE")
         return service
 
     @classmethod
@@ -809,6 +811,50 @@ class CfnService(CloudFormationModel):
         from moto.ecs.models import Service
 
         Service.delete_from_cloudformation_json(
+            resource_name, cloudformation_json, account_id, region_name
+        )
+
+
+class CfnDynamoDbTable(CloudFormationModel):
+    """AWS::DynamoDB::Table: moto's model ignores TimeToLiveSpecification, so a table made with
+    TTL on reads as DISABLED (celery's result backend then tries to enable it itself)."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "TableName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::DynamoDB::Table"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        from moto.dynamodb.models.table import Table
+
+        return Table.has_cfn_attr(attr)
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.dynamodb.models.table import Table
+
+        table = Table.create_from_cloudformation_json(
+            resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        ttl = cloudformation_json["Properties"].get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb_backends[account_id][region_name].update_time_to_live(table.name, ttl)
+        return table
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ) -> None:
+        from moto.dynamodb.models.table import Table
+
+        Table.delete_from_cloudformation_json(
             resource_name, cloudformation_json, account_id, region_name
         )
 

@@ -12,7 +12,7 @@ cluster's components and tasks call with resource-level grants:
 | ssm | any with `Name` | `parameter/<name>` |
 | dynamodb | any with `TableName` | `table/<name>` |
 | ecs | RunTask, StartTask | the task definition's ARN, with its revision |
-| ecs | DescribeTasks, StopTask | each task's ARN (`task/<cluster>/<id>`), each authorized |
+| ecs | DescribeTasks, StopTask, Update/GetTaskProtection | each task's ARN, each authorized |
 
 Other calls naming several resources (BatchGetItem, GetParameters), or none, keep "*". moto still
 evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam/evaluate.py).
@@ -25,15 +25,22 @@ evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam
 4. moto evaluates no condition of an identity policy. After moto allows a call, the toolkit's
    IAM evaluation (foundation/iam/evaluate.py) decides it again with the condition keys the
    request carries, for those keys this can read off a request (CONDITION_KEYS): a ListBucket's
-   `s3:prefix` and `s3:delimiter` (absent from HeadBucket, as on S3), and `ecs:cluster`.
-   Conditions on other keys still hold, as moto has them. iam:PassRole is still never checked.
+   `s3:prefix` and `s3:delimiter` (absent from HeadBucket, as on S3), `ecs:cluster`, and for
+   an ECS call on a task, `aws:ResourceTag/<key>` of that task's tags (a key the task lacks
+   fails a positive operator, as on AWS). Conditions on other keys still hold, as moto has them.
+   iam:PassRole is still never checked.
 
 5. moto matches a policy's actions and resources as regular expressions with `*` made `.*`:
    `?` (a secret's `name-??????`) fails the request with a 500, and `.` matches anything. They
    are matched with IAM's wildcards instead (foundation/iam/evaluate.py's `glob`), actions
    case-insensitively.
 
-6. Every refused request is kept in DENIED (caller, action, resource and the condition keys
+6. ECS task scale-in protection (UpdateTaskProtection, GetTaskProtection), which moto lacks: a
+   task's protection is kept on moto's task (`protection`: enabled and its expiry), 120 minutes
+   unless `expiresInMinutes` (1 to 2,880) says otherwise, cleared once expired. A task no service
+   started fails with TASK_NOT_VALID, an unknown one with MISSING.
+
+7. Every refused request is kept in DENIED (caller, action, resource and the condition keys
    read), for `foundation dev` to say which manifest entry would allow it.
 
 Apply in the process moto's server runs in, before it serves.
@@ -89,7 +96,7 @@ def _ecs(response: Any) -> str | list[str]:
         except Exception:  # unknown: RunTask itself answers that
             return "*"
     tasks = response._get_param("tasks") or [response._get_param("task")]
-    if action in ("DescribeTasks", "StopTask") and all(tasks):
+    if action in TASK_ACTIONS and all(tasks):
         cluster = (response._get_param("cluster") or "default").rsplit("/", 1)[-1]
         prefix = f"arn:aws:ecs:{response.region}:{response.current_account}:task/{cluster}/"
         return [t if t.startswith("arn:") else prefix + t for t in tasks]
@@ -121,6 +128,9 @@ def _stop_known_tasks(stop_task: Any) -> Any:
 
 
 CONDITION_KEYS = frozenset({"s3:prefix", "s3:delimiter", "ecs:cluster"})
+RESOURCE_TAG = "aws:ResourceTag/"
+# The ECS calls that act on tasks named by ARN or id (their resource is each task).
+TASK_ACTIONS = ("DescribeTasks", "StopTask", "UpdateTaskProtection", "GetTaskProtection")
 # The ECS calls whose requests carry ecs:cluster (the Service Authorization Reference).
 ECS_CLUSTER_ACTIONS = frozenset(
     {
@@ -167,6 +177,17 @@ def _context(request: Any) -> dict[str, str] | None:
     return None
 
 
+def _task_tags(request: Any, resource: str) -> dict[str, str] | None:
+    """`aws:ResourceTag/<key>` of the ECS task the call acts on; None if it acts on no task."""
+    if request._action.split(":", 1)[1] not in TASK_ACTIONS or ":task/" not in resource:
+        return None
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[request.account_id][request._region]
+    task = next((t[resource] for t in backend.tasks.values() if resource in t), None)
+    return {RESOURCE_TAG + tag["key"]: tag["value"] for tag in (task.tags if task else [])}
+
+
 def _statements(policy: Any) -> list[dict[str, Any]]:
     from moto.iam.access_control import IAMPolicy
 
@@ -187,7 +208,18 @@ def _with_conditions(check: Any) -> Any:
             if any("NotAction" in s or "NotResource" in s for s in statements):
                 return  # shapes the toolkit's evaluation does not read: moto's decision stands
             allowing = [s for s in statements if s.get("Effect") == "Allow"]
-            if not allows(allowing, Request(self._action, resource, context), CONDITION_KEYS):
+            known = CONDITION_KEYS
+            tags = _task_tags(self, resource)
+            if tags is not None:
+                context = context | tags
+                known = known | {
+                    key
+                    for s in allowing
+                    for pairs in s.get("Condition", {}).values()
+                    for key in pairs
+                    if key.startswith(RESOURCE_TAG)
+                }
+            if not allows(allowing, Request(self._action, resource, context), known):
                 self._raise_access_denied()
         except Exception:
             DENIED.append(Denial(self._access_key.arn, self._action, resource, context or {}))
@@ -221,6 +253,80 @@ def apply() -> None:
             EC2ContainerServiceBackend.stop_task
         )
     _enforce_resource_arns()
+    _task_protection()
+
+
+MAX_PROTECTION_MINUTES = 2880
+DEFAULT_PROTECTION_MINUTES = 120
+
+
+def _protection(task: Any) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    expires = getattr(task, "protection_expires", None)
+    if expires is not None and expires <= datetime.now(UTC):
+        task.protection_expires = expires = None
+    listed = {"taskArn": task.task_arn, "protectionEnabled": expires is not None}
+    return listed | ({"expirationDate": expires} if expires else {})
+
+
+def protected(task: Any) -> bool:
+    """Whether moto's ECS task has scale-in protection on now."""
+    return _protection(task)["protectionEnabled"]
+
+
+def _protected_tasks(response: Any, change: Any) -> Any:
+    """Each task named in the request, changed by `change` (None: read only), as ECS answers."""
+    from moto.core.responses import ActionResult
+
+    backend = response.ecs_backend
+    cluster = backend._get_cluster(response._get_param("cluster") or "default")
+    tasks = backend.tasks.get(cluster.name, {})
+    protected, failures = [], []
+    for wanted in response._get_param("tasks", []):
+        task_id = wanted.rsplit("/", 1)[-1]
+        task = next((t for arn, t in tasks.items() if arn.rsplit("/", 1)[-1] == task_id), None)
+        if task is None:
+            failures.append({"arn": wanted, "reason": "MISSING"})
+        elif not task.started_by.startswith("ecs-svc/"):
+            failures.append({"arn": task.task_arn, "reason": "TASK_NOT_VALID"})
+        else:
+            if change:
+                change(task)
+            protected.append(_protection(task))
+    return ActionResult({"protectedTasks": protected, "failures": failures})
+
+
+def update_task_protection(self: Any) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    from moto.ecs.exceptions import InvalidParameterException
+
+    enabled = self._get_param("protectionEnabled")
+    minutes = self._get_param("expiresInMinutes")
+    if enabled and minutes is not None and not 1 <= minutes <= MAX_PROTECTION_MINUTES:
+        raise InvalidParameterException(
+            f"expiresInMinutes must be between 1 and {MAX_PROTECTION_MINUTES}."
+        )
+    expires = None
+    if enabled:
+        expires = datetime.now(UTC) + timedelta(minutes=minutes or DEFAULT_PROTECTION_MINUTES)
+
+    def change(task: Any) -> None:
+        task.protection_expires = expires
+
+    return _protected_tasks(self, change)
+
+
+def get_task_protection(self: Any) -> Any:
+    return _protected_tasks(self, None)
+
+
+def _task_protection() -> None:
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    EC2ContainerServiceResponse.update_task_protection = update_task_protection
+    EC2ContainerServiceResponse.get_task_protection = get_task_protection
 
 
 def _enforce_resource_arns() -> None:

@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import tempfile
 import urllib.request
 
 from airflow.configuration import conf
@@ -31,6 +32,8 @@ PREDEFINED_QUEUES: dict[str, dict] = CELERY_CONFIG["broker_transport_options"].s
 
 AGENT_ENV = "ECS_AGENT_URI"  # set by ECS in every task's containers
 BUSY_FILE_ENV = "FOUNDATION_BUSY_FILE"
+# the task's own temporary folder: /tmp in a container, $TMPDIR where tasks share a machine
+BUSY_FILE = os.path.join(tempfile.gettempdir(), "foundation-running-tasks")
 PROTECTION_MINUTES = 2880  # the endpoint's longest; a task running longer loses protection
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def count_running(delta: int) -> None:
     also renews its 48 hours); when no live child runs a task, protection is released. Counts of
     children that died mid-task are dropped. The lock is held across the call to the agent, so
     two children never send their changes out of order."""
-    path = os.environ.get(BUSY_FILE_ENV, "/tmp/foundation-running-tasks")
+    path = os.environ.get(BUSY_FILE_ENV, BUSY_FILE)
     with open(path, "a+") as counter:
         fcntl.flock(counter, fcntl.LOCK_EX)
         counter.seek(0)
@@ -91,7 +94,7 @@ def count_running(delta: int) -> None:
 @signals.worker_ready.connect
 def _worker_started(**_: object) -> None:
     """A new worker runs nothing yet: forget counts a previous worker in this container left."""
-    path = os.environ.get(BUSY_FILE_ENV, "/tmp/foundation-running-tasks")
+    path = os.environ.get(BUSY_FILE_ENV, BUSY_FILE)
     with open(path, "w") as counter:
         json.dump({}, counter)
 

@@ -1,0 +1,60 @@
+"""moto's CloudFormation as the Celery cluster needs it (foundation/local/moto_cfn.py): a table
+keeps its TimeToLiveSpecification (celery's result backend only reads it then), and an ECS
+service its Tags and PropagateTags (a worker's scale-in protection is granted by its task's
+tag)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.moto_server import MotoAws
+
+TEMPLATE = {
+    "Resources": {
+        "Results": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {
+                "TableName": "cfn-gaps-results",
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+            },
+        },
+        "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {"ClusterName": "cfn-gaps"}},
+        "Worker": {
+            "Type": "AWS::ECS::TaskDefinition",
+            "Properties": {
+                "Family": "cfn-gaps-worker",
+                "ContainerDefinitions": [{"Name": "c", "Image": "i", "Memory": 512}],
+            },
+        },
+        "Service": {
+            "Type": "AWS::ECS::Service",
+            "Properties": {
+                "Cluster": {"Ref": "Cluster"},
+                "ServiceName": "cfn-gaps-q",
+                "TaskDefinition": {"Ref": "Worker"},
+                "DesiredCount": 0,
+                "PropagateTags": "SERVICE",
+                "Tags": [{"Key": "foundation:queue", "Value": "cfn-gaps-q"}],
+            },
+        },
+    }
+}
+
+
+def test_a_tables_ttl_and_a_services_tags_are_kept(moto_cloudformation: MotoAws) -> None:
+    aws = moto_cloudformation
+    aws.client("cloudformation").create_stack(
+        StackName="cfn-gaps", TemplateBody=json.dumps(TEMPLATE)
+    )
+    ttl = aws.client("dynamodb").describe_time_to_live(TableName="cfn-gaps-results")
+    assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
+    (service,) = aws.client("ecs").describe_services(
+        cluster="cfn-gaps", services=["cfn-gaps-q"], include=["TAGS"]
+    )["services"]
+    assert (service["propagateTags"], service["tags"]) == (
+        "SERVICE",
+        [{"key": "foundation:queue", "value": "cfn-gaps-q"}],
+    )
