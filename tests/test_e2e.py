@@ -40,21 +40,16 @@ RUN_TIMEOUT = 240
 
 @dataclass
 class Booted:
-    session: dev.Session
+    deployment: Deployment
+    local: LocalCluster
     aws: MotoAws
+    url: str
     headers: dict[str, str]
-
-    @property
-    def deployment(self) -> Deployment:
-        return self.session.project.deployment
-
-    @property
-    def local(self) -> LocalCluster:
-        return self.session.cluster
+    session: dev.Session | None = None  # when booted as `foundation dev` boots
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         response = requests.request(
-            method, self.session.url + path, headers=self.headers, timeout=30, **kwargs
+            method, self.url + path, headers=self.headers, timeout=30, **kwargs
         )
         response.raise_for_status()
         return response
@@ -135,7 +130,14 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
             token = requests.post(f"{session.url}/auth/token", json=login, timeout=30)
             token.raise_for_status()
             headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-            yield Booted(session, moto_cloudformation, headers)
+            yield Booted(
+                session.project.deployment,
+                session.cluster,
+                moto_cloudformation,
+                session.url,
+                headers,
+                session,
+            )
         finally:
             session.stop()
 

@@ -113,7 +113,10 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
                 mp.delenv(name, raising=False)
             for verb in ("bootstrap", "deploy"):
                 result = project.run_with_env(credentials, verb, "--yes", "--env", ENV)
-                assert result.exit_code == 0, _why(result.stdout + result.stderr, local)
+                failed = AssertionError(f"foundation {verb} exited {result.exit_code}")
+                assert result.exit_code == 0, _why(
+                    failed, result.stdout + result.stderr, root / "tasks"
+                )
         take_away = _the_data_platform(moto_cloudformation)
         local.sync_dags(root / "dags")
         url = local.start_services(time_scale=TIME_SCALE)
@@ -121,7 +124,7 @@ def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactor
         token = requests.post(f"{url}/auth/token", json=login, timeout=30)
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        yield Booted(deployment, local, moto_cloudformation, url, headers, postgres)
+        yield Booted(deployment, local, moto_cloudformation, url, headers)
     finally:
         if local:
             local.stop()

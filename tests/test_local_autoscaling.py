@@ -29,8 +29,8 @@ SNAPSHOT = (
 )
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "111122223333"}
 SALES, FINANCE = (
-    "acme-airflow-dag-sales-daily-c2237c",
-    "acme-airflow-dag-finance-redshift-load-6dfd83",
+    "acme-airflow--dag-sales-daily-c2237c",
+    "acme-airflow--dag-finance-redshift-load-6dfd83",
 )
 
 

@@ -73,9 +73,11 @@ def archive(names: tuple[str, ...]) -> str:
     """These files as a deterministic base64 zip (same bytes for the same files)."""
     chosen = {name: text for name, text in files().items() if name in names}
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    with zipfile.ZipFile(buffer, "w") as zf:
         for name, text in sorted(chosen.items()):
-            zf.writestr(zipfile.ZipInfo(name, _FIXED_TIME), text)
+            info = zipfile.ZipInfo(name, _FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED  # a ZipInfo's own, or it is stored as is
+            zf.writestr(info, text, compresslevel=9)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
