@@ -441,6 +441,9 @@ def dev(
     except KeyboardInterrupt:
         console.print("Stopping the cluster; its local state goes with it.")
     finally:
+        # a second Ctrl-C must not leave processes behind half-way through the stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.stop()
 
 

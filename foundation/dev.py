@@ -132,11 +132,16 @@ class Session:
         now = {
             f"{DAG_BUNDLE_PREFIX}{p.relative_to(folder).as_posix()}": p
             for p in sorted(folder.rglob("*.py"))
-            if "__pycache__" not in p.parts
+            if not any(
+                part.startswith((".", "__pycache__")) for part in p.relative_to(folder).parts
+            )
         }
         said = []
         for key, path in now.items():
-            body = path.read_bytes()
+            try:
+                body = path.read_bytes()
+            except OSError:  # gone or unreadable since the listing (an editor's, a checkout's)
+                continue
             digest = hashlib.sha256(body).hexdigest()
             if self._synced.get(key) != digest:
                 s3.put_object(Bucket=bucket, Key=key, Body=body)
@@ -150,7 +155,8 @@ class Session:
 
     def denials(self) -> list[str]:
         """Every refused call since the last look, of a DAG's role or the cluster's."""
-        fresh, self._seen = DENIED[self._seen :], len(DENIED)
+        fresh = DENIED[self._seen :]  # moto's threads append meanwhile: count what was read
+        self._seen += len(fresh)
         return [self.explain(d) for d in fresh]
 
     def exited(self) -> list[str]:
@@ -208,9 +214,9 @@ def boot(options: Options, reporter: Reporter, aws: LocalAws | None = None) -> S
         os.environ.pop(name, None)
     if deployment.web.certificate_arn:
         aws.register_certificate(deployment.web.certificate_arn)
-    postgres = LocalPostgres().start()
-    cluster = None
+    postgres, cluster = LocalPostgres(), None
     try:
+        postgres.start()
         cluster = LocalCluster.prepare(deployment, aws.endpoint, postgres, options.state / "tasks")
         session = Session(
             project, options, aws, postgres, cluster, _seen=len(DENIED), _owns_aws=own_aws

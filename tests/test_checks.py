@@ -26,6 +26,7 @@ RULES = {rule.id: rule for rule in ALL}
 RESOURCES = {
     "FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"],
     "FA104": ["Task"],
+    "FA004": ["Policy"] * 5 + ["DagPolicy"] * 2,
     "FA005": ["Policy", "RolePolicy", "Managed", "Split"],
     "FA006": ["Role", "Role", "User"],
 }
@@ -44,6 +45,10 @@ BAD = {
         "iam:PassRole without StringEquals iam:PassedToService",
         "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*' lacks its condition",
         "iam:passrole on 'arn:aws:iam::111122223333:role/*': not an allow-listed prefix",
+        # the scheduler's own grants, on a DAG's role: the prefixes are the scheduler's alone
+        "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme--worker-*:*': "
+        "not an allow-listed prefix",
+        "iam:passrole on 'arn:aws:iam::111122223333:role/acme/dags/*': not an allow-listed prefix",
     ],
     "FA005": [
         "Statement[0].Resource holds <unresolved:Fn::If>: the checks cannot tell what it grants",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from foundation.checks.model import Assembly
+from foundation.checks.model import Assembly, StackTemplate
+from foundation.checks.policies import PolicyDoc
 from foundation.naming import Namespace
 
 LAUNCH_ACTIONS = {"iam:passrole", "ecs:runtask"}
@@ -21,6 +22,14 @@ def _namespace(assembly: Assembly) -> Namespace:
         context["account"],
         context["region"],
     )
+
+
+def is_schedulers(stack: StackTemplate, doc: PolicyDoc, assembly: Assembly) -> bool:
+    """Whether a policy applies to the scheduler's role, and to no other: the prefix grants
+    are the scheduler's alone."""
+    role = _namespace(assembly).role("scheduler")
+    names = [stack.resources.get(r, {}).get("Properties", {}).get("RoleName") for r in doc.roles]
+    return bool(names) and all(name == role for name in names)
 
 
 def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:

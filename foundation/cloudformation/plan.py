@@ -23,6 +23,7 @@ STATEFUL_TYPES = {
     "AWS::SecretsManager::Secret",
     "AWS::DynamoDB::Table",
     "AWS::Logs::LogGroup",
+    "AWS::SQS::Queue",  # a Celery queue's messages: workloads not yet run
 }
 # Where each type keeps policy documents (identity and resource policies alike).
 POLICY_DOCUMENTS = {

@@ -93,6 +93,8 @@ class LocalPostgres:
         return self
 
     def stop(self) -> None:
+        if self.folder == Path():  # never started: nothing of its own to stop or remove
+            return
         if (self.folder / "data" / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,6 +1,6 @@
 from collections.abc import Iterator
 
-from foundation.checks.launch import scheduler_prefixes
+from foundation.checks.launch import is_schedulers, scheduler_prefixes
 from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
 from foundation.checks.policies import as_list, policy_documents, statements
 from foundation.iam import arns
@@ -11,8 +11,9 @@ class ResourceScope(Rule):
     description = "No resource pattern wider than one resource (all buckets, all secrets, name*)"
 
     def check_stack(self, stack: StackTemplate, assembly: Assembly) -> Iterator[Finding]:
-        allowed = scheduler_prefixes(assembly)
         for doc in policy_documents(stack):
+            schedulers = is_schedulers(stack, doc, assembly)
+            allowed = scheduler_prefixes(assembly) if schedulers else set()
             for st in statements(doc):
                 for resource in as_list(st.get("Resource", [])):
                     if not isinstance(resource, str):

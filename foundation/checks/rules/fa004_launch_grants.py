@@ -1,7 +1,7 @@
 from collections.abc import Iterator
 from typing import Any
 
-from foundation.checks.launch import LAUNCH_ACTIONS, allowed_patterns
+from foundation.checks.launch import LAUNCH_ACTIONS, allowed_patterns, is_schedulers
 from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
 from foundation.checks.policies import as_list, policy_documents, statements
 from foundation.iam.arns import WILDCARD
@@ -14,8 +14,8 @@ class LaunchGrants(Rule):
     )
 
     def check_stack(self, stack: StackTemplate, assembly: Assembly) -> Iterator[Finding]:
-        allowed = allowed_patterns(assembly)
         for doc in policy_documents(stack):
+            allowed = allowed_patterns(assembly) if is_schedulers(stack, doc, assembly) else {}
             for st in statements(doc):
                 actions = {str(a).lower() for a in as_list(st.get("Action", []))}
                 for action in sorted(actions & LAUNCH_ACTIONS):
