@@ -350,7 +350,7 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
     assert "platform/ldap-bind" in json.dumps(api_secrets[settings.LDAP_BIND_ENV])
     assert (
         "db migrate && exec airflow fab-db migrate"
-        in containers["acme-airflow-db-migrate"]["Command"][-1]
+        in containers["acme-airflow--db-migrate"]["Command"][-1]
     )
 
 

@@ -28,10 +28,12 @@ SNAPSHOT = (
     / "test_template_snapshot[workers-12].json"
 )
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "111122223333"}
+# each DAG's worker service, and its queue
 SALES, FINANCE = (
-    "acme-airflow--dag-sales-daily-c2237c",
-    "acme-airflow--dag-finance-redshift-load-6dfd83",
+    "acme-airflow-dag-sales-daily-c2237c",
+    "acme-airflow-dag-finance-redshift-load-6dfd83",
 )
+SALES_QUEUE = "acme-airflow--dag-sales-daily-c2237c"
 
 
 def physical(template: dict) -> dict[str, str]:
@@ -61,8 +63,8 @@ def test_each_workers_service_is_read_with_its_alarms_and_steps() -> None:
     sales = services[SALES]
     assert (sales.cluster, sales.min_capacity, sales.max_capacity) == ("acme-airflow", 0, 2)
     metrics = {
-        "waiting": (SALES, "ApproximateNumberOfMessages"),
-        "running": (SALES, "ApproximateNumberOfMessagesNotVisible"),
+        "waiting": (SALES_QUEUE, "ApproximateNumberOfMessages"),
+        "running": (SALES_QUEUE, "ApproximateNumberOfMessagesNotVisible"),
     }
     lower, upper = sales.alarms
     assert lower == Alarm(
