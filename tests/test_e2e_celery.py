@@ -30,7 +30,7 @@ from foundation.local.postgres import LocalPostgres
 from foundation.project import load_project
 from tests.conftest import ROOT, ProjectDir
 from tests.moto_server import ACCOUNT, REGION, MotoAws
-from tests.test_e2e import Booted, _why
+from tests.test_e2e import Booted, _why, every_dag_parsed, migration_ran
 
 ENV = "e2e-celery"
 NAME = "acme-e2c"
@@ -197,25 +197,11 @@ def dag_runs(booted: Booted, dag_id: str) -> list[str]:
 
 
 def test_the_deploys_migration_ran_as_its_task(booted: Booted) -> None:
-    (migration,) = [
-        r for r in booted.local.ecs.finished.values() if r.family == f"{NAME}--db-migrate"
-    ]
-    assert migration.process.returncode == 0
-    health = booted.api("GET", "/api/v2/monitor/health").json()
-    assert health["metadatabase"]["status"] == "healthy"
-    assert health["scheduler"]["status"] == "healthy"
+    migration_ran(booted)
 
 
 def test_every_dag_of_the_example_is_parsed_from_the_s3_bundle(booted: Booted) -> None:
-    expected = sorted(p.stem for p in (ROOT / "dag_permissions").glob("*.yaml"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        dags = booted.api("GET", "/api/v2/dags").json()["dags"]
-        if len(dags) >= len(expected):
-            break
-        time.sleep(2)
-    assert sorted(d["dag_id"] for d in dags) == expected
-    assert booted.api("GET", "/api/v2/importErrors").json()["total_entries"] == 0
+    every_dag_parsed(booted)
 
 
 def test_dags_run_to_success_each_on_its_own_worker_service(booted: Booted, runs: Runs) -> None:
