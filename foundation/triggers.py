@@ -67,8 +67,8 @@ def out(problem):
 try:
     from airflow.triggers.base import BaseTrigger
 except Exception as err:
-    out(f"cannot be checked: apache-airflow-core is not importable here ({type(err).__name__}: "
-        f"{err}); install airflow-foundation[dev] where foundation runs")
+    out(f"{classpath} cannot be checked: apache-airflow-core is not importable here "
+        f"({type(err).__name__}: {err}); install airflow-foundation[dev] where foundation runs")
 before = set(sys.modules)
 module_name, _, name = classpath.rpartition(".")
 try:
@@ -80,11 +80,10 @@ if not (isinstance(cls, type) and issubclass(cls, BaseTrigger)):
 if f"{cls.__module__}.{cls.__qualname__}" != classpath:
     out(f"{classpath} is an alias of {cls.__module__}.{cls.__qualname__}: name the class "
         "where it is defined, as its serialize() does")
-loaded = sorted(m for m in set(sys.modules) - before
-                if m in aws or m.startswith(tuple(a + "." for a in aws)))
+loaded = sorted({a for m in set(sys.modules) - before for a in aws
+                 if m == a or m.startswith(a + ".")})
 if loaded:
-    out(f"{classpath} loads {', '.join(loaded[:3])}: it can call AWS with the triggerer's "
-        "identity")
+    out(f"{classpath} loads {', '.join(loaded)}: it can call AWS with the triggerer's identity")
 out(None)
 """
 
