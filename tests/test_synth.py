@@ -209,6 +209,25 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     assert not any(dag.dag_id in text for dag in PROJECT.dags)
 
 
+def test_the_dag_processor_role_reads_the_dag_bundle_and_nothing_else(templates: dict) -> None:
+    """DAG files at parse time run with the dag-processor's task role (the container's
+    credentials endpoint): it reads the bundle they come from, no secret, no other bucket."""
+    core = templates[f"{NAME}-core"]
+    documents = [
+        p["Properties"]["PolicyDocument"]
+        for p in [
+            *resources(core, "AWS::IAM::Policy").values(),
+            *resources(core, "AWS::IAM::ManagedPolicy").values(),
+        ]
+        if "DagProcessorTaskRole" in json.dumps(p["Properties"].get("Roles", []))
+    ]
+    bucket = f"arn:aws:s3:::{PROJECT.deployment.dags_bucket}"
+    assert [(s["Action"], s["Resource"]) for d in documents for s in d["Statement"]] == [
+        ("s3:GetObject", f"{bucket}/dags/*"),
+        ("s3:ListBucket", bucket),
+    ]
+
+
 def test_the_triggerer_holds_no_aws_permission(templates: dict) -> None:
     """Triggers run under the triggerer's role: it can do nothing on AWS, so no trigger acts on
     AWS as anyone (deferral to AWS triggers is refused besides)."""
