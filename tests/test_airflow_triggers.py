@@ -42,7 +42,7 @@ DEPLOYMENT = Deployment.model_validate(
 DB_PASSWORD = "dbpw" + secrets.token_hex(16)
 FERNET_MATERIAL = "fernetmat" + secrets.token_hex(16)
 FERNET_KEY = base64.urlsafe_b64encode(hashlib.sha256(FERNET_MATERIAL.encode()).digest()).decode()
-REFUSED = ["popen", "dag_class", "amazon", "callback_trigger"]
+REFUSED = ["popen", "dag_class", "amazon", "callback_trigger", "bad_kwargs"]
 ALLOWED = ["datetime", "http", "http_sensor", "sql", "workflow", "dagstate", "probe"]
 DEFERRING = REFUSED + ALLOWED + [f"{t}_bypass" for t in REFUSED]
 CLASSPATHS = {
@@ -50,6 +50,7 @@ CLASSPATHS = {
     "dag_class": "evil_dag.EvilTrigger",
     "amazon": "airflow.providers.amazon.aws.triggers.s3.S3KeyTrigger",
     "callback_trigger": "airflow.triggers.callback.CallbackTrigger",
+    "bad_kwargs": "airflow.providers.standard.triggers.temporal.DateTimeTrigger",
     "datetime": "airflow.providers.standard.triggers.temporal.DateTimeTrigger",
     "http": "airflow.providers.http.triggers.http.HttpTrigger",
     "http_sensor": "airflow.providers.http.triggers.http.HttpSensorTrigger",
@@ -202,7 +203,10 @@ def observed() -> Iterator[dict]:
 # -- expected answers ------------------------------------------------------------------------------
 
 
-def api_refusal(classpath: str) -> str:
+def api_refusal(task_id: str) -> str:
+    classpath = CLASSPATHS[task_id]
+    if task_id == "bad_kwargs":
+        return f"deferral to {classpath!r} is refused: its trigger_kwargs are not a mapping"
     hint = (
         "; the amazon provider's triggers would call AWS as the triggerer, not as this DAG: run "
         "the operator with deferrable=False so it polls from the DAG's own worker with the DAG's "
@@ -216,7 +220,13 @@ def api_refusal(classpath: str) -> str:
     )
 
 
-def triggerer_refusal(classpath: str) -> str:
+def triggerer_refusal(task_id: str, trigger_id: int) -> str:
+    classpath = CLASSPATHS[task_id]
+    if task_id == "bad_kwargs":
+        return (
+            f"foundation: the kwargs of trigger {trigger_id} ({classpath}) are not a readable "
+            "mapping (InvalidToken); it does not run"
+        )
     return (
         f"foundation: trigger {classpath} is not one a task may defer to (airflow.triggers in "
         "the deployment's config); it does not run in the triggerer"
@@ -246,18 +256,22 @@ NOTHING = {"db_password": [], "fernet_material": [], "fernet_key": []}
 def test_the_api_server_stores_a_deferral_only_to_a_listed_class(observed: dict) -> None:
     answers = {d["task_id"]: d for d in observed["defer"]["deferrals"]}
     assert list(answers) == REFUSED + ALLOWED
-    for task_id in REFUSED:  # Popen, a DAG file's class, an amazon trigger, the callback trigger
+    # Popen, a DAG file's class, an amazon trigger, the callback trigger; a listed class whose
+    # kwargs are a string (Airflow would store it as encrypted, for the triggerer to decrypt)
+    for task_id in REFUSED:
         classpath = CLASSPATHS[task_id]
         assert answers[task_id] == {
             "task_id": task_id,
             "classpath": classpath,
             "status": 403,
-            "body": {"detail": {"reason": "foundation", "message": api_refusal(classpath)}},
+            "body": {"detail": {"reason": "foundation", "message": api_refusal(task_id)}},
             "state": "running",  # nothing stored: still running on its worker
             "trigger": None,
+            "trigger_id": None,
         }
     for task_id in ALLOWED:
         classpath = CLASSPATHS[task_id]
+        assert isinstance(answers[task_id].pop("trigger_id"), int)
         assert answers[task_id] == {
             "task_id": task_id,
             "classpath": classpath,
@@ -272,16 +286,18 @@ def test_the_api_server_stores_a_deferral_only_to_a_listed_class(observed: dict)
 
 
 def test_the_triggerer_runs_no_unlisted_class_whatever_stored_it(observed: dict) -> None:
-    """The same four classpaths, stored by Airflow's own route where no guard stands (a row the
-    guard never saw): the triggerer fails each task instance with its reason, and none of
-    them ran (each would have left a mark: the command, the DAG file's class, the callable)."""
+    """The same deferrals, stored by Airflow's own route where no guard stands (rows the guard
+    never saw): the triggerer fails each task instance with its reason, and none of them ran
+    (each would have left a mark: the command, the DAG file's class, the callable). The one
+    whose kwargs cannot be decrypted is refused too, where it would have killed the trigger
+    runner and every trigger in it."""
     planted = {d["task_id"]: d for d in observed["plant"]["bypassed"]}
     tis = observed["trigger"]["task_instances"]
     for task_id in REFUSED:
-        classpath = CLASSPATHS[task_id]
-        assert planted[f"{task_id}_bypass"]["status"] == 204
-        assert planted[f"{task_id}_bypass"]["trigger"] == classpath
-        assert without_id(tis[f"{task_id}_bypass"]) == failed_by(triggerer_refusal(classpath))
+        bypass = planted[f"{task_id}_bypass"]
+        assert (bypass["status"], bypass["trigger"]) == (204, CLASSPATHS[task_id])
+        reason = triggerer_refusal(task_id, bypass["trigger_id"])
+        assert without_id(tis[f"{task_id}_bypass"]) == failed_by(reason)
         assert without_id(tis[task_id])["state"] == "running"  # refused by the api-server
     assert observed["marks"] == []
 
@@ -328,7 +344,7 @@ def test_a_deadline_callback_never_runs_in_the_triggerer(observed: dict) -> None
         {
             "path": "tests.airflow_scenarios.probe.touch",
             "state": "failed",
-            "output": triggerer_refusal("airflow.triggers.callback.CallbackTrigger"),
+            "output": triggerer_refusal("callback_trigger", 0),
         }
     ]
     assert "deadline" not in observed["marks"]

@@ -229,7 +229,7 @@ def token_headers(api: Any, ti_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {started.headers['Refreshed-API-Token']}"}
 
 
-def deferral(inputs: dict, task_id: str) -> tuple[str, dict]:
+def deferral(inputs: dict, task_id: str) -> tuple[str, dict | str]:
     """The classpath and kwargs a worker sends for this task's trigger, serialized as the Task
     SDK does (trigger.serialize(), then serde)."""
     from airflow.providers.common.sql.triggers.sql import SQLExecuteQueryTrigger
@@ -263,6 +263,8 @@ def deferral(inputs: dict, task_id: str) -> tuple[str, dict]:
     if kind in raw:
         classpath, kwargs = raw[kind]
         return classpath, serialize(kwargs)
+    if kind == "bad_kwargs":  # a listed class, kwargs as a string Airflow takes as encrypted
+        return "airflow.providers.standard.triggers.temporal.DateTimeTrigger", "not-encrypted"
     trigger = {
         "datetime": lambda: DateTimeTrigger(moment=datetime.now(UTC)),
         "http": lambda: HttpTrigger(http_conn_id="http_local", method="GET", endpoint="ok"),
@@ -315,6 +317,7 @@ def defer_all(inputs: dict, task_ids: list[str]) -> list[dict]:
                 "body": response.json() if response.content else None,
                 "state": task_instance(DEFERRER, inputs["run_id"], task_id)["state"],
                 "trigger": trigger_of(DEFERRER, inputs["run_id"], task_id),
+                "trigger_id": trigger_of(DEFERRER, inputs["run_id"], task_id, column="id"),
             }
         )
     return out
@@ -496,7 +499,7 @@ def task_instance(dag_id: str, run_id: str, task_id: str, with_next: bool = True
         return out
 
 
-def trigger_of(dag_id: str, run_id: str, task_id: str) -> str | None:
+def trigger_of(dag_id: str, run_id: str, task_id: str, column: str = "classpath") -> Any:
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
@@ -504,7 +507,7 @@ def trigger_of(dag_id: str, run_id: str, task_id: str) -> str | None:
 
     with create_session() as session:
         return session.scalar(
-            select(Trigger.classpath)
+            select(getattr(Trigger, column))
             .join(TaskInstance, TaskInstance.trigger_id == Trigger.id)
             .where(
                 TaskInstance.dag_id == dag_id,

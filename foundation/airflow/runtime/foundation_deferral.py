@@ -43,6 +43,10 @@ def refusal(body: bytes) -> str | None:
     if not isinstance(update, dict) or update.get("state") != "deferred":
         return None
     classpath = update.get("classpath")
+    if not isinstance(update.get("trigger_kwargs", {}), dict):
+        # Airflow would store a string as already encrypted, for the triggerer to decrypt: no
+        # task holds the Fernet key, so no task sends one (the Task SDK sends a mapping).
+        return f"deferral to {classpath!r} is refused: its trigger_kwargs are not a mapping"
     if isinstance(classpath, str) and classpath in allowed_triggers():
         return None
     hint = (

@@ -168,12 +168,20 @@ def guard() -> None:
                     f"{trigger.task_instance.dag_id} starts from a trigger (start_from_trigger); "
                     "the triggerer runs no such trigger"
                 )
+        if reason is None and workload is not None:
+            try:
+                kwargs = plain_kwargs(workload)
+            except Exception as err:
+                reason = (
+                    f"foundation: the kwargs of trigger {trigger.id} ({trigger.classpath}) are "
+                    f"not a readable mapping ({type(err).__name__}); it does not run"
+                )
         if reason is not None:
             refuse(self, trigger, reason)
             return None
         if workload is None:
             return None
-        return workload.model_copy(update={"encrypted_kwargs": plain_kwargs(workload)})
+        return workload.model_copy(update={"encrypted_kwargs": kwargs})
 
     def _update_triggers(self, requested_trigger_ids: set[int]):
         return update_triggers(self, requested_trigger_ids - REFUSED)
@@ -208,13 +216,17 @@ def refuse(supervisor, trigger, reason: str) -> None:
 
 def plain_kwargs(workload) -> str:
     """The trigger's kwargs as the JSON Airflow encrypted (Trigger.encrypt_kwargs): the runner
-    reads unencrypted kwargs as they are, so it needs no Fernet key."""
+    reads unencrypted kwargs as they are, so it needs no Fernet key. Raises if they are not a
+    JSON mapping once decrypted (the Execution API stores a string a task sends as it is; the
+    runner would die on it, taking every trigger with it)."""
     from airflow.models.crypto import get_fernet
 
     text = workload.encrypted_kwargs
-    if text.startswith("{"):
-        return text
-    return get_fernet().decrypt(text.encode("utf-8")).decode("utf-8")
+    if not text.startswith("{"):
+        text = get_fernet().decrypt(text.encode("utf-8")).decode("utf-8")
+    if not isinstance(json.loads(text), dict):
+        raise ValueError("not a JSON object")
+    return text
 
 
 def exec_runner(requests, child_stdout, child_stderr, log_fd: int) -> None:
