@@ -334,7 +334,7 @@ def defer(inputs: dict) -> dict:
     api.__enter__()
     run_id = trigger_run(api, DEFERRER)
     inputs = inputs | {"run_id": run_id}
-    guarded = [t for t in inputs["deferring_tasks"] if not t.endswith("_bypass")]
+    guarded = [t for t in inputs["deferring_tasks"] if t in inputs["guarded_tasks"]]
     return {"run_id": run_id, "deferrals": defer_all(inputs, guarded)}
 
 
@@ -366,7 +366,7 @@ def plant(inputs: dict) -> dict:
         callback.queue(session=session)
         # An asset watcher, as the dag-processor writes one: a trigger on the allow-list (the
         # probe), with no task instance.
-        asset = AssetModel(name="landing", uri="landing", group="asset")
+        asset = AssetModel(name="planted", uri="planted", group="asset")
         watcher = Trigger.from_object(
             ProbeTrigger(inputs["watcher_probe_out"], inputs["fernet_key_sha256"])
         )
@@ -374,6 +374,24 @@ def plant(inputs: dict) -> dict:
         session.add(asset)
         session.flush()
         watcher_id = watcher.id
+    # A listed class whose kwargs are encrypted, as the scheduler's Trigger(...) stores them
+    # (the Execution API stores a task's kwargs unencrypted): the trigger runner has no key.
+    with create_session() as session:
+        ti = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == DEFERRER,
+                TaskInstance.run_id == inputs["run_id"],
+                TaskInstance.task_id == "encrypted",
+            )
+        ).one()
+        row = Trigger(
+            classpath="airflow.providers.standard.triggers.temporal.DateTimeTrigger",
+            kwargs={"moment": datetime.now(UTC)},
+        )
+        session.add(row)
+        session.flush()
+        ti.state, ti.trigger_id, ti.next_method = "deferred", row.id, "execute_complete"
+        encrypted = not row.encrypted_kwargs.startswith("{")
     # start_from_trigger: a run of the DAG that turned the task policy off, its task deferred
     # by the scheduler's own defer_task (what DagRun.schedule_tis calls).
     from airflow.api_fastapi.app import create_app
@@ -396,6 +414,7 @@ def plant(inputs: dict) -> dict:
         triggers = {t.id: t.classpath for t in session.scalars(select(Trigger))}
     return {
         "watcher_trigger_id": watcher_id,
+        "encrypted_kwargs_stored": encrypted,
         "bypassed": bypassed,
         "start_run_id": start_run,
         "start_deferred": deferred,
