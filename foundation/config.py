@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from foundation.fields import (
     AccountId,
@@ -19,6 +19,7 @@ from foundation.fields import (
     check_fargate_size,
 )
 from foundation.naming import DagNames, Namespace, any_deployments
+from foundation.triggers import allowed, static_refusal
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
 
@@ -92,6 +93,23 @@ TagKey = Annotated[
 TagValue = Annotated[str, _matching(r"[\w .:/=+@-]{0,256}", "a tag value (0-256 chars)")]
 
 
+def _deferrable_trigger(value: str) -> str:
+    refused = static_refusal(value)
+    if refused:
+        raise ValueError(refused)
+    return value
+
+
+TriggerClasspath = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+",
+        "a trigger's exact classpath (package.module.ClassName)",
+    ),
+    AfterValidator(_deferrable_trigger),
+]
+
+
 # With network.private_endpoints, the services the cluster always reaches by endpoint, and those
 # a DAG's grants add an interface endpoint for (by IAM action prefix). IAM itself takes no call
 # from a task (PassRole is checked by the service the role is passed to).
@@ -137,6 +155,13 @@ class AirflowConfig(Model):
     executor: Literal["ecs", "celery"] = "ecs"
     # DAGs with no manifest: refused by the executor, or run under an identity with no grants
     unmanaged_dags: Literal["refuse", "baseline"] = "refuse"
+    # Trigger classes a task may defer to besides foundation.triggers.DEFAULT_TRIGGERS: exact
+    # classpaths, each checked at validate to import to a trigger that loads no AWS SDK.
+    triggers: list[TriggerClasspath] = Field(default_factory=list, max_length=50)
+
+    @property
+    def deferrable_triggers(self) -> list[str]:
+        return allowed(self.triggers)
 
 
 SUBNET_ADDRESSES_PER_AZ = 256 + 4096 + 256

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foundation import triggers
 from foundation.airflow.settings import DAG_BUNDLE
 from foundation.config import (
     BASE_ENDPOINT_SERVICES,
@@ -32,6 +33,7 @@ from foundation.iam.policy import (
 from foundation.iam.sizing import DoesNotFit, document_size, pack
 from foundation.manifest import DagManifest
 from foundation.naming import worker_shard
+from foundation.triggers import DEFAULT_TRIGGERS
 from foundation.validation import parse
 from foundation.yamlio import Document, FieldPath, format_path, load_mapping
 
@@ -224,7 +226,23 @@ def _cross_check(
         problems.append(config_doc.problem(("airflow", "image"), deployment.image_problem))
     if deployment.bundle_problem:
         problems.append(config_doc.problem(("dags", "bundle"), deployment.bundle_problem))
+    problems += _trigger_problems(deployment, config_doc)
     return problems
+
+
+def _trigger_problems(deployment: Deployment, config_doc: Document) -> list[Problem]:
+    """Each added trigger class imports, in a fresh interpreter of this environment's Airflow,
+    to a trigger that loads no AWS SDK (the defaults are checked by the test suite)."""
+    extra = deployment.airflow.triggers
+    for i, classpath in enumerate(extra):
+        if classpath in extra[:i] or classpath in DEFAULT_TRIGGERS:
+            where = "listed twice" if classpath in extra[:i] else "allowed by default"
+            return [config_doc.problem(("airflow", "triggers", i), f"{classpath} is {where}")]
+    return [
+        config_doc.problem(("airflow", "triggers", i), why)
+        for i, classpath in enumerate(extra)
+        if (why := triggers.check(classpath))
+    ]
 
 
 def dag_services(project: Project) -> set[str]:

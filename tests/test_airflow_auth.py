@@ -343,7 +343,8 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
     }
     assert json.loads(env[settings.DAG_ROLES_ENV]) == ["sales-analysts", "sales-oncall"]
     command = containers["acme-airflow--dag-processor"]["Command"][-1]
-    assert command.index("airflow roles import") < command.index("exec airflow dag-processor")
+    sealed = f"exec python {runtime_files.CONFIG_DIR}/{runtime_files.SEALED} dag-processor"
+    assert command.index("airflow roles import") < command.index(sealed)
     api_secrets = {
         s["Name"]: s["ValueFrom"] for s in containers["acme-airflow--api-server"]["Secrets"]
     }

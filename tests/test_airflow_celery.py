@@ -24,8 +24,8 @@ DEPLOYMENT = Deployment.model_validate(
     EXAMPLE.model_dump() | {"airflow": EXAMPLE.airflow.model_dump() | {"executor": "celery"}}
 )
 PROJECT, REGION = DEPLOYMENT.name, DEPLOYMENT.region
-# An AWS trigger and the callback trigger are refused; a time trigger is stored. The last one
-# runs after the refusals, so a refused deferral leaves the task instance running.
+# An AWS trigger and the callback trigger are refused (not on the list); a time trigger is stored.
+# The last one runs after the refusals, so a refused deferral leaves the task instance running.
 TRIGGERS = [
     "airflow.providers.amazon.aws.triggers.s3.S3KeyTrigger",
     "airflow.triggers.callback.CallbackTrigger",
@@ -47,10 +47,13 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dags.mkdir()
     runtime_files.write(home / "config", "celery")
     env = airflow_environment(scheduler_environment(), home, dags, [local_bundle(dags)], REGION)
+    api_server = settings.cluster_component(DEPLOYMENT, "api-server").environment
     env |= {
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        # the api-server's plugins folder, where the runtime files put the deferral guard
+        # the api-server's plugins folder, where the runtime files put the deferral guard, and
+        # the trigger classes it lets through
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "config" / "plugins"),
+        settings.TRIGGERS_ENV: api_server[settings.TRIGGERS_ENV],
     }
     inputs = home / "inputs.json"
     inputs.write_text(
@@ -129,10 +132,19 @@ def test_the_execution_api_refuses_deferral_to_triggers_acting_as_the_triggerer(
     observed: dict,
 ) -> None:
     aws, callback, time = observed["deferrals"]
+    not_listed = (
+        "is refused: triggers run in the shared triggerer, and only the trigger classes the "
+        "deployment lists (airflow.triggers) may run there"
+    )
+    assert aws["body"]["detail"]["message"] == (
+        f"deferral to {TRIGGERS[0]!r} {not_listed}; the amazon provider's triggers would call AWS "
+        "as the triggerer, not as this DAG: run the operator with deferrable=False so it polls "
+        "from the DAG's own worker with the DAG's own grants"
+    )
+    assert callback["body"]["detail"]["message"] == f"deferral to {TRIGGERS[1]!r} {not_listed}"
     for refused in (aws, callback):
         assert refused["status"] == 403, refused
         assert refused["body"]["detail"]["reason"] == "foundation"
-        assert "deferrable=False" in refused["body"]["detail"]["message"]
         assert refused["ti_state"] == "running" and refused["triggers"] == []
     assert time["status"] == 204, time
     assert time["ti_state"] == "deferred"

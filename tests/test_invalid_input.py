@@ -135,6 +135,27 @@ CONFIG_CASES = {
     "bad_role_path": ":11: iam.role_path: 'platform' is not an IAM path",
     "bad_boundary": ":11: iam.permissions_boundary_arn: 'arn:aws:iam::111122223333:role/not-a-"
     "policy' is not an IAM managed policy ARN",
+    # trigger classes a task may defer to (airflow.triggers): checked statically, then imported
+    # in a fresh interpreter of this environment's Airflow
+    "trigger_not_a_classpath": ":11: airflow.triggers[0]: 'subprocess; os.system' is not a "
+    "trigger's exact classpath (package.module.ClassName)",
+    "trigger_amazon": ":11: airflow.triggers[0]: airflow.providers.amazon.aws.triggers.s3."
+    "S3KeyTrigger may not be deferred to: the amazon provider's triggers call AWS as the "
+    "triggerer, not as the DAG; run the operator with deferrable=False on the DAG's own worker",
+    "trigger_callback": ":11: airflow.triggers[0]: airflow.triggers.callback.CallbackTrigger may "
+    "not be deferred to: it imports and runs any callable its kwargs name, in the triggerer",
+    "trigger_listed_by_default": ":11: airflow.triggers[0]: airflow.providers.standard.triggers."
+    "temporal.DateTimeTrigger is allowed by default",
+    "trigger_not_a_trigger": ":12: airflow.triggers[1]: subprocess.Popen is not a trigger (a "
+    "BaseTrigger subclass)",
+    "trigger_does_not_import": ":11: airflow.triggers[0]: airflow.providers.nothing.triggers."
+    "NoTrigger does not import here (ModuleNotFoundError: No module named "
+    "'airflow.providers.nothing')",
+    "trigger_loads_aws": ":11: airflow.triggers[0]: tests.fixtures.triggers.aws_trigger."
+    "AwsTrigger loads botocore: it can call AWS with the triggerer's identity",
+    "trigger_alias": ":11: airflow.triggers[0]: tests.fixtures.triggers.aws_trigger.Alias is an "
+    "alias of tests.fixtures.triggers.aws_trigger.AwsTrigger: name the class where it is "
+    "defined, as its serialize() does",
 }
 
 

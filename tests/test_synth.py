@@ -8,6 +8,7 @@ import re
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
+from foundation.airflow import runtime_files
 from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.naming import DagNames, Namespace
 from foundation.project import load_project
@@ -41,6 +42,7 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
         "foundation_identity.py",
         "foundation_names.py",
         "foundation_roles.py",
+        "foundation_sealed.py",
         "foundation_web.py",
         "plugins",
         "webserver_config.py",
@@ -210,6 +212,25 @@ def test_scheduler_holds_exactly_the_two_prefix_grants(templates: dict) -> None:
     assert not any(dag.dag_id in text for dag in PROJECT.dags)
 
 
+def test_the_dag_processor_role_reads_the_dag_bundle_and_nothing_else(templates: dict) -> None:
+    """DAG files at parse time run with the dag-processor's task role (the container's
+    credentials endpoint): it reads the bundle they come from, no secret, no other bucket."""
+    core = templates[f"{NAME}-core"]
+    documents = [
+        p["Properties"]["PolicyDocument"]
+        for p in [
+            *resources(core, "AWS::IAM::Policy").values(),
+            *resources(core, "AWS::IAM::ManagedPolicy").values(),
+        ]
+        if "DagProcessorTaskRole" in json.dumps(p["Properties"].get("Roles", []))
+    ]
+    bucket = f"arn:aws:s3:::{PROJECT.deployment.dags_bucket}"
+    assert [(s["Action"], s["Resource"]) for d in documents for s in d["Statement"]] == [
+        ("s3:GetObject", f"{bucket}/dags/*"),
+        ("s3:ListBucket", bucket),
+    ]
+
+
 def test_the_triggerer_holds_no_aws_permission(templates: dict) -> None:
     """Triggers run under the triggerer's role: it can do nothing on AWS, so no trigger acts on
     AWS as anyone (deferral to AWS triggers is refused besides)."""
@@ -240,21 +261,50 @@ def test_the_triggerer_holds_no_aws_permission(templates: dict) -> None:
 
 def test_signing_key_and_database_only_where_needed(templates: dict) -> None:
     core = templates[f"{NAME}-core"]
-    secrets_by_family = {}
+    secrets_by_family, fernet = {}, set()
     for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
         (container,) = task_def["Properties"]["ContainerDefinitions"]
-        secrets_by_family[task_def["Properties"]["Family"]] = {
-            s["Name"] for s in container.get("Secrets", [])
+        family = task_def["Properties"]["Family"]
+        secrets_by_family[family] = {
+            s["Name"] for s in container.get("Secrets", []) if not s["Name"][-1].isdigit()
         }
         env = env_of(container)
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"].startswith("python -c")
-        assert env["AIRFLOW__CORE__FERNET_KEY_CMD"].startswith("python -c")
+        if "AIRFLOW__CORE__FERNET_KEY_CMD" in env:
+            assert env["AIRFLOW__CORE__FERNET_KEY_CMD"].startswith("python -c")
+            fernet.add(family)
     jwt = "AIRFLOW__API_AUTH__JWT_SECRET"
     assert {f for f, s in secrets_by_family.items() if jwt in s} == {
         f"{NAME}--api-server",
         f"{NAME}--scheduler",
     }
     assert all("FOUNDATION_DB_SECRET" in s for s in secrets_by_family.values())
+    # The dag-processor decrypts nothing of the cluster's: no Fernet key where DAG files parse.
+    everything = set(secrets_by_family)
+    assert fernet == everything - {f"{NAME}-dag-processor"}
+    assert {f for f, s in secrets_by_family.items() if "FOUNDATION_FERNET_MATERIAL" in s} == fernet
+    # The triggerer: the database and the Fernet material, nothing else.
+    assert secrets_by_family[f"{NAME}-triggerer"] == {
+        "FOUNDATION_DB_SECRET",
+        "FOUNDATION_FERNET_MATERIAL",
+    }
+
+
+def test_the_components_running_dag_authors_code_start_sealed(templates: dict) -> None:
+    """The dag-processor and the triggerer: the non-dumpable init in place of dumb-init, and
+    foundation_sealed.py in place of `airflow`; the other components as the image starts them."""
+    core = templates[f"{NAME}-core"]
+    sealed = f"exec python /opt/airflow/config/{runtime_files.SEALED}"
+    for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
+        (container,) = task_def["Properties"]["ContainerDefinitions"]
+        component = task_def["Properties"]["Family"].removeprefix(f"{NAME}-")
+        last = container["Command"][2].split(" && ")[-1]
+        if component in ("dag-processor", "triggerer"):
+            assert container["EntryPoint"] == runtime_files.init_entry_point()
+            assert last == f"{sealed} {component}"
+        else:
+            assert "EntryPoint" not in container
+            assert not last.startswith(sealed)
 
 
 def test_no_plaintext_secret_in_any_template(templates: dict) -> None:

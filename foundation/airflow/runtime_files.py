@@ -25,10 +25,13 @@ EXECUTION_API_PLUGIN = "plugins/foundation_execution_api.py"  # the Execution AP
 WEB_SETUP = "foundation_web.py"
 ROLES_SETUP = "foundation_roles.py"
 WEBSERVER_CONFIG = "webserver_config.py"
+# Runs the dag-processor and the triggerer in place of `airflow` (foundation_sealed.py).
+SEALED = "foundation_sealed.py"
 _CLUSTER = (
     "airflow_local_settings.py",
     "foundation_identity.py",
     NAMES,
+    SEALED,
     DEFERRAL_PLUGIN,
     EXECUTION_API_PLUGIN,
     WEB_SETUP,
@@ -118,11 +121,13 @@ def container_command(
     wait_for_migrations: bool = True,
     setup: tuple[str, ...] = (),
     delivered: dict[str, int] | None = None,
+    sealed: bool = False,
 ) -> list[str]:
     """Join the delivered values, unpack the files, run the setup programs (in the config
     folder), wait until the database schema matches this Airflow (as the Helm chart's
     wait-for-migrations does), then run the airflow commands in order, the last in place of
-    the shell. `delivered`: each chunked value's name and number of chunks."""
+    the shell (`sealed`: through foundation_sealed.py). `delivered`: each chunked value's name
+    and number of chunks."""
     steps = [_joined(name, count) for name, count in sorted((delivered or {}).items())]
     steps.append(f"python -c {shlex.quote(UNPACK)}")
     steps += [f"python {shlex.quote(f'{CONFIG_DIR}/{program}')}" for program in setup]
@@ -132,5 +137,45 @@ def container_command(
         )
     *first, last = commands
     steps += [f"airflow {shlex.join(args)}" for args in first]
-    steps.append(f"exec airflow {shlex.join(last)}")
+    main = f"python {shlex.quote(f'{CONFIG_DIR}/{SEALED}')}" if sealed else "airflow"
+    steps.append(f"exec {main} {shlex.join(last)}")
     return ["bash", "-c", " && ".join(steps)]
+
+
+# The container's first process in place of the image's dumb-init, for the components that run
+# DAG authors' code (sealed): ECS starts it with the injected secrets in its environment, so it
+# makes itself non-dumpable (no other process of the same user reads its /proc/1/environ or
+# memory), then does dumb-init's work: the image's /entrypoint with the command as its child, in
+# its own session, signals forwarded to that session, every orphan reaped, the child's exit
+# status as its own.
+INIT_PROGRAM = """\
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0):  # PR_SET_DUMPABLE, 0
+    sys.exit("foundation init: prctl(PR_SET_DUMPABLE, 0) failed")
+child = os.fork()
+if child == 0:
+    os.setsid()
+    os.execv(sys.argv[1], sys.argv[1:])
+
+
+def forward(signum, frame):
+    try:
+        os.killpg(child, signum)
+    except ProcessLookupError:
+        pass
+
+
+for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+               signal.SIGUSR2):
+    signal.signal(signum, forward)
+while True:
+    pid, status = os.wait()
+    if pid == child:
+        sys.exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+"""
+IMAGE_ENTRYPOINT = "/entrypoint"  # the official image's (scripts/docker/entrypoint_prod.sh)
+
+
+def init_entry_point() -> list[str]:
+    """The task definition's entryPoint for a sealed component (the command follows it)."""
+    return ["python", "-c", INIT_PROGRAM, IMAGE_ENTRYPOINT]

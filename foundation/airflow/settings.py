@@ -37,6 +37,8 @@ DB_SECRET_ENV = "FOUNDATION_DB_SECRET"
 DB_NAME_ENV = "FOUNDATION_DB_NAME"
 DAG_BUNDLE = "dags"
 GIT_CONNECTION_ENV = "AIRFLOW_CONN_FOUNDATION_DAGS_GIT"
+TRIGGERS_ENV = "FOUNDATION_TRIGGERS"  # JSON list of the trigger classpaths tasks may defer to
+SEALED_COMPONENTS = ("dag-processor", "triggerer")
 
 # Airflow's _CMD runner takes stdout as it is: the programs write the value with no newline.
 _FERNET_PROGRAM = (
@@ -71,6 +73,9 @@ class ComponentSettings:
     setup: list[str] = field(default_factory=list)  # runtime programs run before Airflow
     before: list[list[str]] = field(default_factory=list)  # airflow commands before its own
     then: list[list[str]] = field(default_factory=list)  # airflow commands after its own
+    # runs DAG authors' code (DAG files, triggers): started through foundation_sealed.py, under
+    # the non-dumpable init (runtime_files.INIT_PROGRAM)
+    sealed: bool = False
 
 
 SIMPLE_AUTH_MANAGER = (
@@ -194,13 +199,15 @@ def _common(deployment: Deployment) -> dict[str, str]:
     }
 
 
-def _with_database(settings: ComponentSettings) -> ComponentSettings:
+def _with_database(settings: ComponentSettings, fernet: bool = True) -> ComponentSettings:
     settings.environment |= {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": SQL_ALCHEMY_CONN_CMD,
-        "AIRFLOW__CORE__FERNET_KEY_CMD": FERNET_KEY_CMD,
         DB_NAME_ENV: DB_NAME,
     }
-    settings.secrets |= {DB_SECRET_ENV: SecretRef("db"), FERNET_MATERIAL_ENV: SecretRef("fernet")}
+    settings.secrets[DB_SECRET_ENV] = SecretRef("db")
+    if fernet:
+        settings.environment["AIRFLOW__CORE__FERNET_KEY_CMD"] = FERNET_KEY_CMD
+        settings.secrets[FERNET_MATERIAL_ENV] = SecretRef("fernet")
     return settings
 
 
@@ -252,8 +259,17 @@ def cluster_component(
     deployment: Deployment, component: str, dag_access: dict[str, DagAccess] | None = None
 ) -> ComponentSettings:
     """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task.
-    `dag_access`: every manifest's access, by dag_id (FAB only)."""
-    settings = _with_database(ComponentSettings(_common(deployment), _bundle_secrets(deployment)))
+    `dag_access`: every manifest's access, by dag_id (FAB only).
+
+    The triggerer loads no DAG code (its trigger classes are installed; start_from_trigger
+    tasks, which would need the serialized DAG, are refused), so it gets no bundle credentials.
+    The dag-processor decrypts nothing of the cluster's, so it gets no Fernet material (see
+    foundation_sealed.py). Both are sealed: they run DAG authors' code."""
+    bundle = {} if component == "triggerer" else _bundle_secrets(deployment)
+    settings = _with_database(
+        ComponentSettings(_common(deployment), bundle), fernet=component != "dag-processor"
+    )
+    settings.sealed = component in SEALED_COMPONENTS
     settings.environment |= {
         "FOUNDATION_PROJECT": deployment.name,
         "FOUNDATION_EXECUTOR": deployment.airflow.executor,
@@ -274,6 +290,10 @@ def cluster_component(
         settings.secrets["AIRFLOW__API__SECRET_KEY"] = SecretRef("api")
         # the Execution API's guard on deferral (foundation_deferral.py)
         settings.environment["AIRFLOW__CORE__PLUGINS_FOLDER"] = runtime_files.PLUGINS_DIR
+    if component in ("api-server", "triggerer"):
+        # the exact classpaths a task may defer to: the api-server stores no deferral to any
+        # other, the triggerer runs no other (foundation_sealed.py)
+        settings.environment[TRIGGERS_ENV] = json.dumps(deployment.airflow.deferrable_triggers)
     settings.environment |= _executor(deployment)
     if component == "triggerer":
         # Its role holds no AWS permission at all (no trigger may act on AWS as anyone), so it

@@ -11,6 +11,11 @@
   queue (Celery) does not choose an identity, and that an AWS operator's deferral will be
   refused (its trigger would run as the triggerer; see foundation_deferral.py). It runs beside
   the author's code: a courtesy, not a control.
+- dag_policy and task_policy refuse (an import error naming the reason) what would make the
+  scheduler or the dag-processor put a trigger in the triggerer that no task deferred to: a
+  deadline whose callback runs in the triggerer (AsyncCallback), an asset with a watcher, a
+  task that starts from a trigger. Beside the author's code too: the triggerer refuses to run
+  these triggers whatever wrote them (foundation_sealed.py); this says so at parse time.
 """
 
 from __future__ import annotations
@@ -48,9 +53,45 @@ def dag_access() -> dict[str, dict]:
     return json.loads(zlib.decompress(base64.b64decode(packed)))
 
 
+def assets_in(conditions) -> list:
+    """The assets in schedule conditions and task ports, through any and/or nesting."""
+    found = []
+    for condition in conditions:
+        if hasattr(condition, "objects"):  # AssetAny, AssetAll
+            found += assets_in(condition.objects)
+        elif condition is not None:
+            found.append(condition)
+    return found
+
+
+def triggerer_refusal(dag) -> str | None:
+    """Why this DAG would put a trigger in the triggerer that no task deferred to, if it would."""
+    for alert in dag.deadline or ():
+        if type(alert.callback).__name__ == "AsyncCallback":
+            return (
+                f"DAG {dag.dag_id}: a deadline's AsyncCallback ({alert.callback.path}) would run "
+                "in the shared triggerer, not as this DAG; use a SyncCallback (it runs on the "
+                "DAG's own worker)"
+            )
+    ports = [a for task in dag.tasks for a in [*task.inlets, *task.outlets]]
+    for asset in assets_in([getattr(dag.timetable, "asset_condition", None), *ports]):
+        if getattr(asset, "watchers", None):
+            return (
+                f"DAG {dag.dag_id}: asset {asset.name!r} has a watcher, whose trigger would run "
+                "in the shared triggerer, not as this DAG"
+            )
+    return None
+
+
 def dag_policy(dag) -> None:
-    """FAB: a DAG's access_control is its manifest's access, whatever the file set (FAB then
-    revokes every other role's per-DAG permissions at each parse)."""
+    """Refuse what would run in the triggerer for no deferred task; FAB: a DAG's access_control
+    is its manifest's access, whatever the file set (FAB then revokes every other role's
+    per-DAG permissions at each parse)."""
+    reason = triggerer_refusal(dag)
+    if reason:
+        from airflow.exceptions import AirflowClusterPolicyViolation
+
+        raise AirflowClusterPolicyViolation(reason)
     if DAG_ACCESS_ENV not in os.environ:
         return
     granted = dag_access().get(dag.dag_id, {})
@@ -70,6 +111,14 @@ def task_instance_mutation_hook(task_instance) -> None:
 
 
 def task_policy(task) -> None:
+    partial = getattr(task, "partial_kwargs", None) or {}  # a mapped task's
+    if getattr(task, "start_from_trigger", False) or partial.get("start_from_trigger"):
+        from airflow.exceptions import AirflowClusterPolicyViolation
+
+        raise AirflowClusterPolicyViolation(
+            f"{task.dag_id}.{task.task_id}: start_from_trigger=True would start the task in "
+            "the shared triggerer, not as this DAG; start it on the DAG's worker (the default)"
+        )
     if getattr(task, "deferrable", False) and type(task).__module__.startswith(
         "airflow.providers.amazon."
     ):

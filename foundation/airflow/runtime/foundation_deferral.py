@@ -1,29 +1,37 @@
-"""Deferral that would act with the triggerer's identity is refused at the Execution API.
+"""Deferral to a trigger class not on the deployment's list is refused at the Execution API.
 
 Delivered by airflow-foundation to the api-server as an Airflow plugin (a root FastAPI
-middleware, so it sees the Execution API mounted at /execution). Triggers run in the shared
-triggerer under its task role, which holds no AWS permission at all: a deferred task whose
-trigger calls AWS would fail there, without its DAG's grants. So a deferral to such a trigger is
-refused (HTTP 403) before Airflow stores it, whatever the worker sends, and the DAG's AWS work
-runs on its own worker instead (`deferrable=False`, the default). Triggers that make no AWS
-calls (time, date, HTTP, SQL, external task) defer as usual. Triggers the scheduler creates
-itself (start_from_trigger, asset watchers) never pass here; the triggerer's empty role is what
-keeps those off AWS.
+middleware, so it sees the Execution API mounted at /execution). Airflow stores whatever trigger
+classpath a task sends, and the triggerer imports it and calls it with the task's kwargs, next to
+its database credentials. So a deferral is stored only if its classpath is exactly one of
+FOUNDATION_TRIGGERS (foundation.triggers: time and date, HTTP, SQL, external task, and the
+classes the config adds, each checked to be a trigger that makes no AWS call); any other is
+refused (HTTP 403) before Airflow stores anything, whatever the worker sends. The triggerer
+refuses the same classpaths again (foundation_sealed.py), for rows that never passed here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-# Trigger classes that act with the triggerer's own AWS identity (the amazon provider's, through
-# boto3's default credentials), or run an arbitrary callable in the triggerer (the callback
-# trigger, which only the scheduler itself may create).
-REFUSED_TRIGGERS = ("airflow.providers.amazon.", "airflow.triggers.callback.")
+TRIGGERS_ENV = "FOUNDATION_TRIGGERS"  # JSON list of the exact classpaths tasks may defer to
 STATE_PATH = re.compile(r"/execution/task-instances/[^/]+/state$")
+
+
+def allowed_triggers() -> frozenset[str]:
+    """The classpaths tasks may defer to; none if the list is missing or unreadable."""
+    try:
+        listed = json.loads(os.environ.get(TRIGGERS_ENV, "[]"))
+    except ValueError:
+        return frozenset()
+    if not isinstance(listed, list):
+        return frozenset()
+    return frozenset(c for c in listed if isinstance(c, str))
 
 
 def refusal(body: bytes) -> str | None:
@@ -34,14 +42,24 @@ def refusal(body: bytes) -> str | None:
         return None  # not JSON: the Execution API rejects it itself
     if not isinstance(update, dict) or update.get("state") != "deferred":
         return None
-    classpath = str(update.get("classpath", ""))
-    if classpath.startswith(REFUSED_TRIGGERS):
-        return (
-            f"deferral to {classpath} is refused: triggers run under the triggerer's identity, "
-            "not this DAG's; run the operator with deferrable=False so it polls from the DAG's "
-            "own worker with the DAG's own grants"
-        )
-    return None
+    classpath = update.get("classpath")
+    if not isinstance(update.get("trigger_kwargs", {}), dict):
+        # Airflow would store a string as already encrypted, for the triggerer to decrypt: no
+        # task holds the Fernet key, so no task sends one (the Task SDK sends a mapping).
+        return f"deferral to {classpath!r} is refused: its trigger_kwargs are not a mapping"
+    if isinstance(classpath, str) and classpath in allowed_triggers():
+        return None
+    hint = (
+        "; the amazon provider's triggers would call AWS as the triggerer, not as this DAG: run "
+        "the operator with deferrable=False so it polls from the DAG's own worker with the DAG's "
+        "own grants"
+        if isinstance(classpath, str) and classpath.startswith("airflow.providers.amazon.")
+        else ""
+    )
+    return (
+        f"deferral to {classpath!r} is refused: triggers run in the shared triggerer, and only "
+        f"the trigger classes the deployment lists (airflow.triggers) may run there{hint}"
+    )
 
 
 class RefuseTriggererIdentity:

@@ -1,0 +1,156 @@
+"""The pieces that keep the cluster's secrets from the code the dag-processor and the triggerer run
+for DAG authors, each on real processes: the container's first process (runtime_files'
+INIT_PROGRAM, in place of dumb-init), the zeroing of a process's original environment
+(foundation_sealed.wipe_initial_environment), and what each component's task definition gets.
+
+The readers run without any capability, root's included, as Airflow does in its container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+
+from foundation.airflow import runtime_files, settings
+from foundation.project import load_project
+from foundation.triggers import DEFAULT_TRIGGERS
+from tests.conftest import ROOT
+
+DEPLOYMENT = load_project(ROOT).deployment
+STAGING = load_project(ROOT, "staging").deployment  # a git bundle
+UNPRIVILEGED = (
+    ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"] if os.geteuid() == 0 else []
+)
+# Reads its parent's /proc/<pid>/environ and says whether that worked.
+READ_PARENT = ["/bin/sh", "-c", 'cat "/proc/$PPID/environ"; echo " rc=$?"']
+INIT = [sys.executable, "-c", runtime_files.INIT_PROGRAM]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], **extra}
+
+
+def test_the_first_process_closes_its_environment_to_every_other_process() -> None:
+    marker = "dbpw" + secrets.token_hex(16)
+    env = environment(FOUNDATION_DB_SECRET=marker)
+    done = subprocess.run(
+        [*UNPRIVILEGED, *INIT, *READ_PARENT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout == " rc=1\n"
+    assert re.fullmatch(r"cat: /proc/\d+/environ: Permission denied\n", done.stderr)
+    assert done.returncode == 0  # the child's status
+    # The same reader under a parent that stays dumpable (dumb-init, or any plain process)
+    plain = [sys.executable, "-c", "import subprocess,sys; sys.exit(subprocess.call(sys.argv[1:]))"]
+    done = subprocess.run(
+        [*UNPRIVILEGED, *plain, *READ_PARENT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert f"FOUNDATION_DB_SECRET={marker}" in done.stdout.split("\0")
+    assert done.stdout.endswith(" rc=0\n")
+
+
+def test_the_first_process_forwards_signals_and_exits_as_its_child() -> None:
+    child = ["/bin/sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done"]
+    process = subprocess.Popen(
+        [*UNPRIVILEGED, *INIT, *child], env=environment(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 7
+    finally:
+        process.kill()
+        process.stdout.close()
+    killed = subprocess.run(
+        [*UNPRIVILEGED, *INIT, "/bin/sh", "-c", "kill -KILL $$"], env=environment(), timeout=60
+    )
+    assert killed.returncode == 128 + signal.SIGKILL
+
+
+def test_the_original_environment_is_zeroed_and_the_rest_still_set() -> None:
+    """After the wipe, /proc/self/environ (what a fork inherits and what other processes read)
+    holds nothing; the variables left in os.environ are still what C's getenv() finds."""
+    marker = "dbpw" + secrets.token_hex(16)
+    program = (
+        "import ctypes,json,os;"
+        "from foundation.airflow.runtime.foundation_sealed import wipe_initial_environment;"
+        "os.environ.pop('FOUNDATION_DB_SECRET');"
+        "before=open('/proc/self/environ','rb').read();"
+        "wipe_initial_environment();"
+        "after=open('/proc/self/environ','rb').read();"
+        "libc=ctypes.CDLL(None);libc.getenv.restype=ctypes.c_char_p;"
+        "print(json.dumps([before.decode(), after.strip(b'\\0').decode(),"
+        "libc.getenv(b'KEPT').decode(), libc.getenv(b'FOUNDATION_DB_SECRET')]))"
+    )
+    env = environment(FOUNDATION_DB_SECRET=marker, KEPT="kept-value", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, kept, removed = json.loads(done.stdout)
+    assert f"FOUNDATION_DB_SECRET={marker}" in before.split("\0")  # removed from os.environ only
+    assert after == ""
+    assert (kept, removed) == ("kept-value", None)
+
+
+def test_only_the_components_that_run_dag_authors_code_are_sealed() -> None:
+    for component in ("api-server", "scheduler", "dag-processor", "triggerer", "db-migrate"):
+        ours = settings.cluster_component(DEPLOYMENT, component)
+        assert ours.sealed == (component in ("dag-processor", "triggerer"))
+
+
+def test_what_each_sealed_component_holds() -> None:
+    """The triggerer: the database (the trigger table, the task instances its events wake) and
+    the Fernet key (trigger kwargs are stored encrypted; connections from the database), no
+    bundle credentials (it loads no DAG code). The dag-processor: the database and the bundle's
+    credentials, no Fernet material."""
+    db, fernet, git = (
+        settings.DB_SECRET_ENV,
+        settings.FERNET_MATERIAL_ENV,
+        settings.GIT_CONNECTION_ENV,
+    )
+    for deployment, bundle in ((DEPLOYMENT, set()), (STAGING, {git})):
+        triggerer = settings.cluster_component(deployment, "triggerer")
+        assert set(triggerer.secrets) == {db, fernet}
+        assert triggerer.environment["AIRFLOW__CORE__FERNET_KEY_CMD"] == settings.FERNET_KEY_CMD
+        processor = settings.cluster_component(deployment, "dag-processor")
+        assert set(processor.secrets) == {db} | bundle
+        assert not [k for k in processor.environment if k.startswith("AIRFLOW__CORE__FERNET")]
+        scheduler = settings.cluster_component(deployment, "scheduler")
+        assert {db, fernet} | bundle <= set(scheduler.secrets)
+
+
+def test_the_trigger_list_goes_to_the_guard_and_the_triggerer_only() -> None:
+    for component in ("api-server", "scheduler", "dag-processor", "triggerer", "db-migrate"):
+        env = settings.cluster_component(DEPLOYMENT, component).environment
+        if component in ("api-server", "triggerer"):
+            assert json.loads(env[settings.TRIGGERS_ENV]) == sorted(DEFAULT_TRIGGERS)
+        else:
+            assert settings.TRIGGERS_ENV not in env
+
+
+def test_a_sealed_component_starts_through_the_seal_under_the_init() -> None:
+    command = runtime_files.container_command([["triggerer"]], sealed=True)
+    assert command[:2] == ["bash", "-c"]
+    *_, last = command[2].split(" && ")
+    assert shlex.split(last) == [
+        "exec",
+        "python",
+        f"{runtime_files.CONFIG_DIR}/{runtime_files.SEALED}",
+        "triggerer",
+    ]
+    assert runtime_files.init_entry_point() == [
+        "python",
+        "-c",
+        runtime_files.INIT_PROGRAM,
+        runtime_files.IMAGE_ENTRYPOINT,
+    ]
+    plain = runtime_files.container_command([["scheduler"]])
+    assert shlex.split(plain[2].split(" && ")[-1]) == ["exec", "airflow", "scheduler"]
+    assert runtime_files.SEALED in runtime_files.FOR_COMPONENTS["ecs"]
+    assert runtime_files.SEALED in runtime_files.FOR_COMPONENTS["celery"]
