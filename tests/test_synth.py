@@ -281,10 +281,10 @@ def test_signing_key_and_database_only_where_needed(templates: dict) -> None:
     assert all("FOUNDATION_DB_SECRET" in s for s in secrets_by_family.values())
     # The dag-processor decrypts nothing of the cluster's: no Fernet key where DAG files parse.
     everything = set(secrets_by_family)
-    assert fernet == everything - {f"{NAME}-dag-processor"}
+    assert fernet == everything - {f"{NAME}--dag-processor"}
     assert {f for f, s in secrets_by_family.items() if "FOUNDATION_FERNET_MATERIAL" in s} == fernet
     # The triggerer: the database and the Fernet material, nothing else.
-    assert secrets_by_family[f"{NAME}-triggerer"] == {
+    assert secrets_by_family[f"{NAME}--triggerer"] == {
         "FOUNDATION_DB_SECRET",
         "FOUNDATION_FERNET_MATERIAL",
     }
@@ -297,7 +297,7 @@ def test_the_components_running_dag_authors_code_start_sealed(templates: dict) -
     sealed = f"exec python /opt/airflow/config/{runtime_files.SEALED}"
     for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
         (container,) = task_def["Properties"]["ContainerDefinitions"]
-        component = task_def["Properties"]["Family"].removeprefix(f"{NAME}-")
+        component = task_def["Properties"]["Family"].removeprefix(f"{NAME}--")
         last = container["Command"][2].split(" && ")[-1]
         if component in ("dag-processor", "triggerer"):
             assert container["EntryPoint"] == runtime_files.init_entry_point()
