@@ -119,6 +119,7 @@ def test_the_entry_is_the_narrowest_that_allows_the_call(
         ("glue:GetCrawlerMetrics", "*"),  # granted on "*": nothing to name
         ("ecs:RunTask", f"{A}:ecs:{R}:task-definition/x:1"),  # no manifest entry grants it
         ("s3:PutObject", f"{A}:sqs:{R}:orders"),  # not a resource of the action's formats
+        ("s3:ListBucket", f"{A}:s3:::acme-raw"),  # HeadBucket, or a listing of the root
     ],
 )
 def test_no_entry_when_no_manifest_grant_names_the_call(action: str, resource: str) -> None:

@@ -81,10 +81,22 @@ def entry_for(action: str, resource: str, context: dict[str, str] | None = None)
                     continue
                 for key in template.resources:
                     fields = _read(cat.arns[key], resource)
+                    if _whole_bucket(action, key, context or {}):
+                        return None  # every manifest listing is under a prefix
                     if fields is not None:
                         fields = _completed(kind, fields, context or {})
                         return Entry(kind, access, fields, render(access, fields))
     return None
+
+
+def _whole_bucket(action: str, arn_key: str, context: dict[str, str]) -> bool:
+    """A listing of a bucket's root (HeadBucket, or ListBucket with no prefix), which no s3
+    entry grants: each limits its listing to its own prefix."""
+    return (
+        action.lower() == "s3:listbucket"
+        and arn_key == "s3_bucket"
+        and not context.get("s3:prefix")
+    )
 
 
 def _read(arn_format: str, arn: str) -> dict[str, str] | None:
