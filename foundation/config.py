@@ -18,7 +18,7 @@ from foundation.fields import (
     check_counts,
     check_fargate_size,
 )
-from foundation.naming import DagNames, Namespace, any_deployments
+from foundation.naming import PROJECT_TAG, TAG_PREFIX, DagNames, Namespace, any_deployments
 from foundation.triggers import allowed, static_refusal
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
@@ -65,15 +65,25 @@ BoundaryArn = Annotated[
 ]
 # Lengths capped at what the bootstrap's service-role policies are sized for (WORST_CASE in
 # foundation/iam/deployer.py): 62 characters of path, a 168-character boundary ARN.
+# Two deployments in one account with different values never reach each other's roles: no '--'
+# in either (a name's first '--' ends it), no 'dags' segment in a path (where a deployment's DAG
+# roles live: /<path>/<name>/dags/), and a prefix ending in a character no name holds, so
+# `<prefix><name>` reads one way only ('org-' + 'acme' would be the name 'org-acme').
 RolePath = Annotated[
     str,
     _matching(
-        r"(?=.{1,62}$)/([A-Za-z0-9+=,.@_-]+/){0,8}",
-        "an IAM path of at most 62 characters: '/' or '/a/b/' (letters, digits, +=,.@_-)",
+        r"(?=.{1,62}$)(?!.*--)(?!.*/dags/)/([A-Za-z0-9+=,.@_-]+/){0,8}",
+        "an IAM path of at most 62 characters: '/' or '/a/b/' (letters, digits, +=,.@_-), "
+        "without '--' or a 'dags' segment (a deployment's DAG roles live under <path><name>/dags/)",
     ),
 ]
 RoleNamePrefix = Annotated[
-    str, _matching(r"[A-Za-z0-9+=,.@_-]{0,16}", "a role name prefix of at most 16 characters")
+    str,
+    _matching(
+        r"(?!.*--)([A-Za-z0-9+=,.@_-]{0,15}[+=,.@_])?",
+        "a role name prefix of at most 16 characters (letters, digits, +=,.@_-) without '--', "
+        "ending in one of + = , . @ _ so that no deployment's name can continue it ('org_')",
+    ),
 ]
 InstanceClass = Annotated[str, _matching(r"db\.[a-z0-9]+\.[a-z0-9]+", "an RDS instance class")]
 Image = Annotated[
@@ -88,7 +98,12 @@ GitUrl = Annotated[
     ),
 ]
 TagKey = Annotated[
-    str, _matching(r"(?!aws:)[\w .:/=+@-]{1,128}", "a tag key (1-128 chars, not 'aws:')")
+    str,
+    _matching(
+        rf"(?!aws:)(?!{TAG_PREFIX})[\w .:/=+@-]{{1,128}}",
+        f"a tag key (1-128 chars, not 'aws:' or '{TAG_PREFIX}': the toolkit's own, "
+        f"{PROJECT_TAG} scopes the CloudFormation service role)",
+    ),
 ]
 TagValue = Annotated[str, _matching(r"[\w .:/=+@-]{0,256}", "a tag value (0-256 chars)")]
 

@@ -25,6 +25,14 @@ def _slug(dag_id: str, room: int) -> str:
     return slug[:room].rstrip("-")
 
 
+# The tags the toolkit owns: every resource of a deployment carries PROJECT_TAG = its name (the
+# CloudFormation service role creates and changes EC2, load balancing, RDS, Cloud Map and
+# Application Auto Scaling resources only with it); config `tags` may not use the prefix.
+TAG_PREFIX = "foundation:"
+PROJECT_TAG = f"{TAG_PREFIX}project"
+DAG_ID_TAG = f"{TAG_PREFIX}dag_id"
+QUEUE_TAG = f"{TAG_PREFIX}queue"
+
 # Between a deployment's name and what it names. No deployment name holds it (config checks),
 # so `<name>--*` reaches one deployment's resources only, whatever the other names are.
 SEP = "--"
@@ -39,6 +47,9 @@ LOG_GROUPS = (
     "workers",
     "vpc-flow-logs",
 )
+# ECS resources named inside their cluster: <kind>/<cluster>/...
+ECS_IN_CLUSTER = ("service", "task", "container-instance", "task-set", "service-deployment")
+_IN_CLUSTER = f"({'|'.join(ECS_IN_CLUSTER)})"
 # The shapes of the names any deployment in the account gives its own resources (an ARN's
 # resource part, by service): what no DAG of any deployment may name, another's included.
 _SHAPES = {
@@ -47,7 +58,8 @@ _SHAPES = {
     "s3": rf"({_NAME}-(logs|dags)|foundation-\d{{12}})-[a-z0-9-]+(/.*)?",
     "iam": rf"(role|policy)/(.*/)?({_NAME}/dags/.*|foundation/.*|[^/]*{_NAME}{SEP}[^/]*)",
     "sqs": rf"{_NAME}{SEP}.*",
-    "ecs": rf"task-definition/{_NAME}{SEP}.*",
+    # a cluster is named <name>, so everything in a cluster of a deployment's name's shape
+    "ecs": rf"task-definition/{_NAME}{SEP}.*|cluster/{_NAME}|{_IN_CLUSTER}/{_NAME}/.*",
     "cloudwatch": rf"alarm:{_NAME}{SEP}.*",
     "dynamodb": rf"table/{_NAME}-celery-results(/.*)?",
     "logs": rf"log-group:/{_NAME}/({'|'.join(LOG_GROUPS)})(:.*)?",
@@ -149,6 +161,11 @@ class Namespace:
     def stem(self) -> str:
         return f"{self.name}{SEP}"
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """What every resource of the deployment is tagged with at creation."""
+        return {PROJECT_TAG: self.name}
+
     def dag(self, dag_id: str) -> DagNames:
         return DagNames(self.name, dag_id, self.role_prefix)
 
@@ -180,6 +197,11 @@ class Namespace:
     @property
     def cluster(self) -> str:
         return self.name
+
+    @property
+    def dns_namespace(self) -> str:
+        """The Cloud Map namespace (and its private hosted zone): no name holds a dot."""
+        return f"{self.name}.internal"
 
     @property
     def execution_role(self) -> str:
@@ -308,10 +330,7 @@ class Namespace:
             ),
             "ecs": (
                 f"task-definition/{self.stem}",
-                f"task/{name}/",
-                f"service/{name}/",
-                f"container-instance/{name}/",
-                f"task-set/{name}/",
+                *(f"{kind}/{self.cluster}/" for kind in ECS_IN_CLUSTER),
             ),
             "sqs": (self.stem,),
             "ssm": (f"parameter/{name}/",),

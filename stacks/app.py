@@ -61,7 +61,7 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         # Worker stacks name core's execution role and log group: deploy them after core. This
         # orders deploys only; no value flows from core, so core never blocks removing a DAG.
         workers.add_stack_dependency(core)
-    for key, value in {"foundation:project": ns.name, **deployment.tags}.items():
+    for key, value in {**ns.tags, **deployment.tags}.items():
         cdk.Tags.of(app).add(key, value)
     if deployment.iam.permissions_boundary_arn:
         boundary = iam.ManagedPolicy.from_managed_policy_arn(
@@ -77,6 +77,6 @@ def build_bootstrap_app(deployment: Deployment, outdir: str) -> cdk.App:
     )
     nag.enable(app)
     stack = BootstrapStack(app, deployment.namespace.bootstrap_stack, deployment=deployment)
-    for key, value in {"foundation:project": deployment.name, **deployment.tags}.items():
+    for key, value in {**deployment.namespace.tags, **deployment.tags}.items():
         cdk.Tags.of(stack).add(key, value)
     return app

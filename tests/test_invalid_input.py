@@ -124,7 +124,9 @@ CONFIG_CASES = {
     "unknown_simple_role": ":11: web.auth.users.alice: Input should be 'viewer', 'user', 'op' or "
     "'admin'",
     "worker_defaults_bad_pair": ":9: worker_defaults: memory 1024 MiB does not fit cpu 1024",
-    "aws_tag_key": ":10: tags.aws:owner: 'aws:owner' is not a tag key",
+    "aws_tag_key": ":10: tags.aws:owner: 'aws:owner' is not a tag key (1-128 chars, not 'aws:' "
+    "or 'foundation:': the toolkit's own, foundation:project scopes the CloudFormation service "
+    "role)",
     "endpoints_without_prefix_list": ":4: network: private_endpoints: true needs s3_prefix_list_id",
     "endpoints_in_existing_vpc": ":4: network: private_endpoints: true builds the endpoints into "
     "the VPC this toolkit creates",
@@ -133,6 +135,16 @@ CONFIG_CASES = {
     "endpoints_with_git_bundle": ":15: dags.bundle: network.private_endpoints: true leaves tasks "
     "no way to a git host",
     "bad_role_path": ":11: iam.role_path: 'platform' is not an IAM path",
+    # two deployments in one account with different role paths and prefixes share no role
+    "role_path_dags": ":11: iam.role_path: '/platform/acme-airflow/dags/' is not an IAM path "
+    "of at most 62 characters: '/' or '/a/b/' (letters, digits, +=,.@_-), without '--' or a "
+    "'dags' segment (a deployment's DAG roles live under <path><name>/dags/)",
+    "role_prefix_open": ":11: iam.role_name_prefix: 'org-' is not a role name prefix of at most "
+    "16 characters (letters, digits, +=,.@_-) without '--', ending in one of + = , . @ _ so "
+    "that no deployment's name can continue it ('org_')",
+    "foundation_tag_key": ":10: tags.foundation:project: 'foundation:project' is not a tag key "
+    "(1-128 chars, not 'aws:' or 'foundation:': the toolkit's own, foundation:project scopes "
+    "the CloudFormation service role)",
     "bad_boundary": ":11: iam.permissions_boundary_arn: 'arn:aws:iam::111122223333:role/not-a-"
     "policy' is not an IAM managed policy ARN",
     # trigger classes a task may defer to (airflow.triggers): checked statically, then imported

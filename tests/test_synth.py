@@ -595,7 +595,7 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
         config.read_text().replace(
             "  allow_escalation_for: []\n",
             "  allow_escalation_for: []\n"
-            "  role_path: /platform/airflow/\n  role_name_prefix: org-\n",
+            "  role_path: /platform/airflow/\n  role_name_prefix: org_\n",
         )
     )
     result = project.run("synth")
@@ -609,7 +609,7 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
         r["Properties"] for t in built.values() for r in resources(t, "AWS::IAM::Role").values()
     ]
     assert len(roles) == 15
-    assert all(r["RoleName"].startswith("org-acme-airflow--") for r in roles)
+    assert all(r["RoleName"].startswith("org_acme-airflow--") for r in roles)
     assert all(r["Path"].startswith("/platform/airflow/") for r in roles)
     dag_roles = [r for r in roles if any(t["Key"] == "foundation:dag_id" for t in r["Tags"])]
     assert len(dag_roles) == 7
@@ -623,7 +623,7 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
     passing = next(s for s in scheduler if s["Action"] == "iam:PassRole")
     assert passing["Resource"] == [
         "arn:aws:iam::111122223333:role/platform/airflow/acme-airflow/dags/*",
-        "arn:aws:iam::111122223333:role/platform/airflow/org-acme-airflow--worker-execution",
+        "arn:aws:iam::111122223333:role/platform/airflow/org_acme-airflow--worker-execution",
     ]
     (container,) = next(
         r["Properties"]["ContainerDefinitions"]
@@ -633,5 +633,5 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
     env = env_of(container)
     assert (env["FOUNDATION_ROLE_PATH"], env["FOUNDATION_ROLE_PREFIX"]) == (
         "/platform/airflow/",
-        "org-",
+        "org_",
     )

@@ -159,7 +159,7 @@ def _auth(
 
 def api_base_url(deployment: Deployment) -> str:
     """Where task containers reach the Execution API: service discovery, not the public ALB."""
-    return f"http://api-server.{deployment.name}.internal:{AIRFLOW_PORT}"
+    return f"http://api-server.{deployment.namespace.dns_namespace}:{AIRFLOW_PORT}"
 
 
 def dag_bundles(deployment: Deployment) -> str:

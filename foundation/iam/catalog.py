@@ -18,6 +18,7 @@ from policy_sentry.querying.actions import get_actions_for_service, get_privileg
 from policy_sentry.querying.all import get_all_service_prefixes
 
 from foundation import yamlio
+from foundation.iam.evaluate import arn_like
 
 READ_LEVELS = {"Read", "List"}
 
@@ -75,6 +76,7 @@ def catalog() -> Catalog:
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_VARIABLE = re.compile(r"\$\{\w+\}")
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -135,17 +137,12 @@ def is_escalation(info: ActionInfo) -> bool:
 def arn_matches_format(arn: str, arn_format: str) -> bool:
     """Whether a concrete or wildcard ARN names a resource of the type `arn_format` describes.
 
-    `arn_format` is policy_sentry's form, e.g. arn:${Partition}:s3:::${BucketName}/${ObjectName}.
-    The last variable is a name or a path and may hold ':' and '/', except a bucket name.
+    `arn_format` is policy_sentry's form, e.g. arn:${Partition}:s3:::${BucketName}/${ObjectName}:
+    each variable becomes IAM's `*` and the ARN is matched part by part as ArnLike does (the
+    toolkit's one matcher, evaluate.arn_like). A bucket name holds no '/', so a bucket's format
+    takes no object.
     """
-    parts = re.split(r"(\$\{[A-Za-z]+\})", arn_format)
-    last_var = max((i for i, p in enumerate(parts) if p.startswith("${")), default=-1)
-    pattern = ""
-    for i, part in enumerate(parts):
-        if not part.startswith("${"):
-            pattern += re.escape(part)
-        elif i == last_var:
-            pattern += "[^/]+" if part == "${BucketName}" else ".+"
-        else:
-            pattern += "[^:]*"  # a log group's name holds "/", never ":"
-    return re.fullmatch(pattern, arn) is not None
+    pattern = _VARIABLE.sub("*", arn_format)
+    if arn_format.endswith(":::${BucketName}") and "/" in arn.split(":", 5)[-1]:
+        return False
+    return arn_like(pattern, arn)

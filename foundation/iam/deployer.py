@@ -10,7 +10,7 @@ from typing import Any
 
 from foundation import yamlio
 from foundation.iam.catalog import fill
-from foundation.naming import Namespace
+from foundation.naming import PROJECT_TAG, Namespace
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def _filled(value: Any, values: dict[str, str]) -> Any:
         return fill(value, values)
     if isinstance(value, list):
         return [_filled(v, values) for v in value]
-    return {k: _filled(v, values) for k, v in value.items()}
+    return {fill(k, values): _filled(v, values) for k, v in value.items()}
 
 
 def values(ns: Namespace, partition: str, boundary: str) -> dict[str, str]:
@@ -66,6 +66,9 @@ def values(ns: Namespace, partition: str, boundary: str) -> dict[str, str]:
         "logs_bucket": ns.logs_bucket,
         "dags_bucket": ns.dags_bucket,
         "table": ns.celery_results_table,
+        "dag_role_path": ns.dag_role_path,
+        "dns": ns.dns_namespace,
+        "tag": PROJECT_TAG,
         "boundary": boundary,
         "role_path": ns.role_root,
         "role_prefix": ns.role_prefix,
@@ -97,7 +100,7 @@ MAX_POLICIES = 10  # IAM's default managed policies per role
 # The longest values each placeholder can take: the split into policies is decided at these, so
 # it is the same for every deployment and every one of them fits.
 WORST_CASE = values(
-    Namespace("n" * 20, "/" + "p" * 60 + "/", "r" * 16, "111122223333", "ap-southeast-14"),
+    Namespace("n" * 20, "/" + "p" * 60 + "/", "r" * 15 + "_", "111122223333", "ap-southeast-14"),
     "aws-us-gov",
     "arn:aws-us-gov:iam::111122223333:policy/" + "b" * 128,
 )

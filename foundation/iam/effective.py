@@ -11,8 +11,8 @@ from typing import Any
 
 from foundation.iam.catalog import lookup
 from foundation.iam.evaluate import glob, listed
+from foundation.naming import DAG_ID_TAG
 
-DAG_ID_TAG = "foundation:dag_id"
 POLICY_TYPES = ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::RolePolicy")
 
 

@@ -10,7 +10,12 @@ It checks what moto cannot (moto evaluates no Condition and never checks iam:Pas
   operator (HeadBucket carries no `s3:prefix`, so a `StringLike` on it refuses HeadBucket) and
   satisfies a negated one, and satisfies any operator ending in `IfExists`; `Null` tests
   presence itself. Other operators raise NotImplementedError. Policy variables such as
-  ${aws:userid} are replaced from the request context before matching.
+  ${aws:userid} are replaced from the request context in condition values before matching;
+  in an action or resource pattern they are refused (ValueError): the toolkit writes none.
+- Multivalued keys (`aws:TagKeys`: a list in the context): `ForAllValues:` holds when every
+  value in the request matches (an absent key too, as AWS documents: pair it with `Null`),
+  `ForAnyValue:` when at least one does (never for an absent key). A single-valued operator on
+  a list raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -24,18 +29,25 @@ from typing import Any
 class Request:
     action: str
     resource: str
-    context: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str | list[str]] = field(default_factory=dict)
 
 
 def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
-    """IAM's wildcard matching: `*` any run of characters, `?` exactly one, nothing else."""
+    """IAM's wildcard matching: `*` any run of characters, `?` exactly one, nothing else.
+    Actions are compared case-insensitively (`case_sensitive=False`), ARNs case-sensitively."""
+    if "${" in pattern:
+        raise ValueError(f"{pattern!r} holds a policy variable: the toolkit matches none")
     regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
     flags = 0 if case_sensitive else re.IGNORECASE
     return re.fullmatch(regex, value, flags | re.DOTALL) is not None
 
 
-def _substitute(value: str, context: dict[str, str]) -> str:
-    return re.sub(r"\$\{([^}]+)\}", lambda m: context.get(m.group(1), m.group(0)), value)
+def _substitute(value: str, context: dict[str, str | list[str]]) -> str:
+    def variable(match: re.Match[str]) -> str:
+        found = context.get(match.group(1), match.group(0))
+        return found if isinstance(found, str) else match.group(0)
+
+    return re.sub(r"\$\{([^}]+)\}", variable, value)
 
 
 def listed(value: Any) -> list[Any]:
@@ -43,7 +55,8 @@ def listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _arn_matches(pattern: str, arn: str) -> bool:
+def arn_like(pattern: str, arn: str) -> bool:
+    """ArnLike: each of the six `:`-separated parts matches the pattern's, wildcards included."""
     parts, wanted = arn.split(":", 5), pattern.split(":", 5)
     return len(parts) == len(wanted) == 6 and all(map(glob, wanted, parts))
 
@@ -51,34 +64,48 @@ def _arn_matches(pattern: str, arn: str) -> bool:
 MATCHERS = {
     "StringEquals": lambda actual, wanted: actual == wanted,
     "StringLike": lambda actual, wanted: glob(wanted, actual),
-    "ArnEquals": lambda actual, wanted: _arn_matches(wanted, actual),
-    "ArnLike": lambda actual, wanted: _arn_matches(wanted, actual),
+    "ArnEquals": lambda actual, wanted: arn_like(wanted, actual),
+    "ArnLike": lambda actual, wanted: arn_like(wanted, actual),
 }
+QUANTIFIERS = {"ForAllValues": all, "ForAnyValue": any}
 NEGATED = {
     f"{name.replace('Equals', 'NotEquals').replace('Like', 'NotLike')}": name for name in MATCHERS
 }
 
 
-def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
+def _value_holds(operator: str, actual: str, wanted: list[str]) -> bool:
+    """One request value against an operator's values (without IfExists or a set prefix)."""
+    positive = NEGATED.get(operator, operator)
+    matched = any(MATCHERS[positive](actual, w) for w in wanted)
+    return not matched if operator in NEGATED else matched
+
+
+def _key_holds(operator: str, key: str, expected: Any, context: dict[str, str | list[str]]) -> bool:
     """One key of one operator. A key absent from the request fails a positive operator and
     satisfies a negated one (StringNotEquals...), as AWS documents; IfExists makes an absent
     key satisfy either."""
     if operator == "Null":
         return any(str(v).lower() == str(key not in context).lower() for v in listed(expected))
+    quantifier, _, operator = operator.rpartition(":")
     base = operator.removesuffix("IfExists")
-    negated = base in NEGATED
-    positive = NEGATED.get(base, base)
-    if positive not in MATCHERS:
+    if NEGATED.get(base, base) not in MATCHERS or (quantifier and quantifier not in QUANTIFIERS):
         raise NotImplementedError(operator)
-    if key not in context:
-        return base != operator or negated
     wanted = [_substitute(v, context) for v in listed(expected)]
-    matched = any(MATCHERS[positive](context[key], w) for w in wanted)
-    return not matched if negated else matched
+    actual = context.get(key)
+    if quantifier:
+        values = listed(actual) if actual is not None else []
+        return QUANTIFIERS[quantifier](_value_holds(base, v, wanted) for v in values)
+    if actual is None:
+        return base != operator or base in NEGATED
+    if not isinstance(actual, str):
+        raise NotImplementedError(f"{operator} on the multivalued key {key}")
+    return _value_holds(base, actual, wanted)
 
 
 def _condition_holds(
-    condition: dict[str, dict[str, Any]], context: dict[str, str], known: frozenset[str] | None
+    condition: dict[str, dict[str, Any]],
+    context: dict[str, str | list[str]],
+    known: frozenset[str] | None,
 ) -> bool:
     return all(
         _key_holds(operator, key, expected, context)

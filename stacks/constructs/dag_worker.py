@@ -28,12 +28,15 @@ from foundation.airflow.settings import (
 from foundation.config import Deployment, WorkerSize
 from foundation.iam.policy import Statement
 from foundation.manifest import Egress
-from foundation.naming import EXISTING_SERVICES_METADATA, DagNames, Namespace
+from foundation.naming import (
+    DAG_ID_TAG,
+    EXISTING_SERVICES_METADATA,
+    QUEUE_TAG,  # on the worker service and its tasks: scale-in protection's scope
+    DagNames,
+    Namespace,
+)
 from stacks import nag
 from stacks.constructs.airflow_service import task_role
-
-DAG_ID_TAG = "foundation:dag_id"
-QUEUE_TAG = "foundation:queue"  # on the worker service and its tasks: scale-in protection's scope
 
 
 @dataclass(frozen=True)
