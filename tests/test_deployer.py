@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from foundation.iam.deployer import (
     statements,
     values,
 )
-from foundation.iam.evaluate import glob
-from foundation.naming import Namespace
+from foundation.iam.evaluate import Request, allows, glob
+from foundation.naming import PROJECT_TAG, Namespace
 
 GROUPS = deployer().groups
 ACTIONS = sorted({(g.name, a) for g in GROUPS.values() for a in g.actions})
@@ -211,3 +212,255 @@ def test_the_service_role_policies_fit_iams_limits_at_their_worst_case() -> None
     every = sorted(s["Sid"] for p in split for s in p)
     assert every == sorted(s["Sid"] for s in statements(WORST_CASE)), "every statement, once"
     assert [len(p) for p in policies(VALUES)] == [len(p) for p in split], "same split"
+
+
+# The service role acting on the resources it makes by their generated ids, as an attacker
+# holding production's role would on staging's: with the toolkit's own IAM evaluation
+# (foundation/iam/evaluate.py), because moto evaluates no IAM conditions.
+OWN, OTHER = "acme-airflow", "acme-airflow-stg"
+ROLE = statements(VALUES)
+EC2 = "arn:aws:ec2:us-east-1:111122223333:"
+ELB = "arn:aws:elasticloadbalancing:us-east-1:111122223333:"
+RDS = "arn:aws:rds:us-east-1:111122223333:"
+SD = "arn:aws:servicediscovery:us-east-1:111122223333:"
+SCALING = "arn:aws:application-autoscaling:us-east-1:111122223333:scalable-target/"
+VPC, SUBNET, RTB = EC2 + "vpc/vpc-1", EC2 + "subnet/subnet-1", EC2 + "route-table/rtb-1"
+IGW, SG, LB = (
+    EC2 + "internet-gateway/igw-1",
+    EC2 + "security-group/sg-1",
+    ELB + "loadbalancer/app/a/1",
+)
+NAMESPACE, TARGET = SD + "namespace/ns-1", SCALING + "0123"
+
+
+@dataclass(frozen=True)
+class Making:
+    """How CloudFormation makes one resource type: the call, the resource it makes (None when
+    the call makes nothing with an ARN of its own), the existing resources the call also acts
+    on, how tags go on at creation (action, ARN, the creating action's key), and a change to
+    an existing one."""
+
+    action: str
+    made: str | None
+    parents: tuple[str, ...]
+    tagging: tuple[str, str, str | None] | None
+    change: tuple[str, str]
+    taggable: bool = True  # False: made without tags, its parents decide
+
+
+def _ec2(action: str, kind: str, parents: tuple[str, ...], change: str) -> Making:
+    made = f"{EC2}{kind}/new-0"
+    return Making(
+        f"ec2:{action}",
+        made,
+        parents,
+        ("ec2:CreateTags", made, action),
+        (f"ec2:{change}", f"{EC2}{kind}/old-1"),
+    )
+
+
+MAKING = {
+    "AWS::EC2::VPC": _ec2("CreateVpc", "vpc", (), "DeleteVpc"),
+    "AWS::EC2::Subnet": _ec2("CreateSubnet", "subnet", (VPC,), "DeleteSubnet"),
+    "AWS::EC2::InternetGateway": _ec2(
+        "CreateInternetGateway", "internet-gateway", (), "DeleteInternetGateway"
+    ),
+    "AWS::EC2::VPCGatewayAttachment": Making(
+        "ec2:AttachInternetGateway", None, (IGW, VPC), None, ("ec2:DetachInternetGateway", IGW)
+    ),
+    "AWS::EC2::EIP": _ec2("AllocateAddress", "elastic-ip", (), "ReleaseAddress"),
+    "AWS::EC2::NatGateway": _ec2(
+        "CreateNatGateway", "natgateway", (SUBNET, EC2 + "elastic-ip/eip-1"), "DeleteNatGateway"
+    ),
+    "AWS::EC2::RouteTable": _ec2("CreateRouteTable", "route-table", (VPC,), "DeleteRouteTable"),
+    "AWS::EC2::Route": Making("ec2:CreateRoute", None, (RTB,), None, ("ec2:DeleteRoute", RTB)),
+    "AWS::EC2::SubnetRouteTableAssociation": Making(
+        "ec2:AssociateRouteTable", None, (RTB, SUBNET), None, ("ec2:DisassociateRouteTable", RTB)
+    ),
+    "AWS::EC2::FlowLog": _ec2("CreateFlowLogs", "vpc-flow-log", (VPC,), "DeleteFlowLogs"),
+    "AWS::EC2::VPCEndpoint": _ec2(
+        "CreateVpcEndpoint", "vpc-endpoint", (VPC, RTB, SUBNET, SG), "DeleteVpcEndpoints"
+    ),
+    "AWS::EC2::SecurityGroup": _ec2(
+        "CreateSecurityGroup", "security-group", (VPC,), "DeleteSecurityGroup"
+    ),
+    # a rule carries no tags: its group decides
+    "AWS::EC2::SecurityGroupIngress": Making(
+        "ec2:AuthorizeSecurityGroupIngress",
+        EC2 + "security-group-rule/sgr-new",
+        (SG,),
+        None,
+        ("ec2:RevokeSecurityGroupIngress", SG),
+        taggable=False,
+    ),
+    "AWS::EC2::SecurityGroupEgress": Making(
+        "ec2:AuthorizeSecurityGroupEgress",
+        EC2 + "security-group-rule/sgr-new",
+        (SG,),
+        None,
+        ("ec2:RevokeSecurityGroupEgress", SG),
+        taggable=False,
+    ),
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": Making(
+        "elasticloadbalancing:CreateLoadBalancer",
+        ELB + "loadbalancer/app/new/0",
+        (),
+        ("elasticloadbalancing:AddTags", ELB + "loadbalancer/app/new/0", "CreateLoadBalancer"),
+        ("elasticloadbalancing:DeleteLoadBalancer", LB),
+    ),
+    "AWS::ElasticLoadBalancingV2::TargetGroup": Making(
+        "elasticloadbalancing:CreateTargetGroup",
+        ELB + "targetgroup/new/0",
+        (),
+        ("elasticloadbalancing:AddTags", ELB + "targetgroup/new/0", "CreateTargetGroup"),
+        ("elasticloadbalancing:DeleteTargetGroup", ELB + "targetgroup/old/1"),
+    ),
+    # CreateListener acts on its load balancer (the IAM database names no listener for it)
+    "AWS::ElasticLoadBalancingV2::Listener": Making(
+        "elasticloadbalancing:CreateListener",
+        None,
+        (LB,),
+        ("elasticloadbalancing:AddTags", ELB + "listener/app/a/1/new", "CreateListener"),
+        ("elasticloadbalancing:DeleteListener", ELB + "listener/app/a/1/old"),
+    ),
+    "AWS::RDS::DBInstance": Making(
+        "rds:CreateDBInstance",
+        RDS + "db:new",
+        (RDS + "subgrp:old",),
+        ("rds:AddTagsToResource", RDS + "db:new", None),
+        ("rds:DeleteDBInstance", RDS + "db:old"),
+    ),
+    "AWS::RDS::DBSubnetGroup": Making(
+        "rds:CreateDBSubnetGroup",
+        RDS + "subgrp:new",
+        (),
+        ("rds:AddTagsToResource", RDS + "subgrp:new", None),
+        ("rds:DeleteDBSubnetGroup", RDS + "subgrp:old"),
+    ),
+    # a namespace's creation names no resource
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": Making(
+        "servicediscovery:CreatePrivateDnsNamespace",
+        "*",
+        (),
+        ("servicediscovery:TagResource", "*", None),
+        ("servicediscovery:DeleteNamespace", NAMESPACE),
+    ),
+    "AWS::ServiceDiscovery::Service": Making(
+        "servicediscovery:CreateService",
+        SD + "service/new",
+        (NAMESPACE,),
+        ("servicediscovery:TagResource", "*", None),
+        ("servicediscovery:DeleteService", SD + "service/old"),
+    ),
+    "AWS::ApplicationAutoScaling::ScalableTarget": Making(
+        "application-autoscaling:RegisterScalableTarget",
+        SCALING + "new",
+        (),
+        ("application-autoscaling:TagResource", SCALING + "new", None),
+        ("application-autoscaling:DeregisterScalableTarget", TARGET),
+    ),
+    "AWS::ApplicationAutoScaling::ScalingPolicy": Making(
+        "application-autoscaling:PutScalingPolicy",
+        None,
+        (TARGET,),
+        None,
+        ("application-autoscaling:DeleteScalingPolicy", TARGET),
+    ),
+}
+REQUEST, RESOURCE = f"aws:RequestTag/{PROJECT_TAG}", f"aws:ResourceTag/{PROJECT_TAG}"
+
+
+def _request(tag: str | None) -> dict[str, str | list[str]]:
+    """The keys a request carrying the stack's tags has (CloudFormation adds its own)."""
+    keys = ["aws:cloudformation:stack-name", *([PROJECT_TAG] if tag else [])]
+    return {"aws:TagKeys": keys} | ({REQUEST: tag} if tag else {})
+
+
+def _allowed(action: str, arn: str, request_tag: str | None, owner: str | None = None) -> bool:
+    """One resource of a request: made (no owner yet) or existing with `owner`'s tag."""
+    context = _request(request_tag) | ({RESOURCE: owner} if owner else {})
+    return allows(ROLE, Request(action, arn, context))
+
+
+def _on_create(tag: str, action: str, create_action: str | None) -> dict[str, str | list[str]]:
+    """Tags going on at creation: EC2 and load balancing name the creating action."""
+    service = action.split(":")[0]
+    return _request(tag) | ({f"{service}:CreateAction": create_action} if create_action else {})
+
+
+def test_every_tag_scoped_type_is_tried() -> None:
+    scoped = {
+        rtype
+        for rtype, groups in deployer().resource_types.items()
+        if any("aws:ResourceTag" in json.dumps(GROUPS[g].condition) for g in groups)
+    }
+    assert set(MAKING) == scoped
+
+
+@pytest.mark.parametrize("rtype", sorted(MAKING))
+def test_the_service_role_makes_and_changes_its_own_only(rtype: str) -> None:
+    making = MAKING[rtype]
+    tag_action, tagged, create_action = making.tagging or (None, None, None)
+    # its own: made with its tag, in its own parents, tagged on creation, changed later
+    if making.made:
+        assert _allowed(making.action, making.made, OWN if making.taggable else None)
+    for parent in making.parents:
+        assert _allowed(making.action, parent, OWN, OWN)
+    if tag_action and tagged:
+        assert allows(ROLE, Request(tag_action, tagged, _on_create(OWN, tag_action, create_action)))
+    assert _allowed(*making.change, None, OWN)
+    # staging's tag, or none, on what it makes
+    if making.made and making.made != "*":  # never one that already is staging's
+        assert not _allowed(making.action, making.made, OWN, OTHER)
+    if making.made and making.taggable:
+        assert not _allowed(making.action, making.made, OTHER)
+        assert not _allowed(making.action, making.made, None)
+    if tag_action and tagged:
+        context = _on_create(OTHER, tag_action, create_action)
+        assert not allows(ROLE, Request(tag_action, tagged, context))
+    # staging's resources, or untagged ones, as parents or changed
+    for parent in making.parents:
+        assert not _allowed(making.action, parent, OWN, OTHER), parent
+        # network.vpc_id: security groups go into a VPC no deployment tagged (ec2_in_untagged_vpc)
+        in_given_vpc = making.action == "ec2:CreateSecurityGroup" and parent == VPC
+        assert _allowed(making.action, parent, OWN, None) == in_given_vpc, parent
+    assert not _allowed(*making.change, None, OTHER)
+    assert not _allowed(*making.change, OWN, OTHER)
+    assert not _allowed(*making.change, None, None)
+
+
+# per service: the action adding tags, the one removing them, an existing resource
+TAG_CHANGES = {
+    "ec2": ("ec2:CreateTags", "ec2:DeleteTags", VPC),
+    "elasticloadbalancing": ("elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags", LB),
+    "rds": ("rds:AddTagsToResource", "rds:RemoveTagsFromResource", RDS + "db:old"),
+    "application-autoscaling": (
+        "application-autoscaling:TagResource",
+        "application-autoscaling:UntagResource",
+        TARGET,
+    ),
+    "servicediscovery": (
+        "servicediscovery:TagResource",
+        "servicediscovery:UntagResource",
+        NAMESPACE,
+    ),
+}
+
+
+@pytest.mark.parametrize("service", sorted(TAG_CHANGES))
+def test_the_project_tag_is_never_moved_or_removed(service: str) -> None:
+    add, remove, arn = TAG_CHANGES[service]
+    team = {"aws:TagKeys": ["team"]}
+    # its own resources: other tags change as the config's do; the project tag stays
+    assert allows(ROLE, Request(add, arn, {RESOURCE: OWN} | team))
+    assert allows(ROLE, Request(remove, arn, {RESOURCE: OWN} | team))
+    both = {RESOURCE: OWN, "aws:TagKeys": ["team", PROJECT_TAG]}
+    assert not allows(ROLE, Request(remove, arn, both))
+    assert not allows(ROLE, Request(remove, arn, {RESOURCE: OWN}))  # no keys: every tag
+    give_away = {RESOURCE: OWN, REQUEST: OTHER, "aws:TagKeys": [PROJECT_TAG]}
+    assert not allows(ROLE, Request(add, arn, give_away))
+    # staging's resources are never claimed, except where the IAM database gives the tagging
+    # action no resource (Cloud Map: README, residual risks)
+    claim = {RESOURCE: OTHER, REQUEST: OWN, "aws:TagKeys": [PROJECT_TAG]}
+    assert allows(ROLE, Request(add, arn, claim)) == (service == "servicediscovery")
+    assert not allows(ROLE, Request(remove, arn, {RESOURCE: OTHER, "aws:TagKeys": [PROJECT_TAG]}))
