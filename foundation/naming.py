@@ -325,7 +325,7 @@ class Namespace:
                 f"role{root}{self.role_prefix}{self.stem}",
                 f"role{self.dag_role_path}",
                 f"role{self.bootstrap_role_path}{self.service_role}",
-                f"policy{root}{name}/",
+                f"policy{self.dag_role_path}",
                 f"policy{self.bootstrap_role_path}{self.service_role}-",
             ),
             "ecs": (

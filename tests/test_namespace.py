@@ -7,6 +7,10 @@ scheduler's (both executors), every DAG's baseline, and the escape hatch's reser
 (`owns`). Each is matched with the toolkit's one IAM wildcard matcher (evaluate.glob) against
 every resource the other deployment's namespace names, and the last test checks that list
 against the physical names of the synthesized example, so it cannot fall behind the stacks.
+Each side has its own iam.role_path and iam.role_name_prefix (any the config accepts, often
+the other's name as a path segment). The service role's tag-scoped statements (resources with
+generated ids) are evaluated with the toolkit's IAM evaluation, conditions included (moto
+evaluates none), on resources carrying the other deployment's project tag.
 """
 
 from __future__ import annotations
@@ -15,17 +19,19 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
-from foundation.config import Deployment
+from foundation.config import Deployment, RoleNamePrefix, RolePath
 from foundation.iam import cluster, deployer
 from foundation.iam.arns import parse, wider_than_one_resource
-from foundation.iam.evaluate import glob, listed
+from foundation.iam.evaluate import Request, allows, glob, listed
 from foundation.iam.policy import ArnContext, grants, render
 from foundation.manifest import DagManifest
-from foundation.naming import UNMANAGED_PARAMETER_NAME, Namespace
+from foundation.naming import PROJECT_TAG, UNMANAGED_PARAMETER_NAME, Namespace
 from foundation.project import load_project
 from tests.conftest import ROOT
 
@@ -40,20 +46,68 @@ names = st.from_regex(r"[a-z][a-z0-9-]{1,18}[a-z0-9]", fullmatch=True).filter(
 )
 
 
+@dataclass(frozen=True)
+class Side:
+    """One deployment of a pair: its name and its organisation's role path and prefix."""
+
+    name: str
+    role_path: str = "/"
+    role_prefix: str = ""
+
+
+def _valid(adapter: TypeAdapter, value: str) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+segments = st.from_regex(r"[A-Za-z0-9+=,.@_-]{1,8}", fullmatch=True)
+
+
 @st.composite
-def pairs(draw: st.DrawFn) -> tuple[str, str]:
-    """Two distinct names, often one the other's prefix (`acme` and `acme-stg`)."""
+def sides(draw: st.DrawFn, name: str, other: str) -> Side:
+    """A role path and prefix the config accepts, often built from either name."""
+    segment = st.one_of(st.just(name), st.just(other), st.just("dags"), segments)
+    path = "/" + "".join(f"{s}/" for s in draw(st.lists(segment, max_size=3)))
+    prefix = draw(
+        st.one_of(
+            st.just(""),
+            st.from_regex(r"[A-Za-z0-9+=,.@_-]{0,6}[+=,.@_]", fullmatch=True),
+            # what makes <prefix><name> read as the other's name, or a prefix of it
+            st.sampled_from([f"{other}_", f"{name}.", other[: len(other) - len(name)], "x-"]),
+        )
+    )
+    path = path if _valid(TypeAdapter(RolePath), path) else "/"
+    prefix = prefix if _valid(TypeAdapter(RoleNamePrefix), prefix) else ""
+    return Side(name, path, prefix)
+
+
+@st.composite
+def pairs(draw: st.DrawFn) -> tuple[Side, Side]:
+    """Two distinct names, often one the other's prefix (`acme` and `acme-stg`) or suffix,
+    each with its own role path and prefix, or the same."""
     a = draw(names)
     tail = draw(st.from_regex(r"[a-z0-9-]{0,10}[a-z0-9]", fullmatch=True))
-    b = draw(st.one_of(names, st.just(f"{a}-{tail}"[:20].rstrip("-"))))
-    b = b if "--" not in b else draw(names)
+    suffix = a[draw(st.integers(1, len(a) - 3)) :] if len(a) > 3 else a
+    b = draw(st.one_of(names, st.just(f"{a}-{tail}"[:20].rstrip("-")), st.just(suffix)))
+    b = b if "--" not in b and re.fullmatch(r"[a-z][a-z0-9-]+[a-z0-9]", b) else draw(names)
     assume(a != b)
-    return (a, b) if draw(st.booleans()) else (b, a)
+    first = draw(st.one_of(st.just(Side(a)), sides(a, b)))
+    second = draw(st.one_of(st.just(Side(b)), sides(b, a)))
+    if draw(st.booleans()):
+        second = Side(b, first.role_path, first.role_prefix)
+    return (first, second) if draw(st.booleans()) else (second, first)
 
 
-def deployment(name: str, celery: bool = False) -> Deployment:
+def deployment(side: Side | str, celery: bool = False) -> Deployment:
+    side = side if isinstance(side, Side) else Side(side)
     airflow = EXAMPLE.airflow.model_copy(update={"executor": "celery" if celery else "ecs"})
-    return EXAMPLE.model_copy(update={"name": name, "airflow": airflow})
+    iam = EXAMPLE.iam.model_copy(
+        update={"role_path": side.role_path, "role_name_prefix": side.role_prefix}
+    )
+    return EXAMPLE.model_copy(update={"name": side.name, "airflow": airflow, "iam": iam})
 
 
 def resources_of(ns: Namespace, dag_ids: list[str]) -> Iterator[str]:
@@ -87,17 +141,26 @@ def resources_of(ns: Namespace, dag_ids: list[str]) -> Iterator[str]:
     yield f"arn:{P}:logs:{region}:log-group:{ns.workers_log_group}"
     yield f"arn:{P}:ecs:{region}:cluster/{ns.cluster}"
     yield f"arn:{P}:ecs:{region}:task/{ns.cluster}/0123456789abcdef"
+    yield f"arn:{P}:ecs:{region}:container-instance/{ns.cluster}/0123456789abcdef"
+    yield f"arn:{P}:ecs:{region}:task-set/{ns.cluster}/{ns.service('api-server')}/ecs-svc/1"
+    yield f"arn:{P}:ecs:{region}:service-deployment/{ns.cluster}/{ns.service('api-server')}/a1"
     yield f"arn:{P}:dynamodb:{region}:table/{ns.celery_results_table}"
     for bucket in ns.buckets:
         yield f"arn:{P}:s3:::{bucket}"
         yield f"arn:{P}:s3:::{bucket}/dags/x.py"
 
 
-def patterns_of(name: str, dag_ids: list[str]) -> Iterator[str]:
+BOUNDARY = f"arn:{P}:iam::{A}:policy/boundary"
+
+
+def service_role(side: Side) -> list[dict]:
+    return deployer.statements(deployer.values(deployment(side).namespace, P, BOUNDARY))
+
+
+def patterns_of(name: Side, dag_ids: list[str]) -> Iterator[str]:
     """Every resource pattern the deployment's own grants hold."""
     ctx = ArnContext(P, R, A)
-    boundary = f"arn:{P}:iam::{A}:policy/boundary"
-    for statement in deployer.statements(deployer.values(deployment(name).namespace, P, boundary)):
+    for statement in service_role(name):
         yield from listed(statement["Resource"])
     for celery in (False, True):
         d = deployment(name, celery)
@@ -116,10 +179,26 @@ def patterns_of(name: str, dag_ids: list[str]) -> Iterator[str]:
                     yield from statement.resources
 
 
+def accepted(side: Side) -> bool:
+    """Whether the config takes this side's role path and prefix."""
+    return _valid(TypeAdapter(RolePath), side.role_path) and _valid(
+        TypeAdapter(RoleNamePrefix), side.role_prefix
+    )
+
+
+# What the config refuses, each a collision if it were taken: a role path through the other's
+# DAG role path, a prefix that reads as the start of the other's name, '--' in either.
 @settings(max_examples=150, deadline=None)
 @given(pairs())
-def test_no_pattern_of_one_deployment_reaches_the_others_resources(pair: tuple[str, str]) -> None:
+@example((Side("acme", "/acme-stg/dags/"), Side("acme-stg")))
+@example((Side("org-acme"), Side("acme", "/", "org-")))
+@example((Side("acme"), Side("stg", "/", "acme--_")))
+@example((Side("acme"), Side("x-y", "/acme--/")))
+def test_no_pattern_of_one_deployment_reaches_the_others_resources(
+    pair: tuple[Side, Side],
+) -> None:
     a, b = pair
+    assume(accepted(a) and accepted(b))
     theirs = list(resources_of(deployment(b).namespace, DAG_IDS))
     ours = deployment(a).namespace
     for pattern in set(patterns_of(a, DAG_IDS)):
@@ -134,7 +213,7 @@ def test_no_pattern_of_one_deployment_reaches_the_others_resources(pair: tuple[s
 @settings(max_examples=60, deadline=None)
 @given(pairs())
 def test_no_dag_may_name_the_others_resources_or_a_pattern_reaching_them(
-    pair: tuple[str, str],
+    pair: tuple[Side, Side],
 ) -> None:
     """What a manifest may name (an escape-hatch resource, a bucket, queue, secret or role to
     pass): every resource of the other deployment, and every pattern the escape hatch would
@@ -144,8 +223,6 @@ def test_no_dag_may_name_the_others_resources_or_a_pattern_reaching_them(
     for arn in resources_of(deployment(b).namespace, DAG_IDS):
         parsed = parse(arn)
         assert parsed is not None
-        if parsed.service == "ecs" and not parsed.resource.startswith("task-definition/"):
-            continue  # ECS_CLUSTER_GAP: the cluster is named <name>, a shape of any name
         assert ours.reserved_resource(parsed.service, parsed.resource), arn
         for end in range(len(parsed.resource)):
             for wildcard in ("*", "?"):
@@ -208,3 +285,53 @@ def test_every_name_in_the_synthesized_example_is_its_own_and_not_stagings(
     text = json.dumps(templates)
     # no name of the toolkit's is left in the old '<name>-<kind>' form of a pattern-scoped type
     assert not re.search(r'"(RoleName|Family|QueueName|AlarmName)": "acme-airflow-[a-z]', text)
+
+
+TAGS = ("aws:RequestTag/", "aws:ResourceTag/")
+# Cloud Map's TagResource and UntagResource take no resource in the IAM database: the one place
+# a service role may act on another deployment's resource (README, residual risks)
+UNSCOPED_TAGGING = {"servicediscovery:TagResource", "servicediscovery:UntagResource"}
+# takes no resource at all: it makes a namespace and acts on no existing one
+MAKES_ONLY = {"servicediscovery:CreatePrivateDnsNamespace"}
+
+
+def _concrete(pattern: str) -> str:
+    return pattern.replace("*", "x-0123")
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs())
+def test_no_tag_scoped_statement_of_one_service_role_reaches_the_others_resources(
+    pair: tuple[Side, Side],
+) -> None:
+    """Every action of the service role's tag-scoped statements, on every resource type they
+    name, as a request on the other deployment's resource (carrying its project tag) or making
+    one with its tag: refused by the whole role, whatever it claims in its own request."""
+    a, b = pair
+    role = service_role(a)
+    ours, theirs = f"aws:RequestTag/{PROJECT_TAG}", f"aws:ResourceTag/{PROJECT_TAG}"
+    scoped = [
+        s
+        for s in role
+        if any(k.startswith(TAGS) for o in s.get("Condition", {}).values() for k in o)
+    ]
+    assert len(scoped) > 20
+    for statement in scoped:
+        # a statement for what a request makes (its other resources are checked as existing)
+        creates = f"aws:RequestTag/{PROJECT_TAG}" in statement["Condition"].get("StringEquals", {})
+        for action in statement["Action"]:
+            for resource in statement["Resource"]:
+                arn = _concrete(resource)
+                existing = (
+                    ()
+                    if action in MAKES_ONLY
+                    else ({theirs: b.name}, {theirs: b.name, ours: a.name})
+                )
+                for request in existing:
+                    keys = [PROJECT_TAG] if ours in request else ["team"]
+                    context = request | {"aws:TagKeys": keys}
+                    allowed = allows(role, Request(action, arn, context))
+                    assert allowed == (action in UNSCOPED_TAGGING), f"{a} {action} {arn} {request}"
+                if creates:
+                    making = {ours: b.name, "aws:TagKeys": [PROJECT_TAG]}
+                    assert not allows(role, Request(action, arn, making)), f"{a} {action} {arn}"

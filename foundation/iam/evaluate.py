@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 
@@ -35,11 +36,15 @@ class Request:
 def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
     """IAM's wildcard matching: `*` any run of characters, `?` exactly one, nothing else.
     Actions are compared case-insensitively (`case_sensitive=False`), ARNs case-sensitively."""
+    return _compiled(pattern, case_sensitive).fullmatch(value) is not None
+
+
+@cache
+def _compiled(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
     if "${" in pattern:
         raise ValueError(f"{pattern!r} holds a policy variable: the toolkit matches none")
     regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    flags = 0 if case_sensitive else re.IGNORECASE
-    return re.fullmatch(regex, value, flags | re.DOTALL) is not None
+    return re.compile(regex, (0 if case_sensitive else re.IGNORECASE) | re.DOTALL)
 
 
 def _substitute(value: str, context: dict[str, str | list[str]]) -> str:
