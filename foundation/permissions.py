@@ -66,6 +66,8 @@ class Audit:
 
 
 def _escalates(grant: Grant) -> bool:
+    if grant.not_action or grant.unknown:
+        return True  # every action but a few, or unknown ones: escalating ones among them
     infos = [lookup(a) for a in grant.actions]
     return any(info is not None and is_escalation(info) for info in infos)
 
@@ -90,7 +92,7 @@ def by_service(role: RoleGrants) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for grant in role.grants:
         for service in grant.services:
-            actions = [a for a in grant.actions if a.split(":", 1)[0] == service]
+            actions = [a for a in grant.actions if service == "*" or a.split(":", 1)[0] == service]
             out[service].append(
                 {
                     "actions": actions,

@@ -187,3 +187,89 @@ def test_a_malformed_arn_is_invalid_input(permissions, bad: str) -> None:
     result = permissions("--who-can", bad)
     assert result.exit_code == 2 and "is not an ARN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SHAPES = ROOT / "tests" / "fixtures" / "templates" / "effective" / "shapes.json"
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "111122223333"}
+
+
+def _shapes() -> dict:
+    from foundation.iam.effective import roles_of
+
+    roles = roles_of({"shapes": json.loads(SHAPES.read_text())}, {}, PSEUDO)
+    return {r.logical_id: r for r in roles}
+
+
+def test_managed_policy_arns_are_read_or_reported_never_dropped() -> None:
+    from foundation.iam.effective import Grant
+
+    dag = _shapes()["DagRole"]
+    unknown = "not in the templates, its statements unknown (may grant anything)"
+    assert dag.grants == [
+        # NamingPolicy names the role and is in ManagedPolicyArns: read once
+        Grant(("s3:PutObject",), ("arn:aws:s3:::b/own/*",), None, "added by CDK"),
+        Grant(
+            ("*",),
+            ("*",),
+            None,
+            f"managed policy arn:aws:iam::aws:policy/AdministratorAccess: {unknown}",
+            unknown=True,
+        ),
+        Grant(
+            ("*",),
+            ("*",),
+            None,
+            f"managed policy arn:aws:iam::aws:policy/ReadOnlyAccess: {unknown}",
+            unknown=True,
+        ),
+        Grant(("s3:GetObject",), ("arn:aws:s3:::b/own/*",), None, "added by CDK"),
+    ]
+
+
+def test_not_action_and_not_resource_are_read_as_what_they_grant() -> None:
+    from foundation.iam.effective import who_can
+
+    roles = _shapes()
+    cluster = roles["ClusterRole"]
+    queue = "arn:aws:sqs:us-east-1:111122223333:any-queue"
+    private, public = "arn:aws:s3:::b/private/x", "arn:aws:s3:::b/public/x"
+
+    def reach(arn: str) -> list[tuple[str, tuple[str, ...], str, bool]]:
+        return [
+            (a.role.logical_id, a.actions, a.source, a.unresolved)
+            for a in who_can([cluster], [arn])
+        ]
+
+    not_action = "the toolkit's cluster grants (NotAction: every action but these)"
+    not_resource = "the toolkit's cluster grants (NotResource: every resource but these)"
+    assert reach(queue) == [("ClusterRole", ("*",), not_action, False)]
+    # NotAction takes out every s3 action; NotResource takes out b/private/ only
+    assert reach(public) == [("ClusterRole", ("s3:GetObject",), not_resource, False)]
+    assert reach(private) == []
+    # the same statements as IAM evaluates them
+    statements = cluster.statements()
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "NotResource": ["arn:aws:s3:::b/private/*"],
+        },
+        {"Effect": "Allow", "NotAction": ["s3:*", "iam:*"], "Resource": ["*"]},
+    ]
+    from foundation.iam.evaluate import Request, allows
+
+    assert allows(statements, Request("sqs:SendMessage", queue))
+    assert not allows(statements, Request("iam:PassRole", "arn:aws:iam::111122223333:role/x"))
+    assert allows(statements, Request("s3:GetObject", public))
+    assert not allows(statements, Request("s3:GetObject", private))
+
+
+def test_an_unknown_managed_policy_may_reach_anything_and_says_so() -> None:
+    from foundation.iam.effective import who_can
+
+    dag = _shapes()["DagRole"]
+    found = who_can([dag], ["arn:aws:secretsmanager:us-east-1:111122223333:secret:x-AbC123"])
+    assert [(a.actions, a.unresolved, a.source.split(":")[0]) for a in found] == [
+        (("*",), True, "managed policy arn"),
+        (("*",), True, "managed policy arn"),
+    ]

@@ -1,6 +1,9 @@
 """Effective permissions, read from the synthesized templates: every role, every policy attached to
-it (including what CDK adds on its own), and IAM's wildcard matching to answer "who can reach
-this resource". Sources come from the generated policy (manifest line or baseline) by Sid."""
+it (including what CDK adds on its own: policies naming the role, its inline policies, its
+ManagedPolicyArns), and IAM's wildcard matching to answer "who can reach this resource". Sources
+come from the generated policy (manifest line or baseline) by Sid. NotAction and NotResource are
+read as what they are (every action, or resource, but the listed); a managed policy the
+templates do not hold (an AWS managed policy) is reported as one that may grant anything."""
 
 from __future__ import annotations
 
@@ -24,10 +27,23 @@ class Grant:
     resources: tuple[str, ...]
     condition: dict[str, Any] | None
     source: str  # manifest line, baseline, or "added by CDK"
+    not_action: bool = False  # NotAction: every action but `actions`
+    not_resource: bool = False  # NotResource: every resource but `resources`
+    unknown: bool = False  # a managed policy outside the templates: it may grant anything
 
     @property
     def services(self) -> list[str]:
+        if self.not_action or self.unknown:
+            return ["*"]
         return sorted({a.split(":", 1)[0] for a in self.actions})
+
+    def as_statement(self) -> dict[str, Any]:
+        """The grant as policy JSON (for evaluation)."""
+        actions = "NotAction" if self.not_action else "Action"
+        resources = "NotResource" if self.not_resource else "Resource"
+        return {"Effect": "Allow", actions: list(self.actions), resources: list(self.resources)} | (
+            {"Condition": self.condition} if self.condition else {}
+        )
 
 
 @dataclass
@@ -45,11 +61,7 @@ class RoleGrants:
 
     def statements(self) -> list[dict[str, Any]]:
         """The role's Allow statements as policy JSON, references rendered (for evaluation)."""
-        return [
-            {"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
-            | ({"Condition": g.condition} if g.condition else {})
-            for g in self.grants
-        ]
+        return [g.as_statement() for g in self.grants]
 
 
 @dataclass(frozen=True)
@@ -143,18 +155,45 @@ def roles_of(
             for logical_id, r in resources.items()
             if r["Type"] == "AWS::IAM::Role"
         }
-        for r in resources.values():
+        attached: set[tuple[str, str]] = set()  # (policy, role) pairs read
+        for policy_id, r in resources.items():
             if r["Type"] not in POLICY_TYPES:
                 continue
             for ref in _role_refs(r["Properties"]):
                 if ref in roles:
                     role = roles[ref]
                     role.grants += _grants(r["Properties"]["PolicyDocument"], scope, role, sources)
+                    attached.add((policy_id, ref))
         for logical_id, role in roles.items():
-            for inline in resources[logical_id]["Properties"].get("Policies", []):
+            props = resources[logical_id]["Properties"]
+            for inline in props.get("Policies", []):
                 role.grants += _grants(inline["PolicyDocument"], scope, role, sources)
+            for arn in props.get("ManagedPolicyArns", []):
+                role.grants += _managed(arn, scope, role, sources, attached)
         out += roles.values()
     return out
+
+
+def _managed(
+    arn: Any,
+    scope: Scope,
+    role: RoleGrants,
+    sources: dict[tuple[str, str], str],
+    attached: set[tuple[str, str]],
+) -> list[Grant]:
+    """A role's ManagedPolicyArns entry: a managed policy of the same template is read (once,
+    if it also names the role); any other is reported, never dropped."""
+    ref = arn.get("Ref") if isinstance(arn, dict) else None
+    target = scope.resources.get(ref, {}) if isinstance(ref, str) else {}
+    if target.get("Type") == "AWS::IAM::ManagedPolicy":
+        if (ref, role.logical_id) in attached:
+            return []
+        return _grants(target["Properties"]["PolicyDocument"], scope, role, sources)
+    name = render(arn, scope)
+    source = (
+        f"managed policy {name}: not in the templates, its statements unknown (may grant anything)"
+    )
+    return [Grant(("*",), ("*",), None, source, unknown=True)]
 
 
 def _grants(
@@ -165,17 +204,26 @@ def _grants(
 ) -> list[Grant]:
     grants = []
     for st in listed(document.get("Statement", [])):
-        if st.get("Effect") != "Allow" or "Action" not in st:
+        if st.get("Effect") != "Allow":
             continue
         source = sources.get((role.dag_id or "", st.get("Sid", "")), "added by CDK")
         if role.dag_id is None:
             source = "the toolkit's cluster grants"
+        not_action, not_resource = "NotAction" in st, "NotResource" in st
+        if not_action:
+            source += " (NotAction: every action but these)"
+        if not_resource:
+            source += " (NotResource: every resource but these)"
+        actions = st["NotAction"] if not_action else st.get("Action", [])
+        resources = st["NotResource"] if not_resource else st.get("Resource", [])
         grants.append(
             Grant(
-                tuple(listed(st["Action"])),
-                tuple(render(v, scope) for v in listed(st.get("Resource", []))),
+                tuple(listed(actions)),
+                tuple(render(v, scope) for v in listed(resources)),
                 st.get("Condition"),
                 source,
+                not_action,
+                not_resource,
             )
         )
     return grants
@@ -241,30 +289,43 @@ def who_can(roles: list[RoleGrants], arns: list[str], s3_key: str | None = None)
             reached = [
                 arn
                 for arn in arns
-                if any(
-                    reaches(r, arn, prefix=_is_object(arn) and s3_key is not None)
-                    for r in grant.resources
-                )
+                if _names(grant, grant.resources, arn, s3_key)
                 and _prefix_allows(grant, arn, s3_key)
             ]
             # an action acts on its own service's resources only (`*` for redshift-data is not
-            # a way into Secrets Manager)
+            # a way into Secrets Manager); NotAction may be any action but those listed
             services = {arn.split(":")[2] for arn in reached}
-            actions = tuple(
-                a for a in grant.actions if a == "*" or a.split(":", 1)[0].lower() in services
+            if grant.not_action:
+                services = {s for s in services if not _all_of(grant.actions, s)}
+            actions = (
+                ("*",)
+                if services and (grant.not_action or grant.unknown)
+                else tuple(
+                    a for a in grant.actions if a == "*" or a.split(":", 1)[0].lower() in services
+                )
             )
             if actions:
                 levels = tuple(sorted({access_level(a) for a in actions}))
                 resolved = [r for r in grant.resources if not UNRESOLVED.search(r)]
-                certain = any(
-                    reaches(r, arn, prefix=s3_key is not None and _is_object(arn))
-                    for r in resolved
-                    for arn in reached
+                certain = not grant.unknown and any(
+                    _names(grant, resolved, arn, s3_key) for arn in reached
                 )
                 found.append(
                     Access(role, actions, levels, grant.condition, grant.source, not certain)
                 )
     return found
+
+
+def _all_of(actions: tuple[str, ...], service: str) -> bool:
+    """Whether NotAction's list takes out every action of a service (`*`, `<service>:*`)."""
+    return any(a == "*" or a.lower() == f"{service}:*" for a in actions)
+
+
+def _names(grant: Grant, resources: list[str] | tuple[str, ...], arn: str, key: str | None) -> bool:
+    """Whether the grant's Resource (or, NotResource, everything else) reaches `arn`."""
+    if grant.not_resource:  # reached unless a listed resource takes it out for certain
+        return not any(glob(r, arn) for r in resources if not UNRESOLVED.search(r))
+    return any(reaches(r, arn, prefix=_is_object(arn) and key is not None) for r in resources)
 
 
 def through_pass_role(
@@ -276,11 +337,13 @@ def through_pass_role(
     reachers = {id(a.role): a.role for a in direct}.values()
     for role in roles:
         for grant in role.grants:
-            if not any(a.lower() == "iam:passrole" for a in grant.actions):
+            if not (grant.not_action or grant.unknown) and not any(
+                glob(a, "iam:PassRole", case_sensitive=False) for a in grant.actions
+            ):
                 continue
             for target in reachers:
                 arn = f"arn:{partition}:iam::{account}:role{target.path}{target.name}"
-                if target is not role and any(reaches(r, arn) for r in grant.resources):
+                if target is not role and _names(grant, grant.resources, arn, None):
                     found.append(
                         Access(
                             role,
@@ -288,6 +351,7 @@ def through_pass_role(
                             ("Permissions management",),
                             grant.condition,
                             f"passes {target.label}'s role, which reaches it",
+                            grant.unknown,
                         )
                     )
     return found

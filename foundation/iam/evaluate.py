@@ -2,7 +2,8 @@
 It checks what moto cannot (moto evaluates no Condition and never checks iam:PassRole).
 
 - Action and resource matching: `*` matches any run of characters (slashes and colons
-  included), `?` exactly one; actions are case-insensitive, ARNs case-sensitive.
+  included), `?` exactly one; actions are case-insensitive, ARNs case-sensitive. NotAction and
+  NotResource match what their lists do not.
 - ArnEquals and ArnLike (the same operator in IAM): the six `:`-separated parts of the ARN
   each match the pattern's part, wildcards included.
 - Conditions: every operator must hold, every key within an operator must hold, any value of a
@@ -127,9 +128,13 @@ def allows(
     keys are evaluated (the rest hold): for a caller that knows only some of a request's keys."""
     for st in statements:
         assert st["Effect"] == "Allow"
-        if not any(glob(a, request.action, case_sensitive=False) for a in listed(st["Action"])):
+        actions = listed(st.get("Action", st.get("NotAction")))
+        if any(glob(a, request.action, case_sensitive=False) for a in actions) == (
+            "NotAction" in st
+        ):
             continue
-        if not any(glob(r, request.resource) for r in listed(st["Resource"])):
+        resources = listed(st.get("Resource", st.get("NotResource")))
+        if any(glob(r, request.resource) for r in resources) == ("NotResource" in st):
             continue
         if _condition_holds(st.get("Condition", {}), request.context, known):
             return True
