@@ -40,12 +40,17 @@ def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
     return _compiled(pattern, case_sensitive).fullmatch(value) is not None
 
 
-@cache
-def _compiled(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> str:
+    """The regular expression of an IAM pattern, for a caller that reads parts out of what it
+    matches (iam/suggest.py): the same semantics as `glob`, from the same place."""
     if "${" in pattern:
         raise ValueError(f"{pattern!r} holds a policy variable: the toolkit matches none")
-    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.compile(regex, (0 if case_sensitive else re.IGNORECASE) | re.DOTALL)
+    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+
+
+@cache
+def _compiled(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
+    return re.compile(glob_regex(pattern), (0 if case_sensitive else re.IGNORECASE) | re.DOTALL)
 
 
 def _substitute(value: str, context: dict[str, str | list[str]]) -> str:

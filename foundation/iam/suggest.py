@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from foundation.iam.catalog import catalog
+from foundation.iam.evaluate import glob_regex
 
 _FIELD = re.compile(r"\{(\w+)\}")
 # What a field may span in an ARN; any other field is one name with no ':' or '/'.
@@ -108,8 +109,8 @@ def _read(arn_format: str, arn: str) -> dict[str, str] | None:
         if i % 2:
             pattern += f"(?P<{piece}>{_SPANS.get(piece, '[^:/]+')})"
         else:
-            pattern += re.escape(piece).replace(r"\*", ".*").replace(r"\?", ".")
-    found = re.fullmatch(pattern, arn)
+            pattern += glob_regex(piece)
+    found = re.fullmatch(pattern, arn, re.DOTALL)
     if found is None:
         return None
     return {
