@@ -464,3 +464,35 @@ def test_the_project_tag_is_never_moved_or_removed(service: str) -> None:
     claim = {RESOURCE: OTHER, REQUEST: OWN, "aws:TagKeys": [PROJECT_TAG]}
     assert allows(ROLE, Request(add, arn, claim)) == (service == "servicediscovery")
     assert not allows(ROLE, Request(remove, arn, {RESOURCE: OTHER, "aws:TagKeys": [PROJECT_TAG]}))
+
+
+@cache
+def taggable() -> dict[str, bool]:
+    """Whether CloudFormation tags a type at creation (the registry schemas cfn-lint ships)."""
+    folder = Path(cfnlint.__file__).parent / "data" / "schemas" / "resources"
+    out = {}
+    for path in folder.glob("*.json"):
+        schema = json.loads(path.read_text())
+        if schema.get("typeName") in MAKING:
+            tagging = schema.get("tagging", {})
+            out[schema["typeName"]] = bool(tagging.get("taggable") and tagging.get("tagOnCreate"))
+    return out
+
+
+def test_every_tag_scoped_resource_carries_the_project_tag_at_creation(templates: dict) -> None:
+    """What the service role makes by tag carries it in the template (CloudFormation passes a
+    resource's Tags on create); what cannot carry tags is authorized on its parent."""
+    untaggable = {t for t, can in taggable().items() if not can}
+    assert untaggable == {t for t, m in MAKING.items() if m.tagging is None}
+    seen = set()
+    for template in templates.values():
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] not in MAKING or resource["Type"] in untaggable:
+                continue
+            tags = resource["Properties"].get("Tags", [])
+            assert {"Key": PROJECT_TAG, "Value": OWN} in tags, logical_id
+            seen.add(resource["Type"])
+    # the example makes every tag-scoped type but the endpoints (network.private_endpoints)
+    assert seen == set(MAKING) - untaggable - {"AWS::EC2::VPCEndpoint"} - {
+        "AWS::ApplicationAutoScaling::ScalableTarget"  # Celery mode: tests/test_celery_synth.py
+    }
