@@ -146,9 +146,10 @@ class Namespace:
 
     Its names start `<name>--` (IAM roles and policies, task definition families, SQS queues,
     alarms), `<name>/` (secrets) or `/<name>/` (SSM parameters, log groups, role paths), or are
-    exact (its cluster, its buckets and table). Names hold neither `--` nor `/`, so no prefix of
-    one deployment is a prefix of another's, whatever the two names (one a prefix of the other
-    included). Account and region are needed for bucket names only.
+    exact (its cluster, its buckets and table); what AWS names by generated ids carries `tags`.
+    Names hold neither `--` nor `/`, so no prefix of one deployment is a prefix of another's,
+    whatever the two names (one a prefix of the other included); config keeps role paths and
+    prefixes from undoing that. Account and region are needed for bucket names only.
     """
 
     name: str
