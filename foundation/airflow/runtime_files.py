@@ -32,6 +32,7 @@ _CLUSTER = (
     "foundation_identity.py",
     NAMES,
     SEALED,
+    "foundation_refusal.py",
     DEFERRAL_PLUGIN,
     EXECUTION_API_PLUGIN,
     WEB_SETUP,

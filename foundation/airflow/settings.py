@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
+from foundation.airflow.runtime.foundation_refusal import TRIGGERS_ENV
 from foundation.config import Deployment, FabAuth
 from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT
 from foundation.manifest import DagAccess
@@ -37,7 +38,6 @@ DB_SECRET_ENV = "FOUNDATION_DB_SECRET"
 DB_NAME_ENV = "FOUNDATION_DB_NAME"
 DAG_BUNDLE = "dags"
 GIT_CONNECTION_ENV = "AIRFLOW_CONN_FOUNDATION_DAGS_GIT"
-TRIGGERS_ENV = "FOUNDATION_TRIGGERS"  # JSON list of the trigger classpaths tasks may defer to
 SEALED_COMPONENTS = ("dag-processor", "triggerer")
 
 # Airflow's _CMD runner takes stdout as it is: the programs write the value with no newline.
