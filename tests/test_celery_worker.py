@@ -258,12 +258,7 @@ def test_the_scheduler_publishes_to_dag_queues_under_its_own_grants(
 def test_protection_is_renewed_per_task_and_released_by_the_last_live_one(
     agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib.util
-
-    path = Path(runtime_files.__file__).parent / "runtime" / runtime_files.CELERY_CONFIG
-    spec = importlib.util.spec_from_file_location("celery_config_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = celery_config_module("celery_config_under_test", monkeypatch, tmp_path / "config")
     busy = tmp_path / "running"
     monkeypatch.setenv("ECS_AGENT_URI", agent)
     monkeypatch.setenv("FOUNDATION_BUSY_FILE", str(busy))
@@ -291,16 +286,12 @@ def test_running_counts_are_kept_in_the_tasks_own_temporary_folder(
     agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/tmp in a container; $TMPDIR where the local cluster runs tasks side by side."""
-    import importlib.util
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("ECS_AGENT_URI", agent)
     monkeypatch.delenv("FOUNDATION_BUSY_FILE", raising=False)
-    path = Path(runtime_files.__file__).parent / "runtime" / runtime_files.CELERY_CONFIG
-    spec = importlib.util.spec_from_file_location("celery_config_tmpdir", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = celery_config_module("celery_config_tmpdir", monkeypatch, tmp_path / "config")
     module.count_running(+1)
     assert json.loads((tmp_path / "foundation-running-tasks").read_text()) == {str(os.getpid()): 1}
 
@@ -390,3 +381,56 @@ def test_a_dags_worker_refuses_another_dags_workload_and_its_task_instance_fails
         'Unrecoverable error: UndefinedQueueException("Queue with name '
         f"'{deployment.dag_names('dag_a').queue}' must be defined in 'predefined_queues'.\")"
     ) in output
+
+
+def celery_config_module(name: str, monkeypatch: pytest.MonkeyPatch, folder: Path):
+    """The workers' Celery settings as a module of its own, among the files a worker unpacks."""
+    import importlib.util
+
+    unpack(runtime_files.archive(runtime_files.FOR_CELERY_WORKERS), folder)
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / runtime_files.CELERY_CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_dags_worker_is_told_its_dag_and_runs_no_other(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the stacks set is what the worker reads; a workload it cannot read names no DAG,
+    and a worker told no DAG runs none."""
+    deployment = celery_deployment(project).deployment
+    module = celery_config_module("celery_config_refusals", monkeypatch, tmp_path / "runtime")
+    assert (module.WORKER_DAG_ENV, module.UNMANAGED_WORKER_ENV) == (
+        settings.WORKER_DAG_ENV,
+        settings.UNMANAGED_WORKER_ENV,
+    )
+    assert settings.dag_worker(deployment, DAG_ID).environment[settings.WORKER_DAG_ENV] == DAG_ID
+    unmanaged = settings.unmanaged_worker(deployment).environment
+    assert unmanaged[settings.UNMANAGED_WORKER_ENV] == "true"
+    assert settings.WORKER_DAG_ENV not in unmanaged
+    refuse = module.refuse_other_dags
+    monkeypatch.setenv(settings.WORKER_DAG_ENV, DAG_ID)
+    monkeypatch.delenv(settings.UNMANAGED_WORKER_ENV, raising=False)
+    own = json.dumps({"type": "ExecuteTask", "ti": {"dag_id": DAG_ID}})
+    callback = json.dumps({"type": "ExecuteCallback", "callback": {"data": {"dag_id": OTHER_DAG}}})
+    refuse(None, "id", (own,), {})
+    for workload, named in ((callback, OTHER_DAG), ("[1]", None), ("not json", None)):
+        with pytest.raises(module.WorkloadRefused) as refused:
+            refuse(None, "id", (workload,), {})
+        assert str(refused.value) == (
+            f"the worker of DAG {DAG_ID!r} refuses a workload of DAG {named!r}: a DAG's "
+            "workloads run only on its own worker, under its own role"
+        )
+    # a near name is another DAG
+    with pytest.raises(module.WorkloadRefused):
+        refuse(None, "id", (json.dumps({"ti": {"dag_id": DAG_ID.upper()}}),), {})
+    monkeypatch.delenv(settings.WORKER_DAG_ENV)
+    with pytest.raises(module.WorkloadRefused):
+        refuse(None, "id", (own,), {})
+    monkeypatch.setenv(settings.UNMANAGED_WORKER_ENV, "true")
+    refuse(None, "id", (callback,), {})  # the baseline identity's worker: no grants to borrow
+    assert module.CELERY_CONFIG["task_annotations"] == {
+        "execute_workload": {"before_start": refuse}
+    }
