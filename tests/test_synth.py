@@ -45,6 +45,7 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
         "foundation_roles.py",
         "foundation_sealed.py",
         "foundation_web.py",
+        "foundation_workload.py",
         "plugins",
         "webserver_config.py",
     ]
