@@ -219,6 +219,14 @@ class Namespace:
     def service_role(self) -> str:
         return self.role("cloudformation")
 
+    def component_role_path_name(self, component: str) -> str:
+        """A cluster component's role as its ARN names it: path and name, no leading slash."""
+        return f"{self.role_root[1:]}{self.role(component)}"
+
+    def dag_role_path_name(self, names: DagNames) -> str:
+        """A DAG's (or the unmanaged identity's) role as its ARN names it."""
+        return f"{self.dag_role_path[1:]}{names.role}"
+
     @property
     def bootstrap_role_path(self) -> str:
         """The bootstrap's roles live on a path of their own, outside every role pattern the

@@ -229,7 +229,7 @@ class CoreStack(FoundationStack):
         )
         shared = SharedPieces(
             namespace=ns,
-            account=self.deployment.account,
+            ctx=self._ctx,
             image=image,
             execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,

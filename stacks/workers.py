@@ -16,6 +16,7 @@ from constructs import Construct
 
 from foundation.airflow import settings as airflow_settings
 from foundation.config import Deployment
+from foundation.iam.policy import ArnContext
 from foundation.project import Dag
 from stacks.base import FoundationStack
 from stacks.constructs.dag_worker import (
@@ -66,7 +67,7 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
     arn = f"arn:{deployment.partition}:iam::{deployment.account}:role{role}"
     return SharedPieces(
         namespace=ns,
-        account=deployment.account,
+        ctx=ArnContext.of(deployment),
         image=ecs.ContainerImage.from_registry(deployment.airflow.image),
         execution_role=iam.Role.from_role_arn(scope, "WorkerExecutionRole", arn, mutable=False),
         log_group=logs.LogGroup.from_log_group_name(scope, "WorkersLogs", ns.workers_log_group),

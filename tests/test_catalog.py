@@ -61,11 +61,24 @@ def test_every_granted_action_is_declared_and_every_declared_one_is_granted() ->
     assert granted == set(CAT.actions)
 
 
+DENIES = [deny for resource in CAT.resource_policies for deny in CAT.denies(resource)]
+
+
 def test_every_arn_format_is_used() -> None:
     used = {
         key for kind, access in GRANTS for t in CAT.templates(kind, access) for key in t.resources
     }
+    used |= {key for deny in DENIES for key in (*deny.resources, *deny.allowed)}
     assert used == set(CAT.arns)
+
+
+def test_resource_policies_deny_declared_actions_on_resources_of_their_types() -> None:
+    for deny in DENIES:
+        for action in deny.actions:
+            info = lookup(action)
+            assert info is not None and info.name == action and action in CAT.actions
+            for key in deny.resources:
+                assert any(arn_matches_format(CAT.arns[key], f) for f in info.arn_formats), key
 
 
 @pytest.mark.parametrize(("kind", "access"), GRANTS)

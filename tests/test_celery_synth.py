@@ -15,7 +15,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECONDS
 from foundation.cloudformation.plan import ResourceChange, service_parameters
 from foundation.iam.effective import roles_of
-from foundation.iam.evaluate import Request, allows
+from foundation.iam.evaluate import Request, allows, decide
 from foundation.naming import EXISTING_SERVICES_METADATA, DagNames
 from foundation.project import load_project
 from foundation.synth import run as synth
@@ -106,9 +106,84 @@ def test_each_dag_has_an_encrypted_tls_only_queue_of_its_own(built) -> None:
             for s, p in policies.values()
             if s == stack and p["Properties"]["Queues"] == [{"Ref": logical_id}]
         ]
-        [deny] = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert deny["Effect"] == "Deny"
-        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        role = queue["Properties"]["QueueName"].removeprefix("acme-airflow--")
+        assert policy["Properties"]["PolicyDocument"] == queue_policy(logical_id, role)
+
+
+def queue_policy(queue_id: str, role: str) -> dict:
+    """The policy of the queue `acme-airflow--<role>`, consumed by the role of that name."""
+    queue = queue_arn(f"acme-airflow--{role}")
+    consumer = f"arn:aws:iam::{ACCOUNT}:role/acme-airflow/dags/acme-airflow--{role}"
+    scheduler = f"arn:aws:iam::{ACCOUNT}:role/acme-airflow--scheduler"
+    anyone = {"Effect": "Deny", "Principal": {"AWS": "*"}}
+    return {
+        "Statement": [
+            anyone
+            | {
+                "Action": "sqs:*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+            },
+            anyone
+            | {
+                "Action": "sqs:SendMessage",
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [scheduler]}},
+                "Resource": queue,
+                "Sid": "OnlyTheSchedulerSends",
+            },
+            anyone
+            | {
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [consumer]}},
+                "Resource": queue,
+                "Sid": "OnlyTheDagsWorkersConsume",
+            },
+        ],
+        "Version": "2012-10-17",
+    }
+
+
+def test_sales_dailys_queue_policy_is_exactly_this(templates: dict) -> None:
+    [policy] = [
+        r["Properties"]["PolicyDocument"]
+        for r in templates["acme-airflow-workers-12"]["Resources"].values()
+        if r["Type"] == "AWS::SQS::QueuePolicy"
+        and r["Properties"]["Queues"] == [{"Ref": "DagsalesdailyQueue7A81C2D0"}]
+    ]
+    queue = "arn:aws:sqs:us-east-1:111122223333:acme-airflow--dag-sales-daily-c2237c"
+    assert policy["Statement"][1:] == [
+        {
+            "Action": "sqs:SendMessage",
+            "Condition": {
+                "ArnNotEquals": {
+                    "aws:PrincipalArn": ["arn:aws:iam::111122223333:role/acme-airflow--scheduler"]
+                }
+            },
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Resource": queue,
+            "Sid": "OnlyTheSchedulerSends",
+        },
+        {
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+            "Condition": {
+                "ArnNotEquals": {
+                    "aws:PrincipalArn": [
+                        "arn:aws:iam::111122223333:role/acme-airflow/dags/"
+                        "acme-airflow--dag-sales-daily-c2237c"
+                    ]
+                }
+            },
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Resource": queue,
+            "Sid": "OnlyTheDagsWorkersConsume",
+        },
+    ]
 
 
 def test_each_worker_service_consumes_only_its_queue_under_its_dags_role(built) -> None:
@@ -351,6 +426,69 @@ def test_the_scheduler_sends_to_every_dag_queue_and_launches_nothing(built) -> N
         f"dynamodb://@{REGION}/acme-airflow-celery-results?"
     )
     assert "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__PREDEFINED_QUEUES" not in env
+
+
+def deployed_queue_policy(templates: dict, queue: str) -> list[dict]:
+    """The statements of a queue's policy, its own ARN in place of CloudFormation's GetAtt."""
+    for t in templates.values():
+        resources = t["Resources"]
+        for r in resources.values():
+            if r["Type"] != "AWS::SQS::QueuePolicy":
+                continue
+            [ref] = r["Properties"]["Queues"]
+            if resources[ref["Ref"]]["Properties"]["QueueName"] == queue:
+                return [
+                    st | {"Resource": queue_arn(queue)} if "Fn::GetAtt" in st["Resource"] else st
+                    for st in r["Properties"]["PolicyDocument"]["Statement"]
+                ]
+    raise AssertionError(f"no policy on {queue}")
+
+
+def by(role_arn: str, tls: str = "true") -> dict[str, str]:
+    return {"aws:PrincipalArn": role_arn, "aws:SecureTransport": tls}
+
+
+CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+
+
+def test_only_the_scheduler_sends_to_a_dags_queue_and_only_the_dag_consumes_it(built) -> None:
+    """An attacker in the account with broad SQS grants, and the cluster's own roles, against
+    one DAG's deployed queue policy. moto evaluates no resource policy: this is the toolkit's
+    own evaluation (evaluate.decide) of the synthesized policies, with the condition keys
+    aws:PrincipalArn and aws:SecureTransport of each request."""
+    project, templates = built
+    by_role = roles(templates, project.deployment)
+    own, other = (project.deployment.dag_names(d) for d in ("sales_daily", "housekeeping"))
+    policy = deployed_queue_policy(templates, own.queue)
+    queue = queue_arn(own.queue)
+    role = f"arn:aws:iam::{ACCOUNT}:role"
+    scheduler, foreign = f"{role}/acme-airflow--scheduler", f"{role}/ops-automation"
+    own_role, other_role = (f"{role}/acme-airflow/dags/{n.role}" for n in (own, other))
+    send = [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]
+    broad = [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}]
+
+    def may(identity: list[dict], action: str, caller: str, tls: str = "true") -> bool:
+        return decide(identity, policy, Request(action, queue, by(caller, tls)))
+
+    # a principal of the account whose own policy allows sqs:SendMessage on "*"
+    assert not may(send, "sqs:SendMessage", foreign)
+    assert not may(broad, "sqs:SendMessage", foreign)
+    # another DAG's role, even if its policy allowed it everything on SQS
+    for action in ("sqs:SendMessage", *CONSUME):
+        assert not may(by_role[other.role] + broad, action, other_role), action
+    # the scheduler sends (kombu reads the attributes first), with its own grants only
+    assert may(by_role["acme-airflow--scheduler"], "sqs:SendMessage", scheduler)
+    assert may(by_role["acme-airflow--scheduler"], "sqs:GetQueueAttributes", scheduler)
+    assert not may(by_role["acme-airflow--scheduler"] + broad, "sqs:ReceiveMessage", scheduler)
+    # the DAG's own role consumes, and sends nothing even if its policy allowed it
+    for action in (*CONSUME, "sqs:GetQueueAttributes"):
+        assert may(by_role[own.role], action, own_role), action
+    assert not may(by_role[own.role] + broad, "sqs:SendMessage", own_role)
+    # the account's admins and CloudFormation still manage the queue
+    for action in ("sqs:SetQueueAttributes", "sqs:GetQueueAttributes", "sqs:PurgeQueue"):
+        assert may(broad, action, foreign), action
+    # and nobody, the scheduler included, without TLS
+    assert not may(by_role["acme-airflow--scheduler"], "sqs:SendMessage", scheduler, "false")
 
 
 def test_scale_in_protection_reaches_only_the_dags_own_tasks(built) -> None:

@@ -83,15 +83,9 @@ def wait_for(check, seconds: float = 90.0):
     return None
 
 
-def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
-    moto_aws: MotoAws, project: ProjectDir, agent: str, tmp_path: Path
-) -> None:
-    loaded = celery_deployment(project)
-    deployment = loaded.deployment
-    names, other = deployment.dag_names(DAG_ID), deployment.dag_names(OTHER_DAG)
-    sqs, dynamodb = moto_aws.client("sqs"), moto_aws.client("dynamodb")
-    own_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
-    other_url = sqs.create_queue(QueueName=other.queue)["QueueUrl"]
+def results_table(moto_aws: MotoAws, deployment) -> str:
+    """Celery's results table, as core makes it (once per moto server)."""
+    dynamodb = moto_aws.client("dynamodb")
     table = deployment.namespace.celery_results_table
     if table not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(
@@ -103,15 +97,28 @@ def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
         )
-    dag = next(d for d in loaded.dags if d.dag_id == DAG_ID)
-    policies = [[s.document() for s in policy] for policy in dag.policy.policies]
-    creds = moto_aws.user_with("celery-worker", [as_moto_enforces(p) for p in policies])
+    return table
 
-    home = tmp_path / "airflow"
-    environment = settings.dag_worker(deployment, DAG_ID).environment
-    environment |= settings.celery_worker_queue(own_url, names)
+
+def start_worker(
+    moto_aws: MotoAws,
+    deployment,
+    dag_id: str,
+    queue_url: str,
+    creds: Credentials,
+    agent: str,
+    folder: Path,
+) -> tuple[subprocess.Popen, dict[str, str]]:
+    """`airflow celery worker` of one DAG, as its service runs it: the DAG's environment and
+    runtime files, its own queue only, the keys of `creds`. Returns it and its environment."""
+    names = deployment.dag_names(dag_id)
+    home = folder / "airflow"
+    environment = settings.dag_worker(deployment, dag_id).environment
+    environment |= settings.celery_worker_queue(queue_url, names)
     unpack(environment.pop(runtime_files.RUNTIME_ENV), home / "config")
-    assert sorted(p.name for p in (home / "config").iterdir()) == [runtime_files.CELERY_CONFIG]
+    assert sorted(p.name for p in (home / "config").iterdir()) == sorted(
+        runtime_files.FOR_CELERY_WORKERS
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
     env |= {k: v for k, v in environment.items() if not k.startswith("AIRFLOW__LOGGING__")}
     env |= moto_aws.environment | {
@@ -120,7 +127,7 @@ def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
         "ECS_AGENT_URI": agent,
-        "FOUNDATION_BUSY_FILE": str(tmp_path / "running"),
+        "FOUNDATION_BUSY_FILE": str(folder / "running"),
     }
     command = settings.celery_worker_command(names, concurrency=1)
     worker = subprocess.Popen(
@@ -130,8 +137,27 @@ def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return worker, env
+
+
+def test_a_dags_worker_consumes_its_queue_under_its_own_grants(
+    moto_aws: MotoAws, project: ProjectDir, agent: str, tmp_path: Path
+) -> None:
+    loaded = celery_deployment(project)
+    deployment = loaded.deployment
+    names, other = deployment.dag_names(DAG_ID), deployment.dag_names(OTHER_DAG)
+    sqs, dynamodb = moto_aws.client("sqs"), moto_aws.client("dynamodb")
+    own_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
+    other_url = sqs.create_queue(QueueName=other.queue)["QueueUrl"]
+    table = results_table(moto_aws, deployment)
+    dag = next(d for d in loaded.dags if d.dag_id == DAG_ID)
+    policies = [[s.document() for s in policy] for policy in dag.policy.policies]
+    creds = moto_aws.user_with("celery-worker", [as_moto_enforces(p) for p in policies])
+    worker, env = start_worker(moto_aws, deployment, DAG_ID, own_url, creds, agent, tmp_path)
     try:
-        publish(moto_aws, env | admin_keys(moto_aws.admin), names.queue, own_url)
+        # its own DAG's: past the worker's check, then refused by Airflow (not a whole workload)
+        body = json.dumps({"ti": {"dag_id": DAG_ID}})
+        publish(moto_aws, env | admin_keys(moto_aws.admin), names.queue, own_url, body)
         result = wait_for(lambda: dynamodb.scan(TableName=table)["Items"])
         done = wait_for(lambda: len(Agent.calls) >= 2 and Agent.calls)
     finally:
@@ -162,7 +188,12 @@ def admin_keys(admin: Credentials) -> dict[str, str]:
 
 
 def publish(
-    moto_aws: MotoAws, env: dict[str, str], queue: str, url: str, check: bool = True
+    moto_aws: MotoAws,
+    env: dict[str, str],
+    queue: str,
+    url: str,
+    workload: str = "{}",
+    check: bool = True,
 ) -> subprocess.CompletedProcess:
     """What the scheduler's executor does, through the same Celery settings: one workload onto
     the DAG's queue (in a process of its own, with the keys in `env`)."""
@@ -173,10 +204,10 @@ def publish(
         "from airflow_foundation_celery_config import PREDEFINED_QUEUES;"
         "PREDEFINED_QUEUES[sys.argv[1]]={'url':sys.argv[2]};"
         "app=create_celery_app(conf);"
-        "app.tasks['execute_workload'].apply_async(args=('{}',),queue=sys.argv[1])"
+        "app.tasks['execute_workload'].apply_async(args=(sys.argv[3],),queue=sys.argv[1])"
     )
     return subprocess.run(
-        [sys.executable, "-c", program, queue, url],
+        [sys.executable, "-c", program, queue, url, workload],
         env=env,
         check=check,
         timeout=120,
@@ -227,12 +258,7 @@ def test_the_scheduler_publishes_to_dag_queues_under_its_own_grants(
 def test_protection_is_renewed_per_task_and_released_by_the_last_live_one(
     agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib.util
-
-    path = Path(runtime_files.__file__).parent / "runtime" / runtime_files.CELERY_CONFIG
-    spec = importlib.util.spec_from_file_location("celery_config_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = celery_config_module("celery_config_under_test", monkeypatch, tmp_path / "config")
     busy = tmp_path / "running"
     monkeypatch.setenv("ECS_AGENT_URI", agent)
     monkeypatch.setenv("FOUNDATION_BUSY_FILE", str(busy))
@@ -260,15 +286,151 @@ def test_running_counts_are_kept_in_the_tasks_own_temporary_folder(
     agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/tmp in a container; $TMPDIR where the local cluster runs tasks side by side."""
-    import importlib.util
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("ECS_AGENT_URI", agent)
     monkeypatch.delenv("FOUNDATION_BUSY_FILE", raising=False)
-    path = Path(runtime_files.__file__).parent / "runtime" / runtime_files.CELERY_CONFIG
-    spec = importlib.util.spec_from_file_location("celery_config_tmpdir", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = celery_config_module("celery_config_tmpdir", monkeypatch, tmp_path / "config")
     module.count_running(+1)
     assert json.loads((tmp_path / "foundation-running-tasks").read_text()) == {str(os.getpid()): 1}
+
+
+REFUSAL = (
+    "the worker of DAG 'dag_b' refuses a workload of DAG 'dag_a': a DAG's workloads run only on "
+    "its own worker, under its own role"
+)
+
+
+def test_a_dags_worker_refuses_another_dags_workload_and_its_task_instance_fails(
+    moto_aws: MotoAws, project: ProjectDir, agent: str, tmp_path: Path
+) -> None:
+    """Real Airflow's scheduler publishes dag_a's workload; someone puts it on dag_b's queue
+    (these queues carry no policy: moto evaluates none, and this is the worker's own defence);
+    dag_b's real worker, under dag_b's grants, runs none of it, and the scheduler fails dag_a's
+    task instance with the worker's reason."""
+    from foundation.iam.policy import ArnContext, celery_worker_grants, render
+    from tests.airflow_scenarios import airflow_environment, local_bundle, run_scenario
+    from tests.test_airflow_celery import scheduler_environment
+
+    deployment = celery_deployment(project).deployment
+    sqs = moto_aws.client("sqs")
+    urls = {
+        dag: sqs.create_queue(QueueName=deployment.dag_names(dag).queue)["QueueUrl"]
+        for dag in ("dag_a", "dag_b")
+    }
+    ssm = moto_aws.client("ssm")
+    for dag, url in urls.items():
+        identity = {"queue": deployment.dag_names(dag).queue, "queue_url": url, "bundle": None}
+        ssm.put_parameter(
+            Name=deployment.namespace.identity_parameter(dag),
+            Value=json.dumps(identity),
+            Type="String",
+            Overwrite=True,
+        )
+    table = results_table(moto_aws, deployment)
+    grants = celery_worker_grants(deployment, deployment.dag_names("dag_b"))
+    statements = [s.document() for g in grants for s in render(g, ArnContext.of(deployment))]
+    creds = moto_aws.user_with("dag-b-worker", [as_moto_enforces(statements)])
+    worker, _ = start_worker(
+        moto_aws, deployment, "dag_b", urls["dag_b"], creds, agent, tmp_path / "worker"
+    )
+
+    home = tmp_path / "scheduler"
+    dags = home / "dags"
+    dags.mkdir(parents=True)
+    runtime_files.write(home / "config", "celery")
+    env = airflow_environment(
+        scheduler_environment(), home, dags, [local_bundle(dags)], deployment.region
+    )
+    env |= {k: v for k, v in moto_aws.environment.items() if k != "AIRFLOW_HOME"}
+    env |= admin_keys(moto_aws.admin) | {
+        "PYTHONPATH": str(home / "config"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # the scenario's REST trigger
+    }
+    marker = tmp_path / "dag_a_ran"
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(
+        json.dumps({"dags_folder": str(dags), "queue_urls": urls, "marker": str(marker)})
+    )
+    try:
+        observed = run_scenario("celery_worker_guard", inputs, env)
+    finally:
+        worker.terminate()
+        output = worker.communicate(timeout=60)[0]
+
+    [ti] = observed["task_instances"]
+    assert (ti["dag_id"], ti["task_id"], ti["state"]) == ("dag_a", "extract", "failed"), output
+    [mismatch] = [e for e in observed["events"] if e["event"] == "state mismatch"]
+    assert mismatch["extra"].split(" Extra info: ")[1] == REFUSAL
+    refused = "airflow_foundation_celery_config.WorkloadRefused: " + REFUSAL
+    assert refused in output.splitlines(), output[-6000:]
+    assert "Executing workload in Celery" not in output, output[-6000:]
+    assert not marker.exists()
+    [result] = [
+        i
+        for i in moto_aws.client("dynamodb").scan(TableName=table)["Items"]
+        if REFUSAL in i["result"]["B"].decode(errors="replace")
+    ]
+    outcome = json.loads(result["result"]["B"])
+    assert (outcome["status"], outcome["result"]["exc_type"]) == ("FAILURE", "WorkloadRefused")
+    assert outcome["result"]["exc_message"] == [REFUSAL]
+    # kombu acknowledges a message on the queue its routing key names: dag_a's, which this
+    # worker does not know, so the worker stops there (README: Celery mode, residual risks)
+    assert (
+        'Unrecoverable error: UndefinedQueueException("Queue with name '
+        f"'{deployment.dag_names('dag_a').queue}' must be defined in 'predefined_queues'.\")"
+    ) in output
+
+
+def celery_config_module(name: str, monkeypatch: pytest.MonkeyPatch, folder: Path):
+    """The workers' Celery settings as a module of its own, among the files a worker unpacks."""
+    import importlib.util
+
+    unpack(runtime_files.archive(runtime_files.FOR_CELERY_WORKERS), folder)
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / runtime_files.CELERY_CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_dags_worker_is_told_its_dag_and_runs_no_other(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the stacks set is what the worker reads; a workload it cannot read names no DAG,
+    and a worker told no DAG runs none."""
+    deployment = celery_deployment(project).deployment
+    module = celery_config_module("celery_config_refusals", monkeypatch, tmp_path / "runtime")
+    assert (module.WORKER_DAG_ENV, module.UNMANAGED_WORKER_ENV) == (
+        settings.WORKER_DAG_ENV,
+        settings.UNMANAGED_WORKER_ENV,
+    )
+    assert settings.dag_worker(deployment, DAG_ID).environment[settings.WORKER_DAG_ENV] == DAG_ID
+    unmanaged = settings.unmanaged_worker(deployment).environment
+    assert unmanaged[settings.UNMANAGED_WORKER_ENV] == "true"
+    assert settings.WORKER_DAG_ENV not in unmanaged
+    refuse = module.refuse_other_dags
+    monkeypatch.setenv(settings.WORKER_DAG_ENV, DAG_ID)
+    monkeypatch.delenv(settings.UNMANAGED_WORKER_ENV, raising=False)
+    own = json.dumps({"type": "ExecuteTask", "ti": {"dag_id": DAG_ID}})
+    callback = json.dumps({"type": "ExecuteCallback", "callback": {"data": {"dag_id": OTHER_DAG}}})
+    refuse(None, "id", (own,), {})
+    for workload, named in ((callback, OTHER_DAG), ("[1]", None), ("not json", None)):
+        with pytest.raises(module.WorkloadRefused) as refused:
+            refuse(None, "id", (workload,), {})
+        assert str(refused.value) == (
+            f"the worker of DAG {DAG_ID!r} refuses a workload of DAG {named!r}: a DAG's "
+            "workloads run only on its own worker, under its own role"
+        )
+    # a near name is another DAG
+    with pytest.raises(module.WorkloadRefused):
+        refuse(None, "id", (json.dumps({"ti": {"dag_id": DAG_ID.upper()}}),), {})
+    monkeypatch.delenv(settings.WORKER_DAG_ENV)
+    with pytest.raises(module.WorkloadRefused):
+        refuse(None, "id", (own,), {})
+    monkeypatch.setenv(settings.UNMANAGED_WORKER_ENV, "true")
+    refuse(None, "id", (callback,), {})  # the baseline identity's worker: no grants to borrow
+    assert module.CELERY_CONFIG["task_annotations"] == {
+        "execute_workload": {"before_start": refuse}
+    }

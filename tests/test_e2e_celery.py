@@ -20,6 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 import requests
@@ -31,6 +32,7 @@ from foundation.project import load_project
 from tests.conftest import ROOT, ProjectDir
 from tests.moto_server import ACCOUNT, REGION, MotoAws
 from tests.test_e2e import Booted, _why, every_dag_parsed, migration_ran
+from tests.test_provider_access import assert_denied
 
 ENV = "e2e-celery"
 NAME = "acme-e2c"
@@ -310,3 +312,42 @@ def test_idle_workers_release_protection_and_scale_in_to_zero(booted: Booted, ru
 
 def worker_log(worker: Running) -> str:
     return (worker.folder / "container.log").read_text()
+
+
+def test_no_principal_but_the_scheduler_sends_to_a_dags_queue(booted: Booted, runs: Runs) -> None:
+    """A principal of the account whose own policy allows everything (the set-up admin) and
+    another DAG's role (as its worker holds it) are refused sending to and receiving from
+    sales_daily's deployed queue; the runs above are the scheduler's sends and the workers'
+    receives the same policy allows. moto enforces no queue policy: moto_gaps.py evaluates
+    the denies the deployed template set on the queue, with the toolkit's IAM evaluation."""
+    endpoint = booted.local.endpoint
+    admin = endpoint.client("sqs")
+    names, other = (booted.deployment.dag_names(d) for d in ("sales_daily", "housekeeping"))
+    url = admin.get_queue_url(QueueName=names.queue)["QueueUrl"]
+    ns = booted.deployment.namespace
+    other_role = f"arn:aws:iam::{ACCOUNT}:role{ns.dag_role_path}{other.role}"
+    intruder = endpoint.client("sqs", endpoint.session_of(other_role, "intruder"))
+    for sqs in (admin, intruder):
+        assert_denied(partial(sqs.send_message, QueueUrl=url, MessageBody="{}"), "sqs:SendMessage")
+        assert_denied(partial(sqs.receive_message, QueueUrl=url), "sqs:ReceiveMessage")
+    attributes = admin.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == ("0", "0")
+    statements = json.loads(attributes["Policy"])["Statement"]
+    scheduler = f"arn:aws:iam::{ACCOUNT}:role/{NAME}--scheduler"
+    assert [(s.get("Sid"), s["Condition"]) for s in statements] == [
+        (None, {"Bool": {"aws:SecureTransport": "false"}}),
+        ("OnlyTheSchedulerSends", {"ArnNotEquals": {"aws:PrincipalArn": [scheduler]}}),
+        (
+            "OnlyTheDagsWorkersConsume",
+            {
+                "ArnNotEquals": {
+                    "aws:PrincipalArn": [
+                        f"arn:aws:iam::{ACCOUNT}:role{ns.dag_role_path}{names.role}"
+                    ]
+                }
+            },
+        ),
+    ]

@@ -3,7 +3,7 @@ examples."""
 
 import pytest
 
-from foundation.iam.evaluate import Request, allows
+from foundation.iam.evaluate import Request, allows, decide
 
 OBJECTS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/sales/*"]}
 LIST = {
@@ -138,3 +138,48 @@ def test_policy_variables_in_patterns_are_refused_not_matched() -> None:
             [LIST | {"Condition": {"StringEquals": {"k": "v"}}}],
             Request("s3:ListBucket", "arn:aws:s3:::b", {"k": ["v"]}),
         )
+
+
+QUEUE = "arn:aws:sqs:r:1:q"
+OWNER_ROLE = "arn:aws:iam::1:role/path/owner"
+ANYONE_SENDS = {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}
+ONLY_OWNER_SENDS = {
+    "Effect": "Deny",
+    "Principal": {"AWS": "*"},
+    "Action": "sqs:SendMessage",
+    "Resource": QUEUE,
+    "Condition": {"ArnNotEquals": {"aws:PrincipalArn": OWNER_ROLE}},
+}
+TLS_ONLY = {
+    "Effect": "Deny",
+    "Principal": {"AWS": "*"},
+    "Action": "sqs:*",
+    "Resource": QUEUE,
+    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+}
+
+
+def by(principal: str, tls: str = "true") -> dict[str, str]:
+    return {"aws:PrincipalArn": principal, "aws:SecureTransport": tls}
+
+
+def test_a_resource_policys_deny_beats_an_identity_allow_for_everyone_it_names() -> None:
+    """Same account: an explicit Deny anywhere refuses; an Allow in either policy allows."""
+    send = "sqs:SendMessage"
+    other = "arn:aws:iam::1:role/other"
+    policy = [TLS_ONLY, ONLY_OWNER_SENDS]
+    assert not decide([ANYONE_SENDS], policy, Request(send, QUEUE, by(other)))
+    assert decide([ANYONE_SENDS], policy, Request(send, QUEUE, by(OWNER_ROLE)))
+    assert not decide([ANYONE_SENDS], policy, Request(send, QUEUE, by(OWNER_ROLE, "false")))
+    assert not decide([], policy, Request(send, QUEUE, by(OWNER_ROLE)))  # a Deny allows nothing
+    # the same role name on another path is another role
+    moved = "arn:aws:iam::1:role/owner"
+    assert not decide([ANYONE_SENDS], policy, Request(send, QUEUE, by(moved)))
+
+
+def test_a_resource_policys_allow_concerns_only_the_principal_it_names() -> None:
+    allow = {"Effect": "Allow", "Principal": {"AWS": [OWNER_ROLE]}} | {
+        k: ONLY_OWNER_SENDS[k] for k in ("Action", "Resource")
+    }
+    assert decide([], [allow], Request("sqs:SendMessage", QUEUE, by(OWNER_ROLE)))
+    assert not decide([], [allow], Request("sqs:SendMessage", QUEUE, by("arn:aws:iam::1:role/x")))

@@ -186,3 +186,57 @@ def test_task_protection_is_kept_per_task_and_held_to_the_tasks_own_tag(
         {"arn": standalone, "reason": "TASK_NOT_VALID"},
         {"arn": "f" * 32, "reason": "MISSING"},
     ]
+
+
+def test_a_queue_policys_deny_holds_for_everyone_but_the_role_it_spares(
+    moto_aws: MotoAws,
+) -> None:
+    """moto enforces no queue policy: moto_gaps evaluates its denies, with aws:PrincipalArn the
+    role (its path included) of a session, or the user."""
+    import json
+
+    iam, sqs = moto_aws.client("iam"), moto_aws.client("sqs")
+    url = sqs.create_queue(QueueName="gaps-guarded")["QueueUrl"]
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:gaps-guarded"
+    trust = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/admin"}}
+    role = iam.create_role(
+        RoleName="gaps-sender",
+        Path="/gaps/",
+        AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [trust | {"Action": "sts:AssumeRole"}]}
+        ),
+    )["Role"]["Arn"]
+    everything = {"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}
+    iam.put_role_policy(
+        RoleName="gaps-sender",
+        PolicyName="sqs",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )
+    only_the_role = {
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue,
+        "Condition": {"ArnNotEquals": {"aws:PrincipalArn": role}},
+    }
+    policy = {"Version": "2012-10-17", "Statement": [only_the_role]}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    session = moto_aws.client("sts").assume_role(RoleArn=role, RoleSessionName="sender")
+    keys = session["Credentials"]
+    import boto3
+
+    as_role = boto3.client(
+        "sqs",
+        region_name=REGION,
+        endpoint_url=moto_aws.endpoint,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+    )
+    user = moto_aws.client("sqs", moto_aws.user_with("broad-sqs", [[everything]]))
+    as_role.send_message(QueueUrl=url, MessageBody="from the role")
+    assert denied(user.send_message, QueueUrl=url, MessageBody="from anyone else")
+    assert denied(moto_aws.client("sqs").send_message, QueueUrl=url, MessageBody="the admin")
+    user.receive_message(QueueUrl=url)  # not denied: the policy names SendMessage only
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})
+    user.send_message(QueueUrl=url, MessageBody="no policy, no deny")

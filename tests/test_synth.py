@@ -41,9 +41,11 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
         "airflow_local_settings.py",
         "foundation_identity.py",
         "foundation_names.py",
+        "foundation_refusal.py",
         "foundation_roles.py",
         "foundation_sealed.py",
         "foundation_web.py",
+        "foundation_workload.py",
         "plugins",
         "webserver_config.py",
     ]

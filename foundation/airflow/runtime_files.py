@@ -18,6 +18,7 @@ _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 NAMES = "foundation_names.py"
 CELERY_CONFIG = "airflow_foundation_celery_config.py"
+WORKLOAD = "foundation_workload.py"
 # The api-server's plugins folder ([core] plugins_folder) holds only this.
 PLUGINS_DIR = f"{CONFIG_DIR}/plugins"
 DEFERRAL_PLUGIN = "plugins/foundation_deferral.py"
@@ -30,8 +31,10 @@ SEALED = "foundation_sealed.py"
 _CLUSTER = (
     "airflow_local_settings.py",
     "foundation_identity.py",
+    WORKLOAD,
     NAMES,
     SEALED,
+    "foundation_refusal.py",
     DEFERRAL_PLUGIN,
     EXECUTION_API_PLUGIN,
     WEB_SETUP,
@@ -45,7 +48,7 @@ FOR_COMPONENTS = {
     "ecs": (*_CLUSTER, "airflow_foundation_executor.py"),
     "celery": (*_CLUSTER, "airflow_foundation_celery.py", CELERY_CONFIG),
 }
-FOR_CELERY_WORKERS = (CELERY_CONFIG,)
+FOR_CELERY_WORKERS = (CELERY_CONFIG, WORKLOAD)
 
 
 def files() -> dict[str, str]:

@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
+from foundation.airflow.runtime.foundation_refusal import TRIGGERS_ENV
 from foundation.config import Deployment, FabAuth
 from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT
 from foundation.manifest import DagAccess
@@ -37,7 +38,10 @@ DB_SECRET_ENV = "FOUNDATION_DB_SECRET"
 DB_NAME_ENV = "FOUNDATION_DB_NAME"
 DAG_BUNDLE = "dags"
 GIT_CONNECTION_ENV = "AIRFLOW_CONN_FOUNDATION_DAGS_GIT"
-TRIGGERS_ENV = "FOUNDATION_TRIGGERS"  # JSON list of the trigger classpaths tasks may defer to
+# A DAG's Celery worker runs workloads of this dag_id only; the unmanaged identity's, of any
+# (airflow_foundation_celery_config.py reads both)
+WORKER_DAG_ENV = "FOUNDATION_WORKER_DAG_ID"
+UNMANAGED_WORKER_ENV = "FOUNDATION_WORKER_UNMANAGED"
 SEALED_COMPONENTS = ("dag-processor", "triggerer")
 
 # Airflow's _CMD runner takes stdout as it is: the programs write the value with no newline.
@@ -382,9 +386,14 @@ def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
         ),
         "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(backend_kwargs),
     }
+    if deployment.celery:
+        environment[WORKER_DAG_ENV] = dag_id
     return ComponentSettings(environment, _bundle_secrets(deployment))
 
 
 def unmanaged_worker(deployment: Deployment) -> ComponentSettings:
     """Task containers of DAGs without a manifest: no secrets backend, no grants."""
-    return ComponentSettings(_task_container(deployment), _bundle_secrets(deployment))
+    environment = _task_container(deployment)
+    if deployment.celery:
+        environment[UNMANAGED_WORKER_ENV] = "true"
+    return ComponentSettings(environment, _bundle_secrets(deployment))

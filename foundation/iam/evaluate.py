@@ -1,5 +1,5 @@
-"""The toolkit's IAM evaluation of Allow statements, written from AWS's documented semantics.
-It checks what moto cannot (moto evaluates no Condition and never checks iam:PassRole).
+"""The toolkit's IAM evaluation, written from AWS's documented semantics. It checks what moto
+cannot (moto evaluates no Condition and no resource policy, and never checks iam:PassRole).
 
 - Action and resource matching: `*` matches any run of characters (slashes and colons
   included), `?` exactly one; actions are case-insensitive, ARNs case-sensitive. NotAction and
@@ -10,13 +10,19 @@ It checks what moto cannot (moto evaluates no Condition and never checks iam:Pas
   key may match (a negated operator: none may). A key absent from the request fails a positive
   operator (HeadBucket carries no `s3:prefix`, so a `StringLike` on it refuses HeadBucket) and
   satisfies a negated one, and satisfies any operator ending in `IfExists`; `Null` tests
-  presence itself. Other operators raise NotImplementedError. Policy variables such as
-  ${aws:userid} are replaced from the request context in condition values before matching;
-  in an action or resource pattern they are refused (ValueError): the toolkit writes none.
+  presence itself; `Bool` compares true/false case-insensitively. Other operators raise
+  NotImplementedError. Policy variables such as ${aws:userid} are replaced from the request
+  context in condition values before matching; in an action or resource pattern they are
+  refused (ValueError): the toolkit writes none.
 - Multivalued keys (`aws:TagKeys`: a list in the context): `ForAllValues:` holds when every
   value in the request matches (an absent key too, as AWS documents: pair it with `Null`),
   `ForAnyValue:` when at least one does (never for an absent key). A single-valued operator on
   a list raises NotImplementedError.
+- `allows`: whether Allow statements allow a request. `decide`: a request in the account that
+  owns the resource, under the caller's identity policy and the resource's policy: an explicit
+  Deny in either refuses it, else an Allow in either allows it. A resource policy's statement
+  concerns the caller when its Principal is `*` (or {"AWS": "*"}) or names the caller's
+  `aws:PrincipalArn` (the role's ARN for a role's session).
 """
 
 from __future__ import annotations
@@ -77,10 +83,13 @@ MATCHERS = {
     "StringLike": lambda actual, wanted: glob(wanted, actual),
     "ArnEquals": lambda actual, wanted: arn_like(wanted, actual),
     "ArnLike": lambda actual, wanted: arn_like(wanted, actual),
+    "Bool": lambda actual, wanted: str(actual).lower() == str(wanted).lower(),
 }
 QUANTIFIERS = {"ForAllValues": all, "ForAnyValue": any}
 NEGATED = {
-    f"{name.replace('Equals', 'NotEquals').replace('Like', 'NotLike')}": name for name in MATCHERS
+    f"{name.replace('Equals', 'NotEquals').replace('Like', 'NotLike')}": name
+    for name in MATCHERS
+    if name != "Bool"
 }
 
 
@@ -126,6 +135,18 @@ def _condition_holds(
     )
 
 
+def _applies(st: dict[str, Any], request: Request, known: frozenset[str] | None) -> bool:
+    """Whether one statement's actions, resources and conditions cover the request (NotAction
+    and NotResource: what their lists do not match)."""
+    actions = listed(st.get("Action", st.get("NotAction")))
+    if any(glob(a, request.action, case_sensitive=False) for a in actions) == ("NotAction" in st):
+        return False
+    resources = listed(st.get("Resource", st.get("NotResource")))
+    if any(glob(r, request.resource) for r in resources) == ("NotResource" in st):
+        return False
+    return _condition_holds(st.get("Condition", {}), request.context, known)
+
+
 def allows(
     statements: list[dict[str, Any]], request: Request, known: frozenset[str] | None = None
 ) -> bool:
@@ -133,14 +154,36 @@ def allows(
     keys are evaluated (the rest hold): for a caller that knows only some of a request's keys."""
     for st in statements:
         assert st["Effect"] == "Allow"
-        actions = listed(st.get("Action", st.get("NotAction")))
-        if any(glob(a, request.action, case_sensitive=False) for a in actions) == (
-            "NotAction" in st
-        ):
-            continue
-        resources = listed(st.get("Resource", st.get("NotResource")))
-        if any(glob(r, request.resource) for r in resources) == ("NotResource" in st):
-            continue
-        if _condition_holds(st.get("Condition", {}), request.context, known):
+        if _applies(st, request, known):
             return True
     return False
+
+
+def _names_caller(principal: Any, caller: str | None) -> bool:
+    if principal == "*":
+        return True
+    return any(p == "*" or p == caller for p in listed((principal or {}).get("AWS", [])))
+
+
+def _concerning(resource_policy: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
+    caller = request.context.get("aws:PrincipalArn")
+    return [s for s in resource_policy if _names_caller(s.get("Principal"), caller)]
+
+
+def refuses(resource_policy: list[dict[str, Any]], request: Request) -> bool:
+    """Whether an explicit Deny of the resource's policy refuses the caller's request."""
+    return any(
+        s["Effect"] == "Deny" and _applies(s, request, None)
+        for s in _concerning(resource_policy, request)
+    )
+
+
+def decide(
+    identity: list[dict[str, Any]], resource_policy: list[dict[str, Any]], request: Request
+) -> bool:
+    """Whether the account that owns the resource lets the caller (`aws:PrincipalArn` in the
+    request's context) make the request."""
+    statements = identity + _concerning(resource_policy, request)
+    if any(s["Effect"] == "Deny" and _applies(s, request, None) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and _applies(s, request, None) for s in statements)

@@ -382,6 +382,69 @@ class CfnBucketPolicy(CloudFormationModel):
 
 
 # --------------------------------------------------------------------------
+# AWS::SQS::QueuePolicy
+# --------------------------------------------------------------------------
+class CfnQueuePolicy(CloudFormationModel):
+    """Ref -> the first queue's URL. The policy is set as each queue's `Policy` attribute, as
+    SetQueueAttributes would; moto enforces none of it, moto_gaps.py evaluates its denies."""
+
+    def __init__(self, urls: list[str], account_id: str, region_name: str):
+        self.urls, self.account_id, self.region_name = urls, account_id, region_name
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.urls[0]
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SQS::QueuePolicy"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    def _set(self, policy: str | None) -> None:
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[self.account_id][self.region_name]
+        for url in self.urls:
+            backend.get_queue(url.rsplit("/", 1)[-1]).policy = policy
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ) -> CfnQueuePolicy:
+        props = cloudformation_json["Properties"]
+        made = cls(list(props["Queues"]), account_id, region_name)
+        made._set(json.dumps(props["PolicyDocument"]))
+        return made
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ) -> CfnQueuePolicy:
+        original_resource.delete(account_id, region_name)
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from moto.sqs.exceptions import QueueDoesNotExist
+
+        try:
+            self._set(None)
+        except QueueDoesNotExist:  # deleted with its queue
+            pass
+
+    def is_created(self) -> bool:
+        return True
+
+
+# --------------------------------------------------------------------------
 # AWS::ServiceDiscovery::PrivateDnsNamespace / Service
 # --------------------------------------------------------------------------
 class CfnPrivateDnsNamespace(CloudFormationModel):

@@ -40,7 +40,13 @@ evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam
    unless `expiresInMinutes` (1 to 2,880) says otherwise, cleared once expired. A task no service
    started fails with TASK_NOT_VALID, an unknown one with MISSING.
 
-7. Every refused request is kept in DENIED (caller, action, resource and the condition keys
+7. moto enforces no SQS queue policy. After moto allows a call on a queue, the explicit denies
+   of the queue's policy (moto_cfn.py sets it from the template) are evaluated by the toolkit's
+   IAM evaluation with `aws:PrincipalArn` (the caller's user, or the role of its session with
+   the role's path) and `aws:SecureTransport` true: every AWS SDK call to AWS is over TLS, the
+   plain HTTP to the local server stands for it.
+
+8. Every refused request is kept in DENIED (caller, action, resource and the condition keys
    read), for `foundation dev` to say which manifest entry would allow it.
 
 Apply in the process moto's server runs in, before it serves.
@@ -202,6 +208,8 @@ def _with_conditions(check: Any) -> Any:
         context = _context(self)
         try:
             check(self, resource)  # moto's own decision: actions, resources, explicit denies
+            if _queue_policy_refuses(self, resource):
+                self._raise_access_denied()
             if context is None:
                 return
             statements = [s for p in self._access_key.collect_policies() for s in _statements(p)]
@@ -227,6 +235,31 @@ def _with_conditions(check: Any) -> Any:
 
     check_with_conditions.__wrapped__ = check
     return check_with_conditions
+
+
+def _principal_arn(request: Any) -> str:
+    """aws:PrincipalArn: a user's ARN, or the ARN of the role a session was made from."""
+    key = request._access_key
+    role = getattr(key, "_owner_role_name", None)
+    return key.arn if role is None else key.backend.get_role(role).arn
+
+
+def _queue_policy_refuses(request: Any, resource: str) -> bool:
+    if not request._action.startswith("sqs:") or ":sqs:" not in resource:
+        return False
+    import json
+
+    from moto.sqs.models import sqs_backends
+
+    from foundation.iam.evaluate import Request, listed, refuses
+
+    queues = sqs_backends[request.account_id][request._region].queues
+    queue = queues.get(resource.rsplit(":", 1)[-1])
+    if queue is None or not queue.policy:
+        return False
+    statements = listed(json.loads(queue.policy).get("Statement", []))
+    context = {"aws:PrincipalArn": _principal_arn(request), "aws:SecureTransport": "true"}
+    return refuses(statements, Request(request._action, resource, context))
 
 
 def _iam_match(pattern: str, value: str) -> bool | None:

@@ -26,7 +26,8 @@ from foundation.airflow.settings import (
     celery_worker_queue,
 )
 from foundation.config import Deployment, WorkerSize
-from foundation.iam.policy import Statement
+from foundation.iam.cluster import dag_queue_policy
+from foundation.iam.policy import ArnContext, Statement
 from foundation.manifest import Egress
 from foundation.naming import (
     DAG_ID_TAG,
@@ -59,7 +60,7 @@ class SharedPieces:
     """What every worker identity uses from the cluster."""
 
     namespace: Namespace
-    account: str
+    ctx: ArnContext  # the deployment's partition, region and account
     image: ecs.ContainerImage
     execution_role: iam.IRole
     log_group: logs.ILogGroup
@@ -99,7 +100,7 @@ class DagWorker(Construct):
             self,
             "TaskRole",
             name=names.role,
-            account=shared.account,
+            account=shared.ctx.account,
             path=shared.namespace.dag_role_path,
             description=f"Tasks of {spec.label}"[:1000],
         )
@@ -137,7 +138,7 @@ class DagWorker(Construct):
         )
         environment, command = spec.settings.environment, None
         if shared.celery:
-            self.queue = self._queue(names)
+            self.queue = self._queue(names, shared)
             environment = environment | celery_worker_queue(self.queue.queue_url, names)
             command = runtime_files.container_command(
                 [celery_worker_command(names, spec.size.concurrency)], wait_for_migrations=False
@@ -175,7 +176,9 @@ class DagWorker(Construct):
         if spec.dag_id is not None:
             cdk.Tags.of(self).add(DAG_ID_TAG, spec.dag_id)
 
-    def _queue(self, names: DagNames) -> sqs.Queue:
+    def _queue(self, names: DagNames, shared: SharedPieces) -> sqs.Queue:
+        """The DAG's queue: TLS only (enforce_ssl), sent to by the scheduler's role only and
+        consumed by the DAG's own role only (explicit denies, dag_queue_policy)."""
         queue = sqs.Queue(
             self,
             "Queue",
@@ -184,6 +187,8 @@ class DagWorker(Construct):
             enforce_ssl=True,
             visibility_timeout=cdk.Duration.seconds(CELERY_VISIBILITY_SECONDS),
         )
+        for statement in dag_queue_policy(shared.namespace, names, shared.ctx):
+            queue.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
         nag.acknowledge(queue, nag.CLUSTER["celery_queue"])
         return queue
 

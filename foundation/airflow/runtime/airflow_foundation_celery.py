@@ -20,7 +20,9 @@ from airflow.providers.celery.executors.celery_executor_utils import (
     send_workload_to_executor,
 )
 from airflow_foundation_celery_config import PREDEFINED_QUEUES
-from foundation_identity import Gate, IdentityRefused, workload_origin
+from celery import states as celery_states
+from foundation_identity import Gate, IdentityRefused
+from foundation_workload import workload_origin
 
 REGION_ENV = "AWS_DEFAULT_REGION"
 
@@ -39,6 +41,17 @@ class FoundationCeleryExecutor(CeleryExecutor):
             raise Gate.not_its_own(workload_origin(data)[0])
         PREDEFINED_QUEUES[queue] = {"url": url}
         return queue
+
+    def update_task_state(self, key: Any, state: str, info: Any) -> None:
+        # Celery's key-value result backends (DynamoDB here) give the executor no reason for a
+        # failure: read the worker's own, so a workload a worker refused before starting it
+        # fails its task instance with the worker's words (the "state mismatch" event).
+        if state == celery_states.FAILURE and info is None and key in self.workloads:
+            try:
+                info = str(self.workloads[key].result)
+            except Exception:  # the reason is a courtesy: the failure stands without it
+                self.log.exception("Reading the failure of workload %s failed", key)
+        super().update_task_state(key, state, info)
 
     def _send_workloads_to_celery(self, workload_tuples_to_send: Any) -> list:
         # One by one in this process: kombu's queues are registered here, not in a pool's.

@@ -6,6 +6,10 @@ and to every DAG's Celery worker service.
 - Queues: kombu uses only the queues in `predefined_queues`, so it never lists or creates one.
   A worker's environment names its own DAG's queue and nothing else; the scheduler's executor
   adds each DAG's queue as it resolves that DAG's published identity.
+- One DAG per worker: a DAG's worker runs a workload only if its dag_id is exactly the one its
+  service was deployed for (FOUNDATION_WORKER_DAG_ID); anything else fails as a Celery task
+  before any of it runs, so the scheduler fails the task instance with the reason. The queue's
+  policy already lets only the scheduler send to it: this holds if that policy is ever gone.
 - Scale-in protection: while a worker task runs an Airflow task, ECS may not stop it for a
   scale-in or a deployment (the ECS agent's task-protection endpoint). Every task start sets
   protection (renewing it); prefork children share their counts of running tasks in a file, so
@@ -24,18 +28,48 @@ import urllib.request
 from airflow.configuration import conf
 from airflow.providers.celery.executors.default_celery import get_default_celery_config
 from celery import signals
+from foundation_workload import workload_origin
 
 CELERY_CONFIG = get_default_celery_config(conf)
 PREDEFINED_QUEUES: dict[str, dict] = CELERY_CONFIG["broker_transport_options"].setdefault(
     "predefined_queues", {}
 )
 
+# A DAG's worker: the one dag_id it runs. The worker of DAGs without a manifest (the baseline
+# identity, no grants) runs any dag_id instead: it has nothing a DAG could borrow.
+WORKER_DAG_ENV = "FOUNDATION_WORKER_DAG_ID"
+UNMANAGED_WORKER_ENV = "FOUNDATION_WORKER_UNMANAGED"
 AGENT_ENV = "ECS_AGENT_URI"  # set by ECS in every task's containers
 BUSY_FILE_ENV = "FOUNDATION_BUSY_FILE"
 # the task's own temporary folder: /tmp in a container, $TMPDIR where tasks share a machine
 BUSY_FILE = os.path.join(tempfile.gettempdir(), "foundation-running-tasks")
 PROTECTION_MINUTES = 2880  # the endpoint's longest; a task running longer loses protection
 log = logging.getLogger(__name__)
+
+
+class WorkloadRefused(Exception):
+    """This worker runs no part of the workload: it is not its DAG's."""
+
+
+def refuse_other_dags(_task: object, _task_id: str, args: tuple, _kwargs: dict) -> None:
+    """execute_workload's before_start, in the worker: nothing of the workload has run yet."""
+    if os.environ.get(UNMANAGED_WORKER_ENV) == "true":
+        return
+    own = os.environ.get(WORKER_DAG_ENV)
+    try:
+        dag_id = workload_origin(json.loads(args[0]))[0]
+    except (IndexError, TypeError, ValueError, AttributeError):
+        dag_id = None
+    if own is None or dag_id != own:
+        refused = WorkloadRefused(
+            f"the worker of DAG {own!r} refuses a workload of DAG {dag_id!r}: a DAG's workloads "
+            "run only on its own worker, under its own role"
+        )
+        log.error("%s", refused)
+        raise refused
+
+
+CELERY_CONFIG["task_annotations"] = {"execute_workload": {"before_start": refuse_other_dags}}
 
 
 def set_protection(enabled: bool) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import boto3
 from airflow.providers.amazon.aws.executors.ecs.ecs_executor import AwsEcsExecutor
-from foundation_identity import Gate, IdentityRefused, workload_origin
+from foundation_identity import Gate, IdentityRefused
+from foundation_workload import workload_origin
 
 
 class FoundationEcsExecutor(AwsEcsExecutor):

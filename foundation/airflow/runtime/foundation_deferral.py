@@ -13,25 +13,13 @@ refuses the same classpaths again (foundation_sealed.py), for rows that never pa
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+from foundation_refusal import allowed_triggers, send_refusal
 
-TRIGGERS_ENV = "FOUNDATION_TRIGGERS"  # JSON list of the exact classpaths tasks may defer to
 STATE_PATH = re.compile(r"/execution/task-instances/[^/]+/state$")
-
-
-def allowed_triggers() -> frozenset[str]:
-    """The classpaths tasks may defer to; none if the list is missing or unreadable."""
-    try:
-        listed = json.loads(os.environ.get(TRIGGERS_ENV, "[]"))
-    except ValueError:
-        return frozenset()
-    if not isinstance(listed, list):
-        return frozenset()
-    return frozenset(c for c in listed if isinstance(c, str))
 
 
 def refusal(body: bytes) -> str | None:
@@ -93,13 +81,7 @@ class RefuseTriggererIdentity:
 
             await self.app(scope, replay, send)
             return
-        payload = json.dumps({"detail": {"reason": "foundation", "message": reason}}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(payload)),
-        ]
-        await send({"type": "http.response.start", "status": 403, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_refusal(send, reason)
 
 
 class FoundationDeferralPlugin(AirflowPlugin):

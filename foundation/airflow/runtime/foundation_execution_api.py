@@ -20,7 +20,6 @@ and compares ROUTES with the routes of the running Airflow's Execution API.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+from foundation_refusal import send_refusal
 
 log = logging.getLogger(__name__)
 
@@ -411,13 +411,7 @@ class AuthorizeExecutionApi:
             await self.app(scope, receive, send)
             return
         log.warning("Refused %s %s: %s", scope.get("method"), scope.get("path"), reason)
-        payload = json.dumps({"detail": {"reason": "foundation", "message": reason}}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(payload)),
-        ]
-        await send({"type": "http.response.start", "status": 403, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_refusal(send, reason)
 
 
 class FoundationExecutionApiPlugin(AirflowPlugin):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundation_names import UNMANAGED_PARAMETER_NAME, DagNames, Namespace
+from foundation_workload import workload_origin
 
 IDENTITY_PATH_ENV = "FOUNDATION_IDENTITY_PATH"
 PROJECT_ENV = "FOUNDATION_PROJECT"
@@ -26,14 +27,6 @@ CACHE_SECONDS = 60.0
 
 class IdentityRefused(Exception):
     """The workload may not run: its DAG has no identity, or comes from the wrong bundle."""
-
-
-def workload_origin(workload: dict) -> tuple[str | None, str | None]:
-    """(dag_id, bundle name) of a serialized ExecuteTask or ExecuteCallback workload."""
-    bundle = (workload.get("bundle_info") or {}).get("name")
-    if workload.get("type") == "ExecuteCallback":
-        return (workload.get("callback") or {}).get("data", {}).get("dag_id"), bundle
-    return (workload.get("ti") or {}).get("dag_id"), bundle
 
 
 class IdentitySource:

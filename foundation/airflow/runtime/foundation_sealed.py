@@ -35,7 +35,6 @@ import logging
 import os
 import sys
 
-TRIGGERS_ENV = "FOUNDATION_TRIGGERS"  # JSON list of the exact classpaths tasks may defer to
 # Secrets ECS injects for the `_CMD` programs (foundation.airflow.settings)
 INJECTED = ("FOUNDATION_DB_SECRET", "FOUNDATION_FERNET_MATERIAL")
 # Credentials the trigger runner has no use for: the task role's (through the ECS endpoint, or
@@ -118,17 +117,6 @@ def make_nondumpable() -> None:
 # -- the triggerer's guard -------------------------------------------------------------------------
 
 
-def allowed_triggers() -> frozenset[str]:
-    """The classpaths tasks may defer to; none if the list is missing or unreadable."""
-    try:
-        listed = json.loads(os.environ.get(TRIGGERS_ENV, "[]"))
-    except ValueError:
-        return frozenset()
-    if not isinstance(listed, list):
-        return frozenset()
-    return frozenset(c for c in listed if isinstance(c, str))
-
-
 def refusal(trigger, allowed: frozenset[str]) -> str | None:
     """Why this trigger row may not run in the triggerer, if it may not."""
     if trigger.classpath not in allowed:
@@ -152,6 +140,7 @@ def guard() -> None:
     """Install the allow-list, kwargs decryption and the exec'd runner on Airflow's triggerer."""
     from airflow.jobs import triggerer_job_runner
     from airflow.sdk.execution_time import supervisor
+    from foundation_refusal import allowed_triggers  # beside this file in $AIRFLOW_HOME/config
 
     runner_cls = triggerer_job_runner.TriggerRunnerSupervisor
     create_workload, update_triggers = runner_cls._create_workload, runner_cls.update_triggers
