@@ -161,7 +161,7 @@ def synth(
         err.print(f"{len(result.errors)} error(s); the assembly was not written.")
         raise typer.Exit(EXIT_FINDINGS)
     done = "written to" if result.built.rebuilt else "up to date at"
-    console.print(f"Cloud assembly {done} {result.out}")
+    console.print(f"Cloud assembly {done} {result.out}", soft_wrap=True)
 
 
 def _what_was_built(built: synth_verb.Built) -> Text:
