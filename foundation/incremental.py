@@ -221,7 +221,7 @@ def _empty(folder: Path) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _unknown_files(root: Path, files: Collection[str], stacks: Collection[str]) -> list[str]:
+def _unknown_files(files: Collection[str], stacks: Collection[str]) -> list[str]:
     known = set(_APP_FILES) | {f for s in stacks for f in _stack_files(s)}
     return [f for f in files if f not in known and not f.startswith(_RUNTIME_DIR)]
 
@@ -246,11 +246,9 @@ def _merge(
     """Add the reused stacks to the partial assembly in `staging`; say why not if it cannot be
     shown to equal a cold build."""
     built = [n for n in order if n not in reused]
-    if unknown := _unknown_files(staging, list(_files(staging)), built):
+    if unknown := _unknown_files(list(_files(staging)), built):
         return f"CDK wrote files this toolkit does not merge ({', '.join(unknown)})"
-    if unknown := _unknown_files(
-        previous.root, previous.record.files, [*previous.record.stacks, *cluster]
-    ):
+    if unknown := _unknown_files(previous.record.files, [*previous.record.stacks, *cluster]):
         return f"the previous assembly has files this toolkit does not merge ({', '.join(unknown)})"
     parts = {
         (where, name): _load_as_written(root / name, indent)
