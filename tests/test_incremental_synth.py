@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +119,22 @@ def test_an_incremental_assembly_is_byte_identical_to_a_cold_one(
         for name, data in expected.items():
             assert built[name] == data, f"after {step}: {name} differs from a cold synth's"
         assert record.files == {n: hashlib.sha256(d).hexdigest() for n, d in expected.items()}
+
+
+def test_another_process_synthesizes_the_same_bytes(tmp_path: Path, example_synth) -> None:
+    """Reuse crosses processes (the previous assembly is an earlier run's): a synth must not
+    depend on anything a process makes up, such as the folder jsii unpacks CDK into."""
+    out = tmp_path / "out"
+    code = (
+        "import sys; from pathlib import Path; from foundation import synth; "
+        "from foundation.project import load_project; "
+        "synth.synthesize(load_project(Path(sys.argv[1])), Path(sys.argv[2]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code, str(ROOT), str(out)], check=True, env=env)
+    expected = files(example_synth.out)
+    del expected[RECORD]
+    assert files(out) == expected
 
 
 def test_nothing_changed_reuses_the_assembly_and_its_findings_without_building(
