@@ -1,6 +1,8 @@
-"""Speed and memory of validate and synth, on the shipped example and on generated projects.
+"""Speed and memory of validate and synth, on the shipped example and on generated projects,
+and of incremental synth (one manifest edited, nothing changed) against a cold one.
 
     .venv/bin/python benchmarks/run.py [--dags 100 1000] [--executors ecs celery]
+        [--rounds 3] [--incremental-dags 1000] [--only-incremental]
 
 Each measurement runs in a fresh process (so imports and Node start-up count, as they do for a
 user) and reports wall time and peak resident memory of that process and its children.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,11 +119,67 @@ def hostile_corpus(tmp: Path) -> None:
     print(f"| largest | {largest[0]} | {largest[1]['peak_rss_mib']} MiB |")
 
 
+def edit_manifest(path: Path, original: str, round_: int) -> None:
+    """A DAG's grants changed: one secret more, a different one each round (the example's
+    manifest is YAML with no permissions; a generated one is JSON with a secrets list)."""
+    if path.suffix == ".yaml":
+        path.write_text(f"{original}permissions:\n  secrets: [bench/{round_}]\n")
+        return
+    manifest = json.loads(original)
+    manifest["permissions"]["secrets"].append(f"bench/{round_}")
+    path.write_text(json.dumps(manifest))
+
+
+def incremental(label: str, project: Path, out: Path, manifest: Path, rounds: int) -> list[str]:
+    """Cold synth, then one manifest edited, then nothing changed: each a fresh process, the
+    three alternating round after round so a busy machine slows all of them alike."""
+    synth = [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
+    times: dict[str, list[float]] = {"cold": [], "edited": [], "unchanged": []}
+    original = manifest.read_text()
+    for round_ in range(rounds):
+        times["cold"].append(measure([*synth, "--cold"])["seconds"])
+        edit_manifest(manifest, original, round_)
+        times["edited"].append(measure(synth)["seconds"])
+        times["unchanged"].append(measure(synth)["seconds"])
+    cold, edited, unchanged = (statistics.median(times[k]) for k in times)
+    return [
+        f"| {label} | {rounds} | {cold:.2f} | {edited:.2f} | {edited / cold:.2f}x "
+        f"| {unchanged:.2f} | {unchanged / cold:.2f}x |"
+    ]
+
+
+def incremental_table(tmp: Path, dag_counts: list[int], rounds: int) -> None:
+    rows = incremental(
+        "ecs: example (7 DAGs)",
+        example_project(tmp / "i-example", "ecs"),
+        tmp / "i-example-out",
+        tmp / "i-example" / "dag_permissions" / "housekeeping.yaml",
+        rounds,
+    )
+    for n in dag_counts:
+        project = generated_project(tmp / f"i-{n}", n, "ecs")
+        manifest = sorted((project / "dag_permissions").iterdir())[0]
+        rows += incremental(f"ecs: {n} DAGs", project, tmp / f"i-{n}-out", manifest, 1)
+    print(
+        "| project | rounds | cold s | one manifest edited s | edited / cold "
+        "| nothing changed s | unchanged / cold |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dags", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--executors", nargs="*", default=["ecs", "celery"])
+    parser.add_argument("--rounds", type=int, default=3, help="incremental rounds, example")
+    parser.add_argument("--incremental-dags", type=int, nargs="*", default=[1000])
+    parser.add_argument("--only-incremental", action="store_true")
     options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        incremental_table(Path(tmp), options.incremental_dags, options.rounds)
+    if options.only_incremental:
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         projects = [

@@ -20,7 +20,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from foundation.checks import cfn_lint
 from foundation.checks.model import Assembly, Finding
 from foundation.checks.rules import ALL
 from foundation.project import MANIFEST_DIR, Project, shards
@@ -372,6 +371,8 @@ def run_checks(assembly: Assembly, previous: Previous | None, base: str) -> Chec
     """The toolkit's rules on the whole assembly (they are cheap, and some count across stacks),
     and cfn-lint on each template it has not linted before: a template's findings are the
     record's when its bytes are, under the same cfn-lint version, options and toolkit code."""
+    from foundation.checks import cfn_lint  # imports cfnlint and sympy (seconds): only to lint
+
     known = previous.record.lint if previous and previous.record.base == base else {}
     shas = {s.name: _sha(_template_bytes(assembly, s.name)) for s in assembly.stacks}
     fresh = [s for s in assembly.stacks if shas[s.name] not in known]
