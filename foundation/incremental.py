@@ -122,10 +122,9 @@ class Record:
             return None
 
 
-def _files(root: Path) -> Iterator[str]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            yield path.relative_to(root).as_posix()
+def _files(root: Path) -> list[str]:
+    """Every file under `root`, as sorted relative paths (as the record's keys sort)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,7 @@ def _unknown_files(files: Collection[str], stacks: Collection[str]) -> list[str]
 
 def _load_as_written(path: Path, indent: int | None) -> dict[str, Any] | None:
     """The JSON file, if serializing it again gives its exact bytes (else merging could not)."""
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     data = json.loads(text)
     return data if _dump(data, indent) == text else None
 
@@ -245,7 +244,7 @@ def _merge(
     """Add the reused stacks to the partial assembly in `staging`; say why not if it cannot be
     shown to equal a cold build."""
     built = [n for n in order if n not in reused]
-    if unknown := _unknown_files(list(_files(staging)), built):
+    if unknown := _unknown_files(_files(staging), built):
         return f"CDK wrote files this toolkit does not merge ({', '.join(unknown)})"
     if unknown := _unknown_files(previous.record.files, [*previous.record.stacks, *cluster]):
         return f"the previous assembly has files this toolkit does not merge ({', '.join(unknown)})"
@@ -281,8 +280,8 @@ def _merge(
         return why
     parts["new", "manifest.json"]["artifacts"] = manifest
     parts["new", "tree.json"]["tree"]["children"] = tree
-    (staging / "manifest.json").write_text(_dump(parts["new", "manifest.json"], 2))
-    (staging / "tree.json").write_text(_dump(parts["new", "tree.json"], None))
+    for name, indent in (("manifest.json", 2), ("tree.json", None)):
+        (staging / name).write_text(_dump(parts["new", name], indent), encoding="utf-8")
     for name in reused:
         for file in _stack_files(name):
             shutil.copyfile(previous.root / file, staging / file)
