@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from foundation import synth
+from foundation import incremental, synth
 from foundation.incremental import RECORD, Record
 from foundation.naming import worker_shard
 from foundation.project import load_project
@@ -274,6 +274,24 @@ def test_lint_findings_follow_the_template_bytes_not_the_stack_name(
     ]
     probes = [(f.stack, f.resource) for f in result.findings if f.rule == "W9999"]
     assert probes == [(kept, "Probe")]
+
+
+def test_no_finding_is_reused_across_cfn_lint_versions(
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same templates, another cfn-lint: every template is linted again."""
+    out = with_previous(project, example_synth)
+    record = json.loads((out / RECORD).read_text())
+    probe = {"rule": "W9999", "severity": "warning", "resource": "Probe", "message": "recorded"}
+    record["lint"] = {sha: [probe] for sha in record["lint"]}
+    (out / RECORD).write_text(json.dumps(record))
+    installed = incremental.version
+    monkeypatch.setattr(
+        incremental, "version", lambda p: "99.0.0" if p == "cfn-lint" else installed(p)
+    )
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == "the config, env, toolkit or CDK/cfn-lint version changed"
+    assert result.findings == example_synth.findings
 
 
 def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, example_synth) -> None:
