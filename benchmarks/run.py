@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUNDATION = Path(sys.executable).with_name("foundation")
@@ -74,20 +75,24 @@ def generated_project(folder: Path, count: int, executor: str) -> Path:
 _WRAPPER = (
     "import resource,subprocess,sys;"
     "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-    "sys.stderr.write(r.stderr);"
+    "sys.stderr.write(r.stdout+r.stderr);"
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
     "sys.exit(r.returncode)"
 )
 
 
-def measure(args: list[str], expect: int = 0) -> dict[str, float]:
+def measure(args: list[str], expect: int = 0) -> dict[str, Any]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != expect:
         raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     peak_kib = int(done.stdout.split()[-1])
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "output": done.stderr,  # the command's stdout and stderr
+    }
 
 
 INVALID = ROOT / "tests" / "fixtures" / "invalid"
@@ -137,11 +142,15 @@ def incremental(label: str, project: Path, out: Path, manifest: Path, rounds: in
     synth = [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
     times: dict[str, list[float]] = {"cold": [], "edited": [], "unchanged": []}
     original = manifest.read_text()
+    expect = {"cold": "Built all", "edited": "Rebuilt 4 stack(s)", "unchanged": "Nothing changed"}
     for round_ in range(rounds):
-        times["cold"].append(measure([*synth, "--cold"])["seconds"])
-        edit_manifest(manifest, original, round_)
-        times["edited"].append(measure(synth)["seconds"])
-        times["unchanged"].append(measure(synth)["seconds"])
+        for kind in times:
+            if kind == "edited":
+                edit_manifest(manifest, original, round_)
+            run = measure([*synth, "--cold"] if kind == "cold" else synth)
+            if expect[kind] not in run["output"]:
+                raise SystemExit(f"{label}, {kind}: not what was measured:\n{run['output']}")
+            times[kind].append(run["seconds"])
     cold, edited, unchanged = (statistics.median(times[k]) for k in times)
     return (
         f"| {label} | {rounds} | {cold:.2f} | {edited:.2f} | {edited / cold:.2f}x "
