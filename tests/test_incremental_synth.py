@@ -96,13 +96,16 @@ edits = st.one_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(steps=st.lists(edits, min_size=1, max_size=2))
-@example(steps=[("change", "housekeeping", 1), ("remove", "sales_daily")])
+@example(steps=[("change", "housekeeping", 1), ("remove", "marketing_athena_report")])
 @example(steps=[("add", "alpha_etl", 2), ("config", "analytics")])
+@example(steps=[("change", "finance_redshift_load", 3), ("add", "beta_report", 1)])
 def test_an_incremental_assembly_is_byte_identical_to_a_cold_one(
     steps: list[tuple], example_synth, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Random edits, each followed by an incremental synth of the previous step's assembly;
-    every file equals a cold synth's, and the record names each file's hash."""
+    every file equals a cold synth's, and the record names each file's hash. The pinned
+    examples empty a worker stack, add one between two reused ones (workers-11), change the
+    config (a cold build) and chain two incremental synths."""
     tmp = tmp_path_factory.mktemp("incremental")
     project = ProjectDir(tmp / "project")
     for folder in ("config", "dag_permissions"):
