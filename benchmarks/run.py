@@ -1,6 +1,8 @@
-"""Speed and memory of validate and synth, on the shipped example and on generated projects.
+"""Speed and memory of validate and synth, on the shipped example and on generated projects,
+and of incremental synth (one manifest edited, nothing changed) against a cold one.
 
     .venv/bin/python benchmarks/run.py [--dags 100 1000] [--executors ecs celery]
+        [--rounds 3] [--incremental-dags 1000] [--only-incremental]
 
 Each measurement runs in a fresh process (so imports and Node start-up count, as they do for a
 user) and reports wall time and peak resident memory of that process and its children.
@@ -11,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUNDATION = Path(sys.executable).with_name("foundation")
@@ -71,20 +75,24 @@ def generated_project(folder: Path, count: int, executor: str) -> Path:
 _WRAPPER = (
     "import resource,subprocess,sys;"
     "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-    "sys.stderr.write(r.stderr);"
+    "sys.stderr.write(r.stdout+r.stderr);"
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
     "sys.exit(r.returncode)"
 )
 
 
-def measure(args: list[str], expect: int = 0) -> dict[str, float]:
+def measure(args: list[str], expect: int = 0) -> dict[str, Any]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != expect:
         raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     peak_kib = int(done.stdout.split()[-1])
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "output": done.stderr,  # the command's stdout and stderr
+    }
 
 
 INVALID = ROOT / "tests" / "fixtures" / "invalid"
@@ -116,11 +124,67 @@ def hostile_corpus(tmp: Path) -> None:
     print(f"| largest | {largest[0]} | {largest[1]['peak_rss_mib']} MiB |")
 
 
+def edit_manifest(path: Path, original: str, round_: int) -> None:
+    """A DAG's grants changed: one secret more, a different one each round (the example's
+    manifest is YAML with no permissions; a generated one is JSON, which is YAML too, with a
+    secrets list)."""
+    if not original.startswith("{"):
+        path.write_text(f"{original}permissions:\n  secrets: [bench/{round_}]\n")
+        return
+    manifest = json.loads(original)
+    manifest["permissions"]["secrets"].append(f"bench/{round_}")
+    path.write_text(json.dumps(manifest))
+
+
+def incremental(label: str, project: Path, out: Path, manifest: Path, rounds: int) -> str:
+    """Cold synth, then one manifest edited, then nothing changed: each a fresh process, the
+    three alternating round after round so a busy machine slows all of them alike."""
+    synth = [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
+    times: dict[str, list[float]] = {"cold": [], "edited": [], "unchanged": []}
+    original = manifest.read_text()
+    expect = {"cold": "Built all", "edited": "Rebuilt 4 stack(s)", "unchanged": "Nothing changed"}
+    for round_ in range(rounds):
+        for kind in times:
+            if kind == "edited":
+                edit_manifest(manifest, original, round_)
+            run = measure([*synth, "--cold"] if kind == "cold" else synth)
+            if expect[kind] not in run["output"]:
+                raise SystemExit(f"{label}, {kind}: not what was measured:\n{run['output']}")
+            times[kind].append(run["seconds"])
+    cold, edited, unchanged = (statistics.median(times[k]) for k in times)
+    return (
+        f"| {label} | {rounds} | {cold:.2f} | {edited:.2f} | {edited / cold:.2f}x "
+        f"| {unchanged:.2f} | {unchanged / cold:.2f}x |"
+    )
+
+
+def incremental_table(tmp: Path, dag_counts: list[int], rounds: int) -> None:
+    print(
+        "| project | rounds | cold s | one manifest edited s | edited / cold "
+        "| nothing changed s | unchanged / cold |"
+    )
+    print("|---|---|---|---|---|---|---|", flush=True)
+    example = example_project(tmp / "i-example", "ecs")
+    manifest = example / "dag_permissions" / "housekeeping.yaml"
+    print(incremental("ecs: example (7 DAGs)", example, tmp / "i-ex-out", manifest, rounds))
+    for n in dag_counts:
+        project = generated_project(tmp / f"i-{n}", n, "ecs")
+        manifest = sorted((project / "dag_permissions").iterdir())[0]
+        print(incremental(f"ecs: {n} DAGs", project, tmp / f"i-{n}-out", manifest, 1), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dags", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--executors", nargs="*", default=["ecs", "celery"])
+    parser.add_argument("--rounds", type=int, default=3, help="incremental rounds, example")
+    parser.add_argument("--incremental-dags", type=int, nargs="*", default=[1000])
+    parser.add_argument("--only-incremental", action="store_true")
     options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        incremental_table(Path(tmp), options.incremental_dags, options.rounds)
+    if options.only_incremental:
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         projects = [

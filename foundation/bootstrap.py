@@ -9,7 +9,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from foundation.checks import cfn_lint
 from foundation.checks.model import ERROR, Assembly
 from foundation.checks.rules.fa301_cdk_nag import CdkNag
 from foundation.cloudformation import actions
@@ -25,6 +24,7 @@ def template_body(project: Project) -> str:
     """The bootstrap stack's template, after cdk-nag and cfn-lint found nothing in it."""
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
+    from foundation.checks import cfn_lint  # imports cfnlint and sympy: only when needed
     from stacks.app import build_bootstrap_app  # starts Node: only when needed
 
     with tempfile.TemporaryDirectory() as out:

@@ -113,10 +113,13 @@ def synth(
     out: Annotated[
         Path | None, typer.Option("--out", help="Cloud assembly folder (default: PROJECT/cdk.out).")
     ] = None,
+    cold: Annotated[
+        bool, typer.Option("--cold", help="Build every stack; reuse nothing from --out.")
+    ] = False,
 ) -> None:
     """Validate, synthesize the CloudFormation cloud assembly and check every template."""
     try:
-        result = synth_verb.run(project, env, out)
+        result = synth_verb.run(project, env, out, cold)
     except InvalidInput as error:
         raise fail_on_invalid_input(error) from None
     except (
@@ -139,6 +142,7 @@ def synth(
             str(len(stack.findings) - errors),
         )
     console.print(table)
+    console.print(_what_was_built(result.built), soft_wrap=True)
     quota = result.project.deployment.iam.role_quota
     console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
     for dag in result.project.dags:
@@ -156,7 +160,22 @@ def synth(
     if not result.written:
         err.print(f"{len(result.errors)} error(s); the assembly was not written.")
         raise typer.Exit(EXIT_FINDINGS)
-    console.print(f"Cloud assembly written to {result.out}")
+    done = "written to" if result.built.rebuilt else "up to date at"
+    console.print(f"Cloud assembly {done} {result.out}", soft_wrap=True)
+
+
+def _what_was_built(built: synth_verb.Built) -> Text:
+    if not built.rebuilt:
+        return Text(
+            f"Nothing changed: all {len(built.reused)} stack(s) and their checks' findings "
+            "reused from the previous synth (verified by hash)."
+        )
+    if built.reused:
+        return Text(
+            f"Rebuilt {len(built.rebuilt)} stack(s) ({', '.join(built.rebuilt)}); reused "
+            f"{len(built.reused)} unchanged from the previous assembly (verified by hash)."
+        )
+    return Text(f"Built all {len(built.rebuilt)} stack(s): {built.cold}.")
 
 
 @app.command()

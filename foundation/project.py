@@ -86,6 +86,14 @@ def load_project(root: Path, env: str | None = None) -> Project:
     return project
 
 
+def shards(project: Project) -> dict[int, list[Dag]]:
+    """Each worker stack's DAGs, by shard (config `worker_stacks`), in shard order."""
+    assigned: dict[int, list[Dag]] = defaultdict(list)
+    for dag in project.dags:
+        assigned[worker_shard(dag.dag_id, project.deployment.worker_stacks)].append(dag)
+    return dict(sorted(assigned.items()))
+
+
 STACK_RESOURCE_LIMIT = 500
 # A DAG's resources besides its managed policies: role, security group, task definition and
 # identity parameter; in Celery mode also its queue and queue policy, service, scalable target,

@@ -3,17 +3,17 @@ every template, and only then move the assembly into place."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundation import incremental
 from foundation.airflow import runtime_files
 from foundation.checks.model import ERROR, Assembly, Finding
 from foundation.checks.rules.fa103_role_quota import role_count
-from foundation.checks.runner import run_checks
+from foundation.incremental import Built, Previous, fingerprint
 from foundation.project import Project, load_project
 
 
@@ -33,6 +33,7 @@ class SynthResult:
     stacks: list[StackSummary]
     findings: list[Finding]
     written: bool
+    built: Built  # stacks rebuilt and reused (none built: the assembly was already up to date)
 
     @property
     def roles(self) -> int:
@@ -61,17 +62,18 @@ class NodeMissing(Exception):
     """aws-cdk-lib runs its constructs in Node.js; without it nothing can be synthesized."""
 
 
-def synthesize(project: Project, outdir: Path) -> Assembly:
+def synthesize(project: Project, outdir: Path, only_shards: Collection[int] | None = None) -> None:
+    """The app into `outdir`; with `only_shards`, only those worker stacks (foundation/
+    incremental.py adds the others)."""
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
     from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
 
     try:
-        build_app(project, str(outdir)).synth()
+        build_app(project, str(outdir), only_shards).synth()
     except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
         raise SynthesisFailed(f"CDK could not synthesize the app: {err}") from None
     runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
-    return Assembly.read(outdir, check_context(project))
 
 
 def release_node() -> None:
@@ -103,63 +105,59 @@ def _check_target(target: Path, project_root: Path) -> None:
         )
 
 
-def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
+def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> SynthResult:
+    """Synthesize and check; with a previous assembly at `out`, rebuild only what changed
+    (`cold`: ignore it)."""
     project = load_project(root, env)
     target = (out or project.root / "cdk.out").resolve()
     _check_target(target, project.root)
+    previous = None if cold else Previous.read(target)
+    if previous and previous.unchanged(fingerprint(project.root, env)):
+        return _up_to_date(project, target, previous)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     try:
-        assembly = synthesize(project, staging)
-        findings = [*project_findings(project), *run_checks(assembly)]
-        stacks = [
-            StackSummary(
-                s.name,
-                len(s.resources),
-                s.size,
-                role_count(s),
-                [f for f in findings if f.stack == s.name],
-            )
-            for s in assembly.stacks
-        ]
+        built = incremental.build(project, env, staging, previous, synthesize)
+        assembly = Assembly.read(staging, check_context(project))
+        checked = incremental.run_checks(assembly, previous, built.base)
+        findings = [*project_findings(project), *checked.findings]
         written = not any(f.severity == ERROR for f in findings)
         if written:
-            (staging / INPUTS_FILE).write_text(
-                json.dumps({"inputs": fingerprint(project.root, env)})
-            )
+            incremental.write_record(staging, project, env, built, checked)
             _replace(target, staging)
-        return SynthResult(project, target, stacks, findings, written)
+        return SynthResult(
+            project, target, _summaries(assembly, findings), findings, written, built
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-INPUTS_FILE = "foundation-inputs.json"
-_TOOLKIT = Path(__file__).resolve().parents[1]
+def _up_to_date(project: Project, target: Path, previous: Previous) -> SynthResult:
+    """Nothing changed: the assembly in place and its recorded findings, without starting Node."""
+    assembly = Assembly.read(target, check_context(project))
+    findings = [*project_findings(project), *previous.record.findings]
+    written = not any(f.severity == ERROR for f in findings)
+    built = Built(previous.record.base, [], [s.name for s in assembly.stacks])
+    return SynthResult(project, target, _summaries(assembly, findings), findings, written, built)
 
 
-def fingerprint(root: Path, env: str | None) -> str:
-    """A hash of everything a synth reads: the project's files, the env and the toolkit's code."""
-    digest = hashlib.sha256(f"env={env}".encode())
-    sources = [
-        root / "config",
-        root / "dag_permissions",
-        _TOOLKIT / "foundation",
-        _TOOLKIT / "stacks",
+def _summaries(assembly: Assembly, findings: list[Finding]) -> list[StackSummary]:
+    return [
+        StackSummary(
+            s.name,
+            len(s.resources),
+            s.size,
+            role_count(s),
+            [f for f in findings if f.stack == s.name],
+        )
+        for s in assembly.stacks
     ]
-    for folder in sources:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".yaml", ".yml"):
-                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def is_up_to_date(out: Path, root: Path, env: str | None) -> bool:
-    """Whether the assembly at `out` was synthesized from exactly these inputs."""
-    try:
-        recorded = json.loads((out / INPUTS_FILE).read_text())["inputs"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return recorded == fingerprint(root, env)
+    """Whether the assembly at `out` was synthesized from exactly these inputs and is as written."""
+    previous = Previous.read(out)
+    return previous is not None and previous.unchanged(fingerprint(root, env))
 
 
 def project_findings(project: Project) -> list[Finding]:

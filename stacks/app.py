@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Collection
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 
 from foundation.config import Deployment
-from foundation.naming import worker_shard
-from foundation.project import Dag, Project, dag_services
+from foundation.project import Project, dag_services, shards
 from stacks import nag
 from stacks.bootstrap import BootstrapStack
 from stacks.core import CoreStack
@@ -18,21 +17,19 @@ from stacks.network import NetworkStack
 from stacks.workers import WorkersStack
 
 
-def shards(project: Project) -> dict[int, list[Dag]]:
-    assigned: dict[int, list[Dag]] = defaultdict(list)
-    for dag in project.dags:
-        assigned[worker_shard(dag.dag_id, project.deployment.worker_stacks)].append(dag)
-    return dict(sorted(assigned.items()))
-
-
-def build_app(project: Project, outdir: str | None = None) -> cdk.App:
+def build_app(
+    project: Project, outdir: str | None = None, only_shards: Collection[int] | None = None
+) -> cdk.App:
+    """The whole app; with `only_shards`, network, data, core and just those worker stacks."""
     deployment = project.deployment
     options = {
         # cfn-lint checks every template once instead (foundation/checks)
         "builtin_cloud_formation_validation": False,
         "analytics_reporting": False,
         "stack_traces": False,
-        "context": dict(nag.CONTEXT),
+        # No creationStack metadata: it names jsii's temporary folder, so no two synths of the
+        # same app would write the same assembly (foundation/incremental.py relies on that).
+        "context": {**nag.CONTEXT, "aws:cdk:disable-creation-stack-traces": True},
     }
     app = cdk.App(outdir=outdir, **options) if outdir else cdk.App(**options)
     nag.enable(app)
@@ -51,6 +48,8 @@ def build_app(project: Project, outdir: str | None = None) -> cdk.App:
         dag_access={d.dag_id: d.manifest.access for d in project.dags if d.manifest.access},
     )
     for shard, dags in shards(project).items():
+        if only_shards is not None and shard not in only_shards:
+            continue
         workers = WorkersStack(
             app,
             ns.worker_stack(shard),

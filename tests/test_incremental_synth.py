@@ -1,0 +1,324 @@
+"""Incremental synthesis (foundation/incremental.py): what it reuses is byte for byte what a cold
+synth writes, and a previous assembly that differs from its record is never trusted.
+
+Each test starts from a copy of the example and of its cold assembly (the session's
+`example_synth`): the record in it holds for the copy, whose files are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from foundation import incremental, synth
+from foundation.incremental import RECORD, Record
+from foundation.naming import worker_shard
+from foundation.project import load_project
+from tests.conftest import ROOT, ProjectDir
+
+PROJECT = load_project(ROOT)
+NS = PROJECT.deployment.namespace
+NETWORK, DATA, CORE = NS.cluster_stacks
+EXISTING = sorted(p.stem for p in (ROOT / "dag_permissions").glob("*.yaml"))
+NEW = ["alpha_etl", "beta_report", "gamma_sync"]
+PERMISSIONS = [
+    "",
+    "permissions:\n  secrets: [teams/platform/token]\n",
+    "permissions:\n  s3:\n    - {bucket: acme-raw, prefix: alpha/, access: read}\n",
+    "permissions:\n  sqs:\n    - {queue: q-alpha, access: send}\n",
+]
+
+
+def stack_of(dag_id: str) -> str:
+    return NS.worker_stack(worker_shard(dag_id, PROJECT.deployment.worker_stacks))
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def with_previous(project: ProjectDir, example_synth) -> Path:
+    out = project.root / "cdk.out"
+    shutil.copytree(example_synth.out, out)
+    return out
+
+
+def manifest(dag_id: str, variant: int) -> str:
+    return f"dag_id: {dag_id}\nowner: data@example.com\n{PERMISSIONS[variant]}"
+
+
+def apply(project: ProjectDir, edit: tuple) -> None:
+    kind, *args = edit
+    folder = project.root / "dag_permissions"
+    if kind in ("add", "change"):
+        dag_id, variant = args
+        (folder / f"{dag_id}.yaml").write_text(manifest(dag_id, variant))
+    elif kind == "remove":
+        (folder / f"{args[0]}.yaml").unlink(missing_ok=True)
+    else:  # config: the tags reach every stack
+        config = project.root / "config" / "foundation.yaml"
+        config.write_text(config.read_text().replace("team: data-platform", f"team: {args[0]}"))
+
+
+def cold(project: ProjectDir, tmp: Path) -> dict[str, bytes]:
+    """The edited project synthesized from nothing, as `foundation synth --cold` builds it."""
+    out = tmp / "cold"
+    shutil.rmtree(out, ignore_errors=True)
+    synth.synthesize(load_project(project.root), out)
+    return files(out)
+
+
+edits = st.one_of(
+    st.tuples(st.just("add"), st.sampled_from(NEW), st.integers(0, len(PERMISSIONS) - 1)),
+    st.tuples(st.just("change"), st.sampled_from(EXISTING), st.integers(0, len(PERMISSIONS) - 1)),
+    st.tuples(st.just("remove"), st.sampled_from(EXISTING + NEW)),
+    st.tuples(st.just("config"), st.sampled_from(["analytics", "data-eng"])),
+)
+
+
+@settings(
+    max_examples=3,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=st.lists(edits, min_size=1, max_size=2))
+@example(steps=[("change", "housekeeping", 1), ("remove", "marketing_athena_report")])
+@example(steps=[("add", "alpha_etl", 2), ("config", "analytics")])
+@example(steps=[("change", "finance_redshift_load", 3), ("add", "beta_report", 1)])
+def test_an_incremental_assembly_is_byte_identical_to_a_cold_one(
+    steps: list[tuple], example_synth, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Random edits, each followed by an incremental synth of the previous step's assembly;
+    every file equals a cold synth's, and the record names each file's hash. The pinned
+    examples empty a worker stack, add one between two reused ones (workers-11), change the
+    config (a cold build) and chain two incremental synths."""
+    tmp = tmp_path_factory.mktemp("incremental")
+    project = ProjectDir(tmp / "project")
+    for folder in ("config", "dag_permissions"):
+        shutil.copytree(ROOT / folder, project.root / folder)
+    out = with_previous(project, example_synth)
+    for step in steps:
+        apply(project, step)
+        result = synth.run(project.root, None, out)
+        assert result.written, [str(f) for f in result.errors]
+        built = files(out)
+        record = Record.parse(built.pop(RECORD).decode())
+        expected = cold(project, tmp)
+        assert sorted(built) == sorted(expected)
+        for name, data in expected.items():
+            assert built[name] == data, f"after {step}: {name} differs from a cold synth's"
+        assert record.files == {n: hashlib.sha256(d).hexdigest() for n, d in expected.items()}
+
+
+def test_another_process_synthesizes_the_same_bytes(tmp_path: Path, example_synth) -> None:
+    """Reuse crosses processes (the previous assembly is an earlier run's): a synth must not
+    depend on anything a process makes up, such as the folder jsii unpacks CDK into."""
+    out = tmp_path / "out"
+    code = (
+        "import sys; from pathlib import Path; from foundation import synth; "
+        "from foundation.project import load_project; "
+        "synth.synthesize(load_project(Path(sys.argv[1])), Path(sys.argv[2]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code, str(ROOT), str(out)], check=True, env=env)
+    expected = files(example_synth.out)
+    del expected[RECORD]
+    assert files(out) == expected
+
+
+def test_nothing_changed_reuses_the_assembly_and_its_findings_without_building(
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = with_previous(project, example_synth)
+    before = files(out)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("nothing changed: the app must not be built")
+
+    monkeypatch.setattr(synth, "synthesize", refuse)
+    result = synth.run(project.root, None, out)
+    assert result.built.rebuilt == []
+    assert result.built.reused == [s.name for s in example_synth.stacks]
+    assert result.findings == example_synth.findings
+    assert [(s.name, s.findings) for s in result.stacks] == [
+        (s.name, s.findings) for s in example_synth.stacks
+    ]
+    assert files(out) == before
+
+
+def test_a_hand_edited_template_is_detected_by_hash_and_rebuilt(
+    project: ProjectDir, example_synth
+) -> None:
+    out = with_previous(project, example_synth)
+    victim = stack_of("housekeeping")
+    template = out / f"{victim}.template.json"
+    template.write_text(template.read_text().replace('"Effect": "Allow"', '"Effect": "Deny"', 1))
+    assert not synth.is_up_to_date(out, project.root, None)  # deploy would synthesize again
+    result = synth.run(project.root, None, out)
+    assert result.built.rebuilt == [NETWORK, DATA, CORE, victim]
+    assert files(out) == files(example_synth.out)  # the record and its findings included
+    assert synth.is_up_to_date(out, project.root, None)
+
+
+def test_a_previous_manifest_that_differs_from_its_record_means_a_cold_build(
+    project: ProjectDir, example_synth
+) -> None:
+    out = with_previous(project, example_synth)
+    (out / "manifest.json").write_text((out / "manifest.json").read_text() + "\n")
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == "the previous assembly's manifest.json differs from its record"
+    assert result.built.rebuilt == [s.name for s in example_synth.stacks]
+    assert files(out) == files(example_synth.out)
+
+
+def forge(out: Path, relative: str, data: bytes) -> None:
+    """Change a file of the previous assembly and its hash in the record, as a synth that made
+    it would have: only the merge's own checks can then refuse it."""
+    (out / relative).write_bytes(data)
+    record = json.loads((out / RECORD).read_text())
+    record["files"][relative] = hashlib.sha256(data).hexdigest()
+    (out / RECORD).write_text(json.dumps(record))
+
+
+def test_a_reused_stack_importing_what_only_workers_import_means_a_cold_build(
+    project: ProjectDir, example_synth
+) -> None:
+    """CDK exports a value while some stack imports it: reusing a worker stack that imports
+    something network, data and core do not would leave network's exports unproven."""
+    out = with_previous(project, example_synth)
+    reused = stack_of("orders_glue_transform")
+    template = json.loads((out / f"{reused}.template.json").read_text())
+    template["Outputs"] = {"Probe": {"Value": {"Fn::ImportValue": f"{NETWORK}:OnlyWorkers"}}}
+    forge(out, f"{reused}.template.json", json.dumps(template, indent=1).encode())
+    apply(project, ("change", "housekeeping", 1))
+    assert stack_of("housekeeping") != reused
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == (
+        f"{reused} imports '{NETWORK}:OnlyWorkers', which network, data and core do not"
+    )
+    assert (out / f"{reused}.template.json").read_bytes() == (
+        example_synth.out / f"{reused}.template.json"
+    ).read_bytes()
+
+
+def test_a_cdk_nag_finding_recorded_on_a_reused_stack_means_a_cold_build(
+    project: ProjectDir, example_synth
+) -> None:
+    out = with_previous(project, example_synth)
+    reused = stack_of("orders_glue_transform")
+    report = {
+        "version": "55.0.0",
+        "title": "Validation Report",
+        "pluginReports": [
+            {"violations": [{"violatingConstructs": [{"constructPath": f"{reused}/Probe"}]}]}
+        ],
+    }
+    forge(out, "validation-report.json", json.dumps(report, indent=2).encode())
+    apply(project, ("change", "housekeeping", 1))
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == f"cdk-nag reported on {reused} in the previous assembly"
+
+
+def test_json_cdk_did_not_write_means_a_cold_build(project: ProjectDir, example_synth) -> None:
+    """Merging re-serializes manifest.json and tree.json: only when that gives CDK's bytes."""
+    out = with_previous(project, example_synth)
+    tree = json.loads((out / "tree.json").read_text())
+    forge(out, "tree.json", json.dumps(tree, indent=1).encode())
+    apply(project, ("change", "housekeeping", 1))
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == (
+        "CDK's manifest.json or tree.json is not serialized as this toolkit writes it"
+    )
+
+
+def test_a_file_the_merge_does_not_know_means_a_cold_build(
+    project: ProjectDir, example_synth
+) -> None:
+    out = with_previous(project, example_synth)
+    forge(out, "trees-1.json", b"{}")
+    apply(project, ("change", "housekeeping", 1))
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == (
+        "the previous assembly has files this toolkit does not merge (trees-1.json)"
+    )
+    assert not (out / "trees-1.json").exists()
+
+
+def test_lint_findings_follow_the_template_bytes_not_the_stack_name(
+    project: ProjectDir, example_synth
+) -> None:
+    """A reused template's cfn-lint findings are the recorded ones; a template whose bytes
+    changed is linted again, whatever its record said under the same stack name."""
+    out = with_previous(project, example_synth)
+    edited, kept = stack_of("housekeeping"), stack_of("orders_glue_transform")
+    record = json.loads((out / RECORD).read_text())
+    probe = {"rule": "W9999", "severity": "warning", "resource": "Probe", "message": "recorded"}
+    for stack in (edited, kept):
+        record["lint"][record["files"][f"{stack}.template.json"]] = [probe]
+    (out / RECORD).write_text(json.dumps(record))
+    apply(project, ("change", "housekeeping", 1))
+    result = synth.run(project.root, None, out)
+    assert result.built.reused == [
+        s.name for s in example_synth.stacks if s.name not in (NETWORK, DATA, CORE, edited)
+    ]
+    probes = [(f.stack, f.resource) for f in result.findings if f.rule == "W9999"]
+    assert probes == [(kept, "Probe")]
+
+
+def test_no_finding_is_reused_across_cfn_lint_versions(
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same templates, another cfn-lint: every template is linted again."""
+    out = with_previous(project, example_synth)
+    record = json.loads((out / RECORD).read_text())
+    probe = {"rule": "W9999", "severity": "warning", "resource": "Probe", "message": "recorded"}
+    record["lint"] = {sha: [probe] for sha in record["lint"]}
+    (out / RECORD).write_text(json.dumps(record))
+    installed = incremental.version
+    monkeypatch.setattr(
+        incremental, "version", lambda p: "99.0.0" if p == "cfn-lint" else installed(p)
+    )
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == "the config, env, toolkit or CDK/cfn-lint version changed"
+    assert result.findings == example_synth.findings
+
+
+def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, example_synth) -> None:
+    with_previous(project, example_synth)
+    unchanged = project.run("synth")
+    assert unchanged.exit_code == 0, unchanged.stderr
+    assert (
+        "Nothing changed: all 8 stack(s) and their checks' findings reused from the previous "
+        "synth (verified by hash)."
+    ) in unchanged.stdout.splitlines()
+    assert (
+        unchanged.stdout.splitlines()[-1] == f"Cloud assembly up to date at {project.root}/cdk.out"
+    )
+    apply(project, ("change", "housekeeping", 1))
+    edited = project.run("synth")
+    assert edited.exit_code == 0, edited.stderr
+    rebuilt = ", ".join([NETWORK, DATA, CORE, stack_of("housekeeping")])
+    assert (
+        f"Rebuilt 4 stack(s) ({rebuilt}); reused 4 unchanged from the previous assembly "
+        "(verified by hash)."
+    ) in edited.stdout.splitlines()
+    forced = project.run("synth", "--cold")
+    assert forced.exit_code == 0, forced.stderr
+    assert (
+        "Built all 8 stack(s): nothing to reuse at --out (no assembly there with a record, or "
+        "--cold)."
+    ) in forced.stdout.splitlines()
