@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from foundation.iam.policy import (
-    DAG_BUNDLE_PREFIX,
     TASK_LOGS_ROOT,
     ArnContext,
     Grant,
@@ -12,7 +11,7 @@ from foundation.iam.policy import (
     number,
     render,
 )
-from foundation.naming import Namespace
+from foundation.naming import Namespace, bundle_prefix
 
 
 def launch_dag_tasks(ns: Namespace, ctx: ArnContext) -> Grant:
@@ -39,9 +38,9 @@ def dispatch_celery(ns: Namespace) -> Grant:
     return Grant("scheduler", "dispatch_celery", params, "cluster: the Celery executor")
 
 
-def read_dag_bundle(dags_bucket: str) -> Grant:
-    params = {"bucket": dags_bucket, "prefix": DAG_BUNDLE_PREFIX}
-    return Grant("dag_bundle", "read", params, "cluster: the dag-processor reads the DAG bundle")
+def read_dag_bundle(dags_bucket: str, bundle: str) -> Grant:
+    params = {"bucket": dags_bucket, "prefix": bundle_prefix(bundle)}
+    return Grant("dag_bundle", "read", params, f"cluster: reads the DAG bundle {bundle!r}")
 
 
 def read_task_logs(logs_bucket: str) -> Grant:
