@@ -208,9 +208,9 @@ def _bundle_secrets(bundles: list[DagBundle]) -> dict[str, SecretRef]:
 def _with_bundles(
     deployment: Deployment, environment: dict[str, str], bundles: list[DagBundle]
 ) -> dict[str, str]:
-    return environment | {
+    return {
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundles(deployment, bundles)
-    }
+    } | environment
 
 
 def _common(deployment: Deployment) -> dict[str, str]:
