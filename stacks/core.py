@@ -42,19 +42,12 @@ from stacks.data import DataStack
 from stacks.image import airflow_image
 from stacks.network import NetworkStack
 
-COMPONENTS = (
-    ComponentSpec("api-server", ["api-server"], 1024, 2048, 2, AIRFLOW_PORT),
-    ComponentSpec("scheduler", ["scheduler"], 1024, 2048, 1),
-    ComponentSpec("triggerer", ["triggerer"], 512, 1024, 1),
-    ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
-)
-
-
-def dag_processors(deployment: Deployment) -> list[ComponentSpec]:
-    """One dag-processor per bundle, each parsing its own alone (with several, `--bundle-name`:
-    Airflow's own per-bundle mode, which leaves the other bundles' rows active)."""
+def components(deployment: Deployment) -> list[ComponentSpec]:
+    """The cluster's components, with one dag-processor per bundle, each parsing its own alone
+    (with several, `--bundle-name`: Airflow's own per-bundle mode, which leaves the other
+    bundles' rows active)."""
     bundles = deployment.bundles
-    return [
+    dag_processors = [
         ComponentSpec(
             deployment.dag_processor(b),
             ["dag-processor", *(["--bundle-name", b.name] if len(bundles) > 1 else [])],
@@ -64,6 +57,13 @@ def dag_processors(deployment: Deployment) -> list[ComponentSpec]:
             bundle=b.name,
         )
         for b in bundles
+    ]
+    return [
+        ComponentSpec("api-server", ["api-server"], 1024, 2048, 2, AIRFLOW_PORT),
+        ComponentSpec("scheduler", ["scheduler"], 1024, 2048, 1),
+        *dag_processors,
+        ComponentSpec("triggerer", ["triggerer"], 512, 1024, 1),
+        ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
     ]
 
 
@@ -144,7 +144,7 @@ class CoreStack(FoundationStack):
         )
         self.services: dict[str, AirflowService] = {}
         self._delivered: dict[tuple[str, str], list[ssm.IStringParameter]] = {}
-        for spec in (*COMPONENTS, *dag_processors(deployment)):
+        for spec in components(deployment):
             settings = self._settings(spec, network)
             self.services[spec.name] = AirflowService(
                 self,
