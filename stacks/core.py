@@ -42,6 +42,9 @@ from stacks.data import DataStack
 from stacks.image import airflow_image
 from stacks.network import NetworkStack
 
+HEALTH_PATH = "/api/v2/monitor/health"
+
+
 def components(deployment: Deployment) -> list[ComponentSpec]:
     """The cluster's components, with one dag-processor per bundle, each parsing its own alone
     (with several, `--bundle-name`: Airflow's own per-bundle mode, which leaves the other
@@ -65,9 +68,6 @@ def components(deployment: Deployment) -> list[ComponentSpec]:
         ComponentSpec("triggerer", ["triggerer"], 512, 1024, 1),
         ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
     ]
-
-
-HEALTH_PATH = "/api/v2/monitor/health"
 
 
 class CoreStack(FoundationStack):

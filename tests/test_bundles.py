@@ -193,10 +193,8 @@ def test_a_bad_bundle_list_is_refused_naming_its_line(teams: ProjectDir, case: s
 def test_a_bundle_whose_dag_processor_role_would_not_fit_iam_is_refused(teams: ProjectDir) -> None:
     config = teams.root / "config" / "foundation.yaml"
     text = config.read_text().replace("name: acme-teams", "name: acme-teams-prod")
-    config.write_text(
-        text.replace("name: team_b", "name: team_b_with_a_longer_name")
-        + "iam: {role_name_prefix: OrgPrefix-}\n"
-    )
+    text = text.replace("iam: {", "iam: {role_name_prefix: OrgPrefix-, ")
+    config.write_text(text.replace("name: team_b", "name: team_b_with_a_longer_name"))
     for manifest in (teams.root / "dag_permissions").iterdir():
         manifest.write_text(manifest.read_text().replace("team_b\n", "team_b_with_a_longer_name\n"))
     role = "OrgPrefix-acme-teams-prod--dag-processor-team_b_with_a_longer_name"
@@ -211,7 +209,7 @@ def test_unmanaged_dags_under_one_baseline_identity_need_one_bundle(teams: Proje
     config = teams.root / "config" / "foundation.yaml"
     config.write_text(config.read_text() + "airflow: {unmanaged_dags: baseline}\n")
     assert refused(teams) == (
-        "error: config/foundation.yaml:21: airflow.unmanaged_dags: baseline runs every DAG "
+        "error: config/foundation.yaml:23: airflow.unmanaged_dags: baseline runs every DAG "
         "without a manifest under one identity, which would read every bundle; with several "
         "bundles give each DAG a manifest (refuse)\n"
         "1 problem(s); nothing was written.\n"

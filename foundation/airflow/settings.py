@@ -17,7 +17,7 @@ from foundation.airflow import runtime_files
 from foundation.config import DagBundle, Deployment, FabAuth
 from foundation.iam.policy import TASK_LOGS_ROOT
 from foundation.manifest import DagAccess
-from foundation.naming import DEFAULT_BUNDLE, DagNames, bundle_prefix
+from foundation.naming import DagNames, bundle_prefix
 
 AIRFLOW_PORT = 8080
 WORKER_CONTAINER = "airflow-worker"
@@ -168,9 +168,6 @@ def git_connection_env(bundle: str) -> str:
 def git_secret(bundle: str) -> str:
     """The SecretRef of a git bundle's credentials_secret."""
     return f"git:{bundle}"
-
-
-GIT_CONNECTION_ENV = git_connection_env(DEFAULT_BUNDLE)
 
 
 def _bundle_config(deployment: Deployment, bundle: DagBundle) -> dict:
