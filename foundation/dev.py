@@ -88,10 +88,16 @@ def _installed(distribution: str) -> bool:
 
 def require_project(project: Project, options: Options) -> None:
     deployment = project.deployment
-    if any(b.bundle == "git" for b in deployment.bundles):
+    git = [b.name for b in deployment.bundles if b.bundle == "git"]
+    if len(deployment.bundles) == 1 and git:
         raise DevUnavailable(
             "dev syncs a local folder into the S3 DAG bundle, and this config's bundle is git: "
             "set `dags: {bundle: s3}` (in an --env overlay, say config/dev.yaml)"
+        )
+    if git:
+        raise DevUnavailable(
+            f"dev syncs a local folder into S3 DAG bundles, and bundle {git[0]!r} is git: make "
+            "it `bundle: s3` (in an --env overlay, say config/dev.yaml)"
         )
     if isinstance(deployment.web.auth, FabAuth):
         raise DevUnavailable(

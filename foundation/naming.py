@@ -208,8 +208,9 @@ class Namespace:
 
     @property
     def worker_execution_role(self) -> str:
-        """The one execution role every DAG's tasks share: image pull, container logs and the
-        DAG bundle's git key, nothing of the cluster's secrets."""
+        """The one execution role every DAG's tasks share: image pull, container logs and every
+        git bundle's key (a task definition injects its own bundle's), nothing of the cluster's
+        secrets."""
         return self.role("worker-execution")
 
     @property

@@ -22,6 +22,7 @@ import pytest
 from foundation.airflow import runtime_files
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows
+from foundation.local.cluster import bundle_files
 from foundation.project import load_project
 from tests.conftest import ProjectDir
 
@@ -213,6 +214,24 @@ def test_unmanaged_dags_under_one_baseline_identity_need_one_bundle(teams: Proje
         "without a manifest under one identity, which would read every bundle; with several "
         "bundles give each DAG a manifest (refuse)\n"
         "1 problem(s); nothing was written.\n"
+    )
+
+
+def test_dev_syncs_one_sub_folder_per_bundle_and_refuses_a_git_one(teams: ProjectDir) -> None:
+    deployment = load_project(teams.root).deployment
+    folder = teams.root / "dags"
+    (folder / "team_a" / ".hidden").mkdir()
+    (folder / "team_a" / ".hidden" / "x.py").write_text("")
+    (folder / "elsewhere.py").write_text("")  # in no bundle's folder: synced nowhere
+    assert bundle_files(deployment, folder) == {
+        "team_a/team_a_report.py": folder / "team_a" / "team_a_report.py",
+        "team_b/team_b_load.py": folder / "team_b" / "team_b_load.py",
+    }
+    result = teams.run("dev", "--env", "git")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: dev syncs a local folder into S3 DAG bundles, and bundle 'team_b' is git: make "
+        "it `bundle: s3` (in an --env overlay, say config/dev.yaml)\n"
     )
 
 
