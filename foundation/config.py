@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from foundation.fields import (
     AccountId,
@@ -18,7 +18,17 @@ from foundation.fields import (
     check_counts,
     check_fargate_size,
 )
-from foundation.naming import PROJECT_TAG, TAG_PREFIX, DagNames, Namespace, any_deployments
+from foundation.naming import (
+    BUNDLE_NAME,
+    DEFAULT_BUNDLE,
+    PROJECT_TAG,
+    ROLE_NAME_MAX,
+    TAG_PREFIX,
+    DagNames,
+    Namespace,
+    any_deployments,
+    dag_processor,
+)
 from foundation.triggers import allowed, static_refusal
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
@@ -95,6 +105,14 @@ GitUrl = Annotated[
         r"https://[^@/\s]+/\S+",
         "an https git URL without credentials (put those in credentials_secret; components "
         "reach the repository over HTTPS only)",
+    ),
+]
+BundleName = Annotated[
+    str,
+    _matching(
+        BUNDLE_NAME,
+        "a bundle name: a lowercase letter, then up to 29 lowercase letters, digits or '_' (it "
+        "names the bundle's S3 prefix, dag-processor and git connection)",
     ),
 ]
 TagKey = Annotated[
@@ -339,19 +357,50 @@ class WebConfig(Model):
         return self
 
 
-class DagsConfig(Model):
+class DagBundle(Model):
+    """One DAG bundle: files under `<name>/` in the deployment's DAG bucket, or a git
+    repository. Each has its own dag-processor and credentials; a manifest's `bundle` names
+    the one its dag_id may come from."""
+
+    name: BundleName = DEFAULT_BUNDLE
     bundle: Literal["git", "s3"] = "s3"
     url: GitUrl | None = None
     branch: str = "main"
     credentials_secret: SecretName | None = None
 
     @model_validator(mode="after")
-    def _git_fields(self) -> DagsConfig:
+    def _git_fields(self) -> DagBundle:
         if self.bundle == "git" and self.url is None:
             raise ValueError("bundle: git needs url")
         if self.bundle == "s3" and (self.url or self.credentials_secret):
             raise ValueError("url and credentials_secret apply only to bundle: git")
         return self
+
+
+def _distinct(bundles: list[DagBundle]) -> list[DagBundle]:
+    names = [b.name for b in bundles]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"bundle names must differ: {', '.join(map(repr, twice))} is used twice")
+    return bundles
+
+
+def _shape(value: object) -> str:
+    return "<list>" if isinstance(value, list) else "<mapping>"
+
+
+# `dags:` is one bundle (a mapping, as before several were possible) or a list of them. The tags
+# never reach a message: validation drops them from locations.
+DagsConfig = Annotated[
+    Annotated[DagBundle, Tag("<mapping>")]
+    | Annotated[
+        list[DagBundle],
+        Field(min_length=1, max_length=20),
+        AfterValidator(_distinct),
+        Tag("<list>"),
+    ],
+    Discriminator(_shape),
+]
 
 
 class WorkerSize(Model):
@@ -392,7 +441,7 @@ class Deployment(Model):
     web: WebConfig
     airflow: AirflowConfig = AirflowConfig()
     database: DatabaseConfig = DatabaseConfig()
-    dags: DagsConfig = DagsConfig()
+    dags: DagsConfig = DagBundle()
     worker_defaults: WorkerSize = WorkerSize()
     iam: IamConfig = IamConfig()
     worker_stacks: int = Field(default=32, ge=1, le=200)
@@ -406,14 +455,49 @@ class Deployment(Model):
         return self
 
     @property
-    def bundle_problem(self) -> str | None:
-        """Why the DAG bundle cannot work with this network, if it cannot."""
-        if self.network.private_endpoints and self.dags.bundle == "git":
-            return (
-                "network.private_endpoints: true leaves tasks no way to a git host (Airflow 3 "
-                "workers fetch their bundle); use bundle: s3"
+    def bundles(self) -> list[DagBundle]:
+        return self.dags if isinstance(self.dags, list) else [self.dags]
+
+    def bundle_path(self, index: int) -> tuple[str | int, ...]:
+        """Where the index-th bundle is written: `dags` itself, or `dags[i]`."""
+        return ("dags", index) if isinstance(self.dags, list) else ("dags",)
+
+    def bundle_named(self, name: str) -> DagBundle | None:
+        return next((b for b in self.bundles if b.name == name), None)
+
+    def bundle_of(self, named: str | None) -> str:
+        """The bundle a DAG may come from: its manifest's, or the deployment's only one."""
+        return named or self.bundles[0].name
+
+    def dag_processor(self, bundle: DagBundle) -> str:
+        """The component that parses this bundle, and only it."""
+        return dag_processor(bundle.name, len(self.bundles))
+
+    def bundle_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Why a DAG bundle cannot work with this deployment, where it is written."""
+        problems = []
+        for i, bundle in enumerate(self.bundles):
+            at = self.bundle_path(i)
+            if self.network.private_endpoints and bundle.bundle == "git":
+                message = (
+                    "network.private_endpoints: true leaves tasks no way to a git host (Airflow 3 "
+                    "workers fetch their bundle); use bundle: s3"
+                )
+                problems.append(((*at, "bundle"), message))
+            role = self.namespace.role(self.dag_processor(bundle))
+            if len(role) > ROLE_NAME_MAX:
+                message = (
+                    f"its dag-processor's role {role!r} would be {len(role)} characters, over "
+                    f"IAM's {ROLE_NAME_MAX}: shorten the bundle's name"
+                )
+                problems.append(((*at, "name"), message))
+        if len(self.bundles) > 1 and self.airflow.unmanaged_dags == "baseline":
+            message = (
+                "baseline runs every DAG without a manifest under one identity, which would read "
+                "every bundle; with several bundles give each DAG a manifest (refuse)"
             )
-        return None
+            problems.append((("airflow", "unmanaged_dags"), message))
+        return problems
 
     @property
     def image_problem(self) -> str | None:
@@ -447,8 +531,9 @@ class Deployment(Model):
 
     @property
     def dags_bucket(self) -> str | None:
-        """The S3 DAG bundle's bucket (bundle: s3); DAG files live under DAG_BUNDLE_PREFIX."""
-        return self.namespace.dags_bucket if self.dags.bundle == "s3" else None
+        """The bucket of every S3 bundle (each under its own naming.bundle_prefix), if any."""
+        s3 = any(b.bundle == "s3" for b in self.bundles)
+        return self.namespace.dags_bucket if s3 else None
 
     @property
     def artifacts_bucket(self) -> str:
@@ -470,11 +555,11 @@ class Deployment(Model):
     def reserved_secret(self, name: str) -> bool:
         """Secrets only the toolkit grants: any deployment's in the account (<name>/cluster/,
         <name>/dags/), this one's (<name>/: every DAG's, the cluster's database, Fernet, JWT and
-        API keys, web passwords), the DAG bundle's git key and the web login's secrets."""
+        API keys, web passwords), every DAG bundle's git key and the web login's secrets."""
         return (
             any_deployments("secretsmanager", f"secret:{name}")
             or self.namespace.owns("secretsmanager", f"secret:{name}")
-            or name == self.dags.credentials_secret
+            or name in {b.credentials_secret for b in self.bundles}
             or name in self.web_secrets.values()
         )
 

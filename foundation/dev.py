@@ -25,10 +25,9 @@ from foundation import bootstrap as bootstrap_verb
 from foundation import deploy as deploy_verb
 from foundation.config import FabAuth
 from foundation.deploy import Reporter
-from foundation.iam.policy import DAG_BUNDLE_PREFIX
 from foundation.iam.suggest import entry_for
 from foundation.local.aws import LocalAws
-from foundation.local.cluster import LocalCluster
+from foundation.local.cluster import LocalCluster, bundle_files
 from foundation.local.moto_gaps import DENIED, Denial
 from foundation.local.postgres import LocalPostgres, PostgresMissing, bindir
 from foundation.project import Project, load_project
@@ -89,10 +88,16 @@ def _installed(distribution: str) -> bool:
 
 def require_project(project: Project, options: Options) -> None:
     deployment = project.deployment
-    if not deployment.dags_bucket:
+    git = [b.name for b in deployment.bundles if b.bundle == "git"]
+    if len(deployment.bundles) == 1 and git:
         raise DevUnavailable(
             "dev syncs a local folder into the S3 DAG bundle, and this config's bundle is git: "
             "set `dags: {bundle: s3}` (in an --env overlay, say config/dev.yaml)"
+        )
+    if git:
+        raise DevUnavailable(
+            f"dev syncs a local folder into S3 DAG bundles, and bundle {git[0]!r} is git: make "
+            "it `bundle: s3` (in an --env overlay, say config/dev.yaml)"
         )
     if isinstance(deployment.web.auth, FabAuth):
         raise DevUnavailable(
@@ -128,14 +133,7 @@ class Session:
         """The folder's Python files into the bundle: what changed, put; what went, deleted."""
         s3 = self.aws.client("s3")
         bucket = self.project.deployment.dags_bucket
-        folder = self.options.dag_folder
-        now = {
-            f"{DAG_BUNDLE_PREFIX}{p.relative_to(folder).as_posix()}": p
-            for p in sorted(folder.rglob("*.py"))
-            if not any(
-                part.startswith((".", "__pycache__")) for part in p.relative_to(folder).parts
-            )
-        }
+        now = bundle_files(self.project.deployment, self.options.dag_folder)
         said = []
         for key, path in now.items():
             try:

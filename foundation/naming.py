@@ -37,6 +37,11 @@ QUEUE_TAG = f"{TAG_PREFIX}queue"
 # so `<name>--*` reaches one deployment's resources only, whatever the other names are.
 SEP = "--"
 _NAME = r"[a-z][a-z0-9-]{1,18}[a-z0-9]"
+# A DAG bundle's name (config dags): its S3 prefix in the DAG bucket, its dag-processor's names,
+# its git connection's id. No "/" (prefixes never nest) and no "-" (an environment variable).
+BUNDLE_NAME = r"[a-z][a-z0-9_]{0,29}"
+DEFAULT_BUNDLE = "dags"  # the one bundle of a config whose `dags:` is a single mapping
+DAG_PROCESSOR = "dag-processor"
 # Every log group a deployment makes: /<name>/<one of these>
 LOG_GROUPS = (
     "api-server",
@@ -50,6 +55,8 @@ LOG_GROUPS = (
 # ECS resources named inside their cluster: <kind>/<cluster>/...
 ECS_IN_CLUSTER = ("service", "task", "container-instance", "task-set", "service-deployment")
 _IN_CLUSTER = f"({'|'.join(ECS_IN_CLUSTER)})"
+# ... and, with several bundles, /<name>/dag-processor-<bundle>, one per bundle
+_PER_BUNDLE_LOG_GROUP = rf"{DAG_PROCESSOR}-{BUNDLE_NAME}"
 # The shapes of the names any deployment in the account gives its own resources (an ARN's
 # resource part, by service): what no DAG of any deployment may name, another's included.
 _SHAPES = {
@@ -62,7 +69,7 @@ _SHAPES = {
     "ecs": rf"task-definition/{_NAME}{SEP}.*|cluster/{_NAME}|{_IN_CLUSTER}/{_NAME}/.*",
     "cloudwatch": rf"alarm:{_NAME}{SEP}.*",
     "dynamodb": rf"table/{_NAME}-celery-results(/.*)?",
-    "logs": rf"log-group:/{_NAME}/({'|'.join(LOG_GROUPS)})(:.*)?",
+    "logs": rf"log-group:/{_NAME}/({'|'.join(LOG_GROUPS)}|{_PER_BUNDLE_LOG_GROUP})(:.*)?",
 }
 _PATHS = {"secretsmanager": "secret:", "ssm": "parameter/", "logs": "log-group:"}
 
@@ -128,6 +135,18 @@ class DagNames:
         return f"{self.project}{SEP}dag-{self.suffix}-{kind}"
 
 
+def bundle_prefix(bundle: str) -> str:
+    """Where an S3 bundle's DAG files live in the deployment's DAG bucket (`dags/` for the one
+    bundle of a single-mapping config, as before there could be several)."""
+    return f"{bundle}/"
+
+
+def dag_processor(bundle: str, bundles: int) -> str:
+    """The component that parses one bundle: `dag-processor` when it is the deployment's only
+    bundle (the names a one-bundle deployment always had), else `dag-processor-<bundle>`."""
+    return DAG_PROCESSOR if bundles == 1 else f"{DAG_PROCESSOR}-{bundle}"
+
+
 # The identity of DAGs without a manifest (config airflow.unmanaged_dags: baseline). No dag_id
 # holds "/", so this parameter cannot be a DAG's; no DagNames name lacks the hash suffix.
 UNMANAGED_PARAMETER_NAME = "unmanaged/baseline"
@@ -185,7 +204,8 @@ class Namespace:
         return f"{self.name}-{component}"
 
     def log_group(self, component: str) -> str:
-        if component not in LOG_GROUPS:  # the shape every deployment's log groups are kept in
+        # the shape every deployment's log groups are kept in (_SHAPES)
+        if component not in LOG_GROUPS and not re.fullmatch(_PER_BUNDLE_LOG_GROUP, component):
             raise ValueError(f"log group {component!r} is not in naming.LOG_GROUPS")
         return f"/{self.name}/{component}"
 
@@ -211,8 +231,9 @@ class Namespace:
 
     @property
     def worker_execution_role(self) -> str:
-        """The one execution role every DAG's tasks share: image pull, container logs and the
-        DAG bundle's git key, nothing of the cluster's secrets."""
+        """The one execution role every DAG's tasks share: image pull, container logs and every
+        git bundle's key (a task definition injects its own bundle's), nothing of the cluster's
+        secrets."""
         return self.role("worker-execution")
 
     @property

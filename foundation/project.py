@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from foundation import triggers
-from foundation.airflow.settings import DAG_BUNDLE
 from foundation.config import (
     BASE_ENDPOINT_SERVICES,
     DAG_ENDPOINT_SERVICES,
@@ -230,10 +229,10 @@ def _cross_check(
     for doc, manifest in manifests:
         problems += _reserved_buckets(deployment, doc, manifest)
         problems += _access_problems(deployment, doc, manifest)
+        problems += _bundle_problems(deployment, doc, manifest)
     if deployment.image_problem:
         problems.append(config_doc.problem(("airflow", "image"), deployment.image_problem))
-    if deployment.bundle_problem:
-        problems.append(config_doc.problem(("dags", "bundle"), deployment.bundle_problem))
+    problems += [config_doc.problem(at, why) for at, why in deployment.bundle_problems()]
     problems += _trigger_problems(deployment, config_doc)
     return problems
 
@@ -355,12 +354,23 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
         if deployment.reserved_resource("iam", f"role/{passed.role}"):
             message = f"{passed.role!r} is one of a cluster's roles; no DAG may pass it"
             problems.append(doc.problem(("permissions", "pass_roles", i, "role"), message))
-    if manifest.bundle is not None and manifest.bundle != DAG_BUNDLE:
-        message = (
-            f"bundle {manifest.bundle!r} is not configured; this deployment's is {DAG_BUNDLE!r}"
-        )
-        problems.append(doc.problem(("bundle",), message))
     return problems
+
+
+def _bundle_problems(deployment: Deployment, doc: Document, manifest: DagManifest) -> list:
+    """A manifest names the bundle its dag_id may come from: one that is configured, and it
+    must name one when there are several."""
+    names = [b.name for b in deployment.bundles]
+    configured = ", ".join(map(repr, names))
+    if manifest.bundle is None:
+        if len(names) == 1:
+            return []
+        message = f"required with several bundles: name the one this DAG comes from ({configured})"
+        return [doc.problem(("bundle",), message)]
+    if manifest.bundle in names:
+        return []
+    which = f"this deployment's is {configured}" if len(names) == 1 else f"configured: {configured}"
+    return [doc.problem(("bundle",), f"bundle {manifest.bundle!r} is not configured; {which}")]
 
 
 def _build_policy(

@@ -32,12 +32,21 @@ def parse(doc: Document, model: type[M]) -> M:
         raise InvalidInput(_dedupe(problems)) from None
 
 
+def _is_tag(part: Any, data: Any) -> bool:
+    """A discriminated union's tag: `manager: fab` chose the model, or the value's shape did
+    (`<mapping>`, `<list>`, config.DagsConfig)."""
+    if not isinstance(part, str) or (isinstance(data, dict) and part in data):
+        return False
+    shape = part.startswith("<") and part.endswith(">")
+    return shape or (isinstance(data, dict) and data.get("manager") == part)
+
+
 def _without_tags(loc: tuple, data: Any) -> FieldPath:
     """Drop the tags pydantic puts in a location for a discriminated union (`web.auth.fab.ldap`
-    is `web.auth.ldap` in the file, whose `manager: fab` chose the model)."""
+    is `web.auth.ldap` in the file)."""
     out = []
     for part in loc:
-        if isinstance(data, dict) and part not in data and data.get("manager") == part:
+        if _is_tag(part, data):
             continue
         out.append(part)
         if isinstance(data, dict):
@@ -89,16 +98,23 @@ def _is_model(tp: Any) -> bool:
 
 
 def _unwrap(tp: Any) -> Any:
-    """Optional[X] -> X; Annotated[X, ...] -> X."""
+    """Optional[X] -> X; Annotated[X, ...] -> X; X | list[X] -> X."""
     if typing.get_origin(tp) is typing.Annotated:
         return _unwrap(typing.get_args(tp)[0])
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _unwrap(args[0]) if len(args) == 1 else tp
+        args = [_unwrap(a) for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+        models = {_item_type(a) for a in args}  # X for X and for list[X]
+        (model, *others) = models
+        return model if not others and _is_model(model) else tp
     return tp
 
 
 def _item_type(tp: Any) -> Any:
+    """A list's items; a model stands for its own items where it may also be a list of them."""
+    if _is_model(tp):
+        return tp
     args = typing.get_args(tp)
     return _unwrap(args[-1]) if args else None
 

@@ -27,12 +27,11 @@ from foundation.config import Deployment, FabAuth
 from foundation.iam import cluster
 from foundation.iam.policy import ArnContext, Grant, celery_worker_grants, merge, number, render
 from foundation.manifest import DagAccess
-from foundation.naming import UNMANAGED_PARAMETER_NAME, DagNames
+from foundation.naming import DAG_PROCESSOR, UNMANAGED_PARAMETER_NAME, DagNames
 from stacks import nag
 from stacks.base import FoundationStack
 from stacks.constructs.airflow_service import AirflowService, ComponentSpec, task_role
 from stacks.constructs.dag_worker import (
-    BUNDLE_SECRETS,
     CeleryPieces,
     DagWorker,
     SharedPieces,
@@ -43,14 +42,32 @@ from stacks.data import DataStack
 from stacks.image import airflow_image
 from stacks.network import NetworkStack
 
-COMPONENTS = (
-    ComponentSpec("api-server", ["api-server"], 1024, 2048, 2, AIRFLOW_PORT),
-    ComponentSpec("scheduler", ["scheduler"], 1024, 2048, 1),
-    ComponentSpec("dag-processor", ["dag-processor"], 1024, 2048, 1),
-    ComponentSpec("triggerer", ["triggerer"], 512, 1024, 1),
-    ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
-)
 HEALTH_PATH = "/api/v2/monitor/health"
+
+
+def components(deployment: Deployment) -> list[ComponentSpec]:
+    """The cluster's components, with one dag-processor per bundle, each parsing its own alone
+    (with several, `--bundle-name`: Airflow's own per-bundle mode, which leaves the other
+    bundles' rows active)."""
+    bundles = deployment.bundles
+    dag_processors = [
+        ComponentSpec(
+            deployment.dag_processor(b),
+            ["dag-processor", *(["--bundle-name", b.name] if len(bundles) > 1 else [])],
+            1024,
+            2048,
+            1,
+            bundle=b.name,
+        )
+        for b in bundles
+    ]
+    return [
+        ComponentSpec("api-server", ["api-server"], 1024, 2048, 2, AIRFLOW_PORT),
+        ComponentSpec("scheduler", ["scheduler"], 1024, 2048, 1),
+        *dag_processors,
+        ComponentSpec("triggerer", ["triggerer"], 512, 1024, 1),
+        ComponentSpec("db-migrate", ["db", "migrate"], 512, 1024, 0),
+    ]
 
 
 class CoreStack(FoundationStack):
@@ -78,10 +95,11 @@ class CoreStack(FoundationStack):
         namespace = servicediscovery.PrivateDnsNamespace(
             self, "Namespace", name=ns.dns_namespace, vpc=vpc
         )
+        bundles = bundle_secrets(self, deployment)
         self.secrets: dict[str, secretsmanager.ISecret] = {
             "db": data.database.secret,
             **self._cluster_secrets(),
-            **bundle_secrets(self, deployment),
+            **bundles,
             **self._web_secrets(),
         }
         self.execution_role = task_role(
@@ -108,7 +126,7 @@ class CoreStack(FoundationStack):
         self.workers_log_group.grant_write(self.worker_execution_role)
         for key, secret in self.secrets.items():
             secret.grant_read(self.execution_role)
-            if key in BUNDLE_SECRETS:
+            if key in bundles:
                 secret.grant_read(self.worker_execution_role)
 
         self.alb_sg = self._security_group("AlbSecurityGroup", vpc, "Load balancer")
@@ -126,8 +144,8 @@ class CoreStack(FoundationStack):
         )
         self.services: dict[str, AirflowService] = {}
         self._delivered: dict[tuple[str, str], list[ssm.IStringParameter]] = {}
-        for spec in COMPONENTS:
-            settings = self._settings(spec.name, network)
+        for spec in components(deployment):
+            settings = self._settings(spec, network)
             self.services[spec.name] = AirflowService(
                 self,
                 "".join(part.capitalize() for part in spec.name.split("-")),
@@ -161,10 +179,12 @@ class CoreStack(FoundationStack):
         else:
             launch = cluster.launch_dag_tasks(ns, self._ctx)
             self._grant(self.services["scheduler"].role, launch)
-        if deployment.dags_bucket:
-            self._grant(
-                self.services["dag-processor"].role, cluster.read_dag_bundle(deployment.dags_bucket)
-            )
+        for bundle in deployment.bundles:
+            if bundle.bundle == "s3" and deployment.dags_bucket:
+                processor = self.services[deployment.dag_processor(bundle)]
+                self._grant(
+                    processor.role, cluster.read_dag_bundle(deployment.dags_bucket, bundle.name)
+                )
         if deployment.airflow.unmanaged_dags == "baseline":
             self._unmanaged_identity(network, image)
         self.url = self._load_balancer(vpc, network, api_service)
@@ -226,6 +246,7 @@ class CoreStack(FoundationStack):
             size=self.deployment.worker_defaults,
             settings=airflow_settings.unmanaged_worker(self.deployment),
             policies=self._baseline_policies(names),
+            bundle=self.deployment.bundle_of(None),  # the only one: baseline needs one bundle
         )
         shared = SharedPieces(
             namespace=ns,
@@ -246,8 +267,9 @@ class CoreStack(FoundationStack):
         grants = (
             list(celery_worker_grants(self.deployment, names)) if self.deployment.celery else []
         )
-        if self.deployment.dags_bucket:
-            grants.append(cluster.read_dag_bundle(self.deployment.dags_bucket))
+        for bundle in self.deployment.bundles:  # one only: config refuses baseline with several
+            if bundle.bundle == "s3" and self.deployment.dags_bucket:
+                grants.append(cluster.read_dag_bundle(self.deployment.dags_bucket, bundle.name))
         statements = merge([s for g in grants for s in render(g, self._ctx)])
         number([statements])
         return [statements] if statements else []
@@ -330,9 +352,13 @@ class CoreStack(FoundationStack):
             sg.add_egress_rule(ec2.Peer.prefix_list(prefix_list), https, "S3 gateway")
 
     def _settings(
-        self, component: str, network: NetworkStack
+        self, spec: ComponentSpec, network: NetworkStack
     ) -> airflow_settings.ComponentSettings:
-        settings = airflow_settings.cluster_component(self.deployment, component, self.dag_access)
+        bundle = self.deployment.bundle_named(spec.bundle) if spec.bundle else None
+        component = DAG_PROCESSOR if bundle else spec.name
+        settings = airflow_settings.cluster_component(
+            self.deployment, component, self.dag_access, bundle
+        )
         if component == "scheduler" and self.deployment.airflow.executor == "ecs":
             settings.environment |= airflow_settings.ecs_executor_network(
                 network.private_subnet_ids, self.workers_sg.security_group_id

@@ -52,10 +52,10 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
         names=deployment.dag_names(dag.dag_id),
         parameter=deployment.namespace.identity_parameter(dag.dag_id),
         size=manifest.worker or deployment.worker_defaults,
-        settings=airflow_settings.dag_worker(deployment, dag.dag_id),
+        settings=airflow_settings.dag_worker(deployment, dag.dag_id, manifest.bundle),
         policies=dag.policy.policies,
         egress=list(manifest.network.egress),
-        bundle=manifest.bundle,
+        bundle=deployment.bundle_of(manifest.bundle),
         dag_id=dag.dag_id,
     )
 

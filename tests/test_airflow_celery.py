@@ -17,6 +17,7 @@ from foundation.config import Deployment
 from foundation.naming import DagNames, Namespace
 from foundation.project import load_project
 from tests.airflow_scenarios import airflow_environment, local_bundle, run_scenario
+from tests.airflow_scenarios.enforcement import BUNDLE
 from tests.conftest import ROOT
 
 EXAMPLE = load_project(ROOT).deployment
@@ -31,7 +32,10 @@ TRIGGERS = [
     "airflow.triggers.callback.CallbackTrigger",
     "airflow.providers.standard.triggers.temporal.DateTimeTrigger",
 ]
-QUEUES = {dag_id: DagNames(PROJECT, dag_id).queue for dag_id in ("dag_a", "dag_b")}
+QUEUES = {dag_id: DagNames(PROJECT, dag_id).queue for dag_id in ("dag_a", "dag_b", "dag_e")}
+# The bundle each manifest binds its dag_id to, as the worker stacks publish it: dag_e's is
+# another team's, while its file here is in the one bundle the scenario parses.
+BUNDLES = {"dag_a": BUNDLE, "dag_b": BUNDLE, "dag_e": "team_b"}
 
 
 def scheduler_environment() -> dict[str, str]:
@@ -66,7 +70,10 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "triggers": TRIGGERS,
                 "results_table": f"{PROJECT}-celery-results",
                 "parameters": {
-                    Namespace(PROJECT).identity_parameter(dag_id): {"queue": queue, "bundle": None}
+                    Namespace(PROJECT).identity_parameter(dag_id): {
+                        "queue": queue,
+                        "bundle": BUNDLES[dag_id],
+                    }
                     for dag_id, queue in QUEUES.items()
                 },
             }
@@ -126,6 +133,23 @@ def test_a_dag_without_a_manifest_reaches_no_queue_and_fails(observed: dict) -> 
     [event] = [e for e in observed["task_events"] if e["key"][0] == "dag_c"]
     assert event["event"] == "foundation refused"
     assert "has no permission manifest" in event["extra"]
+
+
+def test_a_dag_id_declared_in_another_bundle_reaches_no_queue_and_fails(observed: dict) -> None:
+    """dag_e's manifest binds it to team_b; a file in this bundle declares it. The executor
+    refuses its workload before any queue sees it, and the task fails at once."""
+    assert observed["queues"][QUEUES["dag_e"]] == []
+    for queue in observed["queues"].values():
+        assert all(m["workload"]["ti"]["dag_id"] != "dag_e" for m in queue)
+    [claimed] = [t for t in observed["task_instances"] if t["dag_id"] == "dag_e"]
+    assert (claimed["task_id"], claimed["state"]) == ("claim", "failed")
+    [event] = [e for e in observed["task_events"] if e["key"][0] == "dag_e"]
+    assert event == {
+        "event": "foundation refused",
+        "extra": f"DAG 'dag_e' may only come from bundle 'team_b', not {BUNDLE!r}",
+        "key": event["key"],
+    }
+    assert event["key"][:2] == ["dag_e", "claim"]
 
 
 def test_the_execution_api_refuses_deferral_to_triggers_acting_as_the_triggerer(

@@ -29,7 +29,7 @@ CONFIG_SUBNETS = ["subnet-0config00000001", "subnet-0config00000002"]
 MANAGED = ("dag_a", "dag_b")
 
 
-def identity(dag_id: str, bundle: str | None) -> dict:
+def identity(dag_id: str, bundle: str) -> dict:
     """The SSM parameter value a worker stack publishes (stacks/constructs/dag_worker.py)."""
     names = DagNames(PROJECT, dag_id)
     return {
@@ -43,8 +43,9 @@ def identity(dag_id: str, bundle: str | None) -> dict:
     }
 
 
-# dag_a's manifest names no bundle; dag_b's binds it to the dags-folder bundle. dag_c has none.
-IDENTITIES = {"dag_a": identity("dag_a", None), "dag_b": identity("dag_b", BUNDLE)}
+# Every published identity names the one bundle its DAG may come from (its manifest's, or the
+# deployment's only one): dag_a's and dag_b's, the dags-folder bundle. dag_c has none.
+IDENTITIES = {"dag_a": identity("dag_a", BUNDLE), "dag_b": identity("dag_b", BUNDLE)}
 MALFORMED = '{"task_definition": '  # dag_d's parameter: cut short, as a bad write would leave it
 STOLEN = {
     "taskDefinition": IDENTITIES["dag_a"]["task_definition"],

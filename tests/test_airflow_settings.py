@@ -75,4 +75,6 @@ def test_task_containers_get_neither_command() -> None:
     assert worker.secrets == {}  # the example's S3 bundle: the task role reads it
     staging = load_project(ROOT, "staging").deployment  # a git bundle: its deploy key only
     git_worker = settings.dag_worker(staging, "sales_daily")
-    assert git_worker.secrets == {settings.GIT_CONNECTION_ENV: settings.SecretRef("git")}
+    assert git_worker.secrets == {
+        "AIRFLOW_CONN_FOUNDATION_DAGS_GIT": settings.SecretRef("git:dags")
+    }

@@ -26,7 +26,7 @@ from tests.conftest import ROOT
 DEPLOYMENT = load_project(ROOT).deployment
 PASSWORD = "admin-password"
 # What the api-server's environment holds when the DAG bundle is a git repository with a key
-# (an ECS secret, settings.GIT_CONNECTION_ENV), and a Variable an operator might put there.
+# (an ECS secret, AIRFLOW_CONN_FOUNDATION_DAGS_GIT), and a Variable an operator might put there.
 GIT_CONNECTION = {"conn_type": "git", "host": "git@example.com:acme/dags.git", "password": "key"}
 ADDED_ROUTE = "/added-by-a-later-airflow"
 
@@ -52,7 +52,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env |= {
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "config" / "plugins"),
-        settings.GIT_CONNECTION_ENV: json.dumps(GIT_CONNECTION),
+        settings.git_connection_env("dags"): json.dumps(GIT_CONNECTION),
         "AIRFLOW_VAR_CLUSTER_ONLY": "the cluster's",
     }
     inputs = home / "inputs.json"

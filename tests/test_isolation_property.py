@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from foundation.errors import InvalidInput
 from foundation.iam.evaluate import Request, allows
 from foundation.iam.policy import (
-    DAG_BUNDLE_PREFIX,
     ArnContext,
     dag_logs_prefix,
     grants,
     render,
 )
+from foundation.naming import bundle_prefix
 from foundation.project import Project, load_project
 from tests.conftest import ROOT
 
@@ -91,11 +91,12 @@ def _scopes(project: Project, dag_id: str) -> list[tuple[str, str]]:
         (f"arn:aws:s3:::{project.deployment.logs_bucket}/{dag_logs_prefix(dag_id)}", "prefix"),
         (f"list:{project.deployment.logs_bucket}:{dag_logs_prefix(dag_id)}", "prefix"),
     ]
-    if project.deployment.dags_bucket:  # every DAG's tasks read the one S3 bundle, as shipped
-        bundle = project.deployment.dags_bucket
+    if project.deployment.dags_bucket:  # every DAG's tasks read its S3 bundle, as shipped
+        bucket = project.deployment.dags_bucket
+        prefix = bundle_prefix(project.deployment.bundle_of(dag.manifest.bundle))
         out += [
-            (f"arn:aws:s3:::{bundle}/{DAG_BUNDLE_PREFIX}", "prefix"),
-            (f"list:{bundle}:", "prefix"),
+            (f"arn:aws:s3:::{bucket}/{prefix}", "prefix"),
+            (f"list:{bucket}:", "prefix"),
         ]
     for s3 in p.s3:
         out += [

@@ -37,7 +37,15 @@ from tests.conftest import ROOT
 
 EXAMPLE = load_project(ROOT).deployment
 P, R, A = "aws", EXAMPLE.region, EXAMPLE.account
-COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "db-migrate"]
+# dag-processor-team_a: a deployment with several bundles has one dag-processor per bundle
+COMPONENTS = [
+    "api-server",
+    "scheduler",
+    "dag-processor",
+    "dag-processor-team_a",
+    "triggerer",
+    "db-migrate",
+]
 ROLES = [*COMPONENTS, "task-execution", "worker-execution", "vpc-flow-logs"]
 DAG_IDS = ["sales", "sales_eu", "workers", "dag", "x"]
 

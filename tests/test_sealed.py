@@ -112,7 +112,7 @@ def test_what_each_sealed_component_holds() -> None:
     db, fernet, git = (
         settings.DB_SECRET_ENV,
         settings.FERNET_MATERIAL_ENV,
-        settings.GIT_CONNECTION_ENV,
+        "AIRFLOW_CONN_FOUNDATION_DAGS_GIT",
     )
     for deployment, bundle in ((DEPLOYMENT, set()), (STAGING, {git})):
         triggerer = settings.cluster_component(deployment, "triggerer")

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from foundation.airflow import runtime_files
 from foundation.airflow.runtime.foundation_refusal import TRIGGERS_ENV
-from foundation.config import Deployment, FabAuth
-from foundation.iam.policy import DAG_BUNDLE_PREFIX, TASK_LOGS_ROOT
+from foundation.config import DagBundle, Deployment, FabAuth
+from foundation.iam.policy import TASK_LOGS_ROOT
 from foundation.manifest import DagAccess
-from foundation.naming import DagNames
+from foundation.naming import DagNames, bundle_prefix
 
 AIRFLOW_PORT = 8080
 WORKER_CONTAINER = "airflow-worker"
@@ -36,8 +36,6 @@ CELERY_RESULT_TTL_SECONDS = 86400
 FERNET_MATERIAL_ENV = "FOUNDATION_FERNET_MATERIAL"
 DB_SECRET_ENV = "FOUNDATION_DB_SECRET"
 DB_NAME_ENV = "FOUNDATION_DB_NAME"
-DAG_BUNDLE = "dags"
-GIT_CONNECTION_ENV = "AIRFLOW_CONN_FOUNDATION_DAGS_GIT"
 # A DAG's Celery worker runs workloads of this dag_id only; the unmanaged identity's, of any
 # (airflow_foundation_celery_config.py reads both)
 WORKER_DAG_ENV = "FOUNDATION_WORKER_DAG_ID"
@@ -65,7 +63,7 @@ SQL_ALCHEMY_CONN_CMD = shlex.join(["python", "-c", _SQL_CONN_PROGRAM])
 class SecretRef:
     """An ECS secret: the whole value of one of the cluster's secrets."""
 
-    secret: str  # "db", "fernet", "jwt", "api", "git", "web_passwords", "ldap_bind"
+    secret: str  # "db", "fernet", "jwt", "api", "git:<bundle>", "web_passwords", "ldap_bind"
 
 
 @dataclass
@@ -166,32 +164,58 @@ def api_base_url(deployment: Deployment) -> str:
     return f"http://api-server.{deployment.namespace.dns_namespace}:{AIRFLOW_PORT}"
 
 
-def dag_bundles(deployment: Deployment) -> str:
-    """[dag_processor] dag_bundle_config_list: the one bundle, read by every component and task."""
-    dags = deployment.dags
-    if dags.bundle == "git":
-        kwargs = {"repo_url": dags.url, "tracking_ref": dags.branch}
-        if dags.credentials_secret:
-            kwargs["git_conn_id"] = GIT_CONNECTION_ENV.removeprefix("AIRFLOW_CONN_").lower()
+def git_connection_env(bundle: str) -> str:
+    """The git bundle's Airflow connection, as an environment variable ECS fills."""
+    return f"AIRFLOW_CONN_FOUNDATION_{bundle.upper()}_GIT"
+
+
+def git_secret(bundle: str) -> str:
+    """The SecretRef of a git bundle's credentials_secret."""
+    return f"git:{bundle}"
+
+
+def _bundle_config(deployment: Deployment, bundle: DagBundle) -> dict:
+    if bundle.bundle == "git":
+        kwargs = {"repo_url": bundle.url, "tracking_ref": bundle.branch}
+        if bundle.credentials_secret:
+            connection = git_connection_env(bundle.name).removeprefix("AIRFLOW_CONN_").lower()
+            kwargs["git_conn_id"] = connection
         classpath = "airflow.providers.git.bundles.git.GitDagBundle"
     else:
         kwargs = {
             "bucket_name": deployment.dags_bucket,
-            "prefix": DAG_BUNDLE_PREFIX,
+            "prefix": bundle_prefix(bundle.name),
             "aws_conn_id": None,
         }
         classpath = "airflow.providers.amazon.aws.bundles.s3.S3DagBundle"
-    return json.dumps([{"name": DAG_BUNDLE, "classpath": classpath, "kwargs": kwargs}])
+    return {"name": bundle.name, "classpath": classpath, "kwargs": kwargs}
 
 
-def _bundle_secrets(deployment: Deployment) -> dict[str, SecretRef]:
-    """The git connection (a read-only deploy key, please): whoever loads DAG code needs it."""
-    return {GIT_CONNECTION_ENV: SecretRef("git")} if deployment.dags.credentials_secret else {}
+def dag_bundles(deployment: Deployment, bundles: list[DagBundle]) -> str:
+    """[dag_processor] dag_bundle_config_list: every bundle for the scheduler, api-server and
+    triggerer (no credentials); its own alone for a bundle's dag-processor and a DAG's tasks."""
+    return json.dumps([_bundle_config(deployment, bundle) for bundle in bundles])
+
+
+def _bundle_secrets(bundles: list[DagBundle]) -> dict[str, SecretRef]:
+    """Each git bundle's connection (a read-only deploy key, please)."""
+    return {
+        git_connection_env(b.name): SecretRef(git_secret(b.name))
+        for b in bundles
+        if b.credentials_secret
+    }
+
+
+def _with_bundles(
+    deployment: Deployment, environment: dict[str, str], bundles: list[DagBundle]
+) -> dict[str, str]:
+    return {
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundles(deployment, bundles)
+    } | environment
 
 
 def _common(deployment: Deployment) -> dict[str, str]:
     return {
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundles(deployment),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_base_url(deployment)}/execution/",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
@@ -260,18 +284,25 @@ def _dag_access(dag_access: dict[str, DagAccess], settings: ComponentSettings) -
 
 
 def cluster_component(
-    deployment: Deployment, component: str, dag_access: dict[str, DagAccess] | None = None
+    deployment: Deployment,
+    component: str,
+    dag_access: dict[str, DagAccess] | None = None,
+    bundle: DagBundle | None = None,
 ) -> ComponentSettings:
     """api-server, scheduler, dag-processor, triggerer and the one-off db-migrate task.
-    `dag_access`: every manifest's access, by dag_id (FAB only).
+    `dag_access`: every manifest's access, by dag_id (FAB only). `bundle`: the one bundle a
+    dag-processor parses (the deployment's every bundle when not given).
 
     The triggerer loads no DAG code (its trigger classes are installed; start_from_trigger
     tasks, which would need the serialized DAG, are refused), so it gets no bundle credentials.
-    The dag-processor decrypts nothing of the cluster's, so it gets no Fernet material (see
+    A dag-processor gets its own bundle's alone: one bundle's DAG files, at parse time, cannot
+    fetch another's. It decrypts nothing of the cluster's, so it gets no Fernet material (see
     foundation_sealed.py). Both are sealed: they run DAG authors' code."""
-    bundle = {} if component == "triggerer" else _bundle_secrets(deployment)
+    bundles = [bundle] if bundle else deployment.bundles
+    credentials = {} if component == "triggerer" else _bundle_secrets(bundles)
+    environment = _with_bundles(deployment, _common(deployment), bundles)
     settings = _with_database(
-        ComponentSettings(_common(deployment), bundle), fernet=component != "dag-processor"
+        ComponentSettings(environment, credentials), fernet=component != "dag-processor"
     )
     settings.sealed = component in SEALED_COMPONENTS
     settings.environment |= {
@@ -335,8 +366,9 @@ def ecs_executor_network(subnet_ids: list[str], workers_security_group: str) -> 
     }
 
 
-def _task_container(deployment: Deployment) -> dict[str, str]:
-    environment = _common(deployment) | {"CONNECTION_CHECK_MAX_COUNT": "0"}
+def _task_container(deployment: Deployment, bundles: list[DagBundle]) -> dict[str, str]:
+    environment = _with_bundles(deployment, _common(deployment), bundles)
+    environment["CONNECTION_CHECK_MAX_COUNT"] = "0"
     if deployment.celery:
         # The worker service unpacks its Celery settings itself; `airflow celery worker` is the
         # provider's, so it names the provider's executor, not the scheduler's subclass.
@@ -372,15 +404,17 @@ def celery_worker_command(names: DagNames, concurrency: int) -> list[str]:
     ]
 
 
-def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
-    """A task container of one DAG: no database credentials, no signing key."""
+def dag_worker(deployment: Deployment, dag_id: str, bundle: str | None = None) -> ComponentSettings:
+    """A task container of one DAG: no database credentials, no signing key; its manifest's
+    bundle (`bundle`, or the deployment's only one) and that bundle's credentials alone."""
+    bundles = [deployment.bundle_named(deployment.bundle_of(bundle))]
     prefix = deployment.namespace.dag_secrets_prefix(dag_id)
     backend_kwargs = {
         "connections_prefix": f"{prefix}connections",
         "variables_prefix": f"{prefix}variables",
         "config_prefix": None,
     }
-    environment = _task_container(deployment) | {
+    environment = _task_container(deployment, bundles) | {
         "AIRFLOW__WORKERS__SECRETS_BACKEND": (
             "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
         ),
@@ -388,12 +422,14 @@ def dag_worker(deployment: Deployment, dag_id: str) -> ComponentSettings:
     }
     if deployment.celery:
         environment[WORKER_DAG_ENV] = dag_id
-    return ComponentSettings(environment, _bundle_secrets(deployment))
+    return ComponentSettings(environment, _bundle_secrets(bundles))
 
 
 def unmanaged_worker(deployment: Deployment) -> ComponentSettings:
-    """Task containers of DAGs without a manifest: no secrets backend, no grants."""
-    environment = _task_container(deployment)
+    """Task containers of DAGs without a manifest: no secrets backend, no grants (one bundle
+    only: config refuses baseline with several)."""
+    bundles = deployment.bundles
+    environment = _task_container(deployment, bundles)
     if deployment.celery:
         environment[UNMANAGED_WORKER_ENV] = "true"
-    return ComponentSettings(environment, _bundle_secrets(deployment))
+    return ComponentSettings(environment, _bundle_secrets(bundles))

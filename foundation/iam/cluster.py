@@ -6,7 +6,6 @@ from typing import Any
 
 from foundation.iam.catalog import catalog, fill
 from foundation.iam.policy import (
-    DAG_BUNDLE_PREFIX,
     TASK_LOGS_ROOT,
     ArnContext,
     Grant,
@@ -15,7 +14,7 @@ from foundation.iam.policy import (
     number,
     render,
 )
-from foundation.naming import DagNames, Namespace
+from foundation.naming import DagNames, Namespace, bundle_prefix
 
 
 def launch_dag_tasks(ns: Namespace, ctx: ArnContext) -> Grant:
@@ -71,9 +70,9 @@ def dag_queue_policy(ns: Namespace, names: DagNames, ctx: ArnContext) -> list[di
     ]
 
 
-def read_dag_bundle(dags_bucket: str) -> Grant:
-    params = {"bucket": dags_bucket, "prefix": DAG_BUNDLE_PREFIX}
-    return Grant("dag_bundle", "read", params, "cluster: the dag-processor reads the DAG bundle")
+def read_dag_bundle(dags_bucket: str, bundle: str) -> Grant:
+    params = {"bucket": dags_bucket, "prefix": bundle_prefix(bundle)}
+    return Grant("dag_bundle", "read", params, f"cluster: reads the DAG bundle {bundle!r}")
 
 
 def read_task_logs(logs_bucket: str) -> Grant:

@@ -15,11 +15,10 @@ from foundation.config import (
 )
 from foundation.iam.catalog import catalog, fill
 from foundation.manifest import DagManifest
-from foundation.naming import DagNames
+from foundation.naming import DagNames, bundle_prefix
 from foundation.yamlio import FieldPath
 
 TASK_LOGS_ROOT = "task-logs/"
-DAG_BUNDLE_PREFIX = "dags/"
 
 Locate = Callable[[FieldPath], str]
 
@@ -114,11 +113,12 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
         {"bucket": deployment.logs_bucket, "prefix": dag_callback_logs_prefix(manifest.dag_id)},
         "baseline: the DAG's own callback-log prefix",
     )
-    if deployment.dags_bucket:
+    bundle = deployment.bundle_named(deployment.bundle_of(manifest.bundle))
+    if bundle and bundle.bundle == "s3" and deployment.dags_bucket:
         yield Grant(
             "dag_bundle",
             "read",
-            {"bucket": deployment.dags_bucket, "prefix": DAG_BUNDLE_PREFIX},
+            {"bucket": deployment.dags_bucket, "prefix": bundle_prefix(bundle.name)},
             "baseline: the DAG bundle (tasks load their DAG's code from it)",
         )
     if deployment.celery:

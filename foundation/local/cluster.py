@@ -15,18 +15,33 @@ import requests
 
 from foundation.airflow.settings import api_base_url
 from foundation.config import Deployment
-from foundation.iam.policy import DAG_BUNDLE_PREFIX
 from foundation.local.autoscaling import LocalAutoScaling
 from foundation.local.ecs import Endpoint, LocalEcs
 from foundation.local.ecs_agent import LocalEcsAgent
 from foundation.local.postgres import LocalPostgres
 from foundation.local.rds import LocalRds
+from foundation.naming import bundle_prefix
 
 HEALTH = "/api/v2/monitor/health"
 
 
 class ClusterFailed(RuntimeError):
     pass
+
+
+def bundle_files(deployment: Deployment, folder: Path) -> dict[str, Path]:
+    """The DAG bucket's key of each Python file of a local DAG folder: the folder is the one
+    bundle, or, with several, holds one sub-folder per S3 bundle (`<folder>/<bundle>/`)."""
+    bundles = [b.name for b in deployment.bundles if b.bundle == "s3"]
+    several = len(deployment.bundles) > 1
+    files = {}
+    for bundle in bundles:
+        root = folder / bundle if several else folder
+        for path in sorted(root.rglob("*.py")):
+            relative = path.relative_to(root)
+            if not any(part.startswith((".", "__pycache__")) for part in relative.parts):
+                files[f"{bundle_prefix(bundle)}{relative.as_posix()}"] = path
+    return files
 
 
 @dataclass
@@ -68,8 +83,7 @@ class LocalCluster:
             raise ClusterFailed("the deployment's DAG bundle is not S3 (dags.bundle: s3)")
         s3 = self.endpoint.client("s3")
         keys = []
-        for path in sorted(source.rglob("*.py")):
-            key = f"{DAG_BUNDLE_PREFIX}{path.relative_to(source).as_posix()}"
+        for key, path in bundle_files(self.deployment, source).items():
             s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
             keys.append(key)
         return keys

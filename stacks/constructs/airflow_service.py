@@ -21,12 +21,14 @@ from stacks import nag
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    name: str  # api-server, scheduler, dag-processor, triggerer, db-migrate
+    # api-server, scheduler, dag-processor (or dag-processor-<bundle>), triggerer, db-migrate
+    name: str
     command: list[str]
     cpu: int
     memory: int
     desired_count: int  # 0: a task definition only, run on demand (db-migrate)
     port: int | None = None
+    bundle: str | None = None  # a dag-processor's: the one bundle it parses
 
 
 def task_role(

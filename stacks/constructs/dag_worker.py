@@ -24,6 +24,7 @@ from foundation.airflow.settings import (
     ComponentSettings,
     celery_worker_command,
     celery_worker_queue,
+    git_secret,
 )
 from foundation.config import Deployment, WorkerSize
 from foundation.iam.cluster import dag_queue_policy
@@ -51,7 +52,7 @@ class WorkerSpec:
     settings: ComponentSettings
     policies: list[list[Statement]] = field(default_factory=list)
     egress: list[Egress] = field(default_factory=list)
-    bundle: str | None = None
+    bundle: str = ""  # the one bundle its workloads may come from (the executor refuses others)
     dag_id: str | None = None  # tagged as foundation:dag_id when the identity is one DAG's
 
 
@@ -80,16 +81,16 @@ class CeleryPieces:
     workers_security_group: ec2.ISecurityGroup
 
 
-BUNDLE_SECRETS = {"git"}
-
-
 def bundle_secrets(scope: Construct, deployment: Deployment) -> dict[str, secretsmanager.ISecret]:
-    """The git credentials, by name: core grants the shared execution role to read them."""
-    name = deployment.dags.credentials_secret
-    if not name:
-        return {}
-    (key,) = BUNDLE_SECRETS
-    return {key: secretsmanager.Secret.from_secret_name_v2(scope, "GitCredentials", name)}
+    """Each git bundle's credentials, by SecretRef: core grants the shared execution role to
+    read them; a DAG's task definition injects its own bundle's alone."""
+    return {
+        git_secret(b.name): secretsmanager.Secret.from_secret_name_v2(
+            scope, f"GitCredentials-{b.name}", b.credentials_secret
+        )
+        for b in deployment.bundles
+        if b.credentials_secret
+    }
 
 
 class DagWorker(Construct):

@@ -41,7 +41,7 @@ from tests.airflow_scenarios.enforcement import (
 def dag_sources(stolen_queue: str) -> dict[str, str]:
     """dag_a: one plain task. dag_b: a task that asks for dag_a's queue, and a plain one.
     dag_c: no manifest, so no identity. dag_d (no manifest either): an AWS sensor asking to
-    defer."""
+    defer. dag_e: a dag_id whose manifest binds it to another bundle, declared in this one."""
     header = DAG_HEADER
     return {
         "dag_a.py": header
@@ -73,6 +73,18 @@ def dag_sources(stolen_queue: str) -> dict[str, str]:
             """
         ),
         "dag_c.py": UNMANAGED_DAG,
+        "dag_e.py": header
+        + textwrap.dedent(
+            """
+            with DAG("dag_e", schedule="@once", start_date=START):
+
+                @task
+                def claim():
+                    return "dag_e's identity, from the wrong bundle"
+
+                claim()
+            """
+        ),
         "dag_d.py": header
         + textwrap.dedent(
             """

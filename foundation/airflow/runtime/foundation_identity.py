@@ -1,9 +1,9 @@
 """Which identity a workload runs as, decided by the scheduler's executor (ECS or Celery).
 
 Delivered with the executors (written into $AIRFLOW_HOME/config at start). Each DAG's worker
-stack publishes its identity as an SSM parameter `<path><dag_id>`; the executor reads it for the
-dag_id the workload itself names, accepts only the names that DAG's stack creates, and refuses
-DAGs with no identity (or from a bundle other than their manifest's).
+stack publishes its identity as an SSM parameter `<path><dag_id>`, with the one bundle the DAG may
+come from; the executor reads it for the dag_id the workload itself names, accepts only the names
+that DAG's stack creates, and refuses DAGs with no identity or from any other bundle.
 """
 
 from __future__ import annotations
@@ -88,8 +88,12 @@ class Gate:
             names = self.namespace.unmanaged
         if identity is None:
             raise IdentityRefused(f"DAG {dag_id!r} has no permission manifest")
+        # The bundle its manifest names (or the deployment's only one), published beside the
+        # identity: a workload from any other bundle is refused, as is an identity naming none.
         expected_bundle = identity.get("bundle")
-        if expected_bundle and bundle != expected_bundle:
+        if not isinstance(expected_bundle, str) or not expected_bundle:
+            raise IdentityRefused(f"the identity published for DAG {dag_id!r} names no bundle")
+        if bundle != expected_bundle:
             raise IdentityRefused(
                 f"DAG {dag_id!r} may only come from bundle {expected_bundle!r}, not {bundle!r}"
             )
