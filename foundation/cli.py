@@ -113,6 +113,9 @@ def synth(
     out: Annotated[
         Path | None, typer.Option("--out", help="Cloud assembly folder (default: PROJECT/cdk.out).")
     ] = None,
+    timings: Annotated[
+        bool, typer.Option("--timings", help="Show the seconds each stage took.")
+    ] = False,
 ) -> None:
     """Validate, synthesize the CloudFormation cloud assembly and check every template."""
     try:
@@ -126,19 +129,8 @@ def synth(
     ) as error:
         report_error(error)
         raise typer.Exit(EXIT_FINDINGS) from None
-    table = Table(title=f"{result.project.deployment.name}: cloud assembly")
-    for column in ("stack", "resources", "template", "errors", "warnings"):
-        table.add_column(column, justify="left" if column == "stack" else "right")
-    for stack in result.stacks:
-        errors = sum(f.severity == "error" for f in stack.findings)
-        table.add_row(
-            stack.name,
-            str(stack.resources),
-            f"{stack.template_bytes / 1024:.1f} KiB",
-            str(errors),
-            str(len(stack.findings) - errors),
-        )
-    console.print(table)
+    console.print(views.synth_table(result))
+    console.print(Text(views.lint_summary(result.lint, result.cache)))
     quota = result.project.deployment.iam.role_quota
     console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
     for dag in result.project.dags:
@@ -150,6 +142,8 @@ def synth(
                     f" (iam.allow_escalation_for): {dag.dag_id}: {escalating}",
                 )
             )
+    if timings:
+        console.print(views.timings_table(result.timings))
     for finding in result.findings:
         style = "red" if finding.severity == "error" else "yellow"
         err.print(Text.assemble((finding.severity, style), f": {finding}"), soft_wrap=True)

@@ -7,13 +7,18 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation.airflow import runtime_files
+from foundation.checks import cfn_lint
+from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, Assembly, Finding
+from foundation.checks.rules import ALL
 from foundation.checks.rules.fa103_role_quota import role_count
-from foundation.checks.runner import run_checks
 from foundation.project import Project, load_project
 
 
@@ -26,6 +31,21 @@ class StackSummary:
     findings: list[Finding] = field(default_factory=list)
 
 
+class Timings:
+    """Seconds per stage, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+
+
 @dataclass
 class SynthResult:
     project: Project
@@ -33,6 +53,9 @@ class SynthResult:
     stacks: list[StackSummary]
     findings: list[Finding]
     written: bool
+    lint: cfn_lint.LintResult
+    cache: Path
+    timings: dict[str, float]
 
     @property
     def roles(self) -> int:
@@ -61,17 +84,22 @@ class NodeMissing(Exception):
     """aws-cdk-lib runs its constructs in Node.js; without it nothing can be synthesized."""
 
 
-def synthesize(project: Project, outdir: Path) -> Assembly:
+def synthesize(project: Project, outdir: Path, timings: Timings | None = None) -> Assembly:
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
-    from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
-
+    timings = timings or Timings()
+    with timings.stage("import CDK"):
+        from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
     try:
-        build_app(project, str(outdir)).synth()
+        with timings.stage("build the app"):
+            app = build_app(project, str(outdir))
+        with timings.stage("synthesize, cdk-nag"):
+            app.synth()
     except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
         raise SynthesisFailed(f"CDK could not synthesize the app: {err}") from None
-    runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
-    return Assembly.read(outdir, check_context(project))
+    with timings.stage("read the assembly"):
+        runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
+        return Assembly.read(outdir, check_context(project))
 
 
 def release_node() -> None:
@@ -104,14 +132,21 @@ def _check_target(target: Path, project_root: Path) -> None:
 
 
 def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
-    project = load_project(root, env)
+    timings = Timings()
+    with timings.stage("load the project"):
+        project = load_project(root, env)
     target = (out or project.root / "cdk.out").resolve()
     _check_target(target, project.root)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
+    cache = FindingsCache(cache_folder(project.root))
     try:
-        assembly = synthesize(project, staging)
-        findings = [*project_findings(project), *run_checks(assembly)]
+        assembly = synthesize(project, staging, timings)
+        with timings.stage("toolkit rules"):
+            findings = [*project_findings(project), *(f for r in ALL for f in r.check(assembly))]
+        with timings.stage("cfn-lint"):
+            lint = cfn_lint.run(assembly, cache, cfn_lint.available_cores())
+        findings += lint.findings
         stacks = [
             StackSummary(
                 s.name,
@@ -127,8 +162,11 @@ def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
             (staging / INPUTS_FILE).write_text(
                 json.dumps({"inputs": fingerprint(project.root, env)})
             )
-            _replace(target, staging)
-        return SynthResult(project, target, stacks, findings, written)
+            with timings.stage("write"):
+                _replace(target, staging)
+        return SynthResult(
+            project, target, stacks, findings, written, lint, cache.folder, timings.stages
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

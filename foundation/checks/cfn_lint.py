@@ -1,22 +1,140 @@
-"""cfn-lint, in-process, on every template: errors fail the synth, warnings are shown."""
+"""cfn-lint on every template: errors fail the synth, warnings are shown.
+
+`cfnlint.api.lint` loads every rule from disk on each call (about half of each call); here a
+process loads them once, worker processes lint templates side by side, and findings are kept by
+content (foundation/checks/cache.py) so an unchanged template is never linted twice.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
 
-from cfnlint.api import ManualArgs, lint
-
-from foundation.checks.model import ERROR, WARNING, Assembly, Finding
+from foundation.checks.cache import FindingsCache, checks_version, content_key
+from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
 
 # Availability zones come from config on purpose: synthesis must never look them up.
 IGNORED = ["W3010"]
+# What cfn-lint reads besides its arguments (cfnlint/config.py ConfigFileArgs._find_config):
+# the first of these in the home folder and in the working folder
+SETTINGS_FILES = (".cfnlintrc", ".cfnlintrc.yaml", ".cfnlintrc.yml")
+
+Row = list[str]  # rule, severity, resource, message: a finding without its stack
 
 
-def run(assembly: Assembly) -> Iterator[Finding]:
-    config = ManualArgs(regions=[assembly.context["region"]], ignore_checks=IGNORED)
-    for stack in assembly.stacks:
-        for match in lint(json.dumps(stack.template, indent=1), config=config):
-            severity = ERROR if match.rule.severity == "error" else WARNING
-            where = "/".join(str(p) for p in match.path[:2]) if match.path else ""
-            yield Finding(match.rule.id, severity, stack.name, where, match.message)
+def options(region: str) -> dict[str, Any]:
+    return {"regions": [region], "ignore_checks": IGNORED}
+
+
+def template_text(stack: StackTemplate) -> str:
+    return json.dumps(stack.template, indent=1)
+
+
+@functools.cache
+def _linter(region: str) -> tuple[Any, Any]:
+    """cfn-lint's configuration and its rules, loaded once per process and region."""
+    from cfnlint.config import ConfigMixIn
+    from cfnlint.runner import Runner
+
+    config = ConfigMixIn(**options(region))
+    return config, Runner(config).rules
+
+
+def lint_text(text: str, region: str) -> list[Row]:
+    """What `cfnlint.api.lint(text, config=...)` finds, with rules loaded once."""
+    from cfnlint.decode.decode import decode_str
+    from cfnlint.runner import run_template_by_data
+
+    template, errors = decode_str(text)
+    if errors:
+        return [_row(m) for m in errors]
+    if template is None:
+        return []
+    config, rules = _linter(region)
+    return [_row(m) for m in run_template_by_data(template, config, rules)]
+
+
+def _row(match: Any) -> Row:
+    severity = ERROR if match.rule.severity == "error" else WARNING
+    where = "/".join(str(p) for p in match.path[:2]) if match.path else ""
+    return [match.rule.id, severity, where, match.message]
+
+
+def _lint_job(job: tuple[str, str]) -> list[Row]:
+    return lint_text(*job)
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def lint_in_workers(texts: list[str], region: str, processes: int) -> list[list[Row]]:
+    """Each worker process loads cfn-lint's rules once; the largest template goes first, so the
+    longest never starts last. Workers that cannot start (a program that spawns them from an
+    unguarded main module) leave the linting to this process."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    jobs = [(texts[i], region) for i in order]
+    # spawn, not fork: the parent runs jsii's threads and its Node process
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(processes, context, _linter, (region,)) as pool:
+            rows = list(pool.map(_lint_job, jobs))
+    except BrokenProcessPool:
+        rows = [_lint_job(job) for job in jobs]
+    by_index = dict(zip(order, rows, strict=True))
+    return [by_index[i] for i in range(len(texts))]
+
+
+@dataclass
+class LintResult:
+    findings: list[Finding] = field(default_factory=list)
+    linted: list[str] = field(default_factory=list)  # stacks linted now
+    cached: list[str] = field(default_factory=list)  # stacks whose findings the cache held
+
+
+def cache_salt(region: str) -> list[bytes]:
+    """Everything besides a template's text that its findings depend on."""
+    versions = {
+        "cfn-lint": version("cfn-lint"),
+        "options": options(region),
+        "checks": checks_version(),
+    }
+    settings = [
+        next(((folder / n).read_bytes() for n in SETTINGS_FILES if (folder / n).is_file()), b"")
+        for folder in (Path.home(), Path.cwd())
+    ]
+    return [json.dumps(versions, sort_keys=True).encode(), *settings]
+
+
+def run(assembly: Assembly, cache: FindingsCache | None = None, processes: int = 1) -> LintResult:
+    """Every template's findings: from the cache where it holds them, else linted and then kept.
+    Two or more templates to lint and `processes` > 1: linted in that many worker processes."""
+    region = assembly.context["region"]
+    texts = {s.name: template_text(s) for s in assembly.stacks}
+    salt = cache_salt(region) if cache else []
+    keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
+    rows = {name: cache.get(keys[name]) for name in texts} if cache else {}
+    missing = [name for name in texts if rows.get(name) is None]
+    workers = min(processes, len(missing))
+    found = (
+        lint_in_workers([texts[n] for n in missing], region, workers)
+        if workers > 1
+        else [lint_text(texts[n], region) for n in missing]
+    )
+    for name, new in zip(missing, found, strict=True):
+        rows[name] = new
+        if cache:
+            cache.put(keys[name], new)
+    result = LintResult()
+    for name in texts:
+        (result.linted if name in missing else result.cached).append(name)
+        result.findings += [Finding(r[0], r[1], name, r[2], r[3]) for r in rows[name]]
+    return result

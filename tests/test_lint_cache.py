@@ -1,0 +1,158 @@
+"""cfn-lint with its rules loaded once, in worker processes, and its findings kept by content:
+exactly what `cfnlint.api.lint` finds, cold or warm, and a changed byte is linted again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+
+from foundation.checks import cfn_lint
+from foundation.checks.cache import FindingsCache
+from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "templates" / "cfn-lint"
+REGION = "us-east-1"
+PATTERN = "'^([a-z,A-Z,0-9,. _\\\\-:/()#,@[\\\\]+=&;\\\\{\\\\}!$*])*$'"
+FINDINGS = [
+    Finding(
+        "E3031", ERROR, "bad", "Resources/Group", f'"it\'s not allowed" does not match {PATTERN}'
+    ),
+    Finding(
+        "W3005",
+        WARNING,
+        "bad",
+        "Resources/Queue",
+        "'Topic' dependency already enforced by a 'Ref' at "
+        "'Resources/Queue/Properties/Tags/0/Value'",
+    ),
+    Finding("E3012", ERROR, "bad", "Resources/Queue", "'ten' is not of type 'integer'"),
+    Finding(
+        "E3002",
+        ERROR,
+        "bad",
+        "Resources/Topic",
+        "Additional properties are not allowed ('Colour' was unexpected)",
+    ),
+]
+
+
+def template(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def assembly(**stacks: dict) -> Assembly:
+    templates = [StackTemplate(name, t, len(json.dumps(t))) for name, t in stacks.items()]
+    return Assembly(FIXTURES, {}, templates, {"region": REGION})
+
+
+def cfn_lint_itself(stack: StackTemplate) -> list[Finding]:
+    """cfn-lint's own API, which loads every rule again for each call: the reference."""
+    config = ManualArgs(regions=[REGION], ignore_checks=cfn_lint.IGNORED)
+    return [
+        Finding(*row[:2], stack.name, *row[2:])
+        for row in map(cfn_lint._row, lint(cfn_lint.template_text(stack), config=config))
+    ]
+
+
+def test_rules_loaded_once_find_what_cfn_lint_finds_with_rules_loaded_per_call() -> None:
+    checked = assembly(
+        bad=template("findings"), clean=template("clean"), again=template("findings")
+    )
+    found = cfn_lint.run(checked).findings
+    assert found == [f for stack in checked.stacks for f in cfn_lint_itself(stack)]
+    assert [f for f in found if f.stack == "bad"] == FINDINGS
+
+
+def test_a_warm_cache_gives_the_cold_findings_without_linting(tmp_path: Path) -> None:
+    checked = assembly(bad=template("findings"), clean=template("clean"))
+    cold = cfn_lint.run(checked, FindingsCache(tmp_path))
+    assert (cold.linted, cold.cached) == (["bad", "clean"], [])
+    assert cold.findings == FINDINGS
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+    warm = cfn_lint.run(checked, FindingsCache(tmp_path))
+    assert (warm.linted, warm.cached) == ([], ["bad", "clean"])
+    assert warm.findings == FINDINGS
+
+
+def test_the_cache_holds_findings_not_stacks(tmp_path: Path) -> None:
+    """The same template under another stack's name: the cache's findings, named for it."""
+    cfn_lint.run(assembly(bad=template("findings")), FindingsCache(tmp_path))
+    renamed = cfn_lint.run(assembly(other=template("findings")), FindingsCache(tmp_path))
+    assert renamed.cached == ["other"]
+    assert renamed.findings == [
+        Finding(f.rule, f.severity, "other", f.resource, f.message) for f in FINDINGS
+    ]
+
+
+def test_a_changed_byte_is_linted_again(tmp_path: Path) -> None:
+    cfn_lint.run(
+        assembly(bad=template("findings"), clean=template("clean")), FindingsCache(tmp_path)
+    )
+    fixed = template("findings")
+    fixed["Resources"]["Queue"]["Properties"]["DelaySeconds"] = 10  # "ten" -> 10
+    run = cfn_lint.run(assembly(bad=fixed, clean=template("clean")), FindingsCache(tmp_path))
+    assert (run.linted, run.cached) == (["bad"], ["clean"])
+    assert run.findings == [f for f in FINDINGS if f.rule != "E3012"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["cfn-lint version", "toolkit checks", "options", "settings file"],
+)
+def test_what_else_findings_depend_on_is_in_the_key(
+    change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another cfn-lint, changed check code, other options or a .cfnlintrc: nothing cached is
+    found, and the findings are cfn-lint's under that change."""
+    checked = assembly(bad=template("findings"))
+    cfn_lint.run(checked, FindingsCache(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    expected = FINDINGS
+    if change == "cfn-lint version":
+        monkeypatch.setattr(cfn_lint, "version", lambda _: "0.0.0")
+    elif change == "toolkit checks":
+        monkeypatch.setattr(cfn_lint, "checks_version", lambda: "changed")
+    elif change == "options":
+        monkeypatch.setattr(cfn_lint, "IGNORED", ["W3010", "W3005"])
+        cfn_lint._linter.cache_clear()
+        expected = [f for f in FINDINGS if f.rule != "W3005"]
+    else:
+        (tmp_path / ".cfnlintrc").write_text("include_checks:\n  - I\n")  # informational too
+        cfn_lint._linter.cache_clear()
+        expected = cfn_lint_itself(checked.stacks[0])
+        rules = ["E3031", "W3005", "I3011", "I3011", "E3012", "I3013", "E3002"]
+        assert [f.rule for f in expected] == rules
+    try:
+        run = cfn_lint.run(checked, FindingsCache(tmp_path / "cache"))
+    finally:
+        cfn_lint._linter.cache_clear()
+    assert (run.linted, run.findings) == (["bad"], expected)
+
+
+def test_a_damaged_entry_is_linted_again(tmp_path: Path) -> None:
+    checked = assembly(bad=template("findings"))
+    cfn_lint.run(checked, FindingsCache(tmp_path))
+    (entry,) = tmp_path.glob("*.json")
+    entry.write_text('[["E3031", "err')  # a crash mid-write, as a reader could see it
+    run = cfn_lint.run(checked, FindingsCache(tmp_path))
+    assert (run.linted, run.findings) == (["bad"], FINDINGS)
+    assert json.loads(entry.read_text())[0][0] == "E3031"
+
+
+def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> None:
+    """Templates go to the workers largest first; findings come back in the stacks' order."""
+    stacks = {"clean": template("clean"), "bad": template("findings"), "more": template("clean")}
+    stacks["more"]["Resources"]["Topic"]["Properties"]["Colour"] = "red"
+    checked = assembly(**stacks)
+    serial = cfn_lint.run(checked)
+    parallel = cfn_lint.run(checked, FindingsCache(tmp_path), processes=2)
+    assert parallel.linted == ["clean", "bad", "more"]
+    assert parallel.findings == serial.findings
+    assert [(f.stack, f.rule) for f in parallel.findings] == [
+        *(("bad", f.rule) for f in FINDINGS),
+        ("more", "E3002"),
+    ]
