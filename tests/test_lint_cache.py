@@ -66,6 +66,27 @@ def test_rules_loaded_once_find_what_cfn_lint_finds_with_rules_loaded_per_call()
     assert [f for f in found if f.stack == "bad"] == FINDINGS
 
 
+def test_the_rules_are_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cfnlint.api.lint` loads them from disk for every template; here, once."""
+    from cfnlint.rules import Rules
+
+    loads = []
+    real = Rules.create_from_directory.__func__
+
+    def counted(cls: type, rulesdir: str) -> Rules:
+        loads.append(rulesdir)
+        return real(cls, rulesdir)
+
+    monkeypatch.setattr(Rules, "create_from_directory", classmethod(counted))
+    cfn_lint._linter.cache_clear()
+    cfn_lint.run(
+        assembly(bad=template("findings"), clean=template("clean"), more=template("clean"))
+    )
+    assert len(loads) == 1
+    lint(cfn_lint.template_text(assembly(clean=template("clean")).stacks[0]))
+    assert len(loads) == 2  # what cfn-lint's own API does on each call
+
+
 def test_a_warm_cache_gives_the_cold_findings_without_linting(tmp_path: Path) -> None:
     checked = assembly(bad=template("findings"), clean=template("clean"))
     cold = cfn_lint.run(checked, FindingsCache(tmp_path))
