@@ -1,16 +1,21 @@
 """Speed and memory of validate and synth, on the shipped example and on generated projects.
 
-    .venv/bin/python benchmarks/run.py [--dags 100 1000] [--executors ecs celery]
+    .venv/bin/python benchmarks/run.py [--dags 100 1000] [--executors ecs celery] [--rounds 5]
+    .venv/bin/python benchmarks/run.py --ratios-only
 
 Each measurement runs in a fresh process (so imports and Node start-up count, as they do for a
-user) and reports wall time and peak resident memory of that process and its children.
+user) and reports wall time and peak resident memory of that process and its children. The
+ratios (issue 14's targets) compare commands measured side by side in one run, alternating
+within each round, and divide medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,9 +82,17 @@ _WRAPPER = (
 )
 
 
-def measure(args: list[str], expect: int = 0) -> dict[str, float]:
+def measure(
+    args: list[str], expect: int = 0, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
     seconds = time.perf_counter() - start
     if done.returncode != expect:
         raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -116,11 +129,75 @@ def hostile_corpus(tmp: Path) -> None:
     print(f"| largest | {largest[0]} | {largest[1]['peak_rss_mib']} MiB |")
 
 
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+CACHE_ENV = "FOUNDATION_CACHE_DIR"  # foundation/checks/cache.py
+
+
+def cdk_synth(project: Path, out: Path) -> list[str]:
+    """The CDK CLI on the same app (app.py, as cdk.json runs it), which runs no checks."""
+    app = f"{sys.executable} {ROOT / 'app.py'}"
+    flags = ["--no-path-metadata", "--no-version-reporting", "--no-asset-metadata"]
+    return [str(CDK), "synth", "--quiet", "--app", app, *flags, "--output", str(out)]
+
+
+def edit_manifest(project: Path, round_: int) -> None:
+    """One manifest changed in a way no earlier round saw: its stack's template is new."""
+    path = project / "dag_permissions" / "housekeeping.yaml"
+    original = (ROOT / "dag_permissions" / "housekeeping.yaml").read_text()
+    grant = f"permissions:\n  s3: [{{bucket: acme-raw, prefix: bench{round_}/, access: read}}]\n"
+    path.write_text(original + grant)
+
+
+def example_ratios(tmp: Path, rounds: int) -> None:
+    """`foundation synth` of the example, cold (empty cache), nothing changed, one manifest
+    edited, against `cdk synth` of the same app: every command once per round, in turn."""
+    project = example_project(tmp / "ratios", "ecs")
+    foundation = [str(FOUNDATION), "synth", "--project", str(project), "--out", str(tmp / "o")]
+    env = {"PYTHONPATH": str(ROOT)}  # app.py imports the toolkit from this checkout
+    times: dict[str, list[float]] = {k: [] for k in ("cdk", "cold", "unchanged", "edited")}
+    warm_cache = tmp / "warm"
+    measure(foundation, env={**env, CACHE_ENV: str(warm_cache)})  # the project, linted once
+    for round_ in range(rounds):
+        cold_cache = tmp / f"cold-{round_}"
+        times["cdk"].append(
+            measure(cdk_synth(project, tmp / "cdk.out"), cwd=project, env=env)["seconds"]
+        )
+        cold = measure(foundation, env={**env, CACHE_ENV: str(cold_cache)})
+        times["cold"].append(cold["seconds"])
+        unchanged = measure(foundation, env={**env, CACHE_ENV: str(warm_cache)})
+        times["unchanged"].append(unchanged["seconds"])
+        edit_manifest(project, round_)
+        times["edited"].append(
+            measure(foundation, env={**env, CACHE_ENV: str(warm_cache)})["seconds"]
+        )
+        shutil.rmtree(cold_cache)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    print(
+        f"example (7 DAGs), {rounds} rounds, median seconds: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in median.items())
+    )
+    rows = {
+        "example, cold (no cache), all checks / `cdk synth` of the same app": ("cold", "cdk"),
+        "example, one manifest edited / cold": ("edited", "cold"),
+        "example, nothing changed / cold": ("unchanged", "cold"),
+    }
+    print("| what | ratio |")
+    print("|---|---|")
+    for what, (measured, against) in rows.items():
+        print(f"| {what} | {median[measured] / median[against]:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dags", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--executors", nargs="*", default=["ecs", "celery"])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the example's ratios")
+    parser.add_argument("--ratios-only", action="store_true", help="only the example's ratios")
     options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        example_ratios(Path(tmp), options.rounds)
+    if options.ratios_only:
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         projects = [

@@ -130,7 +130,7 @@ def synth(
         report_error(error)
         raise typer.Exit(EXIT_FINDINGS) from None
     console.print(views.synth_table(result))
-    console.print(Text(views.lint_summary(result.lint, result.cache)))
+    console.print(Text(views.lint_summary(result.lint, result.cache)), soft_wrap=True)
     quota = result.project.deployment.iam.role_quota
     console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
     for dag in result.project.dags:

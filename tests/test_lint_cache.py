@@ -4,14 +4,16 @@ exactly what `cfnlint.api.lint` finds, cold or warm, and a changed byte is linte
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from cfnlint.api import ManualArgs, lint
 
 from foundation.checks import cfn_lint
-from foundation.checks.cache import FindingsCache
+from foundation.checks.cache import CACHE_ENV, FindingsCache
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
+from tests.conftest import ProjectDir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates" / "cfn-lint"
 REGION = "us-east-1"
@@ -177,3 +179,45 @@ def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> Non
         *(("bad", f.rule) for f in FINDINGS),
         ("more", "E3002"),
     ]
+
+
+STAGES = [
+    "load the project",
+    "import CDK",
+    "build the app",
+    "synthesize, cdk-nag",
+    "read the assembly",
+    "toolkit rules",
+    "cfn-lint",
+    "write",
+    "all stages",
+]
+
+
+def test_synth_says_what_it_linted_and_what_the_cache_held(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's own cache (.foundation/cache): a second synth of the same project lints
+    nothing, finds the same and writes the same assembly."""
+    monkeypatch.delenv(CACHE_ENV)
+    cache = project.root / ".foundation" / "cache"
+    cold = project.run("synth", "--timings")
+    assert cold.exit_code == 0, cold.stderr
+    first = {p.name: p.read_bytes() for p in (project.root / "cdk.out").glob("*.template.json")}
+    warm = project.run("synth")
+    assert warm.exit_code == 0, warm.stderr
+    said = [" ".join(run.stdout.split()) for run in (cold, warm)]
+    assert f"cfn-lint: 8 of 8 templates linted, 0 from the cache ({cache})" in said[0]
+    assert f"cfn-lint: 0 of 8 templates linted, 8 from the cache ({cache})" in said[1]
+    assert warm.stderr == cold.stderr
+    assert [line for line in cold.stderr.splitlines() if line.startswith("warning")] == [
+        "warning: W3005 acme-airflow-core/Resources/ApiServerServiceBEB56465: "
+        "'LoadBalancerHttpsApiServerGroup88BF76B3' dependency already enforced by a 'Ref' at "
+        "'Resources/ApiServerServiceBEB56465/Properties/LoadBalancers/0/TargetGroupArn'"
+    ]
+    second = {p.name: p.read_bytes() for p in (project.root / "cdk.out").glob("*.template.json")}
+    assert second == first
+    assert len(list(cache.glob("*.json"))) == 8
+    rows = re.findall(r"^│ ([\w ,-]+?) +│ +\d+\.\d\d │$", cold.stdout, re.MULTILINE)
+    assert rows == STAGES
+    assert "time per stage" not in warm.stdout
