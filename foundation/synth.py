@@ -145,7 +145,7 @@ def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
         with timings.stage("toolkit rules"):
             findings = [*project_findings(project), *(f for r in ALL for f in r.check(assembly))]
         with timings.stage("cfn-lint"):
-            lint = cfn_lint.run(assembly, cache, cfn_lint.available_cores())
+            lint = cfn_lint.run(assembly, cache, cfn_lint.idle_cores())
         findings += lint.findings
         stacks = [
             StackSummary(

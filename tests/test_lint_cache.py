@@ -166,6 +166,12 @@ def test_a_damaged_entry_is_linted_again(tmp_path: Path) -> None:
     assert json.loads(entry.read_text())[0][0] == "E3031"
 
 
+def test_a_cache_folder_that_cannot_be_written_keeps_nothing(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("a file, not a folder")
+    run = cfn_lint.run(assembly(bad=template("findings")), FindingsCache(tmp_path / "cache"))
+    assert (run.linted, run.findings) == (["bad"], FINDINGS)
+
+
 def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> None:
     """Templates go to the workers largest first; findings come back in the stacks' order."""
     stacks = {"clean": template("clean"), "bad": template("findings"), "more": template("clean")}

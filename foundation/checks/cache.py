@@ -53,9 +53,13 @@ class FindingsCache:
             return None
 
     def put(self, key: str, value: Any) -> None:
-        """Written whole or not at all: two synths at once never see half an entry."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        """Written whole or not at all: two synths at once never see half an entry. A folder
+        that cannot be written (a read-only checkout) keeps nothing: only speed is lost."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        except OSError:
+            return
         try:
             with os.fdopen(handle, "w") as file:
                 json.dump(value, file)

@@ -72,8 +72,11 @@ def _lint_job(job: tuple[str, str]) -> list[Row]:
     return lint_text(*job)
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0))
+def idle_cores() -> int:
+    """Cores this process may use that no other work keeps busy, by the load average (as
+    `make --load-average` decides): on a busy machine, worker processes only add contention."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def lint_in_workers(texts: list[str], region: str, processes: int) -> list[list[Row]]:
