@@ -84,10 +84,9 @@ class NodeMissing(Exception):
     """aws-cdk-lib runs its constructs in Node.js; without it nothing can be synthesized."""
 
 
-def synthesize(project: Project, outdir: Path, timings: Timings | None = None) -> Assembly:
+def synthesize(project: Project, outdir: Path, timings: Timings) -> Assembly:
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
-    timings = timings or Timings()
     with timings.stage("import CDK"):
         from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
     try:
@@ -159,10 +158,9 @@ def run(root: Path, env: str | None, out: Path | None) -> SynthResult:
         ]
         written = not any(f.severity == ERROR for f in findings)
         if written:
-            (staging / INPUTS_FILE).write_text(
-                json.dumps({"inputs": fingerprint(project.root, env)})
-            )
             with timings.stage("write"):
+                inputs = fingerprint(project.root, env)
+                (staging / INPUTS_FILE).write_text(json.dumps({"inputs": inputs}))
                 _replace(target, staging)
         return SynthResult(
             project, target, stacks, findings, written, lint, cache.folder, timings.stages
