@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.api import ManualArgs, lint
+from cfnlint.version import __version__ as cfnlint_version
 
 from foundation.checks import cfn_lint
 from foundation.checks.cache import CACHE_ENV, FindingsCache
@@ -136,7 +137,8 @@ def test_what_else_findings_depend_on_is_in_the_key(
     monkeypatch.chdir(tmp_path)
     expected = FINDINGS
     if change == "cfn-lint version":
-        monkeypatch.setattr(cfn_lint, "version", lambda _: "0.0.0")
+        assert cfn_lint.cfn_lint_version().endswith(f'__version__ = "{cfnlint_version}"\n')
+        monkeypatch.setattr(cfn_lint, "cfn_lint_version", lambda: '__version__ = "0.0.0"\n')
     elif change == "toolkit checks":
         monkeypatch.setattr(cfn_lint, "checks_version", lambda: "changed")
     elif change == "options":

@@ -8,13 +8,13 @@ content (foundation/checks/cache.py) so an unchanged template is never linted tw
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +103,19 @@ class LintResult:
     cached: list[str] = field(default_factory=list)  # stacks whose findings the cache held
 
 
+@functools.cache
+def cfn_lint_version() -> str:
+    """cfnlint/version.py as installed, read without importing cfn-lint: the import takes most
+    of a second, importlib.metadata's look-up a few tenths."""
+    spec = importlib.util.find_spec("cfnlint")
+    assert spec and spec.submodule_search_locations, "cfn-lint is a dependency"
+    return (Path(spec.submodule_search_locations[0]) / "version.py").read_text()
+
+
 def cache_salt(region: str) -> list[bytes]:
     """Everything besides a template's text that its findings depend on."""
     versions = {
-        "cfn-lint": version("cfn-lint"),
+        "cfn-lint": cfn_lint_version(),
         "options": options(region),
         "checks": checks_version(),
     }
