@@ -174,8 +174,11 @@ def test_a_cache_folder_that_cannot_be_written_keeps_nothing(tmp_path: Path) -> 
     assert (run.linted, run.findings) == (["bad"], FINDINGS)
 
 
-def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> None:
+def test_worker_processes_find_the_same_in_the_same_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Templates go to the workers largest first; findings come back in the stacks' order."""
+    monkeypatch.setattr(cfn_lint, "WORKER_MIN_BYTES", 0)  # workers even for these small ones
     stacks = {"clean": template("clean"), "bad": template("findings"), "more": template("clean")}
     stacks["more"]["Resources"]["Topic"]["Properties"]["Colour"] = "red"
     checked = assembly(**stacks)
