@@ -171,6 +171,8 @@ def example_ratios(tmp: Path, rounds: int) -> None:
             measure(foundation, env={**env, CACHE_ENV: str(warm_cache)})["seconds"]
         )
         shutil.rmtree(cold_cache)
+    for what, seconds in times.items():
+        print(f"{what}: {' '.join(f'{s:.2f}' for s in seconds)} s")
     median = {k: statistics.median(v) for k, v in times.items()}
     print(
         f"example (7 DAGs), {rounds} rounds, median seconds: "
