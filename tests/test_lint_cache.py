@@ -158,11 +158,20 @@ def test_what_else_findings_depend_on_is_in_the_key(
     assert (run.linted, run.findings) == (["bad"], expected)
 
 
-def test_a_damaged_entry_is_linted_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '[["E3031", "err',  # cut short
+        '{"E3031": "error"}',  # JSON, but not rows
+        '[["E3031", "error", "Resources/Group"]]',  # a row cut short
+        "[[3031, 1, 2, 3]]",  # not strings
+    ],
+)
+def test_a_damaged_entry_is_linted_again(damage: str, tmp_path: Path) -> None:
     checked = assembly(bad=template("findings"))
     cfn_lint.run(checked, FindingsCache(tmp_path))
     (entry,) = tmp_path.glob("*.json")
-    entry.write_text('[["E3031", "err')  # a crash mid-write, as a reader could see it
+    entry.write_text(damage)
     run = cfn_lint.run(checked, FindingsCache(tmp_path))
     assert (run.linted, run.findings) == (["bad"], FINDINGS)
     assert json.loads(entry.read_text())[0][0] == "E3031"

@@ -64,6 +64,8 @@ class FindingsCache:
             with os.fdopen(handle, "w") as file:
                 json.dump(value, file)
             os.replace(temporary, self.folder / f"{key}.json")
+        except OSError:
+            pass  # a full disk keeps nothing either
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)

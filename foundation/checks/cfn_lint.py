@@ -78,9 +78,11 @@ def _lint_job(job: tuple[str, str]) -> list[Row]:
 
 def idle_cores() -> int:
     """Cores this process may use that no other work keeps busy, by the load average (as
-    `make --load-average` decides): on a busy machine, worker processes only add contention."""
+    `make --load-average` decides): on a busy machine, worker processes only add contention.
+    This synth itself (Python and CDK's Node process, taking turns) counts for about one."""
     cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    others = max(0.0, os.getloadavg()[0] - 1)
+    return max(1, min(cores, round(cores - others)))
 
 
 def lint_in_workers(texts: list[str], region: str, processes: int) -> list[list[Row]]:
@@ -130,6 +132,14 @@ def cache_salt(region: str) -> list[bytes]:
     return [json.dumps(versions, sort_keys=True).encode(), *settings]
 
 
+def _is_rows(value: Any) -> bool:
+    """Whether a cache entry holds rows (a list of 4 strings each): anything else is linted
+    again, never read."""
+    return isinstance(value, list) and all(
+        isinstance(r, list) and len(r) == 4 and all(isinstance(x, str) for x in r) for r in value
+    )
+
+
 def lint_all(texts: list[str], region: str, processes: int) -> list[list[Row]]:
     """In up to `processes` worker processes when there is enough to lint, else in this one."""
     enough = sum(map(len, texts)) >= WORKER_MIN_BYTES
@@ -146,7 +156,7 @@ def run(assembly: Assembly, cache: FindingsCache | None = None, processes: int =
     salt = cache_salt(region) if cache else []
     keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
     rows = {name: cache.get(keys[name]) for name in texts} if cache else {}
-    missing = [name for name in texts if rows.get(name) is None]
+    missing = [name for name in texts if not _is_rows(rows.get(name))]
     found = lint_all([texts[n] for n in missing], region, processes)
     for name, new in zip(missing, found, strict=True):
         rows[name] = new
