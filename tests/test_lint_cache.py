@@ -121,6 +121,10 @@ def test_a_changed_byte_is_linted_again(tmp_path: Path) -> None:
     run = cfn_lint.run(assembly(bad=fixed, clean=template("clean")), FindingsCache(tmp_path))
     assert (run.linted, run.cached) == (["bad"], ["clean"])
     assert run.findings == [f for f in FINDINGS if f.rule != "E3012"]
+    one_byte = template("clean")
+    one_byte["Resources"]["Topic"]["Properties"]["DisplayName"] = "alertS"  # "alerts"
+    run = cfn_lint.run(assembly(bad=fixed, clean=one_byte), FindingsCache(tmp_path))
+    assert (run.linted, run.cached) == (["clean"], ["bad"])
 
 
 @pytest.mark.parametrize(
