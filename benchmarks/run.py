@@ -2,16 +2,20 @@
 and of incremental synth (one manifest edited, nothing changed) against a cold one.
 
     .venv/bin/python benchmarks/run.py [--dags 100 1000] [--executors ecs celery]
-        [--rounds 3] [--incremental-dags 1000] [--only-incremental]
+        [--rounds 5] [--incremental-dags 1000]
+    .venv/bin/python benchmarks/run.py --ratios-only   # issue 14's ratios alone
 
 Each measurement runs in a fresh process (so imports and Node start-up count, as they do for a
-user) and reports wall time and peak resident memory of that process and its children.
+user) and reports wall time and peak resident memory of that process and its children. The
+ratios (issue 14's targets) compare commands measured side by side in one run, alternating
+within each round, and divide medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -81,9 +85,17 @@ _WRAPPER = (
 )
 
 
-def measure(args: list[str], expect: int = 0) -> dict[str, Any]:
+def measure(
+    args: list[str], expect: int = 0, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
     seconds = time.perf_counter() - start
     if done.returncode != expect:
         raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -124,6 +136,17 @@ def hostile_corpus(tmp: Path) -> None:
     print(f"| largest | {largest[0]} | {largest[1]['peak_rss_mib']} MiB |")
 
 
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+CACHE_ENV = "FOUNDATION_CACHE_DIR"  # foundation/checks/cache.py
+
+
+def cdk_synth(project: Path, out: Path) -> list[str]:
+    """The CDK CLI on the same app (app.py, as cdk.json runs it), which runs no checks."""
+    app = f"{sys.executable} {ROOT / 'app.py'}"
+    flags = ["--no-path-metadata", "--no-version-reporting", "--no-asset-metadata"]
+    return [str(CDK), "synth", "--quiet", "--app", app, *flags, "--output", str(out)]
+
+
 def edit_manifest(path: Path, original: str, round_: int) -> None:
     """A DAG's grants changed: one secret more, a different one each round (the example's
     manifest is YAML with no permissions; a generated one is JSON, which is YAML too, with a
@@ -136,55 +159,88 @@ def edit_manifest(path: Path, original: str, round_: int) -> None:
     path.write_text(json.dumps(manifest))
 
 
-def incremental(label: str, project: Path, out: Path, manifest: Path, rounds: int) -> str:
-    """Cold synth, then one manifest edited, then nothing changed: each a fresh process, the
-    three alternating round after round so a busy machine slows all of them alike."""
+EXPECT = {"cold": "Built all", "edited": "Rebuilt 4 stack(s)", "unchanged": "Nothing changed"}
+
+
+def synth_kinds(
+    project: Path, out: Path, manifest: Path, round_: int, cache: Path, env: dict[str, str]
+) -> dict[str, Any]:
+    """One round: cold (--cold, an empty findings cache), then one manifest edited, then nothing
+    changed (both with the cache the earlier rounds filled), each in a fresh process."""
     synth = [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
-    times: dict[str, list[float]] = {"cold": [], "edited": [], "unchanged": []}
     original = manifest.read_text()
-    expect = {"cold": "Built all", "edited": "Rebuilt 4 stack(s)", "unchanged": "Nothing changed"}
+    seconds = {}
+    for kind in EXPECT:
+        if kind == "edited":
+            edit_manifest(manifest, original, round_)
+        cold_cache = cache.with_name(f"{cache.name}-cold-{round_}")
+        args = [*synth, "--cold"] if kind == "cold" else synth
+        used = cold_cache if kind == "cold" else cache
+        run = measure(args, env={**env, CACHE_ENV: str(used)})
+        if EXPECT[kind] not in run["output"]:
+            raise SystemExit(f"{project}, {kind}: not what was measured:\n{run['output']}")
+        seconds[kind] = run["seconds"]
+        shutil.rmtree(cold_cache, ignore_errors=True)
+    return seconds
+
+
+def example_ratios(tmp: Path, rounds: int) -> None:
+    """`foundation synth` of the example, cold, one manifest edited and nothing changed, against
+    `cdk synth` of the same app: every command once per round, in turn."""
+    project = example_project(tmp / "ratios", "ecs")
+    manifest = project / "dag_permissions" / "housekeeping.yaml"
+    env = {"PYTHONPATH": str(ROOT)}  # app.py imports the toolkit from this checkout
+    times: dict[str, list[float]] = {k: [] for k in ("cdk", *EXPECT)}
     for round_ in range(rounds):
-        for kind in times:
-            if kind == "edited":
-                edit_manifest(manifest, original, round_)
-            run = measure([*synth, "--cold"] if kind == "cold" else synth)
-            if expect[kind] not in run["output"]:
-                raise SystemExit(f"{label}, {kind}: not what was measured:\n{run['output']}")
-            times[kind].append(run["seconds"])
-    cold, edited, unchanged = (statistics.median(times[k]) for k in times)
-    return (
-        f"| {label} | {rounds} | {cold:.2f} | {edited:.2f} | {edited / cold:.2f}x "
-        f"| {unchanged:.2f} | {unchanged / cold:.2f}x |"
-    )
+        times["cdk"].append(
+            measure(cdk_synth(project, tmp / "cdk.out"), cwd=project, env=env)["seconds"]
+        )
+        for kind, seconds in synth_kinds(
+            project, tmp / "o", manifest, round_, tmp / "cache", env
+        ).items():
+            times[kind].append(seconds)
+    for what, seconds in times.items():
+        print(f"{what}: {' '.join(f'{s:.2f}' for s in seconds)} s")
+    median = {k: statistics.median(v) for k, v in times.items()}
+    rows = {
+        "example, cold (no cache), all checks / `cdk synth` of the same app": ("cold", "cdk"),
+        "example, one manifest edited / cold": ("edited", "cold"),
+        "example, nothing changed / cold": ("unchanged", "cold"),
+    }
+    print(f"| what ({rounds} rounds, medians) | ratio |")
+    print("|---|---|")
+    for what, (measured, against) in rows.items():
+        print(f"| {what} | {median[measured] / median[against]:.2f}x |", flush=True)
 
 
-def incremental_table(tmp: Path, dag_counts: list[int], rounds: int) -> None:
-    print(
-        "| project | rounds | cold s | one manifest edited s | edited / cold "
-        "| nothing changed s | unchanged / cold |"
-    )
-    print("|---|---|---|---|---|---|---|", flush=True)
-    example = example_project(tmp / "i-example", "ecs")
-    manifest = example / "dag_permissions" / "housekeeping.yaml"
-    print(incremental("ecs: example (7 DAGs)", example, tmp / "i-ex-out", manifest, rounds))
+def generated_incremental(tmp: Path, dag_counts: list[int]) -> None:
+    print("| project | cold s | one manifest edited s | edited / cold | nothing changed s |")
+    print("|---|---|---|---|---|", flush=True)
     for n in dag_counts:
         project = generated_project(tmp / f"i-{n}", n, "ecs")
         manifest = sorted((project / "dag_permissions").iterdir())[0]
-        print(incremental(f"ecs: {n} DAGs", project, tmp / f"i-{n}-out", manifest, 1), flush=True)
+        t = synth_kinds(project, tmp / f"i-{n}-out", manifest, 0, tmp / f"cache-{n}", {})
+        print(
+            f"| ecs: {n} DAGs | {t['cold']:.1f} | {t['edited']:.1f} "
+            f"| {t['edited'] / t['cold']:.2f}x | {t['unchanged']:.1f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dags", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--executors", nargs="*", default=["ecs", "celery"])
-    parser.add_argument("--rounds", type=int, default=3, help="incremental rounds, example")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the example's ratios")
     parser.add_argument("--incremental-dags", type=int, nargs="*", default=[1000])
-    parser.add_argument("--only-incremental", action="store_true")
+    parser.add_argument("--ratios-only", action="store_true", help="only the example's ratios")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        incremental_table(Path(tmp), options.incremental_dags, options.rounds)
-    if options.only_incremental:
+        example_ratios(Path(tmp), options.rounds)
+    if options.ratios_only:
         return
+    with tempfile.TemporaryDirectory() as tmp:
+        generated_incremental(Path(tmp), options.incremental_dags)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         projects = [

@@ -31,7 +31,9 @@ def template_body(project: Project) -> str:
         build_bootstrap_app(project.deployment, out).synth()
         assembly = Assembly.read(Path(out), {"region": project.deployment.region})
         errors = [
-            f for f in [*CdkNag().check(assembly), *cfn_lint.run(assembly)] if f.severity == ERROR
+            f
+            for f in [*CdkNag().check(assembly), *cfn_lint.run(assembly).findings]
+            if f.severity == ERROR
         ]
         if errors:
             raise Refused("the bootstrap template fails its checks: " + "; ".join(map(str, errors)))

@@ -116,6 +116,9 @@ def synth(
     cold: Annotated[
         bool, typer.Option("--cold", help="Build every stack; reuse nothing from --out.")
     ] = False,
+    timings: Annotated[
+        bool, typer.Option("--timings", help="Show the seconds each stage took.")
+    ] = False,
 ) -> None:
     """Validate, synthesize the CloudFormation cloud assembly and check every template."""
     try:
@@ -129,20 +132,10 @@ def synth(
     ) as error:
         report_error(error)
         raise typer.Exit(EXIT_FINDINGS) from None
-    table = Table(title=f"{result.project.deployment.name}: cloud assembly")
-    for column in ("stack", "resources", "template", "errors", "warnings"):
-        table.add_column(column, justify="left" if column == "stack" else "right")
-    for stack in result.stacks:
-        errors = sum(f.severity == "error" for f in stack.findings)
-        table.add_row(
-            stack.name,
-            str(stack.resources),
-            f"{stack.template_bytes / 1024:.1f} KiB",
-            str(errors),
-            str(len(stack.findings) - errors),
-        )
-    console.print(table)
+    console.print(views.synth_table(result))
     console.print(_what_was_built(result.built), soft_wrap=True)
+    if result.built.rebuilt:
+        console.print(Text(views.lint_summary(result.lint, result.cache)), soft_wrap=True)
     quota = result.project.deployment.iam.role_quota
     console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
     for dag in result.project.dags:
@@ -154,6 +147,8 @@ def synth(
                     f" (iam.allow_escalation_for): {dag.dag_id}: {escalating}",
                 )
             )
+    if timings:
+        console.print(views.timings_table(result.timings))
     for finding in result.findings:
         style = "red" if finding.severity == "error" else "yellow"
         err.print(Text.assemble((finding.severity, style), f": {finding}"), soft_wrap=True)

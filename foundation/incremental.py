@@ -20,12 +20,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from foundation.checks.model import Assembly, Finding
-from foundation.checks.rules import ALL
+from foundation.checks.model import Finding
 from foundation.project import MANIFEST_DIR, Project, shards
 
 RECORD = "foundation-inputs.json"
-FORMAT = 1
+FORMAT = 2  # 2: cfn-lint findings are kept by content in the findings cache, not here
 _TOOLKIT = Path(__file__).resolve().parents[1]
 # What a template and its checks' findings depend on besides the project and the toolkit's code.
 _VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint")
@@ -78,16 +77,6 @@ def stack_inputs(project: Project, base: str) -> dict[int, str]:
     return keys
 
 
-@dataclass(frozen=True)
-class Lint:
-    """One cfn-lint finding of a template, whatever stack it belongs to."""
-
-    rule: str
-    severity: str
-    resource: str
-    message: str
-
-
 @dataclass
 class Record:
     """What a written assembly was built from, its files' hashes and its checks' findings."""
@@ -97,7 +86,6 @@ class Record:
     stacks: dict[str, str]  # worker stack -> its inputs (stack_inputs)
     files: dict[str, str]  # every file of the assembly but this record -> sha256
     findings: list[Finding]  # the checks', in order
-    lint: dict[str, list[Lint]]  # template sha256 -> cfn-lint's findings
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -116,7 +104,6 @@ class Record:
                 dict(data["stacks"]),
                 dict(data["files"]),
                 [Finding(**f) for f in data["findings"]],
-                {k: [Lint(**x) for x in v] for k, v in data["lint"].items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -360,44 +347,8 @@ def _nag_findings_on(previous: Previous, reused: list[str]) -> str:
     return ""
 
 
-@dataclass
-class Checked:
-    findings: list[Finding]  # every check's, in the order a cold synth gives them
-    lint: dict[str, list[Lint]]  # template sha256 -> cfn-lint's findings
-
-
-def run_checks(assembly: Assembly, previous: Previous | None, base: str) -> Checked:
-    """The toolkit's rules on the whole assembly (they are cheap, and some count across stacks),
-    and cfn-lint on each template it has not linted before: a template's findings are the
-    record's when its bytes are, under the same cfn-lint version, options and toolkit code."""
-    from foundation.checks import cfn_lint  # imports cfnlint and sympy (seconds): only to lint
-
-    known = previous.record.lint if previous and previous.record.base == base else {}
-    shas = {s.name: _sha(_template_bytes(assembly, s.name)) for s in assembly.stacks}
-    fresh = [s for s in assembly.stacks if shas[s.name] not in known]
-    linted: dict[str, list[Lint]] = {shas[s.name]: [] for s in fresh}
-    view = Assembly(assembly.root, assembly.manifest, fresh, assembly.context)
-    for found in cfn_lint.run(view):
-        entry = Lint(found.rule, found.severity, found.resource, found.message)
-        linted[shas[found.stack]].append(entry)
-    lint = {sha: known[sha] if sha in known else linted[sha] for sha in shas.values()}
-    findings = [f for rule in ALL for f in rule.check(assembly)]
-    findings += [
-        Finding(x.rule, x.severity, s.name, x.resource, x.message)
-        for s in assembly.stacks
-        for x in lint[shas[s.name]]
-    ]
-    return Checked(findings, lint)
-
-
-def _template_bytes(assembly: Assembly, stack: str) -> bytes:
-    return (
-        assembly.root / assembly.manifest["artifacts"][stack]["properties"]["templateFile"]
-    ).read_bytes()
-
-
 def write_record(
-    staging: Path, project: Project, env: str | None, built: Built, checked: Checked
+    staging: Path, project: Project, env: str | None, built: Built, findings: list[Finding]
 ) -> None:
     ns = project.deployment.namespace
     record = Record(
@@ -405,7 +356,6 @@ def write_record(
         built.base,
         {ns.worker_stack(s): key for s, key in stack_inputs(project, built.base).items()},
         {f: _sha((staging / f).read_bytes()) for f in _files(staging) if f != RECORD},
-        checked.findings,
-        checked.lint,
+        findings,
     )
     (staging / RECORD).write_text(record.to_json())

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation import incremental
 from foundation.airflow import runtime_files
+from foundation.checks import cfn_lint
+from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, Assembly, Finding
+from foundation.checks.rules import ALL
 from foundation.checks.rules.fa103_role_quota import role_count
 from foundation.incremental import Built, Previous, fingerprint
 from foundation.project import Project, load_project
@@ -26,6 +31,21 @@ class StackSummary:
     findings: list[Finding] = field(default_factory=list)
 
 
+class Timings:
+    """Seconds per stage, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+
+
 @dataclass
 class SynthResult:
     project: Project
@@ -34,6 +54,9 @@ class SynthResult:
     findings: list[Finding]
     written: bool
     built: Built  # stacks rebuilt and reused (none built: the assembly was already up to date)
+    lint: cfn_lint.LintResult  # empty when the assembly was up to date
+    cache: Path
+    timings: dict[str, float]
 
     @property
     def roles(self) -> int:
@@ -62,15 +85,24 @@ class NodeMissing(Exception):
     """aws-cdk-lib runs its constructs in Node.js; without it nothing can be synthesized."""
 
 
-def synthesize(project: Project, outdir: Path, only_shards: Collection[int] | None = None) -> None:
+def synthesize(
+    project: Project,
+    outdir: Path,
+    only_shards: Collection[int] | None = None,
+    timings: Timings | None = None,
+) -> None:
     """The app into `outdir`; with `only_shards`, only those worker stacks (foundation/
     incremental.py adds the others)."""
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
-    from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
-
+    timings = timings or Timings()
+    with timings.stage("import CDK"):
+        from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
     try:
-        build_app(project, str(outdir), only_shards).synth()
+        with timings.stage("build the app"):
+            app = build_app(project, str(outdir), only_shards)
+        with timings.stage("synthesize, cdk-nag"):
+            app.synth()
     except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
         raise SynthesisFailed(f"CDK could not synthesize the app: {err}") from None
     runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
@@ -108,37 +140,65 @@ def _check_target(target: Path, project_root: Path) -> None:
 def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> SynthResult:
     """Synthesize and check; with a previous assembly at `out`, rebuild only what changed
     (`cold`: ignore it)."""
-    project = load_project(root, env)
+    timings = Timings()
+    with timings.stage("load the project"):
+        project = load_project(root, env)
     target = (out or project.root / "cdk.out").resolve()
     _check_target(target, project.root)
+    cache = FindingsCache(cache_folder(project.root))
     previous = None if cold else Previous.read(target)
     if previous and previous.unchanged(fingerprint(project.root, env)):
-        return _up_to_date(project, target, previous)
+        return _up_to_date(project, target, previous, cache, timings)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     try:
-        built = incremental.build(project, env, staging, previous, synthesize)
-        assembly = Assembly.read(staging, check_context(project))
-        checked = incremental.run_checks(assembly, previous, built.base)
-        findings = [*project_findings(project), *checked.findings]
+        built = incremental.build(
+            project,
+            env,
+            staging,
+            previous,
+            lambda p, o, shards: synthesize(p, o, shards, timings),
+        )
+        with timings.stage("read the assembly"):
+            assembly = Assembly.read(staging, check_context(project))
+        with timings.stage("toolkit rules"):
+            checks = [f for rule in ALL for f in rule.check(assembly)]
+        with timings.stage("cfn-lint"):
+            lint = cfn_lint.run(assembly, cache, cfn_lint.idle_cores())
+        checks += lint.findings
+        findings = [*project_findings(project), *checks]
         written = not any(f.severity == ERROR for f in findings)
         if written:
-            incremental.write_record(staging, project, env, built, checked)
-            _replace(target, staging)
+            with timings.stage("write"):
+                incremental.write_record(staging, project, env, built, checks)
+                _replace(target, staging)
+        summaries = _summaries(assembly, findings)
         return SynthResult(
-            project, target, _summaries(assembly, findings), findings, written, built
+            project, target, summaries, findings, written, built, lint, cache.folder, timings.stages
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _up_to_date(project: Project, target: Path, previous: Previous) -> SynthResult:
+def _up_to_date(
+    project: Project, target: Path, previous: Previous, cache: FindingsCache, timings: Timings
+) -> SynthResult:
     """Nothing changed: the assembly in place and its recorded findings, without starting Node."""
     assembly = Assembly.read(target, check_context(project))
     findings = [*project_findings(project), *previous.record.findings]
     written = not any(f.severity == ERROR for f in findings)
     built = Built(previous.record.base, [], [s.name for s in assembly.stacks])
-    return SynthResult(project, target, _summaries(assembly, findings), findings, written, built)
+    return SynthResult(
+        project,
+        target,
+        _summaries(assembly, findings),
+        findings,
+        written,
+        built,
+        cfn_lint.LintResult(),
+        cache.folder,
+        timings.stages,
+    )
 
 
 def _summaries(assembly: Assembly, findings: list[Finding]) -> list[StackSummary]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -12,9 +13,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from foundation.checks.cfn_lint import LintResult
 from foundation.cloudformation.actions import Event
 from foundation.cloudformation.plan import StackPlan
 from foundation.deploy import Outcome
+from foundation.synth import SynthResult
 
 ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red", "Dynamic": "yellow"}
 
@@ -187,3 +190,37 @@ def dev_banner(session: Any) -> list[str]:
         f"/dags/). Every task runs under its DAG's role; refused calls show here. Ctrl-C stops."
     )
     return lines
+
+
+def synth_table(result: SynthResult) -> Table:
+    table = Table(title=f"{result.project.deployment.name}: cloud assembly")
+    for column in ("stack", "resources", "template", "errors", "warnings"):
+        table.add_column(column, justify="left" if column == "stack" else "right")
+    for stack in result.stacks:
+        errors = sum(f.severity == "error" for f in stack.findings)
+        table.add_row(
+            Text(stack.name),
+            str(stack.resources),
+            f"{stack.template_bytes / 1024:.1f} KiB",
+            str(errors),
+            str(len(stack.findings) - errors),
+        )
+    return table
+
+
+def lint_summary(lint: LintResult, cache: Path) -> str:
+    total = len(lint.linted) + len(lint.cached)
+    return (
+        f"cfn-lint: {len(lint.linted)} of {total} templates linted, "
+        f"{len(lint.cached)} from the cache ({cache})"
+    )
+
+
+def timings_table(stages: dict[str, float]) -> Table:
+    table = Table(title="time per stage")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for stage, seconds in stages.items():
+        table.add_row(stage, f"{seconds:.2f}")
+    table.add_row("all stages", f"{sum(stages.values()):.2f}", style="bold")
+    return table

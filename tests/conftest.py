@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from foundation.checks.cache import CACHE_ENV
 from foundation.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,17 @@ class ProjectDir:
     def run_with_env(self, env: dict[str, str], *args: str) -> Run:
         result = CliRunner(env=env).invoke(app, [*args, "--project", str(self.root)])
         return Run(result.exit_code, result.stdout, result.stderr, result.exception)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_lint_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """cfn-lint's findings kept by content for the whole session (foundation/checks/cache.py):
+    a synth lints only the templates no earlier test's synth produced. tests/test_lint_cache.py
+    shows that cached findings are exactly cfn-lint's."""
+    folder = tmp_path_factory.mktemp("lint-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture

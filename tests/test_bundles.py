@@ -194,11 +194,11 @@ def test_a_bad_bundle_list_is_refused_naming_its_line(teams: ProjectDir, case: s
 def test_a_bundle_whose_dag_processor_role_would_not_fit_iam_is_refused(teams: ProjectDir) -> None:
     config = teams.root / "config" / "foundation.yaml"
     text = config.read_text().replace("name: acme-teams", "name: acme-teams-prod")
-    text = text.replace("iam: {", "iam: {role_name_prefix: OrgPrefix-, ")
+    text = text.replace("iam: {", "iam: {role_name_prefix: OrgPrefix_, ")
     config.write_text(text.replace("name: team_b", "name: team_b_with_a_longer_name"))
     for manifest in (teams.root / "dag_permissions").iterdir():
         manifest.write_text(manifest.read_text().replace("team_b\n", "team_b_with_a_longer_name\n"))
-    role = "OrgPrefix-acme-teams-prod--dag-processor-team_b_with_a_longer_name"
+    role = "OrgPrefix_acme-teams-prod--dag-processor-team_b_with_a_longer_name"
     assert refused(teams) == (
         f"error: config/foundation.yaml:19: dags[1].name: its dag-processor's role {role!r} "
         f"would be {len(role)} characters, over IAM's 64: shorten the bundle's name\n"

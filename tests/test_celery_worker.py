@@ -28,6 +28,7 @@ import pytest
 
 from foundation.airflow import runtime_files, settings
 from foundation.project import load_project
+from tests.airflow_scenarios.enforcement import BUNDLE
 from tests.conftest import ProjectDir
 from tests.moto_server import ACCOUNT, Credentials, MotoAws
 from tests.test_provider_access import EXAMPLE_ACCOUNT, as_moto_enforces, assert_denied
@@ -321,7 +322,7 @@ def test_a_dags_worker_refuses_another_dags_workload_and_its_task_instance_fails
     }
     ssm = moto_aws.client("ssm")
     for dag, url in urls.items():
-        identity = {"queue": deployment.dag_names(dag).queue, "queue_url": url, "bundle": None}
+        identity = {"queue": deployment.dag_names(dag).queue, "queue_url": url, "bundle": BUNDLE}
         ssm.put_parameter(
             Name=deployment.namespace.identity_parameter(dag),
             Value=json.dumps(identity),

@@ -203,7 +203,7 @@ def test_cfn_lint_errors_are_errors_and_warnings_warnings() -> None:
             }
         }
     }
-    findings = list(cfn_lint.run(assembly_of(template)))
+    findings = cfn_lint.run(assembly_of(template)).findings
     assert [(f.rule, f.severity) for f in findings] == [("E3031", "error")]
 
 

@@ -88,6 +88,14 @@ def bundles_of_dags(booted: Booted) -> dict[str, str]:
     return {d["dag_id"]: d["bundle_name"] for d in booted.api("GET", "/api/v2/dags").json()["dags"]}
 
 
+def latest_version_bundle(booted: Booted, dag_id: str) -> str | None:
+    """The bundle of the DAG version a run made now would use (the DAG's row may name the
+    new bundle before its new version is written)."""
+    versions = booted.api("GET", f"/api/v2/dags/{dag_id}/dagVersions?order_by=-version_number")
+    listed = versions.json()["dag_versions"]
+    return listed[0]["bundle_name"] if listed else None
+
+
 def workers_done(booted: Booted) -> None:
     """Booted.workers_done, for this deployment's name."""
     running = booted.local.ecs.running.values
@@ -160,7 +168,7 @@ def test_a_dag_id_declared_in_another_teams_bundle_never_runs(booted: Booted) ->
     token = booted.api("GET", "/api/v2/dags/team_a_report/details").json()["file_token"]
     booted.api("PUT", f"/api/v2/parseDagFile/{token}")
     until(
-        lambda: bundles_of_dags(booted).get("team_b_load") == "team_a",
+        lambda: latest_version_bundle(booted, "team_b_load") == "team_a",
         120,
         "team_b_load parsed from team_a's bundle",
     )

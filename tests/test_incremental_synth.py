@@ -258,35 +258,22 @@ def test_a_file_the_merge_does_not_know_means_a_cold_build(
     assert not (out / "trees-1.json").exists()
 
 
-def test_lint_findings_follow_the_template_bytes_not_the_stack_name(
-    project: ProjectDir, example_synth
-) -> None:
-    """A reused template's cfn-lint findings are the recorded ones; a template whose bytes
-    changed is linted again, whatever its record said under the same stack name."""
-    out = with_previous(project, example_synth)
-    edited, kept = stack_of("housekeeping"), stack_of("orders_glue_transform")
-    record = json.loads((out / RECORD).read_text())
-    probe = {"rule": "W9999", "severity": "warning", "resource": "Probe", "message": "recorded"}
-    for stack in (edited, kept):
-        record["lint"][record["files"][f"{stack}.template.json"]] = [probe]
-    (out / RECORD).write_text(json.dumps(record))
-    apply(project, ("change", "housekeeping", 1))
-    result = synth.run(project.root, None, out)
-    assert result.built.reused == [
-        s.name for s in example_synth.stacks if s.name not in (NETWORK, DATA, CORE, edited)
-    ]
-    probes = [(f.stack, f.resource) for f in result.findings if f.rule == "W9999"]
-    assert probes == [(kept, "Probe")]
-
-
 def test_no_finding_is_reused_across_cfn_lint_versions(
     project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same templates, another cfn-lint: every template is linted again."""
+    """Same templates, another cfn-lint: nothing of the record is reused (its findings are
+    another cfn-lint's); the findings cache keys by cfn-lint's version as well
+    (tests/test_lint_cache.py)."""
     out = with_previous(project, example_synth)
     record = json.loads((out / RECORD).read_text())
-    probe = {"rule": "W9999", "severity": "warning", "resource": "Probe", "message": "recorded"}
-    record["lint"] = {sha: [probe] for sha in record["lint"]}
+    probe = {
+        "rule": "W9999",
+        "severity": "warning",
+        "stack": NETWORK,
+        "resource": "Probe",
+        "message": "recorded",
+    }
+    record["findings"].append(probe)
     (out / RECORD).write_text(json.dumps(record))
     installed = incremental.version
     monkeypatch.setattr(

@@ -1,22 +1,169 @@
-"""cfn-lint, in-process, on every template: errors fail the synth, warnings are shown."""
+"""cfn-lint on every template: errors fail the synth, warnings are shown.
+
+`cfnlint.api.lint` loads every rule from disk on each call (about half of each call); here a
+process loads them once, worker processes lint templates side by side, and findings are kept by
+content (foundation/checks/cache.py) so an unchanged template is never linted twice.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
-from collections.abc import Iterator
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from cfnlint.api import ManualArgs, lint
-
-from foundation.checks.model import ERROR, WARNING, Assembly, Finding
+from foundation.checks.cache import FindingsCache, checks_version, content_key
+from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
 
 # Availability zones come from config on purpose: synthesis must never look them up.
 IGNORED = ["W3010"]
+# What cfn-lint reads besides its arguments (cfnlint/config.py ConfigFileArgs._find_config):
+# the first of these in the home folder and in the working folder
+SETTINGS_FILES = (".cfnlintrc", ".cfnlintrc.yaml", ".cfnlintrc.yml")
+
+Row = list[str]  # rule, severity, resource, message: a finding without its stack
+# Less template text than this to lint and worker processes cost more than they save: each one
+# imports cfn-lint, loads its rules and the schemas of the resource types it meets, about 2.5 s
+# of CPU (measured), as much as linting some 250 KiB.
+WORKER_MIN_BYTES = 512 * 1024
 
 
-def run(assembly: Assembly) -> Iterator[Finding]:
-    config = ManualArgs(regions=[assembly.context["region"]], ignore_checks=IGNORED)
-    for stack in assembly.stacks:
-        for match in lint(json.dumps(stack.template, indent=1), config=config):
-            severity = ERROR if match.rule.severity == "error" else WARNING
-            where = "/".join(str(p) for p in match.path[:2]) if match.path else ""
-            yield Finding(match.rule.id, severity, stack.name, where, match.message)
+def options(region: str) -> dict[str, Any]:
+    return {"regions": [region], "ignore_checks": IGNORED}
+
+
+def template_text(stack: StackTemplate) -> str:
+    return json.dumps(stack.template, indent=1)
+
+
+@functools.cache
+def _linter(region: str) -> tuple[Any, Any]:
+    """cfn-lint's configuration and its rules, loaded once per process and region."""
+    from cfnlint.config import ConfigMixIn
+    from cfnlint.runner import Runner
+
+    config = ConfigMixIn(**options(region))
+    return config, Runner(config).rules
+
+
+def lint_text(text: str, region: str) -> list[Row]:
+    """What `cfnlint.api.lint(text, config=...)` finds, with rules loaded once."""
+    from cfnlint.decode.decode import decode_str
+    from cfnlint.runner import run_template_by_data
+
+    template, errors = decode_str(text)
+    if errors:
+        return [_row(m) for m in errors]
+    if template is None:
+        return []
+    config, rules = _linter(region)
+    return [_row(m) for m in run_template_by_data(template, config, rules)]
+
+
+def _row(match: Any) -> Row:
+    severity = ERROR if match.rule.severity == "error" else WARNING
+    where = "/".join(str(p) for p in match.path[:2]) if match.path else ""
+    return [match.rule.id, severity, where, match.message]
+
+
+def _lint_job(job: tuple[str, str]) -> list[Row]:
+    return lint_text(*job)
+
+
+def idle_cores() -> int:
+    """Cores this process may use that no other work keeps busy, by the load average (as
+    `make --load-average` decides): on a busy machine, worker processes only add contention.
+    This synth itself (Python and CDK's Node process, taking turns) counts for about one."""
+    cores = len(os.sched_getaffinity(0))
+    others = max(0.0, os.getloadavg()[0] - 1)
+    return max(1, min(cores, round(cores - others)))
+
+
+def lint_in_workers(texts: list[str], region: str, processes: int) -> list[list[Row]]:
+    """Each worker process loads cfn-lint's rules once; the largest template goes first, so the
+    longest never starts last. Workers that cannot start (a program that spawns them from an
+    unguarded main module) leave the linting to this process."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    jobs = [(texts[i], region) for i in order]
+    # spawn, not fork: the parent runs jsii's threads and its Node process
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(processes, context, _linter, (region,)) as pool:
+            rows = list(pool.map(_lint_job, jobs))
+    except BrokenProcessPool:
+        rows = [_lint_job(job) for job in jobs]
+    by_index = dict(zip(order, rows, strict=True))
+    return [by_index[i] for i in range(len(texts))]
+
+
+@dataclass
+class LintResult:
+    findings: list[Finding] = field(default_factory=list)
+    linted: list[str] = field(default_factory=list)  # stacks linted now
+    cached: list[str] = field(default_factory=list)  # stacks whose findings the cache held
+
+
+@functools.cache
+def cfn_lint_version() -> str:
+    """cfnlint/version.py as installed, read without importing cfn-lint: the import takes most
+    of a second, importlib.metadata's look-up a few tenths."""
+    spec = importlib.util.find_spec("cfnlint")
+    assert spec and spec.submodule_search_locations, "cfn-lint is a dependency"
+    return (Path(spec.submodule_search_locations[0]) / "version.py").read_text()
+
+
+def cache_salt(region: str) -> list[bytes]:
+    """Everything besides a template's text that its findings depend on."""
+    versions = {
+        "cfn-lint": cfn_lint_version(),
+        "options": options(region),
+        "checks": checks_version(),
+    }
+    settings = [
+        next(((folder / n).read_bytes() for n in SETTINGS_FILES if (folder / n).is_file()), b"")
+        for folder in (Path.home(), Path.cwd())
+    ]
+    return [json.dumps(versions, sort_keys=True).encode(), *settings]
+
+
+def _is_rows(value: Any) -> bool:
+    """Whether a cache entry holds rows (a list of 4 strings each): anything else is linted
+    again, never read."""
+    return isinstance(value, list) and all(
+        isinstance(r, list) and len(r) == 4 and all(isinstance(x, str) for x in r) for r in value
+    )
+
+
+def lint_all(texts: list[str], region: str, processes: int) -> list[list[Row]]:
+    """In up to `processes` worker processes when there is enough to lint, else in this one."""
+    enough = sum(map(len, texts)) >= WORKER_MIN_BYTES
+    workers = min(processes, len(texts)) if enough else 1
+    if workers > 1:
+        return lint_in_workers(texts, region, workers)
+    return [lint_text(text, region) for text in texts]
+
+
+def run(assembly: Assembly, cache: FindingsCache | None = None, processes: int = 1) -> LintResult:
+    """Every template's findings: from the cache where it holds them, else linted and kept."""
+    region = assembly.context["region"]
+    texts = {s.name: template_text(s) for s in assembly.stacks}
+    salt = cache_salt(region) if cache else []
+    keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
+    rows = {name: cache.get(keys[name]) for name in texts} if cache else {}
+    missing = [name for name in texts if not _is_rows(rows.get(name))]
+    found = lint_all([texts[n] for n in missing], region, processes)
+    for name, new in zip(missing, found, strict=True):
+        rows[name] = new
+        if cache:
+            cache.put(keys[name], new)
+    result = LintResult()
+    for name in texts:
+        (result.linted if name in missing else result.cached).append(name)
+        result.findings += [Finding(r[0], r[1], name, r[2], r[3]) for r in rows[name]]
+    return result

@@ -1,0 +1,247 @@
+"""cfn-lint with its rules loaded once, in worker processes, and its findings kept by content:
+exactly what `cfnlint.api.lint` finds, cold or warm, and a changed byte is linted again."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+from cfnlint.version import __version__ as cfnlint_version
+
+from foundation.checks import cfn_lint
+from foundation.checks.cache import CACHE_ENV, FindingsCache
+from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
+from tests.conftest import ProjectDir
+
+FIXTURES = Path(__file__).parent / "fixtures" / "templates" / "cfn-lint"
+REGION = "us-east-1"
+PATTERN = "'^([a-z,A-Z,0-9,. _\\\\-:/()#,@[\\\\]+=&;\\\\{\\\\}!$*])*$'"
+FINDINGS = [
+    Finding(
+        "E3031", ERROR, "bad", "Resources/Group", f'"it\'s not allowed" does not match {PATTERN}'
+    ),
+    Finding(
+        "W3005",
+        WARNING,
+        "bad",
+        "Resources/Queue",
+        "'Topic' dependency already enforced by a 'Ref' at "
+        "'Resources/Queue/Properties/Tags/0/Value'",
+    ),
+    Finding("E3012", ERROR, "bad", "Resources/Queue", "'ten' is not of type 'integer'"),
+    Finding(
+        "E3002",
+        ERROR,
+        "bad",
+        "Resources/Topic",
+        "Additional properties are not allowed ('Colour' was unexpected)",
+    ),
+]
+
+
+def template(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def assembly(**stacks: dict) -> Assembly:
+    templates = [StackTemplate(name, t, len(json.dumps(t))) for name, t in stacks.items()]
+    return Assembly(FIXTURES, {}, templates, {"region": REGION})
+
+
+def cfn_lint_itself(stack: StackTemplate) -> list[Finding]:
+    """cfn-lint's own API, which loads every rule again for each call: the reference."""
+    config = ManualArgs(regions=[REGION], ignore_checks=cfn_lint.IGNORED)
+    return [
+        Finding(*row[:2], stack.name, *row[2:])
+        for row in map(cfn_lint._row, lint(cfn_lint.template_text(stack), config=config))
+    ]
+
+
+def test_rules_loaded_once_find_what_cfn_lint_finds_with_rules_loaded_per_call() -> None:
+    checked = assembly(
+        bad=template("findings"), clean=template("clean"), again=template("findings")
+    )
+    found = cfn_lint.run(checked).findings
+    assert found == [f for stack in checked.stacks for f in cfn_lint_itself(stack)]
+    assert [f for f in found if f.stack == "bad"] == FINDINGS
+
+
+def test_the_rules_are_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cfnlint.api.lint` loads them from disk for every template; here, once."""
+    from cfnlint.rules import Rules
+
+    loads = []
+    real = Rules.create_from_directory.__func__
+
+    def counted(cls: type, rulesdir: str) -> Rules:
+        loads.append(rulesdir)
+        return real(cls, rulesdir)
+
+    monkeypatch.setattr(Rules, "create_from_directory", classmethod(counted))
+    cfn_lint._linter.cache_clear()
+    cfn_lint.run(
+        assembly(bad=template("findings"), clean=template("clean"), more=template("clean"))
+    )
+    assert len(loads) == 1
+    lint(cfn_lint.template_text(assembly(clean=template("clean")).stacks[0]))
+    assert len(loads) == 2  # what cfn-lint's own API does on each call
+
+
+def test_a_warm_cache_gives_the_cold_findings_without_linting(tmp_path: Path) -> None:
+    checked = assembly(bad=template("findings"), clean=template("clean"))
+    cold = cfn_lint.run(checked, FindingsCache(tmp_path))
+    assert (cold.linted, cold.cached) == (["bad", "clean"], [])
+    assert cold.findings == FINDINGS
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+    warm = cfn_lint.run(checked, FindingsCache(tmp_path))
+    assert (warm.linted, warm.cached) == ([], ["bad", "clean"])
+    assert warm.findings == FINDINGS
+
+
+def test_the_cache_holds_findings_not_stacks(tmp_path: Path) -> None:
+    """The same template under another stack's name: the cache's findings, named for it."""
+    cfn_lint.run(assembly(bad=template("findings")), FindingsCache(tmp_path))
+    renamed = cfn_lint.run(assembly(other=template("findings")), FindingsCache(tmp_path))
+    assert renamed.cached == ["other"]
+    assert renamed.findings == [
+        Finding(f.rule, f.severity, "other", f.resource, f.message) for f in FINDINGS
+    ]
+
+
+def test_a_changed_byte_is_linted_again(tmp_path: Path) -> None:
+    cfn_lint.run(
+        assembly(bad=template("findings"), clean=template("clean")), FindingsCache(tmp_path)
+    )
+    fixed = template("findings")
+    fixed["Resources"]["Queue"]["Properties"]["DelaySeconds"] = 10  # "ten" -> 10
+    run = cfn_lint.run(assembly(bad=fixed, clean=template("clean")), FindingsCache(tmp_path))
+    assert (run.linted, run.cached) == (["bad"], ["clean"])
+    assert run.findings == [f for f in FINDINGS if f.rule != "E3012"]
+    one_byte = template("clean")
+    one_byte["Resources"]["Topic"]["Properties"]["DisplayName"] = "alertS"  # "alerts"
+    run = cfn_lint.run(assembly(bad=fixed, clean=one_byte), FindingsCache(tmp_path))
+    assert (run.linted, run.cached) == (["clean"], ["bad"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["cfn-lint version", "toolkit checks", "options", "settings file"],
+)
+def test_what_else_findings_depend_on_is_in_the_key(
+    change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another cfn-lint, changed check code, other options or a .cfnlintrc: nothing cached is
+    found, and the findings are cfn-lint's under that change."""
+    checked = assembly(bad=template("findings"))
+    cfn_lint.run(checked, FindingsCache(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    expected = FINDINGS
+    if change == "cfn-lint version":
+        assert cfn_lint.cfn_lint_version().endswith(f'__version__ = "{cfnlint_version}"\n')
+        monkeypatch.setattr(cfn_lint, "cfn_lint_version", lambda: '__version__ = "0.0.0"\n')
+    elif change == "toolkit checks":
+        monkeypatch.setattr(cfn_lint, "checks_version", lambda: "changed")
+    elif change == "options":
+        monkeypatch.setattr(cfn_lint, "IGNORED", ["W3010", "W3005"])
+        cfn_lint._linter.cache_clear()
+        expected = [f for f in FINDINGS if f.rule != "W3005"]
+    else:
+        (tmp_path / ".cfnlintrc").write_text("include_checks:\n  - I\n")  # informational too
+        cfn_lint._linter.cache_clear()
+        expected = cfn_lint_itself(checked.stacks[0])
+        rules = ["E3031", "W3005", "I3011", "I3011", "E3012", "I3013", "E3002"]
+        assert [f.rule for f in expected] == rules
+    try:
+        run = cfn_lint.run(checked, FindingsCache(tmp_path / "cache"))
+    finally:
+        cfn_lint._linter.cache_clear()
+    assert (run.linted, run.findings) == (["bad"], expected)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '[["E3031", "err',  # cut short
+        '{"E3031": "error"}',  # JSON, but not rows
+        '[["E3031", "error", "Resources/Group"]]',  # a row cut short
+        "[[3031, 1, 2, 3]]",  # not strings
+    ],
+)
+def test_a_damaged_entry_is_linted_again(damage: str, tmp_path: Path) -> None:
+    checked = assembly(bad=template("findings"))
+    cfn_lint.run(checked, FindingsCache(tmp_path))
+    (entry,) = tmp_path.glob("*.json")
+    entry.write_text(damage)
+    run = cfn_lint.run(checked, FindingsCache(tmp_path))
+    assert (run.linted, run.findings) == (["bad"], FINDINGS)
+    assert json.loads(entry.read_text())[0][0] == "E3031"
+
+
+def test_a_cache_folder_that_cannot_be_written_keeps_nothing(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("a file, not a folder")
+    run = cfn_lint.run(assembly(bad=template("findings")), FindingsCache(tmp_path / "cache"))
+    assert (run.linted, run.findings) == (["bad"], FINDINGS)
+
+
+def test_worker_processes_find_the_same_in_the_same_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Templates go to the workers largest first; findings come back in the stacks' order."""
+    monkeypatch.setattr(cfn_lint, "WORKER_MIN_BYTES", 0)  # workers even for these small ones
+    stacks = {"clean": template("clean"), "bad": template("findings"), "more": template("clean")}
+    stacks["more"]["Resources"]["Topic"]["Properties"]["Colour"] = "red"
+    checked = assembly(**stacks)
+    serial = cfn_lint.run(checked)
+    parallel = cfn_lint.run(checked, FindingsCache(tmp_path), processes=2)
+    assert parallel.linted == ["clean", "bad", "more"]
+    assert parallel.findings == serial.findings
+    assert [(f.stack, f.rule) for f in parallel.findings] == [
+        *(("bad", f.rule) for f in FINDINGS),
+        ("more", "E3002"),
+    ]
+
+
+STAGES = [
+    "load the project",
+    "import CDK",
+    "build the app",
+    "synthesize, cdk-nag",
+    "read the assembly",
+    "toolkit rules",
+    "cfn-lint",
+    "write",
+    "all stages",
+]
+
+
+def test_synth_says_what_it_linted_and_what_the_cache_held(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's own cache (.foundation/cache): a second, cold synth of the same project
+    (every stack built again) lints nothing, finds the same and writes the same assembly."""
+    monkeypatch.delenv(CACHE_ENV)
+    cache = project.root / ".foundation" / "cache"
+    cold = project.run("synth", "--timings")
+    assert cold.exit_code == 0, cold.stderr
+    first = {p.name: p.read_bytes() for p in (project.root / "cdk.out").glob("*.template.json")}
+    warm = project.run("synth", "--cold")
+    assert warm.exit_code == 0, warm.stderr
+    said = [" ".join(run.stdout.split()) for run in (cold, warm)]
+    assert f"cfn-lint: 8 of 8 templates linted, 0 from the cache ({cache})" in said[0]
+    assert f"cfn-lint: 0 of 8 templates linted, 8 from the cache ({cache})" in said[1]
+    assert warm.stderr == cold.stderr
+    assert [line for line in cold.stderr.splitlines() if line.startswith("warning")] == [
+        "warning: W3005 acme-airflow-core/Resources/ApiServerServiceBEB56465: "
+        "'LoadBalancerHttpsApiServerGroup88BF76B3' dependency already enforced by a 'Ref' at "
+        "'Resources/ApiServerServiceBEB56465/Properties/LoadBalancers/0/TargetGroupArn'"
+    ]
+    second = {p.name: p.read_bytes() for p in (project.root / "cdk.out").glob("*.template.json")}
+    assert second == first
+    assert len(list(cache.glob("*.json"))) == 8
+    rows = re.findall(r"^│ ([\w ,-]+?) +│ +\d+\.\d\d │$", cold.stdout, re.MULTILINE)
+    assert rows == STAGES
+    assert "time per stage" not in warm.stdout
