@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 FOUNDATION = Path(sys.executable).with_name("foundation")
 
@@ -148,14 +150,10 @@ def cdk_synth(project: Path, out: Path) -> list[str]:
 
 
 def edit_manifest(path: Path, original: str, round_: int) -> None:
-    """A DAG's grants changed: one secret more, a different one each round (the example's
-    manifest is YAML with no permissions; a generated one is JSON, which is YAML too, with a
-    secrets list)."""
-    if not original.startswith("{"):
-        path.write_text(f"{original}permissions:\n  secrets: [bench/{round_}]\n")
-        return
-    manifest = json.loads(original)
-    manifest["permissions"]["secrets"].append(f"bench/{round_}")
+    """A DAG's grants changed: one secret more, a different one each round (written back as
+    JSON, which is YAML too)."""
+    manifest = yaml.safe_load(original)
+    manifest.setdefault("permissions", {}).setdefault("secrets", []).append(f"bench/{round_}")
     path.write_text(json.dumps(manifest))
 
 
