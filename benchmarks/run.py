@@ -163,22 +163,21 @@ EXPECT = {"cold": "Built all", "edited": "Rebuilt 4 stack(s)", "unchanged": "Not
 def synth_kinds(
     project: Path, out: Path, manifest: Path, round_: int, cache: Path, env: dict[str, str]
 ) -> dict[str, Any]:
-    """One round: cold (--cold, an empty findings cache), then one manifest edited, then nothing
-    changed (both with the cache the earlier rounds filled), each in a fresh process."""
+    """One round as a user meets it: a cold synth (--cold, an empty findings cache), then one
+    manifest edited, then nothing changed, each in a fresh process and with the cache the cold
+    synth filled."""
     synth = [str(FOUNDATION), "synth", "--project", str(project), "--out", str(out)]
     original = manifest.read_text()
+    shutil.rmtree(cache, ignore_errors=True)
     seconds = {}
     for kind in EXPECT:
         if kind == "edited":
             edit_manifest(manifest, original, round_)
-        cold_cache = cache.with_name(f"{cache.name}-cold-{round_}")
         args = [*synth, "--cold"] if kind == "cold" else synth
-        used = cold_cache if kind == "cold" else cache
-        run = measure(args, env={**env, CACHE_ENV: str(used)})
+        run = measure(args, env={**env, CACHE_ENV: str(cache)})
         if EXPECT[kind] not in run["output"]:
             raise SystemExit(f"{project}, {kind}: not what was measured:\n{run['output']}")
         seconds[kind] = run["seconds"]
-        shutil.rmtree(cold_cache, ignore_errors=True)
     return seconds
 
 
