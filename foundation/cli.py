@@ -162,8 +162,8 @@ def synth(
 def _what_was_built(built: synth_verb.Built) -> Text:
     if not built.rebuilt:
         return Text(
-            f"Nothing changed: all {len(built.reused)} stack(s) and their checks' findings "
-            "reused from the previous synth (verified by hash)."
+            f"Nothing changed: all {len(built.reused)} stack(s) reused from the previous synth "
+            "(verified by hash) and checked again."
         )
     if built.reused:
         return Text(

@@ -20,11 +20,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from foundation.checks.model import Finding
 from foundation.project import MANIFEST_DIR, Project, shards
 
 RECORD = "foundation-inputs.json"
-FORMAT = 2  # 2: cfn-lint findings are kept by content in the findings cache, not here
+FORMAT = 3  # 3: no findings (every synth checks the whole assembly; cfn-lint has its cache)
 _TOOLKIT = Path(__file__).resolve().parents[1]
 # What a template and its checks' findings depend on besides the project and the toolkit's code.
 _VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint")
@@ -79,13 +78,12 @@ def stack_inputs(project: Project, base: str) -> dict[int, str]:
 
 @dataclass
 class Record:
-    """What a written assembly was built from, its files' hashes and its checks' findings."""
+    """What a written assembly was built from and its files' hashes."""
 
     inputs: str  # fingerprint
     base: str  # base_key
     stacks: dict[str, str]  # worker stack -> its inputs (stack_inputs)
     files: dict[str, str]  # every file of the assembly but this record -> sha256
-    findings: list[Finding]  # the checks', in order
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -103,7 +101,6 @@ class Record:
                 data["base"],
                 dict(data["stacks"]),
                 dict(data["files"]),
-                [Finding(**f) for f in data["findings"]],
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -347,15 +344,12 @@ def _nag_findings_on(previous: Previous, reused: list[str]) -> str:
     return ""
 
 
-def write_record(
-    staging: Path, project: Project, env: str | None, built: Built, findings: list[Finding]
-) -> None:
+def write_record(staging: Path, project: Project, env: str | None, built: Built) -> None:
     ns = project.deployment.namespace
     record = Record(
         fingerprint(project.root, env),
         built.base,
         {ns.worker_stack(s): key for s, key in stack_inputs(project, built.base).items()},
         {f: _sha((staging / f).read_bytes()) for f in _files(staging) if f != RECORD},
-        findings,
     )
     (staging / RECORD).write_text(record.to_json())

@@ -161,16 +161,11 @@ def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> Sy
         )
         with timings.stage("read the assembly"):
             assembly = Assembly.read(staging, check_context(project))
-        with timings.stage("toolkit rules"):
-            checks = [f for rule in ALL for f in rule.check(assembly)]
-        with timings.stage("cfn-lint"):
-            lint = cfn_lint.run(assembly, cache, cfn_lint.idle_cores())
-        checks += lint.findings
-        findings = [*project_findings(project), *checks]
+        findings, lint = _check(project, assembly, cache, timings)
         written = not any(f.severity == ERROR for f in findings)
         if written:
             with timings.stage("write"):
-                incremental.write_record(staging, project, env, built, checks)
+                incremental.write_record(staging, project, env, built)
                 _replace(target, staging)
         summaries = _summaries(assembly, findings)
         return SynthResult(
@@ -180,24 +175,30 @@ def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> Sy
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _check(
+    project: Project, assembly: Assembly, cache: FindingsCache, timings: Timings
+) -> tuple[list[Finding], cfn_lint.LintResult]:
+    """Every check on the whole assembly: the toolkit's rules run each time (they are the
+    security gates, and cheap); cfn-lint's findings come from its cache where it holds them."""
+    with timings.stage("toolkit rules"):
+        findings = [*project_findings(project), *(f for rule in ALL for f in rule.check(assembly))]
+    with timings.stage("cfn-lint"):
+        lint = cfn_lint.run(assembly, cache, cfn_lint.idle_cores())
+    return [*findings, *lint.findings], lint
+
+
 def _up_to_date(
     project: Project, target: Path, previous: Previous, cache: FindingsCache, timings: Timings
 ) -> SynthResult:
-    """Nothing changed: the assembly in place and its recorded findings, without starting Node."""
-    assembly = Assembly.read(target, check_context(project))
-    findings = [*project_findings(project), *previous.record.findings]
+    """Nothing changed: the assembly in place, checked again, without starting Node."""
+    with timings.stage("read the assembly"):
+        assembly = Assembly.read(target, check_context(project))
+    findings, lint = _check(project, assembly, cache, timings)
     written = not any(f.severity == ERROR for f in findings)
     built = Built(previous.record.base, [], [s.name for s in assembly.stacks])
+    summaries = _summaries(assembly, findings)
     return SynthResult(
-        project,
-        target,
-        _summaries(assembly, findings),
-        findings,
-        written,
-        built,
-        cfn_lint.LintResult(),
-        cache.folder,
-        timings.stages,
+        project, target, summaries, findings, written, built, lint, cache.folder, timings.stages
     )
 
 

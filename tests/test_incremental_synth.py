@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from foundation import incremental, synth
+from foundation.checks.model import Assembly, Finding
 from foundation.incremental import RECORD, Record
 from foundation.naming import worker_shard
 from foundation.project import load_project
@@ -170,7 +171,7 @@ def test_a_hand_edited_template_is_detected_by_hash_and_rebuilt(
     assert not synth.is_up_to_date(out, project.root, None)  # deploy would synthesize again
     result = synth.run(project.root, None, out)
     assert result.built.rebuilt == [NETWORK, DATA, CORE, victim]
-    assert files(out) == files(example_synth.out)  # the record and its findings included
+    assert files(out) == files(example_synth.out)  # the record included
     assert synth.is_up_to_date(out, project.root, None)
 
 
@@ -258,23 +259,12 @@ def test_a_file_the_merge_does_not_know_means_a_cold_build(
     assert not (out / "trees-1.json").exists()
 
 
-def test_no_finding_is_reused_across_cfn_lint_versions(
+def test_another_cfn_lint_version_means_a_cold_build(
     project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same templates, another cfn-lint: nothing of the record is reused (its findings are
-    another cfn-lint's); the findings cache keys by cfn-lint's version as well
-    (tests/test_lint_cache.py)."""
+    """Same templates, another cfn-lint: nothing is reused (the findings cache keys by cfn-lint's
+    version as well: tests/test_lint_cache.py)."""
     out = with_previous(project, example_synth)
-    record = json.loads((out / RECORD).read_text())
-    probe = {
-        "rule": "W9999",
-        "severity": "warning",
-        "stack": NETWORK,
-        "resource": "Probe",
-        "message": "recorded",
-    }
-    record["findings"].append(probe)
-    (out / RECORD).write_text(json.dumps(record))
     installed = incremental.version
     monkeypatch.setattr(
         incremental, "version", lambda p: "99.0.0" if p == "cfn-lint" else installed(p)
@@ -284,13 +274,31 @@ def test_no_finding_is_reused_across_cfn_lint_versions(
     assert result.findings == example_synth.findings
 
 
+def test_nothing_changed_still_runs_the_security_gates(
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toolkit's rules run on a reused assembly too: nothing of theirs is taken from the
+    record, which anyone who can write cdk.out could edit."""
+    out = with_previous(project, example_synth)
+
+    class Gate:
+        def check(self, assembly: Assembly) -> list[Finding]:
+            return [Finding("FA999", "error", assembly.stacks[0].name, "", "checked again")]
+
+    monkeypatch.setattr(synth, "ALL", [*synth.ALL, Gate()])
+    result = synth.run(project.root, None, out)
+    assert result.built.rebuilt == []
+    assert result.errors == [Finding("FA999", "error", NETWORK, "", "checked again")]
+    assert not result.written
+
+
 def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, example_synth) -> None:
     with_previous(project, example_synth)
     unchanged = project.run("synth")
     assert unchanged.exit_code == 0, unchanged.stderr
     assert (
-        "Nothing changed: all 8 stack(s) and their checks' findings reused from the previous "
-        "synth (verified by hash)."
+        "Nothing changed: all 8 stack(s) reused from the previous synth (verified by hash) and "
+        "checked again."
     ) in unchanged.stdout.splitlines()
     assert (
         unchanged.stdout.splitlines()[-1] == f"Cloud assembly up to date at {project.root}/cdk.out"
