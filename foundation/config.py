@@ -51,9 +51,10 @@ _PARTITIONS = {
 ProjectName = Annotated[
     str,
     _matching(
-        r"(?!sg-)(?!aws)(?!ssm)(?!foundation$)(?!.*--)[a-z][a-z0-9-]{1,18}[a-z0-9]",
+        r"(?!sg-)(?!aws)(?!ssm)(?!foundation$)(?!dags$)(?!.*--)[a-z][a-z0-9-]{1,18}[a-z0-9]",
         "a lowercase name of 3-20 letters, digits, '-' (not starting 'sg-', 'aws' or 'ssm': "
         "security group and SSM parameter names may not; not 'foundation', the bootstrap's; "
+        "not 'dags', the segment after a name in DAG role paths; "
         "no '--': it separates the name from what it names)",
     ),
 ]

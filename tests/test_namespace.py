@@ -25,7 +25,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from foundation.config import Deployment, RoleNamePrefix, RolePath
+from foundation.config import Deployment, ProjectName, RoleNamePrefix, RolePath
 from foundation.iam import cluster, deployer
 from foundation.iam.arns import parse, wider_than_one_resource
 from foundation.iam.evaluate import Request, allows, glob, listed
@@ -188,20 +188,24 @@ def patterns_of(name: Side, dag_ids: list[str]) -> Iterator[str]:
 
 
 def accepted(side: Side) -> bool:
-    """Whether the config takes this side's role path and prefix."""
-    return _valid(TypeAdapter(RolePath), side.role_path) and _valid(
-        TypeAdapter(RoleNamePrefix), side.role_prefix
+    """Whether the config takes this side's name, role path and prefix."""
+    return (
+        _valid(TypeAdapter(ProjectName), side.name)
+        and _valid(TypeAdapter(RolePath), side.role_path)
+        and _valid(TypeAdapter(RoleNamePrefix), side.role_prefix)
     )
 
 
 # What the config refuses, each a collision if it were taken: a role path through the other's
-# DAG role path, a prefix that reads as the start of the other's name, '--' in either.
+# DAG role path, a prefix that reads as the start of the other's name, '--' in either, the
+# name `dags` under a path ending in the other's name.
 @settings(max_examples=150, deadline=None)
 @given(pairs())
 @example((Side("acme", "/acme-stg/dags/"), Side("acme-stg")))
 @example((Side("org-acme"), Side("acme", "/", "org-")))
 @example((Side("acme"), Side("stg", "/", "acme--_")))
 @example((Side("acme"), Side("x-y", "/acme--/")))
+@example((Side("acme"), Side("dags", "/acme/")))
 def test_no_pattern_of_one_deployment_reaches_the_others_resources(
     pair: tuple[Side, Side],
 ) -> None:
