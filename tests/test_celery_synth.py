@@ -101,6 +101,9 @@ def test_each_dag_has_an_encrypted_tls_only_queue_of_its_own(built) -> None:
     for stack, logical_id, queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["VisibilityTimeout"] == CELERY_VISIBILITY_SECONDS
+        # No queue may redrive its dead letters into a DAG's queue: SQS would move them in
+        # without a SendMessage the queue policy's denies could refuse.
+        assert queue["Properties"]["RedriveAllowPolicy"] == {"redrivePermission": "denyAll"}
         (policy,) = [
             p
             for s, p in policies.values()

@@ -179,7 +179,8 @@ class DagWorker(Construct):
 
     def _queue(self, names: DagNames, shared: SharedPieces) -> sqs.Queue:
         """The DAG's queue: TLS only (enforce_ssl), sent to by the scheduler's role only and
-        consumed by the DAG's own role only (explicit denies, dag_queue_policy)."""
+        consumed by the DAG's own role only (explicit denies, dag_queue_policy), and no other
+        queue's dead letters (SQS would move them in without a SendMessage the denies see)."""
         queue = sqs.Queue(
             self,
             "Queue",
@@ -187,6 +188,9 @@ class DagWorker(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             visibility_timeout=cdk.Duration.seconds(CELERY_VISIBILITY_SECONDS),
+            redrive_allow_policy=sqs.RedriveAllowPolicy(
+                redrive_permission=sqs.RedrivePermission.DENY_ALL
+            ),
         )
         for statement in dag_queue_policy(shared.namespace, names, shared.ctx):
             queue.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
