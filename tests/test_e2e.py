@@ -18,7 +18,8 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,46 +101,52 @@ def _why(error: Exception, output: str, tasks: Path) -> str:
     return "\n".join([repr(error), output[-3000:], *logs])
 
 
-@pytest.fixture(scope="module")
-def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """The example, booted as `foundation dev` boots a project (foundation/dev.py), on the
-    suite's moto server."""
-    root = tmp_path_factory.mktemp("e2e")
-    for folder in ("config", "dag_permissions", "dags"):
-        shutil.copytree(ROOT / folder, root / folder)
+@contextmanager
+def boot(
+    moto: MotoAws, root: Path, name: str, before: Callable[[MotoAws], None] | None = None
+) -> Iterator[Booted]:
+    """The project at `root` (this account, deployment `name`), booted as `foundation dev`
+    boots a project (foundation/dev.py) on the suite's moto server; `before` runs once it is up,
+    before anything logs in."""
     for path in (root / "config").glob("*.yaml"):
         path.write_text(path.read_text().replace("111122223333", ACCOUNT))
-    (root / "config" / f"{ENV}.yaml").write_text(f"name: {NAME}\n")
+    (root / "config" / f"{ENV}.yaml").write_text(f"name: {name}\n")
     options = dev.Options(root, ENV)
     printed = io.StringIO()
     reporter = LiveReporter(Console(file=printed, width=200))
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in moto_cloudformation.environment.items():
-            mp.setenv(name, value)
-        for name, value in moto_cloudformation.local.environment(options.state).items():
-            mp.setenv(name, value)  # boot sets them too: monkeypatch puts them back
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
+        for key, value in moto.environment.items():
+            mp.setenv(key, value)
+        for key, value in moto.local.environment(options.state).items():
+            mp.setenv(key, value)  # boot sets them too: monkeypatch puts them back
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            mp.delenv(key, raising=False)
         try:
-            session = dev.boot(options, reporter, moto_cloudformation.local)
+            session = dev.boot(options, reporter, moto.local)
         except Exception as error:
             pytest.fail(_why(error, printed.getvalue(), options.state / "tasks"))
         try:
-            _the_data_platform(moto_cloudformation)
+            if before:
+                before(moto)
             login = {"username": "admin", "password": session.logins["admin"]}
             token = requests.post(f"{session.url}/auth/token", json=login, timeout=30)
             token.raise_for_status()
             headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
             yield Booted(
-                session.project.deployment,
-                session.cluster,
-                moto_cloudformation,
-                session.url,
-                headers,
-                session,
+                session.project.deployment, session.cluster, moto, session.url, headers, session
             )
         finally:
             session.stop()
+
+
+@pytest.fixture(scope="module")
+def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The example, booted."""
+    root = tmp_path_factory.mktemp("e2e")
+    for folder in ("config", "dag_permissions", "dags"):
+        shutil.copytree(ROOT / folder, root / folder)
+    with boot(moto_cloudformation, root, NAME, _the_data_platform) as booted:
+        yield booted
 
 
 def migration_ran(booted: Booted) -> None:

@@ -6,7 +6,6 @@ DAG runs under its own role; a file in team_a's bundle that declares team_b's da
 
 from __future__ import annotations
 
-import io
 import shutil
 import textwrap
 import time
@@ -14,16 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
-from rich.console import Console
 
-from foundation import dev
-from foundation.views import LiveReporter
 from tests.moto_server import ACCOUNT, MotoAws
-from tests.test_e2e import Booted, _why
+from tests.test_e2e import Booted, boot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bundles"
-ENV = "e2e"
 NAME = "acme-teams-e2e"
 BUNDLES = {"team_a_report": "team_a", "team_b_load": "team_b"}
 INTRUDER = textwrap.dedent(
@@ -50,38 +44,8 @@ INTRUDER = textwrap.dedent(
 def booted(moto_cloudformation: MotoAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     root = tmp_path_factory.mktemp("e2e_bundles") / "teams"
     shutil.copytree(FIXTURE, root)
-    for path in (root / "config").glob("*.yaml"):
-        path.write_text(path.read_text().replace("111122223333", ACCOUNT))
-    (root / "config" / f"{ENV}.yaml").write_text(f"name: {NAME}\n")
-    options = dev.Options(root, ENV)
-    printed = io.StringIO()
-    reporter = LiveReporter(Console(file=printed, width=200))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in moto_cloudformation.environment.items():
-            mp.setenv(name, value)
-        for name, value in moto_cloudformation.local.environment(options.state).items():
-            mp.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
-        try:
-            session = dev.boot(options, reporter, moto_cloudformation.local)
-        except Exception as error:
-            pytest.fail(_why(error, printed.getvalue(), options.state / "tasks"))
-        try:
-            login = {"username": "admin", "password": session.logins["admin"]}
-            token = requests.post(f"{session.url}/auth/token", json=login, timeout=30)
-            token.raise_for_status()
-            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-            yield Booted(
-                session.project.deployment,
-                session.cluster,
-                moto_cloudformation,
-                session.url,
-                headers,
-                session,
-            )
-        finally:
-            session.stop()
+    with boot(moto_cloudformation, root, NAME) as booted:
+        yield booted
 
 
 def bundles_of_dags(booted: Booted) -> dict[str, str]:
