@@ -183,3 +183,17 @@ def test_a_resource_policys_allow_concerns_only_the_principal_it_names() -> None
     }
     assert decide([], [allow], Request("sqs:SendMessage", QUEUE, by(OWNER_ROLE)))
     assert not decide([], [allow], Request("sqs:SendMessage", QUEUE, by("arn:aws:iam::1:role/x")))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Resource": "*"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "NotAction": "s3:PutObject", "Resource": "*"},
+        {"Effect": "Allow", "Action": "s3:GetObject"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "NotResource": "x"},
+    ],
+    ids=["no action", "action and notaction", "no resource", "resource and notresource"],
+)
+def test_a_statement_iam_would_refuse_allows_nothing_and_raises_nothing(statement: dict) -> None:
+    assert not allows([statement], Request("s3:GetObject", "arn:aws:s3:::b/k"))

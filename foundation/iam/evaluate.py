@@ -137,7 +137,10 @@ def _condition_holds(
 
 def _applies(st: dict[str, Any], request: Request, known: frozenset[str] | None) -> bool:
     """Whether one statement's actions, resources and conditions cover the request (NotAction
-    and NotResource: what their lists do not match)."""
+    and NotResource: what their lists do not match). A statement with both or neither of a pair
+    covers nothing: IAM refuses such a policy, so it never reaches an account."""
+    if ("Action" in st) == ("NotAction" in st) or ("Resource" in st) == ("NotResource" in st):
+        return False
     actions = listed(st.get("Action", st.get("NotAction")))
     if any(glob(a, request.action, case_sensitive=False) for a in actions) == ("NotAction" in st):
         return False
