@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.airflow_scenarios import start_task_instance
+
 BUNDLE = "dags-folder"
 DEFERRER = "deferrer"
 
@@ -214,19 +216,7 @@ def token_headers(api: Any, ti_id: str) -> dict[str, str]:
         **get_signing_args(make_secret_key_if_needed=False),
     )
     token = BaseWorkloadSchema.generate_token(ti_id, generator)
-    started = api.patch(
-        f"/execution/task-instances/{ti_id}/run",
-        headers={"Authorization": f"Bearer {token}"},
-        json={
-            "state": "running",
-            "hostname": "worker",
-            "unixname": "airflow",
-            "pid": 1,
-            "start_date": datetime.now(UTC).isoformat(),
-        },
-    )
-    started.raise_for_status()
-    return {"Authorization": f"Bearer {started.headers['Refreshed-API-Token']}"}
+    return start_task_instance(api, {"ti": {"id": ti_id}, "token": token})
 
 
 def deferral(inputs: dict, task_id: str) -> tuple[str, dict | str]:
