@@ -176,8 +176,8 @@ CELERY_IMAGE_CONTENTS = (
 )
 CELERY_IMAGE_NEEDS = (
     f"executor: celery needs an image with {CELERY_IMAGE_CONTENTS}; the official "
-    "apache/airflow image has no pycurl: build docker/Dockerfile (FROM apache/airflow, adds "
-    "them) and set airflow.image to the result"
+    "apache/airflow image has no pycurl: build docker/Dockerfile (written by foundation init: FROM "
+    "apache/airflow, adds them) and set airflow.image to the result"
 )
 
 
