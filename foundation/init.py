@@ -38,9 +38,11 @@ def _template_files(folder: Traversable, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for entry in folder.iterdir():
         name = f"{prefix}{entry.name}"
+        if entry.name == "__pycache__":  # an install compiles the example DAG
+            continue
         if entry.is_dir():
             out.update(_template_files(entry, f"{name}/"))
-        elif entry.name != "__pycache__":
+        else:
             out[name] = entry.read_text()
     return out
 
