@@ -316,3 +316,12 @@ def test_refused_trigger_classes_are_refused_by_the_schema(classpath: str) -> No
     data = {**load(ROOT / "config" / "foundation.yaml").data, "airflow": {"triggers": [classpath]}}
     assert len(schema_errors("config", data)) == 1
     assert model_takes("config", data) is False
+
+
+def test_an_overlay_may_set_cpu_alone_since_the_base_gives_memory() -> None:
+    overlay = {"worker_defaults": {"cpu": 2048}}
+    assert schema_errors("overlay", overlay) == []
+    base = load(ROOT / "config" / "foundation.yaml").data
+    merged = {**base, "worker_defaults": {**base["worker_defaults"], "cpu": 2048, "memory": 4096}}
+    assert schema_errors("config", merged) == []
+    assert schema_errors("config", {**base, **overlay}) == ["'memory' is a required property"]
