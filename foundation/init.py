@@ -61,20 +61,27 @@ def files() -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def _occupied(root: Path, name: str) -> Problem | None:
+    """Why `name` cannot be written under `root` without touching what is there, if so."""
+    path = root / name
+    if path.exists() or path.is_symlink():
+        return Problem(path, 0, "", "already exists; foundation init overwrites nothing")
+    for parent in path.relative_to(root).parents:
+        folder = root / parent
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            return Problem(folder, 0, "", "is not a folder; foundation init needs one there")
+    return None
+
+
 def run(root: Path) -> list[str]:
     """Write the project into `root` (made if missing); refuse, writing nothing, if any of its
     files is already there."""
     if root.exists() and not root.is_dir():
         raise InvalidInput([Problem(root, 0, "", "is a file; give a folder to initialise")])
     wanted = files()
-    existing = [name for name in wanted if (root / name).exists() or (root / name).is_symlink()]
-    if existing:
-        raise InvalidInput(
-            [
-                Problem(root / name, 0, "", "already exists; foundation init overwrites nothing")
-                for name in existing
-            ]
-        )
+    problems = [problem for name in wanted if (problem := _occupied(root, name))]
+    if problems:
+        raise InvalidInput(list(dict.fromkeys(problems)))  # a folder in the way, named once
     for name, text in wanted.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)

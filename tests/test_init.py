@@ -121,6 +121,15 @@ def test_init_overwrites_nothing_and_writes_nothing_when_a_file_exists(tmp_path:
     assert (tmp_path / ".gitignore").read_text() == "*.pyc\n"
 
 
+def test_init_refuses_a_file_where_it_needs_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "schemas").write_text("x")
+    code, out, err = init(tmp_path)
+    assert (code, out) == (2, "")
+    problem = f"error: {tmp_path}/schemas: is not a folder; foundation init needs one there\n"
+    assert err == problem + "1 problem(s); nothing was written.\n"
+    assert files_in(tmp_path) == ["schemas"]
+
+
 def test_init_refuses_a_file_for_a_folder(tmp_path: Path) -> None:
     target = tmp_path / "notes.txt"
     target.write_text("x")

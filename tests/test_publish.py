@@ -242,6 +242,21 @@ def team_folders(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [(False, "not a folder of DAG files"), (True, "holds no file to publish")],
+)
+def test_a_missing_or_empty_folder_is_refused(
+    aws: MotoAws, init_project: Path, tmp_path: Path, make: bool, message: str
+) -> None:
+    folder = tmp_path / "nothing"
+    if make:
+        folder.mkdir()
+    result = publish(aws, init_project, str(folder))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {folder}: {message}\n1 problem(s); nothing was uploaded.\n"
+
+
 def test_a_dag_of_another_bundle_is_refused(
     aws: MotoAws, teams_project: Path, tmp_path: Path
 ) -> None:
