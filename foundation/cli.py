@@ -104,8 +104,7 @@ def init(
         "."
     ),
 ) -> None:
-    """Start a project: a commented config, an example manifest and DAG, the JSON Schemas and
-    editor settings that bind them, a .gitignore. Overwrites nothing."""
+    """Start a project here or in FOLDER (config, example manifest, schemas); overwrites nothing."""
     try:
         written = init_verb.run(folder)
     except InvalidInput as error:
@@ -527,8 +526,7 @@ def publish_dags(
     profile: ProfileOption = None,
     region: RegionOption = None,
 ) -> None:
-    """Upload a folder of DAG files to its S3 bundle. Refuses, uploading nothing, a DAG file
-    whose dag_id has no manifest or whose manifest names another bundle."""
+    """Upload DAG files to their S3 bundle, refusing any whose dag_id has no manifest there."""
     with aws_errors():
         try:
             done = publish_verb.run(project, env, folder, bundle, delete, profile, region)
@@ -566,8 +564,7 @@ def schema(
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
     ] = None,
 ) -> None:
-    """Print the JSON Schema of the config, a config overlay or a DAG manifest (for an
-    editor's YAML language server)."""
+    """Print the JSON Schema of the config, a config overlay or a DAG manifest."""
     if kind not in schema_verb.KINDS:
         report_error(f"schema {kind!r}: use one of {', '.join(schema_verb.KINDS)}")
         raise typer.Exit(EXIT_INVALID_INPUT)
