@@ -21,8 +21,9 @@ from foundation.project import BASE_CONFIG, CONFIG_DIR, MANIFEST_DIR
 SCHEMA_DIR = "schemas"
 GITIGNORE = "cdk.out/\n.foundation/\n.venv/\n"
 # Each schema's files, for the YAML language server (VS Code's YAML extension reads this
-# setting; other editors read the modeline at the top of each written YAML file). A file
-# matching two globs is checked against both: the base config is a valid overlay too.
+# setting; other editors read the modeline at the top of each written YAML file).
+# config/foundation.yaml matches both config globs; its modeline names the config schema, and a
+# valid base config is a valid overlay too, so no choice among them flags a valid file.
 SCHEMA_FILES: dict[schema.Kind, list[str]] = {
     "config": [f"{CONFIG_DIR}/{BASE_CONFIG}"],
     "overlay": [f"{CONFIG_DIR}/*.yaml"],
