@@ -7,6 +7,7 @@ YAML language server in an editor runs them as JavaScript regular expressions)."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -325,3 +326,30 @@ def test_an_overlay_may_set_cpu_alone_since_the_base_gives_memory() -> None:
     merged = {**base, "worker_defaults": {**base["worker_defaults"], "cpu": 2048, "memory": 4096}}
     assert schema_errors("config", merged) == []
     assert schema_errors("config", {**base, **overlay}) == ["'memory' is a required property"]
+
+
+def _patterns(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["pattern"]} if isinstance(node.get("pattern"), str) else set()
+        found |= set(node.get("patternProperties", {}))
+        return found.union(*(_patterns(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_patterns(v) for v in node))
+    return set()
+
+
+def test_every_pattern_is_a_javascript_regular_expression() -> None:
+    """Editors run the patterns as JavaScript (ECMA-262) with the unicode flag: each compiles
+    in Node.js as it does in Python."""
+    import subprocess
+
+    patterns = sorted(set().union(*(_patterns(schema.generate(k)) for k in schema.KINDS)))
+    assert len(patterns) == 46
+    script = (
+        "const bad = [];"
+        f"for (const p of {json.dumps(patterns)}) {{"
+        "  try { new RegExp(p, 'u'); } catch (e) { bad.push(p); } }"
+        "process.stdout.write(JSON.stringify(bad));"
+    )
+    done = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "[]")
