@@ -29,6 +29,7 @@ from foundation.naming import (
     any_deployments,
     dag_processor,
 )
+from foundation.regions import partitions
 from foundation.triggers import allowed, static_refusal
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
@@ -37,16 +38,6 @@ DEFAULT_IMAGE = "apache/airflow:3.3.2"
 WORST_CASE_PARTITION = "aws-us-gov"
 WORST_CASE_REGION = "ap-southeast-14"
 WORST_CASE_ACCOUNT = "123456789012"
-
-_PARTITIONS = {
-    "cn-": "aws-cn",
-    "us-gov-": "aws-us-gov",
-    "us-isob-": "aws-iso-b",
-    "us-isof-": "aws-iso-f",
-    "eu-isoe-": "aws-iso-e",
-    "us-iso-": "aws-iso",
-    "eusc-": "aws-eusc",
-}
 
 ProjectName = Annotated[
     str,
@@ -178,10 +169,8 @@ def is_stock_image(image: str) -> bool:
 
 
 def partition_of(region: str) -> str:
-    for prefix, partition in _PARTITIONS.items():
-        if region.startswith(prefix):
-            return partition
-    return "aws"
+    """The partition of a region the config accepted (fields.Region: botocore's regions)."""
+    return partitions()[region]
 
 
 class AirflowConfig(Model):

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from foundation.regions import unknown_region
+
 
 class Model(BaseModel):
     """Base for every user-facing model: unknown keys are errors, models are immutable."""
@@ -49,7 +51,20 @@ def _no_wildcards(value: str) -> str:
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 AccountId = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
-Region = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "an AWS region name")]
+
+
+def _known_region(value: str) -> str:
+    why = unknown_region(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+Region = Annotated[
+    str,
+    _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "an AWS region name"),
+    AfterValidator(_known_region),
+]
 DagId = Annotated[
     str, _matching(r"[A-Za-z0-9_.-]{1,250}", "a valid dag_id ([A-Za-z0-9_.-], 1 to 250 chars)")
 ]

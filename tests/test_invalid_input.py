@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import botocore
 import pytest
 
 from tests.conftest import ProjectDir
@@ -100,6 +101,9 @@ CONFIG = "config/foundation.yaml"
 CONFIG_CASES = {
     "unknown_key": ":9: databse: unknown field 'databse'; did you mean 'database'?",
     "bad_region": ":2: region: 'US East' is not an AWS region name",
+    "unknown_region": ":2: region: 'mars-east-1' is not a region of any AWS partition (botocore "
+    f"{botocore.__version__} lists 46 for ecs; a region launched since needs a newer "
+    "botocore); did you mean 'us-east-1'?",
     "bad_account": ":3: account: '1234' is not a 12-digit AWS account id",
     "bad_name": ":1: name: 'Acme_Airflow' is not a lowercase name",
     "http_without_opt_in": ":6: web: give certificate_arn for HTTPS, or set allow_http: true",
