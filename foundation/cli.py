@@ -85,6 +85,10 @@ def report_error(problem: object) -> None:
     err.print(Text.assemble(("error", "red"), f": {problem}"), soft_wrap=True)
 
 
+def report_warning(problem: object) -> None:
+    err.print(Text.assemble(("warning", "yellow"), f": {problem}"), soft_wrap=True)
+
+
 @app.command()
 def validate(
     project: ProjectOption = Path("."),
@@ -100,6 +104,8 @@ def validate(
         print(json.dumps(validate_verb.as_json(loaded), indent=2))
     else:
         _print_summary(loaded)
+    for warning in loaded.warnings:
+        report_warning(warning)
     for finding in loaded.findings:
         report_error(finding)
     if loaded.findings:

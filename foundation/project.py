@@ -59,18 +59,20 @@ class Project:
     dags: list[Dag]
     findings: list[Problem] = field(default_factory=list)  # checks that failed (exit 1)
     config: Document | None = None  # where each config field was written
+    # what is valid but likely not what the user meant (shown; the exit code stays 0)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def load_project(root: Path, env: str | None = None) -> Project:
     """Load and check everything; raise InvalidInput with every problem in the input."""
     root = root.resolve()
-    manifests, problems = _load_manifests(root)
+    manifests, problems, warnings = _load_manifests(root)
     try:
         deployment, config_doc = _load_config(root, env)
     except InvalidInput as err:
         raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
-    project = Project(root, deployment, [], config=config_doc)
+    project = Project(root, deployment, [], config=config_doc, warnings=warnings)
     for doc, manifest in manifests:
         dag, found = _build_policy(root, deployment, doc, manifest)
         problems += found
@@ -82,6 +84,7 @@ def load_project(root: Path, env: str | None = None) -> Project:
             project.findings.append(Problem(dag.file, 0, "permissions", dag.policy.does_not_fit))
     project.findings += _unreachable_services(project)
     project.findings += _crowded_worker_stacks(project)
+    project.warnings.sort(key=lambda p: (str(p.file), p.line, p.field))
     return project
 
 
@@ -182,26 +185,80 @@ def _take_locations(locations: dict, top: Document, path: FieldPath) -> None:
     locations.update({k: v for k, v in top.locations.items() if k[: len(path)] == path})
 
 
-def _load_manifests(root: Path) -> tuple[list[tuple[Document, DagManifest]], list[Problem]]:
+YAML_SUFFIXES = (".yaml", ".yml")
+NOT_A_MANIFEST = (
+    "every YAML file in dag_permissions/ is read as one DAG's manifest; move other files out"
+)
+
+
+def _load_manifests(
+    root: Path,
+) -> tuple[list[tuple[Document, DagManifest]], list[Problem], list[Problem]]:
+    """Every manifest, the problems found, and warnings for files that are not read."""
     folder = root / MANIFEST_DIR
     if not folder.is_dir():
-        return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")]
-    loaded, problems = [], []
-    for path in sorted(folder.iterdir()):
-        if path.suffix not in (".yaml", ".yml") or not path.is_file():
-            continue
-        try:
-            doc = load_mapping(path)
-            manifest = parse(doc, DagManifest)
-        except InvalidInput as err:
-            problems += err.problems
-            continue
-        if manifest.dag_id != path.stem:
-            message = f"dag_id {manifest.dag_id!r} must match the file name ({path.stem!r})"
-            problems.append(doc.problem(("dag_id",), message))
-            continue
-        loaded.append((doc, manifest))
-    return loaded, problems
+        return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")], []
+    loaded, problems, warnings = [], [], []
+    for path in _visible(folder):
+        if path.is_dir():
+            found, unread = _subfolder(path)
+            problems += found
+            warnings += unread
+        elif not _is_yaml(path):
+            warnings.append(_not_read(path))
+        else:
+            try:
+                loaded.append(_load_manifest(path))
+            except InvalidInput as err:
+                problems += err.problems
+    return loaded, problems, warnings
+
+
+def _visible(folder: Path) -> list[Path]:
+    """A folder's entries, in name order, but hidden ones (`.gitkeep`, `.DS_Store`, editors'
+    swap files) that are not YAML."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") or _is_yaml(p))
+
+
+def _is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in YAML_SUFFIXES
+
+
+def _not_read(path: Path) -> Problem:
+    return Problem(path, 1, "", "not read: only <dag_id>.yaml (or .yml) files are DAG manifests")
+
+
+def _subfolder(folder: Path) -> tuple[list[Problem], list[Problem]]:
+    """Manifests are read from dag_permissions/ itself: a YAML file below it would silently
+    give its DAG no identity, so it is an error; any other file is a warning."""
+    problems, warnings = [], []
+    for path in _visible(folder):
+        if path.is_dir() and not path.is_symlink():
+            found, unread = _subfolder(path)
+            problems += found
+            warnings += unread
+        elif _is_yaml(path):
+            message = (
+                "manifests are read from dag_permissions/ itself, not from its subfolders: "
+                f"move it to {MANIFEST_DIR}/{path.name}, or its DAG has no identity"
+            )
+            problems.append(Problem(path, 1, "", message))
+        else:
+            warnings.append(_not_read(path))
+    return problems, warnings
+
+
+def _load_manifest(path: Path) -> tuple[Document, DagManifest]:
+    doc = load_mapping(path)
+    if "dag_id" not in doc.data:
+        raise InvalidInput(
+            [Problem(path, 1, "", f"not a DAG manifest (no dag_id): {NOT_A_MANIFEST}")]
+        )
+    manifest = parse(doc, DagManifest)
+    if manifest.dag_id != path.stem:
+        message = f"dag_id {manifest.dag_id!r} must match the file name ({path.stem!r})"
+        raise InvalidInput([doc.problem(("dag_id",), message)])
+    return doc, manifest
 
 
 def _cross_check(
