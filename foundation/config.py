@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
@@ -421,6 +422,20 @@ class IamConfig(Model):
     role_name_prefix: RoleNamePrefix = ""
 
 
+@dataclass(frozen=True)
+class OpenEgress:
+    """Egress the security group every DAG's tasks share allows, by CIDR."""
+
+    cidr: str
+    port: int
+    protocol: str = "tcp"
+
+
+# Without VPC endpoints, tasks and components reach AWS APIs (and the image registry) through
+# NAT: HTTPS to anywhere.
+PUBLIC_HTTPS = OpenEgress("0.0.0.0/0", 443)
+
+
 class Deployment(Model):
     """The whole of `config/foundation.yaml` after overlays."""
 
@@ -501,6 +516,12 @@ class Deployment(Model):
         if self.airflow.executor == "celery" and is_stock_image(self.airflow.image):
             return CELERY_IMAGE_NEEDS
         return None
+
+    @property
+    def every_task_egress(self) -> list[OpenEgress]:
+        """What the workers security group lets every DAG's tasks reach, by CIDR (with
+        private_endpoints: the VPC's endpoints and S3's prefix list, which are not CIDRs)."""
+        return [] if self.network.private_endpoints else [PUBLIC_HTTPS]
 
     @property
     def namespace(self) -> Namespace:

@@ -34,7 +34,14 @@ from foundation.fields import (
 
 class S3Access(Model):
     bucket: BucketName
-    prefix: S3Prefix
+    prefix: S3Prefix | None = Field(
+        default=None,
+        description=(
+            "The key prefix the DAG may reach (ending in '/'); leave it out for the whole bucket "
+            "(a bucket the DAG owns): its objects bucket/* and every listing"
+        ),
+        examples=["sales/", None],
+    )
     access: Literal["read", "write", "read_write"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from foundation.config import (
 )
 from foundation.errors import InvalidInput, Location, Problem
 from foundation.iam import escape_hatch
+from foundation.iam.coverage import Unit, overlap_warnings, redundancy_warnings
 from foundation.iam.policy import (
     WORST_CASE,
     ArnContext,
@@ -30,7 +32,7 @@ from foundation.iam.policy import (
     render,
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
-from foundation.manifest import DagManifest
+from foundation.manifest import DagManifest, Egress
 from foundation.naming import worker_shard
 from foundation.triggers import DEFAULT_TRIGGERS
 from foundation.validation import parse
@@ -46,6 +48,8 @@ class Dag:
     manifest: DagManifest
     file: Path
     policy: DagPolicy
+    units: list[Unit] = field(default_factory=list)  # each grant, rendered, before merging
+    document: Document | None = None  # where each field of the manifest was written
 
     @property
     def dag_id(self) -> str:
@@ -84,6 +88,7 @@ def load_project(root: Path, env: str | None = None) -> Project:
             project.findings.append(Problem(dag.file, 0, "permissions", dag.policy.does_not_fit))
     project.findings += _unreachable_services(project)
     project.findings += _crowded_worker_stacks(project)
+    project.warnings += _grant_warnings(project)
     project.warnings.sort(key=lambda p: (str(p.file), p.line, p.field))
     return project
 
@@ -430,12 +435,77 @@ def _bundle_problems(deployment: Deployment, doc: Document, manifest: DagManifes
     return [doc.problem(("bundle",), f"bundle {manifest.bundle!r} is not configured; {which}")]
 
 
+def _grant_warnings(project: Project) -> list[Problem]:
+    """Grants that add nothing to their DAG's others, egress every task has already, and DAGs
+    whose grants reach the same S3 objects."""
+    warnings, adding = [], {}
+    for dag in project.dags:
+        spare, adding[dag.dag_id] = redundancy_warnings(dag.units)
+        warnings += spare + _egress_warnings(project.deployment, dag)
+    return warnings + overlap_warnings(adding)
+
+
+def _egress_warnings(deployment: Deployment, dag: Dag) -> list[Problem]:
+    """Egress rules the DAG's tasks have already: from the security group every task shares,
+    or from an earlier or wider rule of the same manifest."""
+    doc = dag.document
+    rules = dag.manifest.network.egress
+    if doc is None:
+        return []
+    warnings = []
+    for i, rule in enumerate(rules):
+        at = ("network", "egress", i)
+        shared = next((e for e in deployment.every_task_egress if _egress_covers(e, rule)), None)
+        if shared:
+            message = (
+                f"adds nothing: every task may already open {shared.protocol} {shared.port} to "
+                f"{shared.cidr} (the workers security group all DAGs' tasks share, for AWS APIs, "
+                "while network.private_endpoints is false)"
+            )
+            warnings.append(doc.problem(at, message))
+            continue
+        wider = next(
+            (
+                j
+                for j, other in enumerate(rules)
+                if j != i and _egress_covers(other, rule) and (j < i or other != rule)
+            ),
+            None,
+        )
+        if wider is not None:
+            where = doc.location_of(("network", "egress", wider))
+            message = (
+                f"adds nothing: network.egress[{wider}] (line {where.line}) already allows "
+                f"{rule.protocol} {rule.port} to {rules[wider].cidr}"
+            )
+            warnings.append(doc.problem(at, message))
+    return warnings
+
+
+def _egress_covers(wide: Egress, narrow: Egress) -> bool:
+    return (
+        wide.protocol == narrow.protocol
+        and wide.port == narrow.port
+        and IPv4Network(narrow.cidr).subnet_of(IPv4Network(wide.cidr))
+    )
+
+
 def _build_policy(
     root: Path, deployment: Deployment, doc: Document, manifest: DagManifest
 ) -> tuple[Dag, list[Problem]]:
+    entries: dict[str, FieldPath] = {}
+
     def locate(path: FieldPath) -> str:
         where = doc.location_of(path)
-        return f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
+        text = f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
+        entries[text] = path
+        return text
+
+    def unit(source: str, statements: list[Statement]) -> Unit:
+        path = entries.get(source)
+        if path is None:
+            return Unit(source, statements)
+        return Unit(source, statements, doc.location_of(path), format_path(path))
 
     rules = escape_hatch.Rules(
         deployment.partition,
@@ -446,9 +516,11 @@ def _build_policy(
     policy = DagPolicy(manifest.dag_id)
     problems = []
     ctx = ArnContext.of(deployment)
-    units: list[tuple[list[Statement], list[Statement]]] = [
-        (render(g, ctx), render(g, WORST_CASE)) for g in grants(manifest, deployment, locate)
-    ]
+    units: list[tuple[list[Statement], list[Statement]]] = []
+    rendered: list[Unit] = []
+    for g in grants(manifest, deployment, locate):
+        units.append((render(g, ctx), render(g, WORST_CASE)))
+        rendered.append(unit(g.source, units[-1][0]))
     for i, statement in enumerate(manifest.permissions.statements):
         at = ("permissions", "statements", i)
         checked = escape_hatch.check(statement, rules, locate(at))
@@ -456,6 +528,7 @@ def _build_policy(
         policy.escalations += checked.escalations
         if checked.statement:
             units.append(([checked.statement], [checked.statement]))
+            rendered.append(unit(locate(at), [checked.statement]))
     try:
         bins = pack([worst for _, worst in units], deployment.iam.max_managed_policies_per_role)
     except DoesNotFit as err:
@@ -466,4 +539,4 @@ def _build_policy(
     worst_case = [merge([s for i in b for s in units[i][1]]) for b in bins]
     number(worst_case)
     policy.worst_case_sizes = [document_size(p) for p in worst_case]
-    return Dag(manifest, doc.file, policy), problems
+    return Dag(manifest, doc.file, policy, rendered, doc), problems

@@ -77,6 +77,19 @@ MANIFEST_CASES = {
     "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
     "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a deployment's",
+    # a whole-bucket grant (no prefix) of a bucket of the toolkit's, this deployment's or another's
+    "logs_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a "
+    "deployment's task logs, DAG code or templates); each DAG already gets exactly what it needs "
+    "of its own",
+    "dags_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a "
+    "deployment's task logs, DAG code or templates); each DAG already gets exactly what it needs "
+    "of its own",
+    "artifacts_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a "
+    "deployment's task logs, DAG code or templates); each DAG already gets exactly what it needs "
+    "of its own",
+    "other_deployments_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's "
+    "(a deployment's task logs, DAG code or templates); each DAG already gets exactly what it "
+    "needs of its own",
     "other_deployments_secret": ":4: permissions.secrets[0]: 'acme-airflow-stg/cluster/database' "
     "is the toolkit's (any deployment's <name>/cluster/ and <name>/dags/",
     "secret_escapes_prefix": ":4: permissions.secrets[0]: 'acme-airflow/dags/sales_daily/"

@@ -12,9 +12,10 @@ run `without` an action show that the action is needed: glue:GetJob before Start
 s3:GetObject before the log handler's PutObject, glue:GetCrawlerMetrics at the end of the
 crawler wait.
 
-What this proves, for S3 read and write, the task-log baseline, the DAG's own secrets and named
-secrets, Glue jobs and crawlers, Athena, EMR steps, Redshift Data, Data Pipeline (through the
-generic AwsBaseHook: the provider has no Data Pipeline hook), SQS send and consume, SNS, Lambda
+What this proves, for S3 read and write (of a prefix and of a whole bucket), the task-log
+baseline, the DAG's own secrets and named secrets, Glue jobs and crawlers, Athena, EMR steps,
+Redshift Data, Data Pipeline (through the generic AwsBaseHook: the provider has no Data Pipeline
+hook), SQS send and consume, SNS, Lambda
 and DynamoDB read and write: the action set of each grant covers every call the provider makes
 on its default path, and the provider cannot do more than the grant. For S3, SQS, Secrets
 Manager and SSM moto also checks the real bucket, object, queue, secret and parameter ARNs
@@ -312,6 +313,31 @@ def test_s3_write_writes_and_deletes_in_its_prefix_only(moto_aws: MotoAws, run_a
     hook.load_string("again", "out/again.csv", bucket, replace=True)
     assert_denied(lambda: hook.read_key("out/again.csv", bucket))
     assert_denied(lambda: hook.load_string("x", "out/again.csv", bucket))
+
+
+def test_s3_whole_bucket_is_all_of_that_bucket_and_no_other(
+    moto_aws: MotoAws, run_as: RunAs
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    bucket, beside = "acme-lake-owned", "acme-lake-owned2"
+    make_bucket(moto_aws, bucket, {"top.csv": "t", "deep/er/key.csv": "d"})
+    make_bucket(moto_aws, beside, {"top.csv": "other"})
+    run_as("s3_owner", {"s3": [{"bucket": bucket, "access": "read_write"}]})
+    hook = S3Hook(aws_conn_id=None)
+
+    assert hook.check_for_bucket(bucket) is True  # HeadBucket: a request with no s3:prefix
+    assert sorted(hook.list_keys(bucket)) == ["deep/er/key.csv", "top.csv"]  # the root
+    assert hook.read_key("deep/er/key.csv", bucket) == "d"
+    hook.load_string("n", "new/x.csv", bucket, replace=True)
+    hook.delete_objects(bucket, ["top.csv"])
+    assert sorted(hook.list_keys(bucket)) == ["deep/er/key.csv", "new/x.csv"]
+
+    assert hook.check_for_bucket(beside) is False  # refused: the hook logs the 403
+    assert_denied(lambda: hook.get_conn().head_bucket(Bucket=beside))
+    assert_denied(lambda: hook.list_keys(beside))
+    assert_denied(lambda: hook.read_key("top.csv", beside))
+    assert_denied(lambda: hook.load_string("x", "top.csv", beside, replace=True))
 
 
 # --- Task logs (the baseline every DAG gets) ---

@@ -14,6 +14,7 @@ FIELDS = {
     "(baseline, Celery) task results": ("celery_worker", {"results": "-"}),
     "(baseline, Celery) scale-in protection": ("celery_worker", {"protect": "-"}),
     "s3": ("s3", {"read": "read", "write": "write", "read_write": "read_write"}),
+    "s3 (no prefix)": ("s3_bucket", {"read": "read", "write": "write", "read_write": "read_write"}),
     "secrets": ("secret", {"read": "-"}),
     "kms": (
         "kms",

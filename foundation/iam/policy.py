@@ -126,8 +126,11 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
     p = manifest.permissions
     at = ("permissions",)
     for i, s3 in enumerate(p.s3):
-        params = {"bucket": s3.bucket, "prefix": s3.prefix}
-        yield Grant("s3", s3.access, params, locate((*at, "s3", i)))
+        source = locate((*at, "s3", i))
+        if s3.prefix is None:
+            yield Grant("s3_bucket", s3.access, {"bucket": s3.bucket}, source)
+        else:
+            yield Grant("s3", s3.access, {"bucket": s3.bucket, "prefix": s3.prefix}, source)
     for i, name in enumerate(p.secrets):
         yield Grant("secret", "read", {"name": name}, locate((*at, "secrets", i)))
     for i, kms in enumerate(p.kms):
