@@ -402,10 +402,16 @@ def permissions(
         reached = audit.who_can(who_can) if who_can is not None else []
     if dag_id is not None:
         grouped = permissions_verb.by_service(role)
+        overlaps = audit.overlaps(dag_id)
         if as_json:
-            print(json.dumps({"dag_id": dag_id, "role": role.name, "services": grouped}, indent=2))
+            shared = [permissions_verb.overlap_as_data(*pair) for pair in overlaps]
+            data = {"dag_id": dag_id, "role": role.name, "services": grouped, "overlaps": shared}
+            print(json.dumps(data, indent=2))
         else:
             console.print(views.permissions_table(role.name, grouped))
+            for pair in overlaps:
+                text = f"overlapping S3 grant: {permissions_verb.overlap_text(*pair)}"
+                console.print(Text(text), soft_wrap=True)
     elif who_can is not None:
         found = [permissions_verb.access_as_data(a) for a in reached]
         if as_json:

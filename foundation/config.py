@@ -146,6 +146,7 @@ DAG_ENDPOINT_SERVICES = {
     "elasticmapreduce",
     "redshift-data",
     "redshift",
+    "redshift-serverless",
     "sns",
     "lambda",
     "dynamodb",

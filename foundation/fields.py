@@ -150,6 +150,17 @@ RedshiftName = Annotated[
     AfterValidator(_no_wildcards),
     _matching(r"[A-Za-z_][A-Za-z0-9_$]{0,126}", "a Redshift database or user name"),
 ]
+RedshiftWorkgroup = Annotated[
+    str,
+    _matching(r"[a-z0-9-]{3,64}", "a Redshift Serverless workgroup name (3-64 of a-z, 0-9, -)"),
+]
+RedshiftWorkgroupId = Annotated[
+    str,
+    _matching(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "a Redshift Serverless workgroup id (a lowercase UUID)",
+    ),
+]
 PipelineId = Annotated[str, _matching(r"df-[A-Z0-9]{1,32}", "a Data Pipeline id (df-...)")]
 RoleName = Annotated[
     str,

@@ -404,6 +404,14 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
                 f"{deployment.namespace.dag_secrets_root}<dag_id>/ and need no entry"
             )
             problems.append(doc.problem(("permissions", "secrets", i), message))
+    for i, rs in enumerate(manifest.permissions.redshift_data):
+        if rs.secret and deployment.reserved_secret(rs.secret):
+            message = (
+                f"{rs.secret!r} is the toolkit's (any deployment's <name>/cluster/ and "
+                f"<name>/dags/, this one's under {deployment.name}/, the DAG bundle's key, the "
+                "web login's): keep the Data API's secret under a name of your own"
+            )
+            problems.append(doc.problem(("permissions", "redshift_data", i, "secret"), message))
     for i, queue in enumerate(manifest.permissions.sqs):
         if deployment.reserved_resource("sqs", queue.queue):
             message = f"{queue.queue!r} is a Celery queue of a cluster's; no DAG may use it"

@@ -192,3 +192,61 @@ def test_dags_reaching_the_same_objects(empty_project: ProjectDir) -> None:
 )
 def test_pattern_coverage(wide: str, narrow: str, expected: bool) -> None:
     assert covers(wide, narrow) is expected
+
+
+def test_synth_shows_the_warnings_and_the_audits_show_the_overlap(project: ProjectDir) -> None:
+    project.manifest(
+        "lake_owner",
+        """
+        dag_id: lake_owner
+        owner: a@example.com
+        permissions:
+          s3:
+            - {bucket: acme-raw, access: read_write}
+        """,
+    )
+    synth = project.run("synth")
+    assert synth.exit_code == 0, synth.stderr
+    wide = "dag_permissions/lake_owner.yaml:5 permissions.s3[0]"
+    sales = "dag_permissions/sales_daily.yaml:8 permissions.s3[0]"
+    orders = "dag_permissions/orders_glue_transform.yaml:10 permissions.s3[0]"
+    stderr = synth.stderr.replace(f"{project.root}/", "").splitlines()
+    assert stderr == [
+        "warning: FA100 project: dag_permissions/lake_owner.yaml:5: permissions.s3[0]: reaches "
+        f"objects DAG 'orders_glue_transform' declared at {orders}: arn:aws:s3:::acme-raw/* "
+        "covers arn:aws:s3:::acme-raw/orders/*",
+        "warning: FA100 project: dag_permissions/lake_owner.yaml:5: permissions.s3[0]: reaches "
+        f"objects DAG 'sales_daily' declared at {sales}: arn:aws:s3:::acme-raw/* covers "
+        "arn:aws:s3:::acme-raw/salesforce/*",
+        f"warning: FA100 project: dag_permissions/sales_daily.yaml:16: network.egress[0]: "
+        f"{EGRESS_OPEN}",
+    ]
+    markdown = project.run("permissions", "--matrix", "--format", "markdown").stdout
+    section = markdown[markdown.index("**Overlapping S3 grants**") :].splitlines()
+    bundle = "baseline: the DAG bundle (tasks load their DAG's code from it)"
+    assert section == [
+        "**Overlapping S3 grants** (both DAGs reach these objects):",
+        f"- arn:aws:s3:::acme-raw/* (DAG lake_owner: {bundle}; {wide}) covers "
+        f"arn:aws:s3:::acme-raw/orders/* (DAG orders_glue_transform: {bundle}; {orders}; "
+        "dag_permissions/orders_glue_transform.yaml:11 permissions.s3[1])",
+        f"- arn:aws:s3:::acme-raw/* (DAG lake_owner: {bundle}; {wide}) covers "
+        f"arn:aws:s3:::acme-raw/salesforce/* (DAG sales_daily: {bundle}; {sales})",
+    ]
+    shown = json.loads(project.run("permissions", "sales_daily", "--json").stdout)
+    assert shown["overlaps"] == [
+        {
+            "wider": {
+                "dag_id": "lake_owner",
+                "objects": "arn:aws:s3:::acme-raw/*",
+                "source": f"{bundle}; {wide}",
+            },
+            "other": {
+                "dag_id": "sales_daily",
+                "objects": "arn:aws:s3:::acme-raw/salesforce/*",
+                "source": f"{bundle}; {sales}",
+            },
+            "covers": True,
+        }
+    ]
+    page = project.run("permissions", "--matrix", "--format", "html").stdout
+    assert "<h2>Overlapping S3 grants</h2><ul><li>arn:aws:s3:::acme-raw/* (DAG lake_owner" in page

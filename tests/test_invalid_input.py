@@ -17,6 +17,11 @@ from tests.conftest import ProjectDir
 FIXTURES = Path(__file__).parent / "fixtures" / "invalid"
 
 MANIFEST = "dag_permissions/bad.yaml"
+REDSHIFT_SECRET_IS_THE_TOOLKITS = (
+    " is the toolkit's (any deployment's <name>/cluster/ and <name>/dags/, this one's under "
+    "acme-airflow/, the DAG bundle's key, the web login's): keep the Data API's secret under a "
+    "name of your own"
+)
 MANIFEST_CASES = {
     "empty": ":1: file is empty",
     "top_level_list": ":1: expected a mapping at the top level, got list",
@@ -108,6 +113,27 @@ MANIFEST_CASES = {
     "bad_port": ":5: network.egress[0].port: Input should be less than or equal to 65535",
     "pass_role_bad_service": ":5: permissions.pass_roles[0].service: '*' is not a service",
     "athena_without_results": ":4: permissions.athena.results: required field is missing",
+    # Redshift Data: a cluster or a workgroup (by name and id), and one way to log in
+    "redshift_workgroup_without_id": ":5: permissions.redshift_data[0]: workgroup needs "
+    "workgroup_id: IAM names a workgroup by its id (aws redshift-serverless get-workgroup "
+    "--workgroup-name reports --query workgroup.workgroupId)",
+    "redshift_cluster_and_workgroup": ":5: permissions.redshift_data[0]: name either cluster "
+    "(provisioned) or workgroup (Redshift Serverless)",
+    "redshift_cluster_without_login": ":5: permissions.redshift_data[0]: a cluster needs either "
+    "db_user (temporary credentials) or secret (Secrets Manager), not both",
+    "redshift_workgroup_db_user": ":5: permissions.redshift_data[0]: db_user is for a cluster: on "
+    "a workgroup the database user is the task's role (IAMR:<role>), or the secret's",
+    "redshift_workgroup_name_as_id": ":5: permissions.redshift_data[0].workgroup_id: 'reports' is "
+    "not a Redshift Serverless workgroup id (a lowercase UUID)",
+    # the Data API's secret is never the cluster's, another DAG's or another deployment's
+    "redshift_cluster_secret": ":5: permissions.redshift_data[0].secret: "
+    "'acme-airflow/cluster/database'" + REDSHIFT_SECRET_IS_THE_TOOLKITS,
+    "redshift_other_dags_secret": ":5: permissions.redshift_data[0].secret: "
+    "'acme-airflow/dags/sales_daily/redshift'" + REDSHIFT_SECRET_IS_THE_TOOLKITS,
+    "redshift_other_deployments_secret": ":5: permissions.redshift_data[0].secret: "
+    "'acme-airflow-stg/dags/x/y'" + REDSHIFT_SECRET_IS_THE_TOOLKITS,
+    "redshift_secret_wildcard": ":5: permissions.redshift_data[0].secret: 'shared/*' contains a "
+    "wildcard",
 }
 
 CONFIG = "config/foundation.yaml"

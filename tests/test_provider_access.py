@@ -31,7 +31,11 @@ What moto cannot prove, and where it is covered instead:
   tests/test_isolation_property.py evaluates the real ARNs, prefixes and
   conditions against colliding names, and tests/test_catalog.py checks every action and resource
   type against the IAM database.
-- Conditions other than S3's: the Redshift Data statement-owner condition is dropped here.
+- Conditions other than S3's: the Redshift Data statement-owner condition is dropped here
+  (tests/test_redshift_data.py evaluates it, with the workgroup and secret scoping).
+- Redshift Serverless itself: moto has no redshift-serverless service, so
+  redshift-serverless:GetCredentials (which the Data API calls on the caller's behalf for a
+  workgroup) is checked against the IAM database and the toolkit's evaluation only.
 - Checks AWS makes on a caller's behalf: iam:PassRole, redshift:GetClusterCredentials for the
   Data API's db_user, Athena's reads of the Glue catalog and writes to the results location, KMS,
   and s3:ListBucket turning a missing key's 403 into a 404 (moto answers 404 regardless). The
@@ -95,6 +99,7 @@ MOTO_CHECKS_STAR = frozenset(
         "logs",
         "redshift",
         "redshift-data",
+        "redshift-serverless",
         "sns",
     }
 )
@@ -647,6 +652,54 @@ def test_redshift_data_statement(moto_aws: MotoAws, run_as: RunAs) -> None:
     assert_denied(
         lambda: hook.conn.list_databases(ClusterIdentifier="analytics", Database="finance"),
         "redshift-data:ListDatabases",
+    )
+
+
+def test_redshift_serverless_statement(moto_aws: MotoAws, run_as: RunAs) -> None:
+    from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
+
+    workgroup_id = "8d2a1c3e-4b5f-4a6b-9c7d-0e1f2a3b4c5d"
+    target = {"workgroup": "reports", "workgroup_id": workgroup_id, "database": "sales"}
+    run_as("serverless_dag", {"redshift_data": [target]})
+    hook = RedshiftDataHook(aws_conn_id=None)
+
+    output = hook.execute_query(
+        sql="SELECT 1", database="sales", workgroup_name="reports", wait_for_completion=False
+    )
+    assert hook.check_query_is_finished(output.statement_id) is False  # moto never finishes
+    assert hook.conn.get_statement_result(Id=output.statement_id)["Records"]
+    assert_denied(
+        lambda: hook.conn.list_databases(WorkgroupName="reports", Database="sales"),
+        "redshift-data:ListDatabases",
+    )
+
+
+def test_redshift_data_with_a_secret(moto_aws: MotoAws, run_as: RunAs) -> None:
+    from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
+
+    admin = moto_aws.client("secretsmanager")
+    admin.create_secret(Name="redshift/finance-etl", SecretString='{"username": "etl"}')
+    admin.create_secret(Name="redshift/finance-admin", SecretString='{"username": "admin"}')
+    target = {"cluster": "analytics", "database": "finance", "secret": "redshift/finance-etl"}
+    run_as("secret_login_dag", {"redshift_data": [target]})
+    hook = RedshiftDataHook(aws_conn_id=None)
+
+    output = hook.execute_query(
+        sql="SELECT 1",
+        database="finance",
+        cluster_identifier="analytics",
+        secret_arn="redshift/finance-etl",
+        wait_for_completion=False,
+    )
+    assert hook.conn.describe_statement(Id=output.statement_id)["ClusterIdentifier"] == "analytics"
+    # The Data API reads the secret with the caller's identity (moto does not): the same read,
+    # with the DAG's keys, of the named secret and of another.
+    secrets = dag_client(moto_aws, "secretsmanager")
+    value = secrets.get_secret_value(SecretId="redshift/finance-etl")["SecretString"]
+    assert value == '{"username": "etl"}'
+    assert_denied(
+        lambda: secrets.get_secret_value(SecretId="redshift/finance-admin"),
+        "secretsmanager:GetSecretValue",
     )
 
 
