@@ -211,7 +211,7 @@ def test_synth_shows_the_warnings_and_the_audits_show_the_overlap(project: Proje
     sales = "dag_permissions/sales_daily.yaml:8 permissions.s3[0]"
     orders = "dag_permissions/orders_glue_transform.yaml:10 permissions.s3[0]"
     stderr = synth.stderr.replace(f"{project.root}/", "").splitlines()
-    assert stderr == [
+    assert [line for line in stderr if line.startswith("warning: FA100")] == [
         "warning: FA100 project: dag_permissions/lake_owner.yaml:5: permissions.s3[0]: reaches "
         f"objects DAG 'orders_glue_transform' declared at {orders}: arn:aws:s3:::acme-raw/* "
         "covers arn:aws:s3:::acme-raw/orders/*",

@@ -60,8 +60,8 @@ MANIFEST_CASES = {
     "workers_log_group": ":6: permissions.statements[0].resources[0]: this is the cluster's own",
     "pass_toolkit_role": ":5: permissions.pass_roles[0].role: 'acme-airflow/dags/acme-airflow--"
     "dag-sales-daily-c2237c' is one of a cluster's roles",
-    "whole_bucket_statement": ":6: permissions.statements[0].resources[0]: "
-    "'arn:aws:s3:::acme-raw/*' matches more than one resource",
+    "prefix_without_slash_statement": ":6: permissions.statements[0].resources[0]: "
+    "'arn:aws:s3:::acme-raw/sales*' matches more than one resource",
     "start_service": ":5: permissions.statements[0].actions[0]: ecs:CreateService (Write) can "
     "escalate privileges",
     "unknown_bundle": ":3: bundle: bundle 'sales' is not configured; this deployment's is 'dags'",
