@@ -133,10 +133,17 @@ def overlapping(found: list[Reach]) -> list[tuple[Reach, Reach]]:
         by_bucket[reach.bucket].append(reach)
     pairs = []
     for group in by_bucket.values():
+        # two patterns overlap only if one's literal start begins the other's: in head order,
+        # the candidates for each are the run of those after it that start with its head
+        group.sort(key=lambda r: head(r.pattern))
+        heads = [head(r.pattern) for r in group]
         for i, a in enumerate(group):
-            for b in group[i + 1 :]:
+            j = i + 1
+            while j < len(group) and heads[j].startswith(heads[i]):
+                b = group[j]
                 if a.dag_id != b.dag_id and overlap(a.pattern, b.pattern):
                     pairs.append((b, a) if covers(b.pattern, a.pattern) else (a, b))
+                j += 1
     return pairs
 
 

@@ -51,7 +51,14 @@ def covers(wide: str, narrow: str) -> bool:
     `narrow`'s text with its wildcards read as characters, each of which a `*` of `wide` takes
     along with whatever it stands for. A `?` of `wide` could take a `*` of `narrow` but not what
     it stands for, so such a pair is never said to cover."""
-    return not ("?" in wide and "*" in narrow) and glob(wide, narrow)
+    if wide == narrow:
+        return True
+    literal_start = re.split(r"[*?]", wide, maxsplit=1)[0]  # to skip compiling most patterns
+    return (
+        narrow.startswith(literal_start)
+        and not ("?" in wide and "*" in narrow)
+        and glob(wide, narrow)
+    )
 
 
 def glob_regex(pattern: str) -> str:
