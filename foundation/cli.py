@@ -153,6 +153,10 @@ def report_error(problem: object) -> None:
     err.print(Text.assemble(("error", "red"), f": {problem}"), soft_wrap=True)
 
 
+def report_warning(problem: object) -> None:
+    err.print(Text.assemble(("warning", "yellow"), f": {problem}"), soft_wrap=True)
+
+
 @app.command()
 def validate(
     project: ProjectOption = Path("."),
@@ -168,6 +172,8 @@ def validate(
         print(json.dumps(validate_verb.as_json(loaded), indent=2))
     else:
         _print_summary(loaded)
+    for warning in loaded.warnings:
+        report_warning(warning)
     for finding in loaded.findings:
         report_error(finding)
     if loaded.findings:
@@ -464,10 +470,16 @@ def permissions(
         reached = audit.who_can(who_can) if who_can is not None else []
     if dag_id is not None:
         grouped = permissions_verb.by_service(role)
+        overlaps = audit.overlaps(dag_id)
         if as_json:
-            print(json.dumps({"dag_id": dag_id, "role": role.name, "services": grouped}, indent=2))
+            shared = [permissions_verb.overlap_as_data(*pair) for pair in overlaps]
+            data = {"dag_id": dag_id, "role": role.name, "services": grouped, "overlaps": shared}
+            print(json.dumps(data, indent=2))
         else:
             console.print(views.permissions_table(role.name, grouped))
+            for pair in overlaps:
+                text = f"overlapping S3 grant: {permissions_verb.overlap_text(*pair)}"
+                console.print(Text(text), soft_wrap=True)
     elif who_can is not None:
         found = [permissions_verb.access_as_data(a) for a in reached]
         if as_json:

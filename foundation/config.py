@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -32,6 +33,7 @@ from foundation.naming import (
     any_deployments,
     dag_processor,
 )
+from foundation.regions import partitions
 from foundation.triggers import REFUSED_CLASSES, REFUSED_PREFIXES, allowed, static_refusal
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
@@ -40,16 +42,6 @@ DEFAULT_IMAGE = "apache/airflow:3.3.2"
 WORST_CASE_PARTITION = "aws-us-gov"
 WORST_CASE_REGION = "ap-southeast-14"
 WORST_CASE_ACCOUNT = "123456789012"
-
-_PARTITIONS = {
-    "cn-": "aws-cn",
-    "us-gov-": "aws-us-gov",
-    "us-isob-": "aws-iso-b",
-    "us-isof-": "aws-iso-f",
-    "eu-isoe-": "aws-iso-e",
-    "us-iso-": "aws-iso",
-    "eusc-": "aws-eusc",
-}
 
 ProjectName = Annotated[
     str,
@@ -162,6 +154,7 @@ DAG_ENDPOINT_SERVICES = {
     "elasticmapreduce",
     "redshift-data",
     "redshift",
+    "redshift-serverless",
     "sns",
     "lambda",
     "dynamodb",
@@ -186,10 +179,8 @@ def is_stock_image(image: str) -> bool:
 
 
 def partition_of(region: str) -> str:
-    for prefix, partition in _PARTITIONS.items():
-        if region.startswith(prefix):
-            return partition
-    return "aws"
+    """The partition of a region the config accepted (fields.Region: botocore's regions)."""
+    return partitions()[region]
 
 
 class AirflowConfig(Model):
@@ -671,6 +662,20 @@ class IamConfig(Model):
     )
 
 
+@dataclass(frozen=True)
+class OpenEgress:
+    """Egress the security group every DAG's tasks share allows, by CIDR."""
+
+    cidr: str
+    port: int
+    protocol: str = "tcp"
+
+
+# Without VPC endpoints, tasks and components reach AWS APIs (and the image registry) through
+# NAT: HTTPS to anywhere.
+PUBLIC_HTTPS = OpenEgress("0.0.0.0/0", 443)
+
+
 class Deployment(Model):
     """The whole of `config/foundation.yaml` after overlays."""
 
@@ -796,6 +801,12 @@ class Deployment(Model):
         if self.airflow.executor == "celery" and is_stock_image(self.airflow.image):
             return CELERY_IMAGE_NEEDS
         return None
+
+    @property
+    def every_task_egress(self) -> list[OpenEgress]:
+        """What the workers security group lets every DAG's tasks reach, by CIDR (with
+        private_endpoints: the VPC's endpoints and S3's prefix list, which are not CIDRs)."""
+        return [] if self.network.private_endpoints else [PUBLIC_HTTPS]
 
     @property
     def namespace(self) -> Namespace:

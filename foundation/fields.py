@@ -12,8 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+)
 from pydantic_core import core_schema
+
+from foundation.regions import unknown_region
 
 
 class Model(BaseModel):
@@ -81,7 +90,20 @@ Cidr = Annotated[str, Rule(_cidr, rf"^{_IPV4}(/(3[0-2]|[12]?\d|{_IPV4}))?$")]
 NO_WILDCARDS = Rule(_no_wildcards, r"^(?!.*[*?])(?!.*\$\{)")
 Port = Annotated[int, Field(ge=1, le=65535)]
 AccountId = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
-Region = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "an AWS region name")]
+
+
+def _known_region(value: str) -> str:
+    why = unknown_region(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+Region = Annotated[
+    str,
+    _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "an AWS region name"),
+    AfterValidator(_known_region),
+]
 DagId = Annotated[
     str, _matching(r"[A-Za-z0-9_.-]{1,250}", "a valid dag_id ([A-Za-z0-9_.-], 1 to 250 chars)")
 ]
@@ -169,6 +191,17 @@ RedshiftName = Annotated[
     str,
     NO_WILDCARDS,
     _matching(r"[A-Za-z_][A-Za-z0-9_$]{0,126}", "a Redshift database or user name"),
+]
+RedshiftWorkgroup = Annotated[
+    str,
+    _matching(r"[a-z0-9-]{3,64}", "a Redshift Serverless workgroup name (3-64 of a-z, 0-9, -)"),
+]
+RedshiftWorkgroupId = Annotated[
+    str,
+    _matching(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "a Redshift Serverless workgroup id (a lowercase UUID)",
+    ),
 ]
 PipelineId = Annotated[str, _matching(r"df-[A-Z0-9]{1,32}", "a Data Pipeline id (df-...)")]
 RoleName = Annotated[

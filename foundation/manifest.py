@@ -24,6 +24,8 @@ from foundation.fields import (
     QueueName,
     RedshiftIdentifier,
     RedshiftName,
+    RedshiftWorkgroup,
+    RedshiftWorkgroupId,
     RoleName,
     S3Prefix,
     SecretName,
@@ -42,10 +44,13 @@ def _read_write() -> Any:
 
 class S3Access(Model):
     bucket: BucketName = _bucket()
-    prefix: S3Prefix = Field(
-        description="A key prefix ending in '/': objects under it are granted, and listing "
-        "only under it.",
-        examples=["salesforce/"],
+    prefix: S3Prefix | None = Field(
+        default=None,
+        description=(
+            "The key prefix the DAG may reach (ending in '/'); leave it out for the whole bucket "
+            "(a bucket the DAG owns): its objects bucket/* and every listing"
+        ),
+        examples=["sales/", None],
     )
     access: Literal["read", "write", "read_write"] = _read_write()
 
@@ -133,13 +138,75 @@ class EmrAccess(Model):
 
 
 class RedshiftDataAccess(Model):
-    cluster: RedshiftIdentifier = Field(
-        description="A provisioned Redshift cluster's identifier.", examples=["analytics"]
+    """One target of the Redshift Data API: a provisioned `cluster` or a Redshift Serverless
+    `workgroup`, with how the Data API logs in to its `database`."""
+
+    cluster: RedshiftIdentifier | None = Field(
+        default=None,
+        description="A provisioned cluster's identifier (give it or workgroup)",
+        examples=["analytics"],
+    )
+    workgroup: RedshiftWorkgroup | None = Field(
+        default=None,
+        description=(
+            "A Redshift Serverless workgroup's name, as the DAG's code passes it "
+            "(workgroup_name); give it or cluster"
+        ),
+        examples=["analytics"],
+    )
+    workgroup_id: RedshiftWorkgroupId | None = Field(
+        default=None,
+        description=(
+            "The workgroup's id, required with workgroup: IAM names a workgroup by its id "
+            "(aws redshift-serverless get-workgroup --workgroup-name NAME "
+            "--query workgroup.workgroupId)"
+        ),
+        examples=["8d2a1c3e-4b5f-4a6b-9c7d-0e1f2a3b4c5d"],
     )
     database: RedshiftName = Field(description="The database to query.", examples=["sales"])
-    db_user: RedshiftName = Field(
-        description="The database user to get temporary credentials for.", examples=["etl"]
+    db_user: RedshiftName | None = Field(
+        default=None,
+        description=(
+            "With cluster: the database user whose temporary credentials the Data API gets "
+            "(redshift:GetClusterCredentials); give it or secret"
+        ),
+        examples=["etl_finance"],
     )
+    secret: SecretName | None = Field(
+        default=None,
+        description=(
+            "A Secrets Manager secret (its name) holding the database user and password, which "
+            "the Data API reads with the task's identity; for a cluster instead of db_user, for a "
+            "workgroup instead of the task's own IAM identity. Not one of the deployment's"
+        ),
+        examples=["redshift/finance-etl"],
+    )
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> RedshiftDataAccess:
+        if (self.cluster is None) == (self.workgroup is None):
+            raise ValueError("name either cluster (provisioned) or workgroup (Redshift Serverless)")
+        if self.cluster is not None:
+            if self.workgroup_id is not None:
+                raise ValueError("workgroup_id goes with workgroup, not cluster")
+            if (self.db_user is None) == (self.secret is None):
+                raise ValueError(
+                    "a cluster needs either db_user (temporary credentials) or secret "
+                    "(Secrets Manager), not both"
+                )
+            return self
+        if self.workgroup_id is None:
+            raise ValueError(
+                "workgroup needs workgroup_id: IAM names a workgroup by its id "
+                f"(aws redshift-serverless get-workgroup --workgroup-name {self.workgroup} "
+                "--query workgroup.workgroupId)"
+            )
+        if self.db_user is not None:
+            raise ValueError(
+                "db_user is for a cluster: on a workgroup the database user is the task's role "
+                "(IAMR:<role>), or the secret's"
+            )
+        return self
 
 
 class DataPipelineAccess(Model):

@@ -13,6 +13,7 @@ from typing import Any
 from foundation.cloudformation.target import assembly_for
 from foundation.errors import InvalidInput, Problem
 from foundation.iam.catalog import is_escalation, lookup
+from foundation.iam.coverage import S3_OBJECTS, Reach, object_patterns, overlapping
 from foundation.iam.effective import (
     Access,
     Grant,
@@ -23,6 +24,7 @@ from foundation.iam.effective import (
     through_pass_role,
     who_can,
 )
+from foundation.iam.evaluate import covers
 from foundation.project import Project, load_project
 
 
@@ -63,6 +65,41 @@ class Audit:
             if role.dag_id in allowed:
                 out[role.dag_id or ""] = [g for g in role.grants if _escalates(g)]
         return out
+
+    def overlaps(self, dag_id: str | None = None) -> list[tuple[Reach, Reach]]:
+        """Pairs of DAGs whose statements reach the same S3 objects (the wider first), of one
+        DAG's or all. The deployment's own buckets are left out: every DAG of a bundle reads
+        its code there by design, and each its own log prefix."""
+        d = self.project.deployment
+        sources: dict[tuple[str, str], dict[str, None]] = defaultdict(dict)
+        for role in self.dag_roles:
+            for grant in role.grants:
+                if grant.not_resource or grant.unknown:
+                    continue
+                for pattern in object_patterns(grant.resources):
+                    if not d.reserved_resource("s3", pattern.split(S3_OBJECTS, 1)[1]):
+                        sources[(role.dag_id or "", pattern)].update(
+                            dict.fromkeys(grant.source.split("; "))
+                        )
+        found = [Reach(dag, pattern, "; ".join(s)) for (dag, pattern), s in sources.items()]
+        pairs = overlapping(found)
+        return [p for p in pairs if dag_id is None or dag_id in (p[0].dag_id, p[1].dag_id)]
+
+
+def overlap_text(wide: Reach, other: Reach) -> str:
+    how = "covers" if covers(wide.pattern, other.pattern) else "overlaps"
+    return (
+        f"{wide.pattern} (DAG {wide.dag_id}: {wide.source}) {how} {other.pattern} "
+        f"(DAG {other.dag_id}: {other.source})"
+    )
+
+
+def overlap_as_data(wide: Reach, other: Reach) -> dict[str, Any]:
+    return {
+        "wider": {"dag_id": wide.dag_id, "objects": wide.pattern, "source": wide.source},
+        "other": {"dag_id": other.dag_id, "objects": other.pattern, "source": other.source},
+        "covers": covers(wide.pattern, other.pattern),
+    }
 
 
 def _escalates(grant: Grant) -> bool:
@@ -146,6 +183,10 @@ def matrix_markdown(audit: Audit) -> str:
         row = [cells.get((resource, d), "") for d in dags]
         lines.append(f"| `{resource}` | " + " | ".join(row) + " |")
     lines += _escalation_lines(audit)
+    overlaps = audit.overlaps()
+    if overlaps:
+        lines += ["", "**Overlapping S3 grants** (both DAGs reach these objects):"]
+        lines += [f"- {overlap_text(*pair)}" for pair in overlaps]
     return "\n".join(lines) + "\n"
 
 
@@ -176,6 +217,7 @@ def matrix_html(audit: Audit) -> str:
         + "</li>"
         for dag, grants in audit.escalations().items()
     )
+    overlaps = "".join(f"<li>{html.escape(overlap_text(*pair))}</li>" for pair in audit.overlaps())
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{name}: DAG permissions</title><style>"
@@ -184,5 +226,7 @@ def matrix_html(audit: Audit) -> str:
         "</style></head><body>"
         f"<h1>{name}: DAG permissions</h1>"
         f"<table><tr><th>resource</th>{head}</tr>{rows}</table>"
-        f"<ul>{escalations}</ul></body></html>\n"
+        f"<ul>{escalations}</ul>"
+        + (f"<h2>Overlapping S3 grants</h2><ul>{overlaps}</ul>" if overlaps else "")
+        + "</body></html>\n"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from foundation.config import (
 )
 from foundation.errors import InvalidInput, Location, Problem
 from foundation.iam import escape_hatch
+from foundation.iam.coverage import Unit, overlap_warnings, redundancy_warnings
 from foundation.iam.policy import (
     WORST_CASE,
     ArnContext,
@@ -30,7 +32,7 @@ from foundation.iam.policy import (
     render,
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
-from foundation.manifest import DagManifest
+from foundation.manifest import DagManifest, Egress
 from foundation.naming import worker_shard
 from foundation.triggers import DEFAULT_TRIGGERS
 from foundation.validation import parse
@@ -46,6 +48,8 @@ class Dag:
     manifest: DagManifest
     file: Path
     policy: DagPolicy
+    units: list[Unit] = field(default_factory=list)  # each grant, rendered, before merging
+    document: Document | None = None  # where each field of the manifest was written
 
     @property
     def dag_id(self) -> str:
@@ -59,18 +63,20 @@ class Project:
     dags: list[Dag]
     findings: list[Problem] = field(default_factory=list)  # checks that failed (exit 1)
     config: Document | None = None  # where each config field was written
+    # what is valid but likely not what the user meant (shown; the exit code stays 0)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def load_project(root: Path, env: str | None = None) -> Project:
     """Load and check everything; raise InvalidInput with every problem in the input."""
     root = root.resolve()
-    manifests, problems = _load_manifests(root)
+    manifests, problems, warnings = _load_manifests(root)
     try:
         deployment, config_doc = _load_config(root, env)
     except InvalidInput as err:
         raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
-    project = Project(root, deployment, [], config=config_doc)
+    project = Project(root, deployment, [], config=config_doc, warnings=warnings)
     for doc, manifest in manifests:
         dag, found = _build_policy(root, deployment, doc, manifest)
         problems += found
@@ -82,6 +88,8 @@ def load_project(root: Path, env: str | None = None) -> Project:
             project.findings.append(Problem(dag.file, 0, "permissions", dag.policy.does_not_fit))
     project.findings += _unreachable_services(project)
     project.findings += _crowded_worker_stacks(project)
+    project.warnings += _grant_warnings(project)
+    project.warnings.sort(key=lambda p: (str(p.file), p.line, p.field))
     return project
 
 
@@ -182,26 +190,80 @@ def _take_locations(locations: dict, top: Document, path: FieldPath) -> None:
     locations.update({k: v for k, v in top.locations.items() if k[: len(path)] == path})
 
 
-def _load_manifests(root: Path) -> tuple[list[tuple[Document, DagManifest]], list[Problem]]:
+YAML_SUFFIXES = (".yaml", ".yml")
+NOT_A_MANIFEST = (
+    "every YAML file in dag_permissions/ is read as one DAG's manifest; move other files out"
+)
+
+
+def _load_manifests(
+    root: Path,
+) -> tuple[list[tuple[Document, DagManifest]], list[Problem], list[Problem]]:
+    """Every manifest, the problems found, and warnings for files that are not read."""
     folder = root / MANIFEST_DIR
     if not folder.is_dir():
-        return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")]
-    loaded, problems = [], []
-    for path in sorted(folder.iterdir()):
-        if path.suffix not in (".yaml", ".yml") or not path.is_file():
-            continue
-        try:
-            doc = load_mapping(path)
-            manifest = parse(doc, DagManifest)
-        except InvalidInput as err:
-            problems += err.problems
-            continue
-        if manifest.dag_id != path.stem:
-            message = f"dag_id {manifest.dag_id!r} must match the file name ({path.stem!r})"
-            problems.append(doc.problem(("dag_id",), message))
-            continue
-        loaded.append((doc, manifest))
-    return loaded, problems
+        return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")], []
+    loaded, problems, warnings = [], [], []
+    for path in _visible(folder):
+        if path.is_dir():
+            found, unread = _subfolder(path)
+            problems += found
+            warnings += unread
+        elif not _is_yaml(path):
+            warnings.append(_not_read(path))
+        else:
+            try:
+                loaded.append(_load_manifest(path))
+            except InvalidInput as err:
+                problems += err.problems
+    return loaded, problems, warnings
+
+
+def _visible(folder: Path) -> list[Path]:
+    """A folder's entries, in name order, but hidden ones (`.gitkeep`, `.DS_Store`, editors'
+    swap files) that are not YAML."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") or _is_yaml(p))
+
+
+def _is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in YAML_SUFFIXES
+
+
+def _not_read(path: Path) -> Problem:
+    return Problem(path, 1, "", "not read: only <dag_id>.yaml (or .yml) files are DAG manifests")
+
+
+def _subfolder(folder: Path) -> tuple[list[Problem], list[Problem]]:
+    """Manifests are read from dag_permissions/ itself: a YAML file below it would silently
+    give its DAG no identity, so it is an error; any other file is a warning."""
+    problems, warnings = [], []
+    for path in _visible(folder):
+        if path.is_dir() and not path.is_symlink():
+            found, unread = _subfolder(path)
+            problems += found
+            warnings += unread
+        elif _is_yaml(path):
+            message = (
+                "manifests are read from dag_permissions/ itself, not from its subfolders: "
+                f"move it to {MANIFEST_DIR}/{path.name}, or its DAG has no identity"
+            )
+            problems.append(Problem(path, 1, "", message))
+        else:
+            warnings.append(_not_read(path))
+    return problems, warnings
+
+
+def _load_manifest(path: Path) -> tuple[Document, DagManifest]:
+    doc = load_mapping(path)
+    if "dag_id" not in doc.data:
+        raise InvalidInput(
+            [Problem(path, 1, "", f"not a DAG manifest (no dag_id): {NOT_A_MANIFEST}")]
+        )
+    manifest = parse(doc, DagManifest)
+    if manifest.dag_id != path.stem:
+        message = f"dag_id {manifest.dag_id!r} must match the file name ({path.stem!r})"
+        raise InvalidInput([doc.problem(("dag_id",), message)])
+    return doc, manifest
 
 
 def _cross_check(
@@ -342,6 +404,14 @@ def _reserved_buckets(deployment: Deployment, doc: Document, manifest: DagManife
                 f"{deployment.namespace.dag_secrets_root}<dag_id>/ and need no entry"
             )
             problems.append(doc.problem(("permissions", "secrets", i), message))
+    for i, rs in enumerate(manifest.permissions.redshift_data):
+        if rs.secret and deployment.reserved_secret(rs.secret):
+            message = (
+                f"{rs.secret!r} is the toolkit's (any deployment's <name>/cluster/ and "
+                f"<name>/dags/, this one's under {deployment.name}/, the DAG bundle's key, the "
+                "web login's): keep the Data API's secret under a name of your own"
+            )
+            problems.append(doc.problem(("permissions", "redshift_data", i, "secret"), message))
     for i, queue in enumerate(manifest.permissions.sqs):
         if deployment.reserved_resource("sqs", queue.queue):
             message = f"{queue.queue!r} is a Celery queue of a cluster's; no DAG may use it"
@@ -373,12 +443,77 @@ def _bundle_problems(deployment: Deployment, doc: Document, manifest: DagManifes
     return [doc.problem(("bundle",), f"bundle {manifest.bundle!r} is not configured; {which}")]
 
 
+def _grant_warnings(project: Project) -> list[Problem]:
+    """Grants that add nothing to their DAG's others, egress every task has already, and DAGs
+    whose grants reach the same S3 objects."""
+    warnings, adding = [], {}
+    for dag in project.dags:
+        spare, adding[dag.dag_id] = redundancy_warnings(dag.units)
+        warnings += spare + _egress_warnings(project.deployment, dag)
+    return warnings + overlap_warnings(adding)
+
+
+def _egress_warnings(deployment: Deployment, dag: Dag) -> list[Problem]:
+    """Egress rules the DAG's tasks have already: from the security group every task shares,
+    or from an earlier or wider rule of the same manifest."""
+    doc = dag.document
+    rules = dag.manifest.network.egress
+    if doc is None:
+        return []
+    warnings = []
+    for i, rule in enumerate(rules):
+        at = ("network", "egress", i)
+        shared = next((e for e in deployment.every_task_egress if _egress_covers(e, rule)), None)
+        if shared:
+            message = (
+                f"adds nothing: every task may already open {shared.protocol} {shared.port} to "
+                f"{shared.cidr} (the workers security group all DAGs' tasks share, for AWS APIs, "
+                "while network.private_endpoints is false)"
+            )
+            warnings.append(doc.problem(at, message))
+            continue
+        wider = next(
+            (
+                j
+                for j, other in enumerate(rules)
+                if j != i and _egress_covers(other, rule) and (j < i or other != rule)
+            ),
+            None,
+        )
+        if wider is not None:
+            where = doc.location_of(("network", "egress", wider))
+            message = (
+                f"adds nothing: network.egress[{wider}] (line {where.line}) already allows "
+                f"{rule.protocol} {rule.port} to {rules[wider].cidr}"
+            )
+            warnings.append(doc.problem(at, message))
+    return warnings
+
+
+def _egress_covers(wide: Egress, narrow: Egress) -> bool:
+    return (
+        wide.protocol == narrow.protocol
+        and wide.port == narrow.port
+        and IPv4Network(narrow.cidr).subnet_of(IPv4Network(wide.cidr))
+    )
+
+
 def _build_policy(
     root: Path, deployment: Deployment, doc: Document, manifest: DagManifest
 ) -> tuple[Dag, list[Problem]]:
+    entries: dict[str, FieldPath] = {}
+
     def locate(path: FieldPath) -> str:
         where = doc.location_of(path)
-        return f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
+        text = f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
+        entries[text] = path
+        return text
+
+    def unit(source: str, statements: list[Statement]) -> Unit:
+        path = entries.get(source)
+        if path is None:
+            return Unit(source, statements)
+        return Unit(source, statements, doc.location_of(path), format_path(path))
 
     rules = escape_hatch.Rules(
         deployment.partition,
@@ -389,9 +524,11 @@ def _build_policy(
     policy = DagPolicy(manifest.dag_id)
     problems = []
     ctx = ArnContext.of(deployment)
-    units: list[tuple[list[Statement], list[Statement]]] = [
-        (render(g, ctx), render(g, WORST_CASE)) for g in grants(manifest, deployment, locate)
-    ]
+    units: list[tuple[list[Statement], list[Statement]]] = []
+    rendered: list[Unit] = []
+    for g in grants(manifest, deployment, locate):
+        units.append((render(g, ctx), render(g, WORST_CASE)))
+        rendered.append(unit(g.source, units[-1][0]))
     for i, statement in enumerate(manifest.permissions.statements):
         at = ("permissions", "statements", i)
         checked = escape_hatch.check(statement, rules, locate(at))
@@ -399,6 +536,7 @@ def _build_policy(
         policy.escalations += checked.escalations
         if checked.statement:
             units.append(([checked.statement], [checked.statement]))
+            rendered.append(unit(locate(at), [checked.statement]))
     try:
         bins = pack([worst for _, worst in units], deployment.iam.max_managed_policies_per_role)
     except DoesNotFit as err:
@@ -409,4 +547,4 @@ def _build_policy(
     worst_case = [merge([s for i in b for s in units[i][1]]) for b in bins]
     number(worst_case)
     policy.worst_case_sizes = [document_size(p) for p in worst_case]
-    return Dag(manifest, doc.file, policy), problems
+    return Dag(manifest, doc.file, policy, rendered, doc), problems

@@ -19,7 +19,7 @@ from foundation import incremental
 from foundation.airflow import runtime_files
 from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
-from foundation.checks.model import ERROR, Assembly, Finding
+from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 from foundation.checks.rules import ALL
 from foundation.checks.rules.fa103_role_quota import role_count
 from foundation.incremental import Built, Previous, fingerprint
@@ -267,7 +267,11 @@ def is_up_to_date(out: Path, root: Path, env: str | None) -> bool:
 
 
 def project_findings(project: Project) -> list[Finding]:
-    return [Finding("FA100", ERROR, "project", "", str(p)) for p in project.findings]
+    """The project's own findings (errors) and warnings, as checks report them."""
+    return [
+        *(Finding("FA100", ERROR, "project", "", str(p)) for p in project.findings),
+        *(Finding("FA100", WARNING, "project", "", str(p)) for p in project.warnings),
+    ]
 
 
 def _replace(target: Path, staging: Path) -> None:

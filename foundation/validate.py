@@ -49,4 +49,5 @@ def as_json(project: Project) -> dict[str, Any]:
             for dag in project.dags
         ],
         "errors": [str(p) for p in project.findings],
+        "warnings": [str(p) for p in project.warnings],
     }

@@ -341,8 +341,11 @@ class CoreStack(FoundationStack):
         }
         groups = tuple(public)
         if network.endpoints_sg is None:
+            # what every DAG's tasks may reach without a manifest entry (validate warns of
+            # entries that repeat it), and the components alike
             for sg, why in public.items():
-                sg.add_egress_rule(ec2.Peer.any_ipv4(), https, why)
+                for rule in self.deployment.every_task_egress:
+                    sg.add_egress_rule(ec2.Peer.ipv4(rule.cidr), ec2.Port.tcp(rule.port), why)
             return
         # private endpoints: components and tasks alike reach AWS through the VPC's endpoints
         # and S3's gateway, and nothing else (the DAG bundle is in S3 then)

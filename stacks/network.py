@@ -35,6 +35,7 @@ DAG_SERVICE_ENDPOINTS = {
     "elasticmapreduce": ec2.InterfaceVpcEndpointAwsService.EMR,
     "redshift-data": ec2.InterfaceVpcEndpointAwsService.REDSHIFT_DATA,
     "redshift": ec2.InterfaceVpcEndpointAwsService.REDSHIFT,
+    "redshift-serverless": ec2.InterfaceVpcEndpointAwsService.REDSHIFT_SERVERLESS,
     "sns": ec2.InterfaceVpcEndpointAwsService.SNS,
     "lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
     "dynamodb": ec2.InterfaceVpcEndpointAwsService.DYNAMODB,

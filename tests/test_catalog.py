@@ -26,6 +26,7 @@ SAMPLE = {
     "database": "sales",
     "cluster": "analytics",
     "db_user": "etl",
+    "workgroup_id": "8d2a1c3e-4b5f-4a6b-9c7d-0e1f2a3b4c5d",
     "pipeline": "df-0123456789ABC",
     "role": "emr-job",
     "service": "emr-serverless.amazonaws.com",

@@ -36,6 +36,9 @@ BAD = {
     "FA003": [
         "'arn:aws:secretsmanager:us-east-1:111122223333:secret:*' matches more than one resource",
         "'arn:aws-us-gov:s3:::acme-*' matches more than one resource",
+        # every bucket whose name starts so; a key prefix not ending in '/' (sales_eu too)
+        "'arn:aws:s3:::acme-raw*/x' matches more than one resource",
+        "'arn:aws:s3:::acme-raw/sales*' matches more than one resource",
     ],
     "FA004": [
         "ecs:runtask on 'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-*:*': not an "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import botocore
 import pytest
 
 from tests.conftest import ProjectDir
@@ -16,6 +17,11 @@ from tests.conftest import ProjectDir
 FIXTURES = Path(__file__).parent / "fixtures" / "invalid"
 
 MANIFEST = "dag_permissions/bad.yaml"
+REDSHIFT_SECRET_IS_THE_TOOLKITS = (
+    " is the toolkit's (any deployment's <name>/cluster/ and <name>/dags/, this one's under "
+    "acme-airflow/, the DAG bundle's key, the web login's): keep the Data API's secret under a "
+    "name of your own"
+)
 MANIFEST_CASES = {
     "empty": ":1: file is empty",
     "top_level_list": ":1: expected a mapping at the top level, got list",
@@ -54,8 +60,8 @@ MANIFEST_CASES = {
     "workers_log_group": ":6: permissions.statements[0].resources[0]: this is the cluster's own",
     "pass_toolkit_role": ":5: permissions.pass_roles[0].role: 'acme-airflow/dags/acme-airflow--"
     "dag-sales-daily-c2237c' is one of a cluster's roles",
-    "whole_bucket_statement": ":6: permissions.statements[0].resources[0]: "
-    "'arn:aws:s3:::acme-raw/*' matches more than one resource",
+    "prefix_without_slash_statement": ":6: permissions.statements[0].resources[0]: "
+    "'arn:aws:s3:::acme-raw/sales*' matches more than one resource",
     "start_service": ":5: permissions.statements[0].actions[0]: ecs:CreateService (Write) can "
     "escalate privileges",
     "unknown_bundle": ":3: bundle: bundle 'sales' is not configured; this deployment's is 'dags'",
@@ -76,6 +82,19 @@ MANIFEST_CASES = {
     "bucket_wildcard": ":5: permissions.s3[0].bucket: 'acme-*' is not an S3 bucket name",
     "bad_access": ":5: permissions.s3[0].access: Input should be 'read', 'write' or 'read_write'",
     "logs_bucket": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a deployment's",
+    # a whole-bucket grant (no prefix) of a bucket of the toolkit's, this deployment's or another's
+    "logs_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a "
+    "deployment's task logs, DAG code or templates); each DAG already gets exactly what it needs "
+    "of its own",
+    "dags_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a "
+    "deployment's task logs, DAG code or templates); each DAG already gets exactly what it needs "
+    "of its own",
+    "artifacts_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's (a "
+    "deployment's task logs, DAG code or templates); each DAG already gets exactly what it needs "
+    "of its own",
+    "other_deployments_bucket_whole": ":5: permissions.s3[0].bucket: this bucket is the toolkit's "
+    "(a deployment's task logs, DAG code or templates); each DAG already gets exactly what it "
+    "needs of its own",
     "other_deployments_secret": ":4: permissions.secrets[0]: 'acme-airflow-stg/cluster/database' "
     "is the toolkit's (any deployment's <name>/cluster/ and <name>/dags/",
     "secret_escapes_prefix": ":4: permissions.secrets[0]: 'acme-airflow/dags/sales_daily/"
@@ -94,12 +113,36 @@ MANIFEST_CASES = {
     "bad_port": ":5: network.egress[0].port: Input should be less than or equal to 65535",
     "pass_role_bad_service": ":5: permissions.pass_roles[0].service: '*' is not a service",
     "athena_without_results": ":4: permissions.athena.results: required field is missing",
+    # Redshift Data: a cluster or a workgroup (by name and id), and one way to log in
+    "redshift_workgroup_without_id": ":5: permissions.redshift_data[0]: workgroup needs "
+    "workgroup_id: IAM names a workgroup by its id (aws redshift-serverless get-workgroup "
+    "--workgroup-name reports --query workgroup.workgroupId)",
+    "redshift_cluster_and_workgroup": ":5: permissions.redshift_data[0]: name either cluster "
+    "(provisioned) or workgroup (Redshift Serverless)",
+    "redshift_cluster_without_login": ":5: permissions.redshift_data[0]: a cluster needs either "
+    "db_user (temporary credentials) or secret (Secrets Manager), not both",
+    "redshift_workgroup_db_user": ":5: permissions.redshift_data[0]: db_user is for a cluster: on "
+    "a workgroup the database user is the task's role (IAMR:<role>), or the secret's",
+    "redshift_workgroup_name_as_id": ":5: permissions.redshift_data[0].workgroup_id: 'reports' is "
+    "not a Redshift Serverless workgroup id (a lowercase UUID)",
+    # the Data API's secret is never the cluster's, another DAG's or another deployment's
+    "redshift_cluster_secret": ":5: permissions.redshift_data[0].secret: "
+    "'acme-airflow/cluster/database'" + REDSHIFT_SECRET_IS_THE_TOOLKITS,
+    "redshift_other_dags_secret": ":5: permissions.redshift_data[0].secret: "
+    "'acme-airflow/dags/sales_daily/redshift'" + REDSHIFT_SECRET_IS_THE_TOOLKITS,
+    "redshift_other_deployments_secret": ":5: permissions.redshift_data[0].secret: "
+    "'acme-airflow-stg/dags/x/y'" + REDSHIFT_SECRET_IS_THE_TOOLKITS,
+    "redshift_secret_wildcard": ":5: permissions.redshift_data[0].secret: 'shared/*' contains a "
+    "wildcard",
 }
 
 CONFIG = "config/foundation.yaml"
 CONFIG_CASES = {
     "unknown_key": ":9: databse: unknown field 'databse'; did you mean 'database'?",
     "bad_region": ":2: region: 'US East' is not an AWS region name",
+    "unknown_region": ":2: region: 'mars-east-1' is not a region of any AWS partition (botocore "
+    f"{botocore.__version__} lists 46 for ecs; a region launched since needs a newer "
+    "botocore); did you mean 'us-east-1'?",
     "bad_account": ":3: account: '1234' is not a 12-digit AWS account id",
     "bad_name": ":1: name: 'Acme_Airflow' is not a lowercase name",
     "http_without_opt_in": ":6: web: give certificate_arn for HTTPS, or set allow_http: true",

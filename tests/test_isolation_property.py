@@ -1,7 +1,8 @@
 """No DAG's statements reach a resource that only another DAG declared.
 
 Hypothesis builds projects whose DAGs share buckets, secrets, tables and functions with names
-chosen to collide: prefixes of prefixes (sales/ next to sales_eu/ and sales/eu/), dag_ids that
+chosen to collide: prefixes of prefixes (sales/ next to sales_eu/ and sales/eu/), whole buckets
+whose names start another's (acme, acme-raw, acme-raw2), dag_ids that
 differ in case or punctuation, and secret names that look like another's generated suffix. For
 every request another DAG's grants make, each DAG's policy, evaluated with IAM's wildcard and
 condition semantics, must deny it unless the DAG declared a scope containing that resource.
@@ -41,9 +42,9 @@ s3_grants = st.lists(
     st.fixed_dictionaries(
         {
             "bucket": st.sampled_from(BUCKETS),
-            "prefix": st.sampled_from(PREFIXES),
             "access": st.sampled_from(["read", "write", "read_write"]),
-        }
+        },
+        optional={"prefix": st.sampled_from(PREFIXES)},  # without: the whole bucket
     ),
     max_size=3,
 )
@@ -99,9 +100,10 @@ def _scopes(project: Project, dag_id: str) -> list[tuple[str, str]]:
             (f"list:{bucket}:", "prefix"),
         ]
     for s3 in p.s3:
+        prefix = s3.prefix or ""  # a whole bucket: every object and every listing
         out += [
-            (f"arn:aws:s3:::{s3.bucket}/{s3.prefix}", "prefix"),
-            (f"list:{s3.bucket}:{s3.prefix}", "prefix"),
+            (f"arn:aws:s3:::{s3.bucket}/{prefix}", "prefix"),
+            (f"list:{s3.bucket}:{prefix}", "prefix"),
         ]
     for name in p.secrets:
         out.append((f"arn:aws:secretsmanager:us-east-1:111122223333:secret:{name}", "suffix6"))

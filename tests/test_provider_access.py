@@ -12,9 +12,10 @@ run `without` an action show that the action is needed: glue:GetJob before Start
 s3:GetObject before the log handler's PutObject, glue:GetCrawlerMetrics at the end of the
 crawler wait.
 
-What this proves, for S3 read and write, the task-log baseline, the DAG's own secrets and named
-secrets, Glue jobs and crawlers, Athena, EMR steps, Redshift Data, Data Pipeline (through the
-generic AwsBaseHook: the provider has no Data Pipeline hook), SQS send and consume, SNS, Lambda
+What this proves, for S3 read and write (of a prefix and of a whole bucket), the task-log
+baseline, the DAG's own secrets and named secrets, Glue jobs and crawlers, Athena, EMR steps,
+Redshift Data, Data Pipeline (through the generic AwsBaseHook: the provider has no Data Pipeline
+hook), SQS send and consume, SNS, Lambda
 and DynamoDB read and write: the action set of each grant covers every call the provider makes
 on its default path, and the provider cannot do more than the grant. For S3, SQS, Secrets
 Manager and SSM moto also checks the real bucket, object, queue, secret and parameter ARNs
@@ -30,7 +31,11 @@ What moto cannot prove, and where it is covered instead:
   tests/test_isolation_property.py evaluates the real ARNs, prefixes and
   conditions against colliding names, and tests/test_catalog.py checks every action and resource
   type against the IAM database.
-- Conditions other than S3's: the Redshift Data statement-owner condition is dropped here.
+- Conditions other than S3's: the Redshift Data statement-owner condition is dropped here
+  (tests/test_redshift_data.py evaluates it, with the workgroup and secret scoping).
+- Redshift Serverless itself: moto has no redshift-serverless service, so
+  redshift-serverless:GetCredentials (which the Data API calls on the caller's behalf for a
+  workgroup) is checked against the IAM database and the toolkit's evaluation only.
 - Checks AWS makes on a caller's behalf: iam:PassRole, redshift:GetClusterCredentials for the
   Data API's db_user, Athena's reads of the Glue catalog and writes to the results location, KMS,
   and s3:ListBucket turning a missing key's 403 into a 404 (moto answers 404 regardless). The
@@ -94,6 +99,7 @@ MOTO_CHECKS_STAR = frozenset(
         "logs",
         "redshift",
         "redshift-data",
+        "redshift-serverless",
         "sns",
     }
 )
@@ -312,6 +318,31 @@ def test_s3_write_writes_and_deletes_in_its_prefix_only(moto_aws: MotoAws, run_a
     hook.load_string("again", "out/again.csv", bucket, replace=True)
     assert_denied(lambda: hook.read_key("out/again.csv", bucket))
     assert_denied(lambda: hook.load_string("x", "out/again.csv", bucket))
+
+
+def test_s3_whole_bucket_is_all_of_that_bucket_and_no_other(
+    moto_aws: MotoAws, run_as: RunAs
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    bucket, beside = "acme-lake-owned", "acme-lake-owned2"
+    make_bucket(moto_aws, bucket, {"top.csv": "t", "deep/er/key.csv": "d"})
+    make_bucket(moto_aws, beside, {"top.csv": "other"})
+    run_as("s3_owner", {"s3": [{"bucket": bucket, "access": "read_write"}]})
+    hook = S3Hook(aws_conn_id=None)
+
+    assert hook.check_for_bucket(bucket) is True  # HeadBucket: a request with no s3:prefix
+    assert sorted(hook.list_keys(bucket)) == ["deep/er/key.csv", "top.csv"]  # the root
+    assert hook.read_key("deep/er/key.csv", bucket) == "d"
+    hook.load_string("n", "new/x.csv", bucket, replace=True)
+    hook.delete_objects(bucket, ["top.csv"])
+    assert sorted(hook.list_keys(bucket)) == ["deep/er/key.csv", "new/x.csv"]
+
+    assert hook.check_for_bucket(beside) is False  # refused: the hook logs the 403
+    assert_denied(lambda: hook.get_conn().head_bucket(Bucket=beside))
+    assert_denied(lambda: hook.list_keys(beside))
+    assert_denied(lambda: hook.read_key("top.csv", beside))
+    assert_denied(lambda: hook.load_string("x", "top.csv", beside, replace=True))
 
 
 # --- Task logs (the baseline every DAG gets) ---
@@ -621,6 +652,54 @@ def test_redshift_data_statement(moto_aws: MotoAws, run_as: RunAs) -> None:
     assert_denied(
         lambda: hook.conn.list_databases(ClusterIdentifier="analytics", Database="finance"),
         "redshift-data:ListDatabases",
+    )
+
+
+def test_redshift_serverless_statement(moto_aws: MotoAws, run_as: RunAs) -> None:
+    from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
+
+    workgroup_id = "8d2a1c3e-4b5f-4a6b-9c7d-0e1f2a3b4c5d"
+    target = {"workgroup": "reports", "workgroup_id": workgroup_id, "database": "sales"}
+    run_as("serverless_dag", {"redshift_data": [target]})
+    hook = RedshiftDataHook(aws_conn_id=None)
+
+    output = hook.execute_query(
+        sql="SELECT 1", database="sales", workgroup_name="reports", wait_for_completion=False
+    )
+    assert hook.check_query_is_finished(output.statement_id) is False  # moto never finishes
+    assert hook.conn.get_statement_result(Id=output.statement_id)["Records"]
+    assert_denied(
+        lambda: hook.conn.list_databases(WorkgroupName="reports", Database="sales"),
+        "redshift-data:ListDatabases",
+    )
+
+
+def test_redshift_data_with_a_secret(moto_aws: MotoAws, run_as: RunAs) -> None:
+    from airflow.providers.amazon.aws.hooks.redshift_data import RedshiftDataHook
+
+    admin = moto_aws.client("secretsmanager")
+    admin.create_secret(Name="redshift/finance-etl", SecretString='{"username": "etl"}')
+    admin.create_secret(Name="redshift/finance-admin", SecretString='{"username": "admin"}')
+    target = {"cluster": "analytics", "database": "finance", "secret": "redshift/finance-etl"}
+    run_as("secret_login_dag", {"redshift_data": [target]})
+    hook = RedshiftDataHook(aws_conn_id=None)
+
+    output = hook.execute_query(
+        sql="SELECT 1",
+        database="finance",
+        cluster_identifier="analytics",
+        secret_arn="redshift/finance-etl",
+        wait_for_completion=False,
+    )
+    assert hook.conn.describe_statement(Id=output.statement_id)["ClusterIdentifier"] == "analytics"
+    # The Data API reads the secret with the caller's identity (moto does not): the same read,
+    # with the DAG's keys, of the named secret and of another.
+    secrets = dag_client(moto_aws, "secretsmanager")
+    value = secrets.get_secret_value(SecretId="redshift/finance-etl")["SecretString"]
+    assert value == '{"username": "etl"}'
+    assert_denied(
+        lambda: secrets.get_secret_value(SecretId="redshift/finance-admin"),
+        "secretsmanager:GetSecretValue",
     )
 
 

@@ -14,6 +14,7 @@ FIELDS = {
     "(baseline, Celery) task results": ("celery_worker", {"results": "-"}),
     "(baseline, Celery) scale-in protection": ("celery_worker", {"protect": "-"}),
     "s3": ("s3", {"read": "read", "write": "write", "read_write": "read_write"}),
+    "s3 (no prefix)": ("s3_bucket", {"read": "read", "write": "write", "read_write": "read_write"}),
     "secrets": ("secret", {"read": "-"}),
     "kms": (
         "kms",
@@ -29,7 +30,9 @@ FIELDS = {
     "athena.results": ("athena_results", {"write": "-"}),
     "athena.databases": ("glue_catalog", {"read": "-"}),
     "emr.clusters": ("emr_cluster", {"steps": "-"}),
-    "redshift_data": ("redshift_data", {"query": "-"}),
+    "redshift_data (cluster)": ("redshift_data", {"db_user": "db_user", "secret": "secret"}),
+    "redshift_data (workgroup)": ("redshift_serverless", {"iam": "-", "secret": "secret"}),
+    "redshift_data (any, once)": ("redshift_statements", {"own": "-"}),
     "datapipeline.pipelines": ("datapipeline", {"activate": "-"}),
     "pass_roles": ("pass_role", {"pass": "-"}),
 }

@@ -81,6 +81,19 @@ CASES = [
         {},
         "redshift_data:\n  - {cluster: finance, database: <database>, db_user: loader}",
     ),
+    (  # HeadBucket, or a listing of the root: only a whole bucket's entry allows it
+        "s3:ListBucket",
+        f"{A}:s3:::acme-raw",
+        {},
+        "s3:\n  - {bucket: acme-raw, access: read}",
+    ),
+    (
+        "redshift-serverless:GetCredentials",
+        f"{A}:redshift-serverless:{R}:workgroup/8d2a1c3e-4b5f-4a6b-9c7d-0e1f2a3b4c5d",
+        {},
+        "redshift_data:\n  - {workgroup: <workgroup name>, workgroup_id: "
+        "8d2a1c3e-4b5f-4a6b-9c7d-0e1f2a3b4c5d, database: <database>}",
+    ),
     (
         "datapipeline:ActivatePipeline",
         f"{A}:datapipeline:{R}:pipeline/df-0123",
@@ -119,7 +132,6 @@ def test_the_entry_is_the_narrowest_that_allows_the_call(
         ("glue:GetCrawlerMetrics", "*"),  # granted on "*": nothing to name
         ("ecs:RunTask", f"{A}:ecs:{R}:task-definition/x:1"),  # no manifest entry grants it
         ("s3:PutObject", f"{A}:sqs:{R}:orders"),  # not a resource of the action's formats
-        ("s3:ListBucket", f"{A}:s3:::acme-raw"),  # HeadBucket, or a listing of the root
     ],
 )
 def test_no_entry_when_no_manifest_grant_names_the_call(action: str, resource: str) -> None:

@@ -27,15 +27,16 @@ def parse(text: str) -> Arn | None:
 def wider_than_one_resource(arn: Arn) -> bool:
     """A wildcard may follow a named resource and a path delimiter, never stand for the name.
 
-    Refused: arn:aws:s3:::*, bucket/*, secret:*, table/sales_*. Allowed: bucket/prefix/*,
+    Refused: arn:aws:s3:::*, bucket*, bucket/sales*, secret:*, table/sales_*. Allowed:
+    bucket/prefix/*, bucket/* (one bucket's objects: an s3 entry without prefix),
     parameter/sales/*, table/t/index/*, function:f:*, secret:name-?????? (the suffix Secrets
     Manager appends).
     """
     rest = arn.resource
     if arn.service == "s3":
-        # objects need a key prefix before any wildcard: bucket/prefix/*, never bucket/*
+        # a named bucket, then a whole key prefix (ending in '/') or none before any wildcard
         first = WILDCARD.search(rest)
-        return first is not None and not re.fullmatch(r"[^/]+/.*[^/]/", rest[: first.start()])
+        return first is not None and not re.fullmatch(r"[^/]+/(.*[^/]/)?", rest[: first.start()])
     split = re.search(r"[/:]", rest)
     if split and WILDCARD.search(rest[: split.start()]):
         return True

@@ -232,7 +232,7 @@ def _grants(
 UNRESOLVED = re.compile(r"\$\{[^}]*\}")
 
 
-def _head(pattern: str) -> str:
+def head(pattern: str) -> str:
     """The literal start of a pattern, up to its first wildcard or unresolved reference."""
     return re.split(r"[*?]|\$\{", pattern, maxsplit=1)[0]
 
@@ -245,9 +245,9 @@ def reaches(resource_pattern: str, arn: str, prefix: bool = False) -> bool:
         return True
     if not prefix:
         return False
-    head = _head(resource_pattern)
-    wild = head != resource_pattern
-    return head.startswith(arn) or (wild and arn.startswith(head))
+    start = head(resource_pattern)
+    wild = start != resource_pattern
+    return start.startswith(arn) or (wild and arn.startswith(start))
 
 
 @dataclass(frozen=True)

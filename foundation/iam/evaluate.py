@@ -46,6 +46,21 @@ def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
     return _compiled(pattern, case_sensitive).fullmatch(value) is not None
 
 
+def covers(wide: str, narrow: str) -> bool:
+    """Whether every value the pattern `narrow` matches, `wide` matches too: `wide` matches
+    `narrow`'s text with its wildcards read as characters, each of which a `*` of `wide` takes
+    along with whatever it stands for. A `?` of `wide` could take a `*` of `narrow` but not what
+    it stands for, so such a pair is never said to cover."""
+    if wide == narrow:
+        return True
+    literal_start = re.split(r"[*?]", wide, maxsplit=1)[0]  # to skip compiling most patterns
+    return (
+        narrow.startswith(literal_start)
+        and not ("?" in wide and "*" in narrow)
+        and glob(wide, narrow)
+    )
+
+
 def glob_regex(pattern: str) -> str:
     """The regular expression of an IAM pattern, for a caller that reads parts out of what it
     matches (iam/suggest.py): the same semantics as `glob`, from the same place."""

@@ -14,7 +14,7 @@ from foundation.config import (
     Deployment,
 )
 from foundation.iam.catalog import catalog, fill
-from foundation.manifest import DagManifest
+from foundation.manifest import DagManifest, RedshiftDataAccess
 from foundation.naming import DagNames, bundle_prefix
 from foundation.yamlio import FieldPath
 
@@ -126,8 +126,11 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
     p = manifest.permissions
     at = ("permissions",)
     for i, s3 in enumerate(p.s3):
-        params = {"bucket": s3.bucket, "prefix": s3.prefix}
-        yield Grant("s3", s3.access, params, locate((*at, "s3", i)))
+        source = locate((*at, "s3", i))
+        if s3.prefix is None:
+            yield Grant("s3_bucket", s3.access, {"bucket": s3.bucket}, source)
+        else:
+            yield Grant("s3", s3.access, {"bucket": s3.bucket, "prefix": s3.prefix}, source)
     for i, name in enumerate(p.secrets):
         yield Grant("secret", "read", {"name": name}, locate((*at, "secrets", i)))
     for i, kms in enumerate(p.kms):
@@ -152,8 +155,9 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
             source = locate((*at, "emr", "clusters", i))
             yield Grant("emr_cluster", "steps", {"cluster": cluster}, source)
     for i, rs in enumerate(p.redshift_data):
-        params = {"cluster": rs.cluster, "database": rs.database, "db_user": rs.db_user}
-        yield Grant("redshift_data", "query", params, locate((*at, "redshift_data", i)))
+        yield _redshift_grant(rs, locate((*at, "redshift_data", i)))
+    if p.redshift_data:
+        yield Grant("redshift_statements", "own", {}, locate((*at, "redshift_data")))
     if p.datapipeline:
         for i, pipeline in enumerate(p.datapipeline.pipelines):
             source = locate((*at, "datapipeline", "pipelines", i))
@@ -161,6 +165,20 @@ def grants(manifest: DagManifest, deployment: Deployment, locate: Locate) -> Ite
     for i, pr in enumerate(p.pass_roles):
         params = {"role": pr.role, "service": pr.service}
         yield Grant("pass_role", "pass", params, locate((*at, "pass_roles", i)))
+
+
+def _redshift_grant(rs: RedshiftDataAccess, source: str) -> Grant:
+    """A cluster's or a workgroup's statements, logged in by db_user, secret or IAM identity."""
+    how = "secret" if rs.secret else ("db_user" if rs.cluster else "iam")
+    kind = "redshift_data" if rs.cluster else "redshift_serverless"
+    fields = {
+        "cluster": rs.cluster,
+        "workgroup_id": rs.workgroup_id,
+        "database": rs.database,
+        "db_user": rs.db_user,
+        "name": rs.secret,
+    }
+    return Grant(kind, how, {k: v for k, v in fields.items() if v is not None}, source)
 
 
 def celery_worker_grants(deployment: Deployment, names: DagNames) -> Iterator[Grant]:

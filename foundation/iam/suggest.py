@@ -53,9 +53,14 @@ _ENTRIES: dict[str, Callable[[str, dict[str, str]], str]] = {
     ),
     "glue_catalog": _listed("athena", "databases", "database"),
     "emr_cluster": _listed("emr", "clusters", "cluster"),
+    "s3_bucket": lambda access, f: f"s3:\n  - {{bucket: {f['bucket']}, access: {access}}}",
     "redshift_data": lambda access, f: (
         f"redshift_data:\n  - {{cluster: {f['cluster']}, database: {f['database']}, "
         f"db_user: {f['db_user']}}}"
+    ),
+    "redshift_serverless": lambda access, f: (
+        f"redshift_data:\n  - {{workgroup: {f['workgroup']}, workgroup_id: {f['workgroup_id']}, "
+        f"database: {f['database']}}}"
     ),
     "datapipeline": _listed("datapipeline", "pipelines", "pipeline"),
     "pass_role": lambda access, f: (
@@ -64,6 +69,7 @@ _ENTRIES: dict[str, Callable[[str, dict[str, str]], str]] = {
 }
 _PLACEHOLDERS = {
     "prefix": "<prefix>/",
+    "workgroup": "<workgroup name>",
     "database": "<database>",
     "db_user": "<db_user>",
     "service": "<service>",
@@ -82,8 +88,8 @@ def entry_for(action: str, resource: str, context: dict[str, str] | None = None)
                     continue
                 for key in template.resources:
                     fields = _read(cat.arns[key], resource)
-                    if _whole_bucket(action, key, context or {}):
-                        return None  # every manifest listing is under a prefix
+                    if kind == "s3" and _whole_bucket(action, key, context or {}):
+                        break  # a prefix's listing never is: the whole bucket's (s3_bucket) is
                     if fields is not None:
                         fields = _completed(kind, fields, context or {})
                         return Entry(kind, access, fields, render(access, fields))
@@ -91,8 +97,8 @@ def entry_for(action: str, resource: str, context: dict[str, str] | None = None)
 
 
 def _whole_bucket(action: str, arn_key: str, context: dict[str, str]) -> bool:
-    """A listing of a bucket's root (HeadBucket, or ListBucket with no prefix), which no s3
-    entry grants: each limits its listing to its own prefix."""
+    """A listing of a bucket's root (HeadBucket, or ListBucket with no prefix), which only an
+    s3 entry without prefix grants: one with a prefix limits its listing to it."""
     return (
         action.lower() == "s3:listbucket"
         and arn_key == "s3_bucket"
@@ -132,5 +138,9 @@ def _completed(kind: str, fields: dict[str, str], context: dict[str, str]) -> di
 
 
 def _wanted(kind: str, fields: dict[str, str]) -> list[str]:
-    extra = {"redshift_data": ["database", "db_user"], "pass_role": ["service"]}
+    extra = {
+        "redshift_data": ["database", "db_user"],
+        "redshift_serverless": ["workgroup", "workgroup_id", "database"],
+        "pass_role": ["service"],
+    }
     return list(dict.fromkeys([*fields, *extra.get(kind, [])]))
