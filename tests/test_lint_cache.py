@@ -238,6 +238,10 @@ def test_synth_says_what_it_linted_and_what_the_cache_held(
     assert f"cfn-lint: 0 of 8 templates linted, 8 from the cache ({cache})" in said[1]
     assert warm.stderr == cold.stderr
     assert [line for line in cold.stderr.splitlines() if line.startswith("warning")] == [
+        f"warning: FA100 project: {project.root}/dag_permissions/sales_daily.yaml:16: "
+        "network.egress[0]: adds nothing: every task may already open tcp 443 to 0.0.0.0/0 (the "
+        "workers security group all DAGs' tasks share, for AWS APIs, while "
+        "network.private_endpoints is false)",
         "warning: W3005 acme-airflow-core/Resources/ApiServerServiceBEB56465: "
         "'LoadBalancerHttpsApiServerGroup88BF76B3' dependency already enforced by a 'Ref' at "
         "'Resources/ApiServerServiceBEB56465/Properties/LoadBalancers/0/TargetGroupArn'"
