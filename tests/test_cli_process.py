@@ -23,9 +23,9 @@ def test_a_synth_leaves_no_temporary_file_and_no_process(project: ProjectDir, tm
     temporary.mkdir()
     env = os.environ | {"TMPDIR": str(temporary), "FOUNDATION_CACHE_DIR": str(tmp_path / "c")}
     out = tmp_path / "cdk.out"
+    command = ["synth", "--project", str(project.root), "--out", str(out)]
     done = subprocess.run(
-        [sys.executable, "-c", "from foundation.cli import run; run()", "synth"]
-        + ["--project", str(project.root), "--out", str(out)],
+        [sys.executable, "-c", "from foundation.cli import run; run()", *command],
         env=env,
         capture_output=True,
         text=True,

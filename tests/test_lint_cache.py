@@ -244,7 +244,7 @@ def test_synth_says_what_it_linted_and_what_the_cache_held(
         "network.private_endpoints is false)",
         "warning: W3005 acme-airflow-core/Resources/ApiServerServiceBEB56465: "
         "'LoadBalancerHttpsApiServerGroup88BF76B3' dependency already enforced by a 'Ref' at "
-        "'Resources/ApiServerServiceBEB56465/Properties/LoadBalancers/0/TargetGroupArn'"
+        "'Resources/ApiServerServiceBEB56465/Properties/LoadBalancers/0/TargetGroupArn'",
     ]
     second = {p.name: p.read_bytes() for p in (project.root / "cdk.out").glob("*.template.json")}
     assert second == first
