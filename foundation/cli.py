@@ -74,9 +74,7 @@ YesOption = Annotated[
 ]
 JsonOption = Annotated[
     bool,
-    typer.Option(
-        "--json", help="Print the result as one JSON document on stdout; errors too (README)."
-    ),
+    typer.Option("--json", help="Print the result, or the errors, as JSON on stdout."),
 ]
 
 # How each way a verb stops early exits (foundation/exit_codes.py; InvalidInput apart: it

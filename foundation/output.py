@@ -20,6 +20,8 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
 from rich.text import Text
 
 from foundation.errors import Problem
@@ -120,5 +122,11 @@ def progress(err: Console, what: str) -> Iterator[Callable[[str], None]]:
     if not err.is_terminal:
         yield lambda stage: None
         return
-    with err.status(what) as status:
-        yield lambda stage: status.update(f"{what}: {stage}")
+    spinner = Spinner("dots", text=what)
+    with Live(spinner, console=err, transient=True) as live:
+
+        def show(stage: str) -> None:
+            spinner.update(text=f"{what}: {stage}")
+            live.refresh()  # every stage shows, however short
+
+        yield show
