@@ -134,6 +134,8 @@ def failures(as_json: bool = False) -> Iterator[None]:
         raise fail(ExitCode.ERROR, [output.aws_error_text(error)], as_json) from None
     except RUN_ERRORS as error:
         raise fail(ExitCode.ERROR, [str(error)], as_json) from None
+    except KeyboardInterrupt:
+        raise fail(ExitCode.INTERRUPTED, ["interrupted"], as_json) from None
 
 
 def report_error(problem: object) -> None:
