@@ -350,3 +350,45 @@ def test_synth_json_progress_next_steps_and_exit_codes(project: ProjectDir) -> N
             }
         ]
     }
+
+
+@pytest.mark.parametrize("verb", ["deploy", "destroy"])
+def test_ctrl_c_while_stacks_deploy_exits_130_with_their_outcomes(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    from foundation import deploy, destroy
+
+    def stopped(*args: object) -> None:
+        raise deploy.Interrupted([deploy.Outcome("acme-airflow-core", "interrupted", "X")])
+
+    monkeypatch.setattr(deploy if verb == "deploy" else destroy, "run", stopped)
+    result = project.run(verb, "--json")
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "outcomes": [
+            {
+                "stack": "acme-airflow-core",
+                "result": "interrupted",
+                "ok": False,
+                "status": "X",
+                "outputs": {},
+                "failures": [],
+                "message": "",
+            }
+        ],
+    }
+    assert "Stopped waiting." in result.stderr
+
+
+def test_ctrl_c_anywhere_else_exits_130(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from foundation import synth
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "run", interrupted)
+    result = project.run("synth")
+    assert (result.exit_code, result.stderr) == (ExitCode.INTERRUPTED, "error: interrupted\n")
