@@ -48,5 +48,5 @@ def as_json(project: Project) -> dict[str, Any]:
             }
             for dag in project.dags
         ],
-        "errors": [str(p) for p in project.findings],
+        "errors": [p.as_data() for p in project.findings],
     }

@@ -392,3 +392,29 @@ def test_ctrl_c_anywhere_else_exits_130(
     monkeypatch.setattr(synth, "run", interrupted)
     result = project.run("synth")
     assert (result.exit_code, result.stderr) == (ExitCode.INTERRUPTED, "error: interrupted\n")
+
+
+def test_validate_findings_are_json_errors_with_exit_2(
+    empty_project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = ["dag_id: big", "owner: x", "permissions:", "  s3:"] + [
+        f"    - {{bucket: bucket-{i:04d}-long-name, prefix: a/long/prefix/{i}/, access: read}}"
+        for i in range(400)
+    ]
+    empty_project.manifest("big", "\n".join(lines) + "\n")
+    monkeypatch.chdir(empty_project.root)
+    result = empty_project.run("validate", "--json")
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    (error,) = json.loads(result.stdout)["errors"]
+    assert (error["file"], error["line"], error["field"]) == (
+        "dag_permissions/big.yaml",
+        None,
+        "permissions",
+    )
+    sarif = json.loads(empty_project.run("validate", "--format", "sarif").stdout)
+    (finding,) = sarif["runs"][0]["results"]
+    assert finding["ruleId"] == "check-failed"
+    assert finding["locations"] == [
+        {"physicalLocation": {"artifactLocation": {"uri": "dag_permissions/big.yaml"}}}
+    ]
+    assert finding["message"]["text"] == f"permissions: {error['message']}"

@@ -454,3 +454,14 @@ def test_no_dag_role_policy_holds_a_deny(templates: dict) -> None:
         if st["Effect"] != "Allow"
     ]
     assert denies == []
+
+
+def test_a_piped_table_shows_every_arn_whole(permissions, monkeypatch) -> None:
+    """CliRunner's stdout is no terminal, as a pipe or a CI log: no ARN is cut or folded."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    shown = json.loads(permissions("sales_daily", "--json").stdout)
+    arns = {r for entries in shown["services"].values() for e in entries for r in e["resources"]}
+    table = permissions("sales_daily").stdout
+    assert "…" not in table
+    cells = {cell.strip() for line in table.splitlines() for cell in line.split("│")}
+    assert arns <= cells
