@@ -406,7 +406,7 @@ def diff(
 ) -> None:
     """Show what a deploy would change; exit 3 when something would, 0 when nothing would."""
     chosen = _formats(output_format, as_json, ("table", "markdown", "json"))
-    with failures(chosen == "json"), output.progress(err, "diff: synth") as stage:
+    with failures(chosen == "json"), output.progress(err, "diff") as stage:
         plans = diff_verb.run(project, env, out, profile, region, on_stage=stage)
     if chosen == "json":
         output.print_json(diff_verb.as_data(plans))
@@ -490,7 +490,7 @@ def permissions(
             chosen == "json",
         )
     with failures(chosen == "json"):
-        with output.progress(err, "permissions: synth") as stage:
+        with output.progress(err, "permissions") as stage:
             audit = permissions_verb.load(project, env, out, stage)
         if dag_id is not None:
             _show_role(dag_id, audit.dag_role(dag_id), chosen)
@@ -565,10 +565,8 @@ def dev(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     reporter = views.LiveReporter(console)
     try:
-        with failures():
+        with failures():  # Ctrl-C while it boots: exit 130
             session = dev_verb.boot(options, reporter)
-    except KeyboardInterrupt:
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         reporter.close()
     synth_verb.release_node()

@@ -21,6 +21,8 @@ def run(
     on_stage: Callable[[str], None] | None = None,
 ) -> list[StackPlan]:
     target = open_target(root, env, out, profile, region, on_stage)
+    if on_stage:
+        on_stage("a change set for every stack")
     plans = plan_all(target, None, concurrency)
     discard(target, plans)
     return plans
