@@ -63,8 +63,8 @@ def run(
 ) -> Outcome:
     project = load_project(root, env)
     _require_boundary(project)
+    aws = connect_to(project, profile, region)  # wrong credentials are told before a synth
     body = template_body(project)
-    aws = connect_to(project, profile, region)
     name = project.deployment.namespace.bootstrap_stack
     state = actions.describe_stack(aws.cfn, name)
     if state and state.in_progress:

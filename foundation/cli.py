@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -16,8 +16,6 @@ from typing import Annotated
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from foundation import bootstrap as bootstrap_verb
@@ -26,17 +24,20 @@ from foundation import destroy as destroy_verb
 from foundation import dev as dev_verb
 from foundation import diff as diff_verb
 from foundation import init as init_verb
+from foundation import output, sarif, views
 from foundation import permissions as permissions_verb
 from foundation import publish as publish_verb
 from foundation import schema as schema_verb
 from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
-from foundation import views
 from foundation.cloudformation.actions import ChangeSetFailed, Locked
 from foundation.cloudformation.target import NotReady
 from foundation.config import CELERY_IMAGE_CONTENTS
-from foundation.errors import InvalidInput
+from foundation.errors import InvalidInput, Problem
+from foundation.exit_codes import ExitCode
+from foundation.iam.coverage import Reach
+from foundation.iam.effective import Access, RoleGrants
 from foundation.local.cluster import ClusterFailed
 from foundation.naming import bundle_prefix
 from foundation.project import Project
@@ -45,34 +46,63 @@ app = typer.Typer(
     help="Airflow 3 on AWS ECS with a least-privilege AWS identity per DAG.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # plain help: flags without a fake <bool> argument, nothing cut in a narrow terminal
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(emoji=False)
-err = Console(stderr=True, emoji=False, highlight=False)
+# Made again for each run (main): rich reads NO_COLOR, FORCE_COLOR and whether the stream is a
+# terminal when a console is made.
+console = output.stdout_console()
+err = output.stderr_console()
 
 ProjectOption = Annotated[
     Path,
-    typer.Option("--project", help="Folder holding config/ and dag_permissions/."),
+    typer.Option("--project", metavar="DIR", help="Folder holding config/ and dag_permissions/."),
 ]
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", help="Overlay config/NAME.yaml on config/foundation.yaml."),
+    typer.Option(
+        "--env", metavar="NAME", help="Overlay config/NAME.yaml on config/foundation.yaml."
+    ),
 ]
 
-ProfileOption = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", metavar="NAME", help="AWS profile (else AWS_PROFILE).")
+]
 RegionOption = Annotated[
-    str | None, typer.Option("--region", help="AWS region (default: the config's).")
+    str | None,
+    typer.Option("--region", metavar="REGION", help="AWS region (default: the config's)."),
 ]
 OutOption = Annotated[
-    Path | None, typer.Option("--out", help="Cloud assembly folder (default: PROJECT/cdk.out).")
+    Path | None,
+    typer.Option("--out", metavar="DIR", help="Cloud assembly folder (default: PROJECT/cdk.out)."),
 ]
 YesOption = Annotated[
     bool, typer.Option("--yes", help="Approve changes that broaden IAM or lose data.")
 ]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print the result, or the errors, as JSON on stdout."),
+]
 
-EXIT_FINDINGS = 1
-EXIT_INVALID_INPUT = 2
-EXIT_INTERRUPTED = 130
+# How each way a verb stops early exits (foundation/exit_codes.py; InvalidInput apart: it
+# carries its problems' files and lines).
+INPUT_ERRORS = (
+    deploy_verb.UsageError,
+    synth_verb.UnsafeOutput,
+    synth_verb.ChecksFailed,
+    dev_verb.DevUnavailable,
+)
+RUN_ERRORS = (
+    NotReady,
+    Locked,
+    ChangeSetFailed,
+    deploy_verb.Refused,
+    synth_verb.NodeMissing,
+    synth_verb.SynthesisFailed,
+    dev_verb.BootFailed,
+    ClusterFailed,
+)
 
 
 def run() -> None:
@@ -114,6 +144,8 @@ def main(
     ] = False,
 ) -> None:
     """Validate, synthesize and deploy an Airflow cluster from config/ and dag_permissions/."""
+    global console, err
+    console, err = output.stdout_console(), output.stderr_console()
 
 
 @app.command()
@@ -141,16 +173,50 @@ def init(
     )
 
 
-def fail_on_invalid_input(error: InvalidInput) -> typer.Exit:
-    for problem in error.problems:
-        report_error(problem)
-    err.print(f"{len(error.problems)} problem(s); nothing was written.")
-    return typer.Exit(EXIT_INVALID_INPUT)
+def fail(code: ExitCode, problems: list[Problem] | list[str], as_json: bool) -> typer.Exit:
+    output.print_errors(err, problems, as_json)
+    return typer.Exit(code)
+
+
+def fail_on_invalid_input(error: InvalidInput, as_json: bool = False) -> typer.Exit:
+    output.print_errors(err, error.problems, as_json)
+    if not as_json:
+        err.print(f"{len(error.problems)} problem(s); nothing was written.")
+    return typer.Exit(ExitCode.INVALID_INPUT)
+
+
+def usage_error(message: str, as_json: bool = False) -> typer.Exit:
+    return fail(ExitCode.INVALID_INPUT, [message], as_json)
+
+
+@contextmanager
+def failures(as_json: bool = False) -> Iterator[None]:
+    """Every way a verb stops early, as one message (text on stderr, or JSON on stdout) and
+    its exit code; never a traceback."""
+    try:
+        yield
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error, as_json) from None
+    except INPUT_ERRORS as error:
+        raise fail(ExitCode.INVALID_INPUT, [str(error)], as_json) from None
+    except (BotoCoreError, ClientError) as error:
+        raise fail(ExitCode.ERROR, [output.aws_error_text(error)], as_json) from None
+    except RUN_ERRORS as error:
+        raise fail(ExitCode.ERROR, [str(error)], as_json) from None
+    except KeyboardInterrupt:
+        raise fail(ExitCode.INTERRUPTED, ["interrupted"], as_json) from None
 
 
 def report_error(problem: object) -> None:
-    """User text is printed as text: never read as rich markup."""
-    err.print(Text.assemble(("error", "red"), f": {problem}"), soft_wrap=True)
+    output.report_error(err, problem)
+
+
+def _formats(output_format: str, as_json: bool, allowed: tuple[str, ...]) -> str:
+    """--format, with --json as the same as --format json."""
+    chosen = "json" if as_json else output_format
+    if chosen not in allowed:
+        raise usage_error(f"--format {output_format!r}: use {', '.join(allowed)}", as_json)
+    return chosen
 
 
 def report_warning(problem: object) -> None:
@@ -161,51 +227,67 @@ def report_warning(problem: object) -> None:
 def validate(
     project: ProjectOption = Path("."),
     env: EnvOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="table, json, or sarif (code scanning annotations)."
+        ),
+    ] = "table",
 ) -> None:
     """Check the config and every manifest, and show each DAG's generated permissions."""
+    chosen = _formats(output_format, as_json, ("table", "json", "sarif"))
     try:
         loaded = validate_verb.run(project, env)
     except InvalidInput as error:
-        raise fail_on_invalid_input(error) from None
-    if as_json:
-        print(json.dumps(validate_verb.as_json(loaded), indent=2))
+        if chosen != "sarif":
+            raise fail_on_invalid_input(error, chosen == "json") from None
+        output.print_json(sarif.report(error.problems, sarif.INVALID_INPUT))
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    if chosen == "json":
+        output.print_json(validate_verb.as_json(loaded))
+    elif chosen == "sarif":
+        output.print_json(sarif.report(loaded.findings, sarif.CHECK_FAILED))
     else:
         _print_summary(loaded)
-    for warning in loaded.warnings:
-        report_warning(warning)
-    for finding in loaded.findings:
-        report_error(finding)
+        for warning in loaded.warnings:
+            report_warning(warning)
+        for finding in loaded.findings:
+            report_error(finding)
     if loaded.findings:
-        raise typer.Exit(EXIT_FINDINGS)
+        raise typer.Exit(ExitCode.INVALID_INPUT)
 
 
 @app.command()
 def synth(
     project: ProjectOption = Path("."),
     env: EnvOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Cloud assembly folder (default: PROJECT/cdk.out).")
-    ] = None,
+    out: OutOption = None,
     cold: Annotated[
         bool, typer.Option("--cold", help="Build every stack; reuse nothing from --out.")
     ] = False,
     timings: Annotated[
         bool, typer.Option("--timings", help="Show the seconds each stage took.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate, synthesize the CloudFormation cloud assembly and check every template."""
-    try:
-        result = synth_verb.run(project, env, out, cold)
-    except InvalidInput as error:
-        raise fail_on_invalid_input(error) from None
-    except (
-        synth_verb.NodeMissing,
-        synth_verb.UnsafeOutput,
-        synth_verb.SynthesisFailed,
-    ) as error:
-        report_error(error)
-        raise typer.Exit(EXIT_FINDINGS) from None
+    with failures(as_json), output.progress(err, "synth") as stage:
+        result = synth_verb.run(project, env, out, cold, stage)
+    if as_json:
+        output.print_json(synth_verb.as_data(result))
+    else:
+        _print_synth(result, timings)
+    if not result.written:
+        if not as_json:
+            err.print(f"{len(result.errors)} error(s); the assembly was not written.")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    if not as_json:
+        for line in _next_steps(project, env, out):
+            console.print(Text(line), soft_wrap=True)
+
+
+def _print_synth(result: synth_verb.SynthResult, timings: bool) -> None:
     console.print(views.synth_table(result))
     console.print(_what_was_built(result.built), soft_wrap=True)
     if result.built.rebuilt:
@@ -226,11 +308,23 @@ def synth(
     for finding in result.findings:
         style = "red" if finding.severity == "error" else "yellow"
         err.print(Text.assemble((finding.severity, style), f": {finding}"), soft_wrap=True)
-    if not result.written:
-        err.print(f"{len(result.errors)} error(s); the assembly was not written.")
-        raise typer.Exit(EXIT_FINDINGS)
-    done = "written to" if result.built.rebuilt else "up to date at"
-    console.print(f"Cloud assembly {done} {result.out}", soft_wrap=True)
+    if result.written:
+        done = "written to" if result.built.rebuilt else "up to date at"
+        console.print(Text(f"Cloud assembly {done} {result.out}"), soft_wrap=True)
+
+
+def _next_steps(project: Path, env: str | None, out: Path | None) -> list[str]:
+    """The commands to run after a synth, with the options this one was given."""
+    options = "".join(
+        f" {flag} {shlex.quote(str(value))}"
+        for flag, value in (("--project", project), ("--env", env), ("--out", out))
+        if value is not None and value != Path(".")
+    )
+    return [
+        "Next:",
+        f"  foundation diff{options}     what a deploy would change (exit 3 when something would)",
+        f"  foundation deploy{options}   deploy it (foundation bootstrap once per account first)",
+    ]
 
 
 def _what_was_built(built: synth_verb.Built) -> Text:
@@ -251,87 +345,60 @@ def _what_was_built(built: synth_verb.Built) -> Text:
 def status(
     project: ProjectOption = Path("."),
     env: EnvOption = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
-    region: Annotated[
-        str | None, typer.Option("--region", help="AWS region (default: the config's).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show each stack's state, drift status where known, last update and outputs."""
-    try:
+    with failures(as_json):
         stacks = status_verb.run(project, env, profile, region)
-    except InvalidInput as error:
-        raise fail_on_invalid_input(error) from None
-    except (BotoCoreError, ClientError) as error:
-        report_error(f"AWS: {error}")
-        raise typer.Exit(EXIT_FINDINGS) from None
     if as_json:
-        print(json.dumps([status_verb.as_data(name, state) for name, state in stacks], indent=2))
-        return
-    table = Table(title="stacks")
-    for column in ("stack", "status", "drift", "last update", "outputs"):
-        table.add_column(column)
-    for name, state in stacks:
-        if state is None:
-            table.add_row(name, "not deployed", "-", "-", "")
-            continue
-        outputs = "\n".join(f"{k} = {v}" for k, v in sorted(state.outputs.items()))
-        updated = state.updated.isoformat(timespec="seconds") if state.updated else "-"
-        table.add_row(name, state.status, state.drift, updated, Text(outputs))
-    console.print(table)
+        output.print_json(status_verb.as_data(stacks))
+    else:
+        console.print(views.status_table(stacks))
 
 
-@contextmanager
-def aws_errors() -> Iterator[None]:
-    """Every way a deploy verb stops early, as one message and an exit code, never a traceback."""
-    try:
-        yield
-    except InvalidInput as error:
-        raise fail_on_invalid_input(error) from None
-    except deploy_verb.UsageError as error:
-        report_error(error)
-        raise typer.Exit(EXIT_INVALID_INPUT) from None
-    except (
-        BotoCoreError,
-        ClientError,
-        NotReady,
-        Locked,
-        ChangeSetFailed,
-        deploy_verb.Refused,
-        synth_verb.NodeMissing,
-        synth_verb.UnsafeOutput,
-        synth_verb.SynthesisFailed,
-    ) as error:
-        prefix = "AWS: " if isinstance(error, (BotoCoreError, ClientError)) else ""
-        report_error(f"{prefix}{error}")
-        raise typer.Exit(EXIT_FINDINGS) from None
-
-
-def interrupted(reporter: views.LiveReporter, stopped: deploy_verb.Interrupted) -> typer.Exit:
+def interrupted(
+    reporter: views.LiveReporter, stopped: deploy_verb.Interrupted, as_json: bool
+) -> typer.Exit:
     reporter.close()
-    console.print(views.outcome_table(stopped.outcomes, "interrupted"))
+    if as_json:
+        output.print_json({"ok": False, "outcomes": [o.as_data() for o in stopped.outcomes]})
+    else:
+        console.print(views.outcome_table(stopped.outcomes, "interrupted"))
     err.print(
         "Stopped waiting. CloudFormation carries on with the stacks marked interrupted; "
         "`foundation status` shows how they end."
     )
-    return typer.Exit(EXIT_INTERRUPTED)
+    return typer.Exit(ExitCode.INTERRUPTED)
 
 
 def confirmer() -> Callable[[list[str]], bool] | None:
-    """Ask on a terminal; in a non-interactive shell nothing can approve but --yes."""
+    """Ask on a terminal (on stderr: stdout holds the result); in a non-interactive shell
+    nothing can approve but --yes."""
     if not sys.stdin.isatty():
         return None
 
     def ask(reasons: list[str]) -> bool:
-        return typer.confirm(f"{len(reasons)} change(s) need approval. Deploy?", default=False)
+        question = f"{len(reasons)} change(s) need approval. Deploy?"
+        return typer.confirm(question, default=False, err=True)
 
     return ask
 
 
-def finish(outcomes: list[deploy_verb.Outcome], title: str) -> None:
-    console.print(views.outcome_table(outcomes, title))
+def reporter_for(as_json: bool) -> views.LiveReporter:
+    """With --json, plans and live progress go to stderr: stdout holds only the result."""
+    return views.LiveReporter(err if as_json else console)
+
+
+def finish(outcomes: list[deploy_verb.Outcome], title: str, data: dict | None) -> None:
+    """The outcome table, or `data` with --json; exit 1 when a stack failed."""
+    if data is not None:
+        output.print_json(data)
+    else:
+        console.print(views.outcome_table(outcomes, title))
     if not all(o.ok for o in outcomes):
-        raise typer.Exit(EXIT_FINDINGS)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @app.command()
@@ -341,15 +408,17 @@ def bootstrap(
     profile: ProfileOption = None,
     region: RegionOption = None,
     yes: YesOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create or update the artifacts bucket and the CloudFormation service role."""
-    reporter = views.LiveReporter(console)
+    reporter = reporter_for(as_json)
     try:
-        with aws_errors():
+        with failures(as_json):
             outcome = bootstrap_verb.run(project, env, profile, region, yes, reporter, confirmer())
     finally:
         reporter.close()
-    finish([outcome], "bootstrap")
+    data = {"ok": outcome.ok, "outcomes": [outcome.as_data()]} if as_json else None
+    finish([outcome], "bootstrap", data)
 
 
 @app.command()
@@ -358,35 +427,41 @@ def deploy(
     env: EnvOption = None,
     out: OutOption = None,
     stack: Annotated[
-        list[str] | None, typer.Option("--stack", help="Deploy only this stack (repeatable).")
+        list[str] | None,
+        typer.Option("--stack", metavar="NAME", help="Deploy only this stack (repeatable)."),
     ] = None,
     yes: YesOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=16, help="Worker stacks deployed at once.")
+        int,
+        typer.Option(
+            "--concurrency", min=1, max=16, metavar="N", help="Worker stacks deployed at once."
+        ),
     ] = 4,
     skip_db_migrate: Annotated[
         bool, typer.Option("--skip-db-migrate", help="Never run airflow db migrate.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Synthesize (or reuse the assembly), show each stack's change set, then deploy."""
     options = deploy_verb.Options(
         project, env, out, profile, region, stack or [], yes, not skip_db_migrate, concurrency
     )
-    reporter = views.LiveReporter(console)
+    reporter = reporter_for(as_json)
     try:
-        with aws_errors():
+        with failures(as_json):
             result = deploy_verb.run(options, reporter, confirmer())
     except deploy_verb.Interrupted as stopped:
-        raise interrupted(reporter, stopped) from None
+        raise interrupted(reporter, stopped, as_json) from None
     finally:
         reporter.close()
-    if result.migration:
-        console.print(Text(result.migration))
-    if not result.changed:
-        console.print("No changes: no change set was executed.")
-    finish(result.outcomes, "deploy")
+    if not as_json:
+        if result.migration:
+            console.print(Text(result.migration))
+        if not result.changed:
+            console.print("No changes: no change set was executed.")
+    finish(result.outcomes, "deploy", result.as_data() if as_json else None)
 
 
 @app.command()
@@ -397,21 +472,25 @@ def diff(
     profile: ProfileOption = None,
     region: RegionOption = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="table or markdown (for a pull-request comment).")
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="table, markdown (a pull-request comment) or json."
+        ),
     ] = "table",
+    as_json: JsonOption = False,
 ) -> None:
-    """Show what a deploy would change; exit 1 when something would, 0 when nothing would."""
-    if output_format not in ("table", "markdown"):
-        report_error(f"--format {output_format!r}: use table or markdown")
-        raise typer.Exit(EXIT_INVALID_INPUT)
-    with aws_errors():
-        plans = diff_verb.run(project, env, out, profile, region)
-    if output_format == "markdown":
+    """Show what a deploy would change; exit 3 when something would, 0 when nothing would."""
+    chosen = _formats(output_format, as_json, ("table", "markdown", "json"))
+    with failures(chosen == "json"), output.progress(err, "diff") as stage:
+        plans = diff_verb.run(project, env, out, profile, region, on_stage=stage)
+    if chosen == "json":
+        output.print_json(diff_verb.as_data(plans))
+    elif chosen == "markdown":
         print(diff_verb.markdown(plans), end="")
     else:
         views.show_plans(console, plans, None)
     if any(p.action != "none" for p in plans):
-        raise typer.Exit(EXIT_FINDINGS)
+        raise typer.Exit(ExitCode.CHANGES)
 
 
 @app.command()
@@ -422,71 +501,129 @@ def destroy(
     yes: YesOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Delete every stack in reverse order; list the stateful resources kept or snapshotted."""
-    reporter = views.LiveReporter(console)
+    reporter = reporter_for(as_json)
     try:
-        with aws_errors():
+        with failures(as_json):
             outcomes, kept = destroy_verb.run(
                 project, env, out, profile, region, yes, reporter, confirmer()
             )
     except deploy_verb.Interrupted as stopped:
-        raise interrupted(reporter, stopped) from None
+        raise interrupted(reporter, stopped, as_json) from None
     finally:
         reporter.close()
-    for k in kept:
-        console.print(Text(f"kept ({k.policy}): {k.stack} {k.logical_id} {k.resource_type}"))
-    finish(outcomes, "destroy")
+    if not as_json:
+        for k in kept:
+            console.print(Text(f"kept ({k.policy}): {k.stack} {k.logical_id} {k.resource_type}"))
+    finish(outcomes, "destroy", destroy_verb.as_data(outcomes, kept) if as_json else None)
 
 
 @app.command()
 def permissions(
-    dag_id: Annotated[str | None, typer.Argument(help="The DAG whose permissions to show.")] = None,
+    dag_id: Annotated[
+        str | None, typer.Argument(metavar="DAG_ID", help="The DAG whose permissions to show.")
+    ] = None,
     who_can: Annotated[
         str | None,
-        typer.Option("--who-can", help="An ARN, s3://bucket/prefix or a secret name."),
+        typer.Option(
+            "--who-can", metavar="RESOURCE", help="An ARN, s3://bucket/prefix or a secret name."
+        ),
+    ] = None,
+    can: Annotated[
+        tuple[str, str, str] | None,
+        typer.Option(
+            "--can",
+            metavar="DAG ACTION RESOURCE",
+            help="Whether DAG may do ACTION on RESOURCE (an ARN, s3://bucket/key or a secret "
+            "name): exit 0 yes, 4 no.",
+        ),
     ] = None,
     show_matrix: Annotated[
-        bool, typer.Option("--matrix", help="DAGs x resources with access levels.")
+        bool, typer.Option("--matrix", help="DAGs x resources: access levels and conditions.")
     ] = False,
     output_format: Annotated[
-        str, typer.Option("--format", help="table, markdown or html (--matrix).")
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="table, markdown, html (--matrix) or json."
+        ),
     ] = "table",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
     project: ProjectOption = Path("."),
     env: EnvOption = None,
     out: OutOption = None,
 ) -> None:
     """Effective permissions from the synthesized templates: a DAG's, who can reach a resource,
-    or the matrix of every DAG's."""
-    modes = [dag_id is not None, who_can is not None, show_matrix]
-    if sum(modes) != 1 or output_format not in ("table", "markdown", "html"):
-        report_error("give one of DAG_ID, --who-can RESOURCE or --matrix [--format FORMAT]")
-        raise typer.Exit(EXIT_INVALID_INPUT)
-    with aws_errors():
-        audit = permissions_verb.load(project, env, out)
+    whether a DAG can do something, or the matrix of every DAG's."""
+    chosen = _formats(output_format, as_json, ("table", "markdown", "html", "json"))
+    modes = [dag_id is not None, who_can is not None, can is not None, show_matrix]
+    if sum(modes) != 1 or (chosen == "html" and not show_matrix):
+        raise usage_error(
+            "give one of DAG_ID, --who-can RESOURCE, --can DAG ACTION RESOURCE or --matrix "
+            "[--format FORMAT]",
+            chosen == "json",
+        )
+    with failures(chosen == "json"):
+        with output.progress(err, "permissions") as stage:
+            audit = permissions_verb.load(project, env, out, stage)
         if dag_id is not None:
-            role = audit.dag_role(dag_id)
-        reached = audit.who_can(who_can) if who_can is not None else []
-    if dag_id is not None:
-        grouped = permissions_verb.by_service(role)
-        overlaps = audit.overlaps(dag_id)
-        if as_json:
-            shared = [permissions_verb.overlap_as_data(*pair) for pair in overlaps]
-            data = {"dag_id": dag_id, "role": role.name, "services": grouped, "overlaps": shared}
-            print(json.dumps(data, indent=2))
+            _show_role(dag_id, audit.dag_role(dag_id), audit.overlaps(dag_id), chosen)
+        elif who_can is not None:
+            _show_who_can(who_can, audit.who_can(who_can), chosen)
+        elif can is not None:
+            answer = audit.can(*can)
         else:
-            console.print(views.permissions_table(role.name, grouped))
-            for pair in overlaps:
-                text = f"overlapping S3 grant: {permissions_verb.overlap_text(*pair)}"
-                console.print(Text(text), soft_wrap=True)
-    elif who_can is not None:
-        found = [permissions_verb.access_as_data(a) for a in reached]
-        if as_json:
-            print(json.dumps({"resource": who_can, "access": found}, indent=2))
-        else:
-            console.print(views.who_can_table(who_can, found))
-    elif output_format == "html":
+            _show_matrix(audit, chosen)
+    if can is not None:
+        _show_answer(answer, chosen)
+
+
+def _show_role(
+    dag_id: str, role: RoleGrants, overlaps: list[tuple[Reach, Reach]], chosen: str
+) -> None:
+    grouped = permissions_verb.by_service(role)
+    if chosen == "json":
+        shared = [permissions_verb.overlap_as_data(*pair) for pair in overlaps]
+        data = {"dag_id": dag_id, "role": role.name, "services": grouped, "overlaps": shared}
+        output.print_json(data)
+        return
+    console.print(views.permissions_table(role.name, grouped))
+    for pair in overlaps:
+        text = f"overlapping S3 grant: {permissions_verb.overlap_text(*pair)}"
+        console.print(Text(text), soft_wrap=True)
+
+
+def _show_who_can(resource: str, reached: list[Access], chosen: str) -> None:
+    found = [permissions_verb.access_as_data(a) for a in reached]
+    if chosen == "json":
+        output.print_json({"resource": resource, "reachable": bool(found), "access": found})
+    elif found:
+        console.print(views.who_can_table(resource, found))
+    else:
+        console.print(
+            Text(
+                f"Nobody can reach {resource}: no statement of any DAG role or cluster role in "
+                "the templates names it."
+            ),
+            soft_wrap=True,
+        )
+
+
+def _show_answer(answer: permissions_verb.Answer, chosen: str) -> None:
+    if chosen == "json":
+        output.print_json(answer.as_data())
+    else:
+        for line in views.answer_lines(answer):
+            console.print(Text(line), soft_wrap=True)
+    if not answer.allowed:
+        raise typer.Exit(ExitCode.DENIED)
+
+
+def _show_matrix(audit: permissions_verb.Audit, chosen: str) -> None:
+    if chosen == "json":
+        output.print_json(permissions_verb.matrix_data(audit))
+    elif chosen == "html":
         print(permissions_verb.matrix_html(audit), end="")
     else:
         print(permissions_verb.matrix_markdown(audit), end="")
@@ -510,16 +647,8 @@ def dev(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     reporter = views.LiveReporter(console)
     try:
-        with aws_errors():
+        with failures():  # Ctrl-C while it boots: exit 130
             session = dev_verb.boot(options, reporter)
-    except dev_verb.DevUnavailable as error:
-        report_error(error)
-        raise typer.Exit(EXIT_INVALID_INPUT) from None
-    except (dev_verb.BootFailed, ClusterFailed) as error:
-        report_error(error)
-        raise typer.Exit(EXIT_FINDINGS) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         reporter.close()
     synth_verb.release_node()
@@ -557,17 +686,15 @@ def publish_dags(
     region: RegionOption = None,
 ) -> None:
     """Upload DAG files to their S3 bundle, refusing any whose dag_id has no manifest there."""
-    with aws_errors():
+    with failures():
         try:
             done = publish_verb.run(project, env, folder, bundle, delete, profile, region)
         except publish_verb.UsageError as error:
-            report_error(error)
-            raise typer.Exit(EXIT_INVALID_INPUT) from None
+            raise usage_error(str(error)) from None
         except InvalidInput as error:  # found before any upload: nothing is in S3
-            for problem in error.problems:
-                report_error(problem)
+            output.print_errors(err, error.problems, False)
             err.print(f"{len(error.problems)} problem(s); nothing was uploaded.")
-            raise typer.Exit(EXIT_INVALID_INPUT) from None
+            raise typer.Exit(ExitCode.INVALID_INPUT) from None
     where = f"s3://{done.plan.bucket}/{bundle_prefix(done.plan.bundle)}"
     console.print(Text(f"Uploaded {len(done.plan.uploads)} file(s) to {where}:"), soft_wrap=True)
     for key in done.plan.uploads:
@@ -596,8 +723,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of the config, a config overlay or a DAG manifest."""
     if kind not in schema_verb.KINDS:
-        report_error(f"schema {kind!r}: use one of {', '.join(schema_verb.KINDS)}")
-        raise typer.Exit(EXIT_INVALID_INPUT)
+        raise usage_error(f"schema {kind!r}: use one of {', '.join(schema_verb.KINDS)}")
     text = schema_verb.text(kind)
     if output is None:
         print(text, end="")
@@ -605,18 +731,17 @@ def schema(
     try:
         output.write_text(text)
     except OSError as error:
-        report_error(f"{output}: {error.strerror}")
-        raise typer.Exit(EXIT_INVALID_INPUT) from None
+        raise usage_error(f"{output}: {error.strerror}") from None
 
 
 def _print_summary(loaded: Project) -> None:
     deployment = loaded.deployment
-    table = Table(
-        title=f"{deployment.name}: {deployment.account} {deployment.region} "
-        f"({deployment.airflow.executor} executor)"
+    table = views.table(
+        f"{deployment.name}: {deployment.account} {deployment.region} "
+        f"({deployment.airflow.executor} executor)",
+        ["DAG", "owner", "worker", "services granted", "statements", "policies"],
+        ("statements", "policies"),
     )
-    for column in ("DAG", "owner", "worker", "services granted", "statements", "policies"):
-        table.add_column(column, justify="right" if column in ("statements", "policies") else None)
     for dag in loaded.dags:
         row = validate_verb.dag_summary(loaded, dag)
         worker = row["worker"]

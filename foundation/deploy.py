@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from foundation.airflow import runtime_files
 from foundation.cloudformation import actions
@@ -66,6 +66,20 @@ class Outcome:
     def ok(self) -> bool:
         return self.result in ("created", "updated", "deleted", "no changes")
 
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "result": self.result,
+            "ok": self.ok,
+            "status": self.status,
+            "outputs": self.outputs,
+            "failures": [
+                {"logical_id": e.logical_id, "resource_type": e.resource_type, "reason": e.reason}
+                for e in self.failures
+            ],
+            "message": self.message,
+        }
+
 
 @dataclass
 class Result:
@@ -79,6 +93,14 @@ class Result:
     @property
     def changed(self) -> bool:
         return any(o.result != "no changes" for o in self.outcomes)
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "changed": self.changed,
+            "migration": self.migration,
+            "outcomes": [o.as_data() for o in self.outcomes],
+        }
 
 
 class Refused(Exception):

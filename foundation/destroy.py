@@ -30,6 +30,18 @@ def kept_resources(stack: str, template: dict[str, Any]) -> list[Kept]:
     ]
 
 
+def as_data(outcomes: list[Outcome], kept: list[Kept]) -> dict[str, Any]:
+    return {
+        "ok": all(o.ok for o in outcomes),
+        "outcomes": [o.as_data() for o in outcomes],
+        "kept": [
+            {"stack": k.stack, "logical_id": k.logical_id, "resource_type": k.resource_type}
+            | {"policy": k.policy}
+            for k in kept
+        ],
+    }
+
+
 def run(
     root: Path,
     env: str | None,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from foundation.cloudformation.plan import StackPlan
 from foundation.cloudformation.target import discard, open_target, plan_all
@@ -15,11 +18,43 @@ def run(
     profile: str | None,
     region: str | None,
     concurrency: int = 4,
+    on_stage: Callable[[str], None] | None = None,
 ) -> list[StackPlan]:
-    target = open_target(root, env, out, profile, region)
+    target = open_target(root, env, out, profile, region, on_stage)
+    if on_stage:
+        on_stage("a change set for every stack")
     plans = plan_all(target, None, concurrency)
     discard(target, plans)
     return plans
+
+
+def as_data(plans: list[StackPlan]) -> dict[str, Any]:
+    """Every stack's plan; `changes` says whether a deploy would change anything (exit 3)."""
+    return {
+        "changes": any(p.action != "none" for p in plans),
+        "stacks": [
+            {
+                "stack": p.name,
+                "action": p.action,
+                "resources": [
+                    {
+                        "action": c.action,
+                        "logical_id": c.logical_id,
+                        "resource_type": c.resource_type,
+                        "replacement": c.replacement,
+                    }
+                    for c in p.changes
+                ],
+                "iam": [
+                    {"added": c.added, "resource": c.resource, "statement": json.loads(c.statement)}
+                    for c in p.iam
+                ],
+                "blocked": p.blocked,
+                "approval_reasons": p.approval_reasons,
+            }
+            for p in plans
+        ],
+    }
 
 
 def markdown(plans: list[StackPlan]) -> str:

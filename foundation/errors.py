@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,25 @@ class Problem:
     field: str
     message: str
 
+    @property
+    def shown_file(self) -> Path:
+        """The file as the user would name it: relative to the current folder when inside it."""
+        cwd = Path.cwd()
+        return self.file.relative_to(cwd) if self.file.is_relative_to(cwd) else self.file
+
     def __str__(self) -> str:
-        shown = (
-            self.file.relative_to(Path.cwd()) if self.file.is_relative_to(Path.cwd()) else self.file
-        )
-        where = f"{shown}:{self.line}" if self.line else str(shown)
+        where = f"{self.shown_file}:{self.line}" if self.line else str(self.shown_file)
         field = f" {self.field}:" if self.field else ""
         return f"{where}:{field} {self.message}"
+
+    def as_data(self) -> dict[str, Any]:
+        """For --json: a line of 0 (the whole file) and an empty field are null."""
+        return {
+            "file": self.shown_file.as_posix(),
+            "line": self.line or None,
+            "field": self.field or None,
+            "message": self.message,
+        }
 
 
 class InvalidInput(Exception):

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import difflib
 import html
+import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from foundation.cloudformation.target import assembly_for
 from foundation.errors import InvalidInput, Problem
-from foundation.iam.catalog import is_escalation, lookup
+from foundation.iam.catalog import is_escalation, lookup, suggest
 from foundation.iam.coverage import S3_OBJECTS, Reach, object_patterns, overlapping
 from foundation.iam.effective import (
     Access,
     Grant,
     RoleGrants,
     access_level,
+    allowing,
+    request_arn,
     resource_arns,
     roles_of,
     through_pass_role,
@@ -26,6 +30,9 @@ from foundation.iam.effective import (
 )
 from foundation.iam.evaluate import covers
 from foundation.project import Project, load_project
+
+# Access levels (policy_sentry's) that change something: marked as write access in the matrix.
+WRITE_LEVELS = frozenset({"Write", "Permissions management", "Tagging"})
 
 
 @dataclass
@@ -56,6 +63,22 @@ class Audit:
         key = resource[5:].partition("/")[2] if resource.startswith("s3://") else None
         direct = who_can(self.roles, arns, key)
         return direct + through_pass_role(self.roles, direct, d.partition, d.account)
+
+    def can(self, dag_id: str, action: str, resource: str) -> Answer:
+        """Whether the DAG's role may make the request, and the statements that allow it."""
+        role = self.dag_role(dag_id)
+        info = lookup(action)
+        if info is None:
+            close = suggest(action)
+            hint = f" (did you mean {close}?)" if close else ""
+            message = f"{action!r} is not an IAM action (service:Action){hint}"
+            raise InvalidInput([Problem(Path("ACTION"), 0, "", message)])
+        d = self.project.deployment
+        try:
+            arn = request_arn(resource, d.partition, d.region, d.account)
+        except ValueError as error:
+            raise InvalidInput([Problem(Path("RESOURCE"), 0, "", str(error))]) from None
+        return Answer(dag_id, role.name, info.name, arn, allowing(role, info.name, arn))
 
     def escalations(self) -> dict[str, list[Grant]]:
         """Statements that escalate privileges, of the DAGs allowed them."""
@@ -102,6 +125,42 @@ def overlap_as_data(wide: Reach, other: Reach) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Answer:
+    """`permissions --can`: yes when a statement allows the request (under its condition)."""
+
+    dag_id: str
+    role: str
+    action: str
+    resource: str  # the ARN asked about
+    statements: list[Grant]  # those that allow it, unconditional ones first
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.statements)
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "dag_id": self.dag_id,
+            "role": self.role,
+            "action": self.action,
+            "resource": self.resource,
+            "statements": [statement_data(g) for g in self.statements],
+        }
+
+
+def statement_data(grant: Grant) -> dict[str, Any]:
+    return {
+        "policy": grant.policy,
+        "sid": grant.sid or None,
+        "index": grant.index,
+        "statement": grant.as_statement(),
+        "condition": grant.condition,
+        "source": grant.source,
+    }
+
+
 def _escalates(grant: Grant) -> bool:
     if grant.not_action or grant.unknown:
         return True  # every action but a few, or unknown ones: escalating ones among them
@@ -109,9 +168,11 @@ def _escalates(grant: Grant) -> bool:
     return any(info is not None and is_escalation(info) for info in infos)
 
 
-def load(root: Path, env: str | None, out: Path | None) -> Audit:
+def load(
+    root: Path, env: str | None, out: Path | None, on_stage: Callable[[str], None] | None = None
+) -> Audit:
     project = load_project(root, env)
-    assembly = assembly_for(project, env, out)
+    assembly = assembly_for(project, env, out, on_stage)
     templates = {name: assembly.template(name) for name in assembly.bodies}
     sources = {
         (dag.dag_id, st.sid): "; ".join(st.sources)
@@ -156,16 +217,57 @@ def access_as_data(access: Access) -> dict[str, Any]:
     }
 
 
-def matrix(audit: Audit) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
-    """Resources (rows), DAGs (columns) and the access levels in each cell."""
-    cells: dict[tuple[str, str], set[str]] = defaultdict(set)
+Cell = dict[str, set[str]]  # condition (canonical JSON, "" for none) -> access levels
+
+
+def matrix(audit: Audit) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
+    """Resources (rows), DAGs (columns) and, in each cell, the access levels under each
+    condition."""
+    cells: dict[tuple[str, str], Cell] = defaultdict(lambda: defaultdict(set))
     for role in audit.dag_roles:
         for grant in role.grants:
+            condition = json.dumps(grant.condition, sort_keys=True) if grant.condition else ""
             for resource in grant.resources:
-                cells[(resource, role.dag_id or "")] |= {access_level(a) for a in grant.actions}
+                levels = {access_level(a) for a in grant.actions}
+                cells[(resource, role.dag_id or "")][condition] |= levels
     resources = sorted({r for r, _ in cells})
     dags = [r.dag_id or "" for r in audit.dag_roles]
-    return resources, dags, {k: ", ".join(sorted(v)) for k, v in cells.items()}
+    return resources, dags, cells
+
+
+def cell_text(cell: Cell, write: Callable[[str], str], code: Callable[[str], str]) -> str:
+    """Levels, the write ones marked (`write`), and each condition (`code`) after its levels."""
+    parts = []
+    for condition, levels in sorted(cell.items()):
+        shown = ", ".join(write(lv) if lv in WRITE_LEVELS else lv for lv in sorted(levels))
+        parts.append(f"{shown} if {code(condition)}" if condition else shown)
+    return "; ".join(parts)
+
+
+def matrix_data(audit: Audit) -> dict[str, Any]:
+    resources, dags, cells = matrix(audit)
+    return {
+        "dags": dags,
+        "escalation_allowed": sorted(audit.project.deployment.iam.allow_escalation_for),
+        "resources": [
+            {
+                "resource": resource,
+                "access": {
+                    dag: [
+                        {
+                            "levels": sorted(levels),
+                            "write": bool(levels & WRITE_LEVELS),
+                            "condition": json.loads(condition) if condition else None,
+                        }
+                        for condition, levels in sorted(cells[(resource, dag)].items())
+                    ]
+                    for dag in dags
+                    if (resource, dag) in cells
+                },
+            }
+            for resource in resources
+        ],
+    }
 
 
 def _header(audit: Audit, dag: str) -> str:
@@ -174,14 +276,21 @@ def _header(audit: Audit, dag: str) -> str:
 
 
 def matrix_markdown(audit: Audit) -> str:
+    """Write access in bold, conditions as code after the levels they limit."""
     resources, dags, cells = matrix(audit)
     lines = [
         "| resource | " + " | ".join(_header(audit, d) for d in dags) + " |",
         "|---|" + "---|" * len(dags),
     ]
     for resource in resources:
-        row = [cells.get((resource, d), "") for d in dags]
+        row = [
+            cell_text(cells[(resource, d)], "**{}**".format, "`{}`".format)
+            if (resource, d) in cells
+            else ""
+            for d in dags
+        ]
         lines.append(f"| `{resource}` | " + " | ".join(row) + " |")
+    lines += ["", "Write access in **bold**; a condition follows the levels it limits."]
     lines += _escalation_lines(audit)
     overlaps = audit.overlaps()
     if overlaps:
@@ -198,6 +307,17 @@ def _escalation_lines(audit: Audit) -> list[str]:
     return lines
 
 
+def _html_cell(cells: dict[tuple[str, str], Cell], resource: str, dag: str) -> str:
+    if (resource, dag) not in cells:
+        return ""
+    strong, code = "<strong>{}</strong>".format, "<code>{}</code>".format
+    return cell_text(
+        {html.escape(c): {html.escape(lv) for lv in v} for c, v in cells[(resource, dag)].items()},
+        strong,
+        code,
+    )
+
+
 def matrix_html(audit: Audit) -> str:
     """One self-contained HTML file: no script, no external stylesheet."""
     resources, dags, cells = matrix(audit)
@@ -205,7 +325,7 @@ def matrix_html(audit: Audit) -> str:
     head = "".join(f"<th>{html.escape(_header(audit, d))}</th>" for d in dags)
     rows = "".join(
         f"<tr><th><code>{html.escape(r)}</code></th>"
-        + "".join(f"<td>{html.escape(cells.get((r, d), ''))}</td>" for d in dags)
+        + "".join(f"<td>{_html_cell(cells, r, d)}</td>" for d in dags)
         + "</tr>"
         for r in resources
     )
@@ -226,6 +346,7 @@ def matrix_html(audit: Audit) -> str:
         "</style></head><body>"
         f"<h1>{name}: DAG permissions</h1>"
         f"<table><tr><th>resource</th>{head}</tr>{rows}</table>"
+        "<p>Write access in <strong>bold</strong>; a condition follows the levels it limits.</p>"
         f"<ul>{escalations}</ul>"
         + (f"<h2>Overlapping S3 grants</h2><ul>{overlaps}</ul>" if overlaps else "")
         + "</body></html>\n"

@@ -19,9 +19,19 @@ def run(
     return [(name, describe_stack(cfn, name)) for name in names]
 
 
-def as_data(name: str, state: StackState | None) -> dict[str, Any]:
+def as_data(stacks: list[tuple[str, StackState | None]]) -> dict[str, Any]:
+    return {"stacks": [stack_data(name, state) for name, state in stacks]}
+
+
+def stack_data(name: str, state: StackState | None) -> dict[str, Any]:
     if state is None:
-        return {"stack": name, "status": "NOT_DEPLOYED"}
+        return {
+            "stack": name,
+            "status": "NOT_DEPLOYED",
+            "drift": None,
+            "last_update": None,
+            "outputs": {},
+        }
     return {
         "stack": name,
         "status": state.status,

@@ -36,13 +36,17 @@ class StackSummary:
 
 
 class Timings:
-    """Seconds per stage, in the order the stages ran."""
+    """Seconds per stage, in the order the stages ran; `on_stage` hears of each as it starts
+    (the CLI's progress)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stage: Callable[[str], None] | None = None) -> None:
         self.stages: dict[str, float] = {}
+        self.on_stage = on_stage
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if self.on_stage:
+            self.on_stage(name)
         start = time.perf_counter()
         try:
             yield
@@ -69,6 +73,46 @@ class SynthResult:
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == ERROR]
+
+
+def as_data(result: SynthResult) -> dict[str, Any]:
+    """`synth --json`: the assembly, each stack, and every finding of the checks."""
+    return {
+        "name": result.project.deployment.name,
+        "out": str(result.out),
+        "written": result.written,
+        "rebuilt": result.built.rebuilt,
+        "reused": result.built.reused,
+        "roles": result.roles,
+        "role_quota": result.project.deployment.iam.role_quota,
+        "stacks": [
+            {
+                "stack": s.name,
+                "resources": s.resources,
+                "template_bytes": s.template_bytes,
+                "roles": s.roles,
+                "errors": sum(f.severity == ERROR for f in s.findings),
+                "warnings": sum(f.severity != ERROR for f in s.findings),
+            }
+            for s in result.stacks
+        ],
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity,
+                "stack": f.stack,
+                "resource": f.resource,
+                "message": f.message,
+            }
+            for f in result.findings
+        ],
+        "escalations": {
+            dag.dag_id: dag.policy.escalations
+            for dag in result.project.dags
+            if dag.policy.escalations
+        },
+        "timings": result.timings,
+    }
 
 
 def check_context(project: Project) -> dict[str, str]:
@@ -167,6 +211,10 @@ class SynthesisFailed(Exception):
     """CDK refused the app (a construct's own validation)."""
 
 
+class ChecksFailed(Exception):
+    """The synthesized templates fail the toolkit's checks: nothing can be deployed from them."""
+
+
 def _check_target(target: Path, project_root: Path) -> None:
     if project_root == target or project_root.is_relative_to(target):
         raise UnsafeOutput(f"--out {target} holds the project; choose a folder of its own")
@@ -176,10 +224,16 @@ def _check_target(target: Path, project_root: Path) -> None:
         )
 
 
-def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> SynthResult:
+def run(
+    root: Path,
+    env: str | None,
+    out: Path | None,
+    cold: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> SynthResult:
     """Synthesize and check; with a previous assembly at `out`, rebuild only what changed
     (`cold`: ignore it)."""
-    timings = Timings()
+    timings = Timings(on_stage)
     with timings.stage("load the project"):
         project = load_project(root, env)
     target = (out or project.root / "cdk.out").resolve()

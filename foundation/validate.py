@@ -48,6 +48,6 @@ def as_json(project: Project) -> dict[str, Any]:
             }
             for dag in project.dags
         ],
-        "errors": [str(p) for p in project.findings],
-        "warnings": [str(p) for p in project.warnings],
+        "errors": [p.as_data() for p in project.findings],
+        "warnings": [p.as_data() for p in project.warnings],
     }

@@ -14,27 +14,37 @@ from rich.table import Table
 from rich.text import Text
 
 from foundation.checks.cfn_lint import LintResult
-from foundation.cloudformation.actions import Event
+from foundation.cloudformation.actions import Event, StackState
 from foundation.cloudformation.plan import StackPlan
 from foundation.deploy import Outcome
+from foundation.permissions import Answer
 from foundation.synth import SynthResult
 
 ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red", "Dynamic": "yellow"}
 
 
+def table(title: str, columns: list[str], right: tuple[str, ...] = (), **options: Any) -> Table:
+    """Every table of the toolkit: a cell too long for its column wraps, and a word longer than
+    the column (an ARN) folds onto the next line; nothing is cut with an ellipsis."""
+    made = Table(title=title, **options)
+    for column in columns:
+        made.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    return made
+
+
 def change_table(plan: StackPlan) -> Table:
-    table = Table(title=f"{plan.name}: {plan.action}", title_justify="left")
-    for column in ("", "resource", "type", "replacement"):
-        table.add_column(column)
+    shown = table(
+        f"{plan.name}: {plan.action}", ["", "resource", "type", "replacement"], title_justify="left"
+    )
     for c in plan.changes:
         replacement = c.replacement if c.action == "Modify" else ""
-        table.add_row(
+        shown.add_row(
             Text(c.action, ACTION_STYLE.get(c.action, "")),
             Text(c.logical_id),
             c.resource_type,
             replacement,
         )
-    return table
+    return shown
 
 
 def iam_table(plan: StackPlan) -> Table | None:
@@ -42,13 +52,15 @@ def iam_table(plan: StackPlan) -> Table | None:
     changes = plan.iam
     if not changes:
         return None
-    table = Table(title=f"{plan.name}: IAM statement changes", title_justify="left")
-    for column in ("", "resource", "effect", "action", "resource ARN", "condition"):
-        table.add_column(column)
+    shown = table(
+        f"{plan.name}: IAM statement changes",
+        ["", "resource", "effect", "action", "resource ARN", "condition"],
+        title_justify="left",
+    )
     for change in changes:
         statement = json.loads(change.statement)
         sign = Text("+", "green") if change.added else Text("-", "red")
-        table.add_row(
+        shown.add_row(
             sign,
             Text(change.resource),
             statement.get("Effect", ""),
@@ -56,7 +68,7 @@ def iam_table(plan: StackPlan) -> Table | None:
             Text("\n".join(_listed(statement.get("Resource"), json.dumps))),
             Text(json.dumps(statement["Condition"]) if "Condition" in statement else ""),
         )
-    return table
+    return shown
 
 
 def _listed(value: object, show=str) -> list[str]:
@@ -82,16 +94,14 @@ def show_plans(console: Console, plans: list[StackPlan], migration: str | None) 
 
 
 def outcome_table(outcomes: list[Outcome], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("stack", "outcome", "status", "outputs / failures"):
-        table.add_column(column)
+    shown = table(title, ["stack", "outcome", "status", "outputs / failures"])
     for o in outcomes:
         detail = [f"{k} = {v}" for k, v in sorted(o.outputs.items())]
         detail += [f"{e.logical_id} ({e.resource_type}): {e.reason}" for e in o.failures]
         detail += [o.message] if o.message else []
         style = "green" if o.ok else "red"
-        table.add_row(Text(o.stack), Text(o.result, style), o.status, Text("\n".join(detail)))
-    return table
+        shown.add_row(Text(o.stack), Text(o.result, style), o.status, Text("\n".join(detail)))
+    return shown
 
 
 class LiveReporter:
@@ -133,21 +143,20 @@ class LiveReporter:
             self.live.update(self._render())
 
     def _render(self) -> Group:
-        table = Table(title="CloudFormation", title_justify="left")
-        for column in ("stack", "status", "latest event"):
-            table.add_column(column)
+        shown = table("CloudFormation", ["stack", "status", "latest event"], title_justify="left")
         for stack, (status, latest) in sorted(self.rows.items()):
-            table.add_row(Text(stack), status, Text(latest))
-        return Group(table)
+            shown.add_row(Text(stack), status, Text(latest))
+        return Group(shown)
 
 
 def permissions_table(role: str, grouped: dict[str, list[dict]]) -> Table:
-    table = Table(title=f"{role}: effective permissions")
-    for column in ("service", "actions", "access", "resources", "condition", "source"):
-        table.add_column(column)
+    shown = table(
+        f"{role}: effective permissions",
+        ["service", "actions", "access", "resources", "condition", "source"],
+    )
     for service, entries in grouped.items():
         for e in entries:
-            table.add_row(
+            shown.add_row(
                 service,
                 Text("\n".join(e["actions"])),
                 ", ".join(e["access"]),
@@ -155,22 +164,20 @@ def permissions_table(role: str, grouped: dict[str, list[dict]]) -> Table:
                 Text(json.dumps(e["condition"]) if e["condition"] else ""),
                 Text(e["source"]),
             )
-    return table
+    return shown
 
 
 def who_can_table(resource: str, found: list[dict]) -> Table:
-    table = Table(title=f"who can reach {resource}")
-    for column in ("who", "access", "actions", "condition", "source"):
-        table.add_column(column)
+    shown = table(f"who can reach {resource}", ["who", "access", "actions", "condition", "source"])
     for f in found:
-        table.add_row(
+        shown.add_row(
             Text(f["who"]),
             ", ".join(f["access"]),
             Text("\n".join(f["actions"])),
             Text(json.dumps(f["condition"]) if f["condition"] else ""),
             Text(f["source"]),
         )
-    return table
+    return shown
 
 
 def dev_banner(session: Any) -> list[str]:
@@ -193,19 +200,18 @@ def dev_banner(session: Any) -> list[str]:
 
 
 def synth_table(result: SynthResult) -> Table:
-    table = Table(title=f"{result.project.deployment.name}: cloud assembly")
-    for column in ("stack", "resources", "template", "errors", "warnings"):
-        table.add_column(column, justify="left" if column == "stack" else "right")
+    columns = ["stack", "resources", "template", "errors", "warnings"]
+    shown = table(f"{result.project.deployment.name}: cloud assembly", columns, tuple(columns[1:]))
     for stack in result.stacks:
         errors = sum(f.severity == "error" for f in stack.findings)
-        table.add_row(
+        shown.add_row(
             Text(stack.name),
             str(stack.resources),
             f"{stack.template_bytes / 1024:.1f} KiB",
             str(errors),
             str(len(stack.findings) - errors),
         )
-    return table
+    return shown
 
 
 def lint_summary(lint: LintResult, cache: Path) -> str:
@@ -217,10 +223,38 @@ def lint_summary(lint: LintResult, cache: Path) -> str:
 
 
 def timings_table(stages: dict[str, float]) -> Table:
-    table = Table(title="time per stage")
-    table.add_column("stage")
-    table.add_column("seconds", justify="right")
+    shown = table("time per stage", ["stage", "seconds"], ("seconds",))
     for stage, seconds in stages.items():
-        table.add_row(stage, f"{seconds:.2f}")
-    table.add_row("all stages", f"{sum(stages.values()):.2f}", style="bold")
-    return table
+        shown.add_row(stage, f"{seconds:.2f}")
+    shown.add_row("all stages", f"{sum(stages.values()):.2f}", style="bold")
+    return shown
+
+
+def status_table(stacks: list[tuple[str, StackState | None]]) -> Table:
+    shown = table("stacks", ["stack", "status", "drift", "last update", "outputs"])
+    for name, state in stacks:
+        if state is None:
+            shown.add_row(Text(name), "not deployed", "-", "-", "")
+            continue
+        outputs = "\n".join(f"{k} = {v}" for k, v in sorted(state.outputs.items()))
+        updated = state.updated.isoformat(timespec="seconds") if state.updated else "-"
+        shown.add_row(Text(name), state.status, state.drift, updated, Text(outputs))
+    return shown
+
+
+def answer_lines(answer: Answer) -> list[str]:
+    """`permissions --can`: yes or no first, then each statement that allows it."""
+    request = f"{answer.action} on {answer.resource}"
+    if not answer.allowed:
+        return [f"no: no statement of DAG {answer.dag_id}'s role ({answer.role}) allows {request}."]
+    first = answer.statements[0]
+    verdict = "yes, when the condition holds" if first.condition else "yes"
+    lines = [f"{verdict}: DAG {answer.dag_id} ({answer.role}) may {request}"]
+    for grant in answer.statements:
+        where = f"Sid {grant.sid}" if grant.sid else f"statement {grant.index}"
+        lines.append(f"  allowed by policy {grant.policy}, {where}:")
+        lines.append(f"    {json.dumps(grant.as_statement())}")
+        if grant.condition:
+            lines.append(f"    condition: {json.dumps(grant.condition)}")
+        lines.append(f"    source: {grant.source}")
+    return lines

@@ -600,7 +600,7 @@ def test_too_many_dags_for_the_worker_stacks_is_named_before_cdk_refuses(tmp_pat
     for i in range(60):
         project.manifest(f"bulk_{i}", f"dag_id: bulk_{i}\nowner: x\n")
     result = project.run("validate")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "worker_stacks: a worker stack would hold" in result.stderr
     assert (
         "(CloudFormation's limit is 500) with 67 DAGs in 1 stack(s): raise it to 2" in result.stderr

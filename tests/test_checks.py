@@ -245,7 +245,7 @@ def test_a_widened_scheduler_grant_fails_the_synth(
 
     monkeypatch.setattr(cluster, "launch_dag_tasks", wider)
     result = project.run("synth")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     at = "acme-airflow-core/SchedulerTaskRoleDefaultPolicyF12C0747"
     wide = "'arn:aws:ecs:us-east-1:111122223333:task-definition/acme-airflow--*:*'"
     assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [

@@ -102,6 +102,21 @@ def test_bootstrap_creates_the_bucket_and_service_role(deployment: Deployment) -
     assert trust["Statement"][0]["Principal"] == {"Service": "cloudformation.amazonaws.com"}
     again = deployment.run("bootstrap")
     assert again.exit_code == 0 and "no changes" in again.stdout
+    data = json.loads(deployment.run("bootstrap", "--json").stdout)
+    assert data == {
+        "ok": True,
+        "outcomes": [
+            {
+                "stack": f"{NAME}-bootstrap",
+                "result": "no changes",
+                "ok": True,
+                "status": "CREATE_COMPLETE",
+                "outputs": {},
+                "failures": [],
+                "message": "",
+            }
+        ],
+    }
 
 
 def test_first_deploy_creates_every_stack_and_migrates(deployment: Deployment) -> None:
@@ -146,6 +161,26 @@ def test_redeploy_with_nothing_changed_executes_nothing(deployment: Deployment) 
     assert after == before  # the empty change sets were deleted, not left behind
     diff = deployment.run("diff")
     assert diff.exit_code == 0
+    plans = json.loads(deployment.run("diff", "--json").stdout)
+    assert plans["changes"] is False
+    assert {p["stack"]: p["action"] for p in plans["stacks"]} == dict.fromkeys(
+        deployment.names(), "none"
+    )
+    again = deployment.run("deploy", "--json")
+    assert again.exit_code == 0
+    data = json.loads(again.stdout)
+    assert set(data) == {"ok", "changed", "migration", "outcomes"}
+    assert (data["ok"], data["changed"], data["migration"]) == (True, False, None)
+    assert {o["result"] for o in data["outcomes"]} == {"no changes"}
+    assert set(data["outcomes"][0]) == {
+        "stack",
+        "result",
+        "ok",
+        "status",
+        "outputs",
+        "failures",
+        "message",
+    }
     one = deployment.run("deploy", "--stack", f"{NAME}-network")
     assert one.exit_code == 0 and f"no changes: {NAME}-network\n" in one.stdout
     unknown = deployment.run("deploy", "--stack", f"{NAME}-nope")
@@ -195,9 +230,26 @@ def test_broadening_is_refused_without_yes_and_changes_nothing(deployment: Deplo
     )
     before = deployment.executed(stack)
     diff = deployment.run("diff", "--format", "markdown")
-    assert diff.exit_code == 1
+    assert diff.exit_code == 3  # changes pending: never 1, which is an error
     assert f"### `{stack}`: update" in diff.stdout
     assert "arn:aws:s3:::acme-raw/housekeeping/*" in diff.stdout
+    plans = deployment.run("diff", "--json")
+    assert plans.exit_code == 3
+    data = json.loads(plans.stdout)
+    assert data["changes"] is True
+    (changed,) = [p for p in data["stacks"] if p["action"] != "none"]
+    assert set(changed) == {"stack", "action", "resources", "iam", "blocked", "approval_reasons"}
+    assert (changed["stack"], changed["action"]) == (stack, "update")
+    added = [c["statement"] for c in changed["iam"] if c["added"]]
+    objects = "arn:aws:s3:::acme-raw/housekeeping/*"
+    assert [s["Action"] for s in added if objects in s["Resource"]] == ["s3:GetObject"], added
+    assert set(changed["iam"][0]) == {"added", "resource", "statement"}
+    assert set(changed["resources"][0]) == {
+        "action",
+        "logical_id",
+        "resource_type",
+        "replacement",
+    }
     result = deployment.run("deploy")  # CliRunner's stdin is not a terminal
     assert result.exit_code == 1
     assert "need approval" in result.stderr and "nothing was changed" in result.stderr
@@ -237,13 +289,19 @@ def test_destroy_deletes_in_reverse_order_and_lists_what_it_keeps(deployment: De
     assert deployment.run("deploy", "--yes").exit_code == 0
     refused = deployment.run("destroy")
     assert refused.exit_code == 1 and "nothing was deleted" in refused.stderr
-    result = deployment.run("destroy", "--yes")
+    result = deployment.run("destroy", "--yes", "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
     live = deployment.stacks()
     assert not [n for n in live if n.startswith(f"{NAME}-") and n != f"{NAME}-bootstrap"]
-    assert "kept (Snapshot):" in result.stdout and "AWS::RDS::DBInstance" in result.stdout
-    assert "kept (RetainExceptOnCreate):" in result.stdout and "AWS::S3::Bucket" in result.stdout
-    assert json.loads(deployment.run("status", "--json").stdout)[0]["status"] == "NOT_DEPLOYED"
+    data = json.loads(result.stdout)  # the plans and the live table went to stderr
+    assert set(data) == {"ok", "outcomes", "kept"} and data["ok"] is True
+    assert {o["result"] for o in data["outcomes"]} == {"deleted"}
+    kept = {(k["policy"], k["resource_type"]) for k in data["kept"]}
+    assert ("Snapshot", "AWS::RDS::DBInstance") in kept
+    assert ("RetainExceptOnCreate", "AWS::S3::Bucket") in kept
+    assert set(data["kept"][0]) == {"stack", "logical_id", "resource_type", "policy"}
+    status = json.loads(deployment.run("status", "--json").stdout)
+    assert status["stacks"][0]["status"] == "NOT_DEPLOYED"
 
 
 @pytest.fixture(autouse=True)

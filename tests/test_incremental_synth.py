@@ -300,8 +300,9 @@ def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, exam
         "Nothing changed: all 8 stack(s) reused from the previous synth (verified by hash) and "
         "checked again."
     ) in unchanged.stdout.splitlines()
-    assert (
-        unchanged.stdout.splitlines()[-1] == f"Cloud assembly up to date at {project.root}/cdk.out"
+    # the last lines before the next steps
+    assert unchanged.stdout.splitlines()[-4] == (
+        f"Cloud assembly up to date at {project.root}/cdk.out"
     )
     apply(project, ("change", "housekeeping", 1))
     edited = project.run("synth")

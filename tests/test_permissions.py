@@ -112,7 +112,7 @@ def test_the_matrix_as_markdown_and_self_contained_html(permissions) -> None:
     dags = [c.strip() for c in header.split("|")[2:-1]]
     row = next(line for line in markdown.splitlines() if "acme-raw/salesforce/*" in line)
     cells = dict(zip(dags, [c.strip() for c in row.split("|")[2:-1]], strict=True))
-    assert cells["sales_daily"] == "Read, Write"  # read_write in its manifest
+    assert cells["sales_daily"] == "Read, **Write**"  # read_write in its manifest; write in bold
     assert {d for d, c in cells.items() if c} == {"sales_daily"}
     page = permissions("--matrix", "--format", "html").stdout
     assert page.startswith("<!DOCTYPE html>") and "acme-raw/salesforce/*" in page
@@ -207,13 +207,20 @@ def test_managed_policy_arns_are_read_or_reported_never_dropped() -> None:
     unknown = "not in the templates, its statements unknown (may grant anything)"
     assert dag.grants == [
         # NamingPolicy names the role and is in ManagedPolicyArns: read once
-        Grant(("s3:PutObject",), ("arn:aws:s3:::b/own/*",), None, "added by CDK"),
+        Grant(
+            ("s3:PutObject",),
+            ("arn:aws:s3:::b/own/*",),
+            None,
+            "added by CDK",
+            policy="NamingPolicy",
+        ),
         Grant(
             ("*",),
             ("*",),
             None,
             f"managed policy arn:aws:iam::aws:policy/AdministratorAccess: {unknown}",
             unknown=True,
+            policy="arn:aws:iam::aws:policy/AdministratorAccess",
         ),
         Grant(
             ("*",),
@@ -221,8 +228,11 @@ def test_managed_policy_arns_are_read_or_reported_never_dropped() -> None:
             None,
             f"managed policy arn:aws:iam::aws:policy/ReadOnlyAccess: {unknown}",
             unknown=True,
+            policy="arn:aws:iam::aws:policy/ReadOnlyAccess",
         ),
-        Grant(("s3:GetObject",), ("arn:aws:s3:::b/own/*",), None, "added by CDK"),
+        Grant(
+            ("s3:GetObject",), ("arn:aws:s3:::b/own/*",), None, "added by CDK", policy="OwnPolicy"
+        ),
     ]
 
 
@@ -273,3 +283,185 @@ def test_an_unknown_managed_policy_may_reach_anything_and_says_so() -> None:
         (("*",), True, "managed policy arn"),
         (("*",), True, "managed policy arn"),
     ]
+
+
+ROLE = "acme-airflow--dag-sales-daily-c2237c"
+POLICY = f"{ROLE}-1"
+
+
+def test_can_answers_yes_with_the_statement_that_allows_it(permissions) -> None:
+    """The toolkit's own IAM evaluation (foundation/iam/evaluate.py), not moto: moto evaluates no
+    condition."""
+    result = permissions("--can", "sales_daily", "s3:GetObject", "s3://acme-raw/salesforce/a.csv")
+    assert result.exit_code == 0, result.stderr
+    bundle = "arn:aws:s3:::acme-airflow-dags-111122223333-us-east-1/dags/*"
+    statement = {
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": [bundle, "arn:aws:s3:::acme-raw/salesforce/*"],
+    }
+    assert result.stdout.splitlines() == [
+        f"yes: DAG sales_daily ({ROLE}) may s3:GetObject on arn:aws:s3:::acme-raw/salesforce/a.csv",
+        f"  allowed by policy {POLICY}, Sid S34:",
+        f"    {json.dumps(statement)}",
+        "    source: baseline: the DAG bundle (tasks load their DAG's code from it); "
+        "dag_permissions/sales_daily.yaml:8 permissions.s3[0]",
+    ]
+    data = json.loads(
+        permissions(
+            "--can", "sales_daily", "s3:GetObject", "s3://acme-raw/salesforce/a.csv", "--json"
+        ).stdout
+    )
+    assert data == {
+        "allowed": True,
+        "dag_id": "sales_daily",
+        "role": ROLE,
+        "action": "s3:GetObject",
+        "resource": "arn:aws:s3:::acme-raw/salesforce/a.csv",
+        "statements": [
+            {
+                "policy": POLICY,
+                "sid": "S34",
+                "index": data["statements"][0]["index"],
+                "statement": statement,
+                "condition": None,
+                "source": "baseline: the DAG bundle (tasks load their DAG's code from it); "
+                "dag_permissions/sales_daily.yaml:8 permissions.s3[0]",
+            }
+        ],
+    }
+
+
+def test_can_answers_no_with_exit_4_for_another_prefix_or_dag(permissions) -> None:
+    """The attacker's question: may sales_daily write outside its prefix, or read another
+    DAG's prefix? Refused, by the same evaluation."""
+    outside = permissions("--can", "sales_daily", "s3:PutObject", "s3://acme-raw/orders/a.csv")
+    assert outside.exit_code == 4
+    assert outside.stdout == (
+        f"no: no statement of DAG sales_daily's role ({ROLE}) allows s3:PutObject on "
+        "arn:aws:s3:::acme-raw/orders/a.csv.\n"
+    )
+    other = permissions("--can", "housekeeping", "s3:GetObject", "s3://acme-raw/salesforce/a.csv")
+    assert other.exit_code == 4
+    data = json.loads(
+        permissions(
+            "--can", "housekeeping", "s3:GetObject", "s3://acme-raw/salesforce/a", "--json"
+        ).stdout
+    )
+    assert data["allowed"] is False and data["statements"] == []
+
+
+def test_can_shows_the_condition_a_yes_depends_on(permissions) -> None:
+    result = permissions("--can", "sales_daily", "s3:ListBucket", "s3://acme-raw")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"yes, when the condition holds: DAG sales_daily ({ROLE}) may s3:ListBucket on "
+        "arn:aws:s3:::acme-raw"
+    )
+    assert '    condition: {"StringLike": {"s3:prefix": "salesforce/*"}}' in lines
+
+
+def test_can_refuses_an_unknown_action_or_dag_as_invalid_input(permissions) -> None:
+    typo = permissions("--can", "sales_daily", "s3:GetObjekt", "s3://acme-raw/x", "--json")
+    assert typo.exit_code == 2
+    assert json.loads(typo.stdout) == {
+        "errors": [
+            {
+                "file": "ACTION",
+                "line": None,
+                "field": None,
+                "message": "'s3:GetObjekt' is not an IAM action (service:Action) "
+                "(did you mean s3:GetObject?)",
+            }
+        ]
+    }
+    assert permissions("--can", "sales_dialy", "s3:GetObject", "s3://acme-raw/x").exit_code == 2
+
+
+def test_who_can_says_plainly_when_nobody_can(permissions) -> None:
+    result = permissions("--who-can", "s3://nobody-has-this-bucket/x")
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "Nobody can reach s3://nobody-has-this-bucket/x: no statement of any DAG role or "
+        "cluster role in the templates names it.\n"
+    )
+    data = json.loads(permissions("--who-can", "s3://nobody-has-this-bucket/x", "--json").stdout)
+    assert data == {"resource": "s3://nobody-has-this-bucket/x", "reachable": False, "access": []}
+
+
+def test_json_keys_of_a_dag_and_who_can(permissions) -> None:
+    dag = json.loads(permissions("sales_daily", "--json").stdout)
+    assert set(dag) == {"dag_id", "role", "services"}
+    assert set(dag["services"]["s3"][0]) == {
+        "actions",
+        "access",
+        "resources",
+        "condition",
+        "source",
+    }
+    reach = json.loads(permissions("--who-can", "s3://acme-raw/salesforce/", "--json").stdout)
+    assert set(reach) == {"resource", "reachable", "access"}
+    assert set(reach["access"][0]) == {
+        "who",
+        "role",
+        "stack",
+        "actions",
+        "access",
+        "condition",
+        "source",
+        "unresolved",
+    }
+
+
+def test_the_matrix_marks_write_access_and_shows_conditions(permissions) -> None:
+    data = json.loads(permissions("--matrix", "--json").stdout)
+    assert set(data) == {"dags", "escalation_allowed", "resources"}
+    rows = {r["resource"]: r["access"] for r in data["resources"]}
+    assert rows["arn:aws:s3:::acme-raw/salesforce/*"] == {
+        "sales_daily": [{"levels": ["Read", "Write"], "write": True, "condition": None}]
+    }
+    listing = rows["arn:aws:s3:::acme-raw"]["sales_daily"]
+    assert {
+        "levels": ["List"],
+        "write": False,
+        "condition": {"StringLike": {"s3:prefix": "salesforce/*"}},
+    } in listing
+    markdown = permissions("--matrix").stdout
+    header = markdown.splitlines()[0]
+    dags = [c.strip() for c in header.split("|")[2:-1]]
+    row = next(
+        line for line in markdown.splitlines() if line.startswith("| `arn:aws:s3:::acme-raw` |")
+    )
+    cells = dict(zip(dags, [c.strip() for c in row.split("|")[2:-1]], strict=True))
+    assert 'List if `{"StringLike": {"s3:prefix": "salesforce/*"}}`' in cells["sales_daily"].split(
+        "; "
+    )
+    assert "Write access in **bold**; a condition follows the levels it limits." in markdown
+    page = permissions("--matrix", "--format", "html").stdout
+    assert "<td>Read, <strong>Write</strong></td>" in page
+
+
+def test_no_dag_role_policy_holds_a_deny(templates: dict) -> None:
+    """--can reads Allow statements (foundation/iam/effective.py keeps only those): it is right
+    only while the toolkit writes no Deny into a role's own policies."""
+    denies = [
+        (stack, logical_id)
+        for stack, template in templates.items()
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")
+        for st in _listed(r["Properties"]["PolicyDocument"]["Statement"])
+        if st["Effect"] != "Allow"
+    ]
+    assert denies == []
+
+
+def test_a_piped_table_shows_every_arn_whole(permissions, monkeypatch) -> None:
+    """CliRunner's stdout is no terminal, as a pipe or a CI log: no ARN is cut or folded."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    shown = json.loads(permissions("sales_daily", "--json").stdout)
+    arns = {r for entries in shown["services"].values() for e in entries for r in e["resources"]}
+    table = permissions("sales_daily").stdout
+    assert "…" not in table
+    cells = {cell.strip() for line in table.splitlines() for cell in line.split("│")}
+    assert arns <= cells

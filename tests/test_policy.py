@@ -189,7 +189,7 @@ def test_large_policies_are_split_across_managed_policies(empty_project: Project
 def test_policies_that_cannot_fit_are_a_check_failure(empty_project: ProjectDir) -> None:
     empty_project.manifest("big", _many_buckets(400))
     result = empty_project.run("validate")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "needs" in result.stderr and "managed policies" in result.stderr
     assert "iam.max_managed_policies_per_role" in result.stderr
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from foundation.output import CREDENTIALS_HINT
 from tests.conftest import ProjectDir
 from tests.moto_server import MotoAws
 
@@ -29,12 +30,21 @@ def test_status_shows_deployed_and_missing_stacks(moto_env: MotoAws, project: Pr
     }
     result = project.run_with_env(env, "status", "--json")
     assert result.exit_code == 0, result.stderr
-    rows = {row["stack"]: row for row in json.loads(result.stdout)}
+    data = json.loads(result.stdout)
+    assert set(data) == {"stacks"}
+    rows = {row["stack"]: row for row in data["stacks"]}
+    assert set(rows[network]) == {"stack", "status", "drift", "last_update", "outputs"}
     assert rows[network]["status"] == "CREATE_COMPLETE"
     assert rows[network]["outputs"] == {"TopicName": next(iter(rows[network]["outputs"].values()))}
     assert rows[network]["last_update"]
     for stack in (f"{NAME}-data", f"{NAME}-core"):
-        assert rows[stack] == {"stack": stack, "status": "NOT_DEPLOYED"}
+        assert rows[stack] == {
+            "stack": stack,
+            "status": "NOT_DEPLOYED",
+            "drift": None,
+            "last_update": None,
+            "outputs": {},
+        }
     assert sum("-workers-" in name for name in rows) == 5
     table = project.run_with_env(env, "status")
     assert table.exit_code == 0 and "not deployed" in table.stdout
@@ -48,4 +58,8 @@ def test_status_reports_aws_errors_without_a_traceback(
         {"AWS_ACCESS_KEY_ID": "nobody", "AWS_SECRET_ACCESS_KEY": "nothing"}, "status"
     )
     assert result.exit_code == 1
-    assert "error: AWS:" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr == (
+        "error: AWS refused the credentials (An error occurred (InvalidClientTokenId) when "
+        "calling the DescribeStacks operation: The security token included in the request is "
+        f"invalid.); they may have expired: {CREDENTIALS_HINT}\n"
+    )

@@ -379,7 +379,7 @@ def test_an_unacknowledged_cdk_nag_finding_fails_the_synth(
     unrelated = nag.Acknowledgement("AwsSolutions-RDS2", "not the finding this test leaves open")
     monkeypatch.setitem(nag.CLUSTER, "database_port", unrelated)
     result = project.run("synth")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "FA301 acme-airflow-data/Database/Resource: AwsSolutions-RDS11" in result.stderr
     assert not (project.root / "cdk.out").exists()
 
@@ -402,7 +402,7 @@ def test_a_failing_check_keeps_the_previous_assembly(project: ProjectDir) -> Non
     ]
     project.manifest("big", "\n".join(lines) + "\n")
     result = project.run("synth")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "needs" in result.stderr and "managed policies" in result.stderr
     assert "the assembly was not written" in result.stderr
     assert (out / "previous").read_text() == "kept"
@@ -518,7 +518,7 @@ def test_unmanaged_dags_can_run_under_an_identity_with_no_grants(alternative: di
 def test_synth_never_replaces_what_is_not_an_assembly(project: ProjectDir) -> None:
     for out in (project.root / "config", project.root, project.root.parent):
         result = project.run("synth", "--out", str(out))
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "--out" in result.stderr and "Traceback" not in result.stderr
     assert (project.root / "config" / "foundation.yaml").is_file()
 
@@ -533,7 +533,7 @@ def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -
     text = text.replace("image: apache/airflow:3.3.2", f"image: {ecr}")
     config.write_text(text)  # the example's bundle is S3: tasks need no git host
     refused = project.run("synth")  # Data Pipeline has no VPC endpoint
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "inventory_events.yaml: permissions: datapipeline has no VPC endpoint" in refused.stderr
     manifest = project.root / "dag_permissions" / "inventory_events.yaml"
     egress = "    - {cidr: 52.0.0.0/8, port: 443, description: Data Pipeline API}\n"

@@ -4,6 +4,7 @@ plan of every stack against what is live."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +52,19 @@ class Assembly:
         return cls(out, stack_layers(manifest), bodies)
 
 
-def assembly_for(project: Project, env: str | None, out: Path | None) -> Assembly:
+def assembly_for(
+    project: Project,
+    env: str | None,
+    out: Path | None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Assembly:
     """The project's assembly: reused when synthesized from the same inputs, else synthesized."""
     target = (out or project.root / "cdk.out").resolve()
     if not synth.is_up_to_date(target, project.root, env):
-        result = synth.run(project.root, env, target)
+        result = synth.run(project.root, env, target, on_stage=on_stage)
         if not result.written:
             errors = "; ".join(str(f) for f in result.errors)
-            raise NotReady(f"synth found {len(result.errors)} error(s): {errors}")
+            raise synth.ChecksFailed(f"synth found {len(result.errors)} error(s): {errors}")
     return Assembly.read(target)
 
 
@@ -69,12 +75,34 @@ class Bootstrap:
 
 
 def bootstrap_of(aws: Aws, project: Project) -> Bootstrap:
-    name = project.deployment.namespace.bootstrap_stack
+    """The bootstrap stack's outputs, checked against what `foundation bootstrap` makes for this
+    deployment: a stack of that name without them, or with others, is named, never a KeyError."""
+    namespace = project.deployment.namespace
+    name = namespace.bootstrap_stack
     state = actions.describe_stack(aws.cfn, name)
     if state is None or state.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         found = f"it is {state.status}" if state else "it does not exist"
         raise NotReady(
             f"the account is not bootstrapped ({name}: {found}); run foundation bootstrap"
+        )
+    d = project.deployment
+    expected = {
+        ARTIFACTS_OUTPUT: namespace.artifacts_bucket,
+        ROLE_OUTPUT: f"arn:{d.partition}:iam::{d.account}:role"
+        f"{namespace.bootstrap_role_path}{namespace.service_role}",
+    }
+    wrong = [
+        f"{key} is {state.outputs[key]!r}, expected {value!r}"
+        if key in state.outputs
+        else f"it has no output {key}"
+        for key, value in expected.items()
+        if state.outputs.get(key) != value
+    ]
+    if wrong:
+        raise NotReady(
+            f"{name} is not this deployment's bootstrap stack as foundation bootstrap makes it: "
+            f"{'; '.join(wrong)}. Run foundation bootstrap to update it (or delete a stack of "
+            "that name that is not the toolkit's)"
         )
     return Bootstrap(state.outputs[ARTIFACTS_OUTPUT], state.outputs[ROLE_OUTPUT])
 
@@ -119,12 +147,18 @@ def connect_to(project: Project, profile: str | None, region: str | None) -> Aws
 
 
 def open_target(
-    root: Path, env: str | None, out: Path | None, profile: str | None, region: str | None
+    root: Path,
+    env: str | None,
+    out: Path | None,
+    profile: str | None,
+    region: str | None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> Target:
     project = load_project(root, env)
-    assembly = assembly_for(project, env, out)
+    # the account first: wrong credentials or a missing bootstrap are told before a synth
     aws = connect_to(project, profile, region)
     bootstrap = bootstrap_of(aws, project)
+    assembly = assembly_for(project, env, out, on_stage)
     name = project.deployment.name
     live = {
         stack: state

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation.iam.catalog import lookup
-from foundation.iam.evaluate import glob, listed
+from foundation.iam.evaluate import Request, allows, glob, listed
 from foundation.naming import DAG_ID_TAG
 
 POLICY_TYPES = ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::RolePolicy")
@@ -30,6 +30,9 @@ class Grant:
     not_action: bool = False  # NotAction: every action but `actions`
     not_resource: bool = False  # NotResource: every resource but `resources`
     unknown: bool = False  # a managed policy outside the templates: it may grant anything
+    policy: str = ""  # the policy holding the statement (its name, or logical id)
+    sid: str = ""
+    index: int = 0  # the statement's place in its policy
 
     @property
     def services(self) -> list[str]:
@@ -162,12 +165,15 @@ def roles_of(
             for ref in _role_refs(r["Properties"]):
                 if ref in roles:
                     role = roles[ref]
-                    role.grants += _grants(r["Properties"]["PolicyDocument"], scope, role, sources)
+                    props = r["Properties"]
+                    name = _policy_name(policy_id, props)
+                    role.grants += _grants(props["PolicyDocument"], scope, role, sources, name)
                     attached.add((policy_id, ref))
         for logical_id, role in roles.items():
             props = resources[logical_id]["Properties"]
             for inline in props.get("Policies", []):
-                role.grants += _grants(inline["PolicyDocument"], scope, role, sources)
+                name = inline.get("PolicyName", logical_id)
+                role.grants += _grants(inline["PolicyDocument"], scope, role, sources, name)
             for arn in props.get("ManagedPolicyArns", []):
                 role.grants += _managed(arn, scope, role, sources, attached)
         out += roles.values()
@@ -188,12 +194,18 @@ def _managed(
     if target.get("Type") == "AWS::IAM::ManagedPolicy":
         if (ref, role.logical_id) in attached:
             return []
-        return _grants(target["Properties"]["PolicyDocument"], scope, role, sources)
+        props = target["Properties"]
+        return _grants(props["PolicyDocument"], scope, role, sources, _policy_name(ref, props))
     name = render(arn, scope)
     source = (
         f"managed policy {name}: not in the templates, its statements unknown (may grant anything)"
     )
-    return [Grant(("*",), ("*",), None, source, unknown=True)]
+    return [Grant(("*",), ("*",), None, source, unknown=True, policy=name)]
+
+
+def _policy_name(logical_id: str, props: dict[str, Any]) -> str:
+    name = props.get("ManagedPolicyName") or props.get("PolicyName")
+    return name if isinstance(name, str) else logical_id
 
 
 def _grants(
@@ -201,9 +213,10 @@ def _grants(
     scope: Scope,
     role: RoleGrants,
     sources: dict[tuple[str, str], str],
+    policy: str,
 ) -> list[Grant]:
     grants = []
-    for st in listed(document.get("Statement", [])):
+    for index, st in enumerate(listed(document.get("Statement", []))):
         if st.get("Effect") != "Allow":
             continue
         source = sources.get((role.dag_id or "", st.get("Sid", "")), "added by CDK")
@@ -224,6 +237,9 @@ def _grants(
                 source,
                 not_action,
                 not_resource,
+                policy=policy,
+                sid=st.get("Sid", ""),
+                index=index,
             )
         )
     return grants
@@ -372,3 +388,31 @@ def resource_arns(text: str, partition: str, region: str, account: str) -> list[
         return [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/{key}"]
     # a secret: Secrets Manager appends six random characters to the name in its ARN
     return [f"arn:{partition}:secretsmanager:{region}:{account}:secret:{text}-AbC123"]
+
+
+def request_arn(text: str, partition: str, region: str, account: str) -> str:
+    """What `--can` was given, as the one ARN a request names: an ARN, s3://bucket (the bucket)
+    or s3://bucket/key (the object), or a secret's name."""
+    if text.startswith("s3://"):
+        bucket, _, key = text[5:].partition("/")
+        return f"arn:{partition}:s3:::{bucket}" + (f"/{key}" if key else "")
+    return resource_arns(text, partition, region, account)[0]
+
+
+def _evaluable(grant: Grant) -> dict[str, Any]:
+    """The grant as policy JSON for the evaluator: an unresolved reference in Resource could be
+    anything (it matches as `*` does); in NotResource it takes nothing out for certain."""
+    statement = grant.as_statement()
+    if grant.not_resource:
+        statement["NotResource"] = [r for r in grant.resources if not UNRESOLVED.search(r)]
+    else:
+        statement["Resource"] = [UNRESOLVED.sub("*", r) for r in grant.resources]
+    return statement
+
+
+def allowing(role: RoleGrants, action: str, arn: str) -> list[Grant]:
+    """The role's statements that allow `action` on `arn`, by the toolkit's IAM evaluation,
+    conditions set aside (the caller shows them): those without a condition first."""
+    request = Request(action, arn)
+    found = [g for g in role.grants if allows([_evaluable(g)], request, known=frozenset())]
+    return sorted(found, key=lambda g: g.condition is not None)
