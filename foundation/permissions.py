@@ -267,6 +267,7 @@ def matrix_data(audit: Audit) -> dict[str, Any]:
             }
             for resource in resources
         ],
+        "overlaps": [overlap_as_data(*pair) for pair in audit.overlaps()],
     }
 
 

@@ -219,6 +219,7 @@ def test_validate_json_keys(project: ProjectDir) -> None:
         "executor",
         "dags",
         "errors",
+        "warnings",
     }
     assert data["errors"] == []
     assert set(data["dags"][0]) == {

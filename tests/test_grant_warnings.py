@@ -31,8 +31,13 @@ def test_the_examples_https_egress_is_already_open_to_every_task(project: Projec
         f"warning: dag_permissions/sales_daily.yaml:16: network.egress[0]: {EGRESS_OPEN}"
     ]
     data = json.loads(project.run("validate", "--json").stdout)
-    assert [w.replace(f"{project.root}/", "") for w in data["warnings"]] == [
-        f"dag_permissions/sales_daily.yaml:16: network.egress[0]: {EGRESS_OPEN}"
+    assert data["warnings"] == [
+        {
+            "file": f"{project.root}/dag_permissions/sales_daily.yaml",
+            "line": 16,
+            "field": "network.egress[0]",
+            "message": EGRESS_OPEN,
+        }
     ]
 
 

@@ -78,10 +78,14 @@ def test_other_files_are_named_in_warnings_and_validate_passes(empty_project: Pr
         f"warning: dag_permissions/sales.yaml.bak:1: {NOT_READ}",
     ]
     data = json.loads(empty_project.run("validate", "--json").stdout)
-    assert [w.replace(f"{empty_project.root}/", "") for w in data["warnings"]] == [
-        f"dag_permissions/README.md:1: {NOT_READ}",
-        f"dag_permissions/docs/review.txt:1: {NOT_READ}",
-        f"dag_permissions/sales.yaml.bak:1: {NOT_READ}",
+    assert data["warnings"] == [
+        {
+            "file": f"{empty_project.root}/dag_permissions/{name}",
+            "line": 1,
+            "field": None,
+            "message": NOT_READ,
+        }
+        for name in ("README.md", "docs/review.txt", "sales.yaml.bak")
     ]
     assert [d["dag_id"] for d in data["dags"]] == ["sales"]
 

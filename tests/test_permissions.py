@@ -392,7 +392,7 @@ def test_who_can_says_plainly_when_nobody_can(permissions) -> None:
 
 def test_json_keys_of_a_dag_and_who_can(permissions) -> None:
     dag = json.loads(permissions("sales_daily", "--json").stdout)
-    assert set(dag) == {"dag_id", "role", "services"}
+    assert set(dag) == {"dag_id", "role", "services", "overlaps"}
     assert set(dag["services"]["s3"][0]) == {
         "actions",
         "access",
@@ -416,7 +416,8 @@ def test_json_keys_of_a_dag_and_who_can(permissions) -> None:
 
 def test_the_matrix_marks_write_access_and_shows_conditions(permissions) -> None:
     data = json.loads(permissions("--matrix", "--json").stdout)
-    assert set(data) == {"dags", "escalation_allowed", "resources"}
+    assert set(data) == {"dags", "escalation_allowed", "resources", "overlaps"}
+    assert data["overlaps"] == []  # the example's DAGs share no S3 objects
     rows = {r["resource"]: r["access"] for r in data["resources"]}
     assert rows["arn:aws:s3:::acme-raw/salesforce/*"] == {
         "sales_daily": [{"levels": ["Read", "Write"], "write": True, "condition": None}]
