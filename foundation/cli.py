@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from foundation import bootstrap as bootstrap_verb
+from foundation import check_dags as check_dags_verb
 from foundation import deploy as deploy_verb
 from foundation import destroy as destroy_verb
 from foundation import dev as dev_verb
@@ -27,6 +28,8 @@ from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
 from foundation import views
+from foundation.check_dags import report as check_dags_report
+from foundation.check_dags.parse import ParseFailed
 from foundation.cloudformation.actions import ChangeSetFailed, Locked
 from foundation.cloudformation.target import NotReady
 from foundation.config import CELERY_IMAGE_CONTENTS
@@ -65,6 +68,7 @@ YesOption = Annotated[
 
 EXIT_FINDINGS = 1
 EXIT_INVALID_INPUT = 2
+EXIT_NOT_GRANTED = 3  # check-dags: a task needs what its DAG's manifest does not grant
 EXIT_INTERRUPTED = 130
 
 
@@ -410,6 +414,56 @@ def permissions(
         print(permissions_verb.matrix_html(audit), end="")
     else:
         print(permissions_verb.matrix_markdown(audit), end="")
+
+
+@app.command("check-dags")
+def check_dags(
+    dag_folder: Annotated[
+        Path | None, typer.Argument(help="The DAG files (default: PROJECT/dags).")
+    ] = None,
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or markdown (for a pull-request comment).")
+    ] = "text",
+    suggest: Annotated[
+        bool, typer.Option("--suggest", help="Print the manifest entries to add, or drafts.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on unknown, ignored and unused too.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show covered tasks and tasks without AWS calls.")
+    ] = False,
+) -> None:
+    """Check each DAG file's tasks against its DAG's manifest: exit 3 when a task needs a grant
+    the manifest lacks (or the cluster refuses it), 0 otherwise (--strict: unknowns fail too)."""
+    if output_format not in ("text", "markdown") or (as_json and output_format != "text"):
+        report_error("--format takes text or markdown, and not with --json")
+        raise typer.Exit(EXIT_INVALID_INPUT)
+    try:
+        result = check_dags_verb.run(project, env, dag_folder)
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error) from None
+    except ParseFailed as error:
+        report_error(error)
+        raise typer.Exit(EXIT_INVALID_INPUT) from None
+    if as_json:
+        print(json.dumps(check_dags_report.as_data(result), indent=2))
+    elif output_format == "markdown":
+        print(check_dags_report.markdown(result, suggest), end="")
+    else:
+        for line in check_dags_report.lines(result, verbose):
+            console.print(line, soft_wrap=True)
+        if suggest:
+            for s in result.suggestions:
+                root = result.project.root
+                console.print(Text(check_dags_report.suggestion_title(s, root)), soft_wrap=True)
+                console.print(Text(check_dags_report.suggestion_text(s)), soft_wrap=True)
+        console.print(Text(check_dags_report.summary(result)), soft_wrap=True)
+    if result.failed(strict):
+        raise typer.Exit(EXIT_NOT_GRANTED)
 
 
 @app.command()

@@ -23,6 +23,8 @@ from foundation.iam.policy import (
     WORST_CASE,
     ArnContext,
     DagPolicy,
+    Grant,
+    Locate,
     Statement,
     grants,
     merge,
@@ -373,13 +375,27 @@ def _bundle_problems(deployment: Deployment, doc: Document, manifest: DagManifes
     return [doc.problem(("bundle",), f"bundle {manifest.bundle!r} is not configured; {which}")]
 
 
-def _build_policy(
-    root: Path, deployment: Deployment, doc: Document, manifest: DagManifest
-) -> tuple[Dag, list[Problem]]:
+def _locator(root: Path, doc: Document) -> Locate:
+    """A manifest field -> the source its statements carry: `file:line field`."""
+
     def locate(path: FieldPath) -> str:
         where = doc.location_of(path)
         return f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
 
+    return locate
+
+
+def dag_grants(project: Project, dag: Dag) -> list[Grant]:
+    """The DAG's grants (baseline and manifest, not its escape-hatch statements), each with
+    the source its generated statements carry."""
+    locate = _locator(project.root, load_mapping(dag.file))
+    return list(grants(dag.manifest, project.deployment, locate))
+
+
+def _build_policy(
+    root: Path, deployment: Deployment, doc: Document, manifest: DagManifest
+) -> tuple[Dag, list[Problem]]:
+    locate = _locator(root, doc)
     rules = escape_hatch.Rules(
         deployment.partition,
         deployment.reserved_resource,
