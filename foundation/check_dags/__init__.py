@@ -101,9 +101,17 @@ def check(project: Project, folder: Path, parsed: Parsed) -> Report:
     for dag in project.dags:
         if dag.dag_id not in parsed_ids:
             line = load_mapping(dag.file).location_of(("dag_id",)).line
-            detail = f"no DAG file in {folder} declares {dag.dag_id!r}: its grants serve nothing"
+            detail = (
+                f"no DAG file in {shown(folder, project.root)} declares {dag.dag_id!r}: its "
+                "grants serve nothing"
+            )
             report.findings.append(Finding(UNUSED, dag.dag_id, "", "", dag.file, line, detail))
     return report
+
+
+def shown(path: Path, root: Path) -> str:
+    """A path relative to the project when it is inside it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _refuse_import_errors(parsed: Parsed) -> None:
@@ -147,7 +155,7 @@ def _task_findings(task: Task, policy: Policy) -> list[Finding]:
     if operator is not None:
         mapped = sorted(set(task.mapped_arguments) & set(operator.attributes()))
         if mapped:
-            detail = f"mapped over {', '.join(mapped)}: each mapped task's come at run time"
+            detail = f"mapped over {', '.join(mapped)}: each mapped task's values come at run time"
             return [*out, finding(UNKNOWN, detail)]
         for need in needs(task, operator, policy.ctx):
             out.append(_need_finding(need, policy, finding))
@@ -202,7 +210,7 @@ def _need_finding(need: Need | Unknown, policy: Policy, finding: Any) -> Finding
         return finding(COVERED, what, covered_by=result.sources)
     grant = suggested_grant(need)
     statements = statements_of(need, policy.ctx)
-    if need.run_decides:
+    if need.run_decides and not result.refused_whatever:
         detail = f"{what}: the run decides part of it, and not all it may be is granted"
         return finding(UNKNOWN, detail, grant=grant, statements=statements)
     first = result.missing[0]
@@ -218,11 +226,12 @@ def describe(need: Need) -> str:
 
 def suggested_grant(need: Need) -> Grant | None:
     """The manifest entry for the need; a prefix narrowed to the folder its literal part names
-    (a run's own key is too narrow for the next run); None when a run decides a name."""
+    (a run's own key is too narrow for the next run); None when a run decides a name or the
+    folder (a key at the bucket's root: no s3 entry grants it)."""
     fields = dict(need.params)
     if "prefix" in fields:
         literal = re.split(r"[*?]", fields["prefix"])[0]
-        fields["prefix"] = literal[: literal.rfind("/") + 1] or "<prefix>/"
+        fields["prefix"] = literal[: literal.rfind("/") + 1] or "*"
     if any(re.search(r"[*?]", v) for v in fields.values()):
         return None
     return Grant(need.kind, need.access, fields, "")

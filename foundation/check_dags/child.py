@@ -9,6 +9,7 @@ operator) was constructed.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -29,20 +30,23 @@ def _creation_site(folder: str) -> tuple[str, int] | None:
     return None
 
 
+def _recording(original: Any, folder: str) -> Any:
+    @functools.wraps(original)  # partial() reads the signature: keep it
+    def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        site = _creation_site(folder)
+        if site is not None and id(self) not in _CREATED:
+            _CREATED[id(self)] = site
+        return original(self, *args, **kwargs)
+
+    return recorded
+
+
 def _record_creations(folder: str) -> None:
     from airflow.sdk.bases.operator import BaseOperator
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     for cls, method in ((BaseOperator, "__init__"), (MappedOperator, "__attrs_post_init__")):
-        original = getattr(cls, method)
-
-        def recorded(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            site = _creation_site(folder)
-            if site is not None and id(self) not in _CREATED:
-                _CREATED[id(self)] = site
-            return __original(self, *args, **kwargs)
-
-        setattr(cls, method, recorded)
+        setattr(cls, method, _recording(getattr(cls, method), folder))
 
 
 def _value(value: Any) -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation.check_dags.operators import Need
-from foundation.iam.evaluate import Request, allows_every
+from foundation.iam.evaluate import Request, allows_every, glob, listed, overlaps
 from foundation.iam.policy import ArnContext, Grant, render
 from foundation.project import Dag, Project, dag_grants
 
@@ -27,6 +27,8 @@ class Result:
     covered: bool
     missing: list[Request] = field(default_factory=list)  # the requests no statement allows
     sources: list[str] = field(default_factory=list)  # the manifest lines that allow the rest
+    # a missing request no statement allows any value of: whatever a run renders, refused
+    refused_whatever: bool = False
 
 
 def requests(need: Need, ctx: ArnContext) -> list[Request]:
@@ -67,7 +69,17 @@ class Policy:
                 missing.append(request)
             for statement in allowing:
                 sources += [s for s in statement.sources if self._grants(s, request)]
-        return Result(not missing, missing, list(dict.fromkeys(sources)))
+        whatever = any(not self._may_allow(r) for r in missing)
+        return Result(not missing, missing, list(dict.fromkeys(sources)), whatever)
+
+    def _may_allow(self, request: Request) -> bool:
+        """Whether some statement allows the action on some value of the request's resource
+        (conditions not read: a request it may allow is never said to be refused)."""
+        return any(
+            any(glob(a, request.action, case_sensitive=False) for a in s.actions)
+            and any(overlaps(r, request.resource) for r in listed(list(s.resources)))
+            for s in self.statements
+        )
 
     def _grants(self, source: str, request: Request) -> bool:
         """A merged statement's source that allows the request on its own (an escape-hatch

@@ -178,13 +178,14 @@ def _s3(task: Task, spec: list[str], need: dict[str, Any], _: ArnContext) -> lis
             raise Unknown(f"{key_attr}={_shown(key)}: not a key check-dags can read")
         where = (bucket, key) if bucket else _split_s3_url(key, key_attr)
         prefix = _GLOB.sub("*", where[1]) if globbing else where[1]
-        out.append({"bucket": _bucket(where[0], bucket_attr), "prefix": prefix})
+        bucket_of = bucket_attr if bucket else key_attr
+        out.append({"bucket": _bucket(task, where[0], bucket_of), "prefix": prefix})
     return out
 
 
 def _s3_url(task: Task, attribute: str, *_: Any) -> list[dict[str, str]]:
     bucket, prefix = _split_s3_url(_text(task, attribute), attribute)
-    return [{"bucket": _bucket(bucket, attribute), "prefix": prefix}]
+    return [{"bucket": _bucket(task, bucket, attribute), "prefix": prefix}]
 
 
 def _split_s3_url(url: str, attribute: str) -> tuple[str, str]:
@@ -194,9 +195,10 @@ def _split_s3_url(url: str, attribute: str) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-def _bucket(bucket: Any, attribute: str) -> str:
+def _bucket(task: Task, bucket: Any, attribute: str) -> str:
     if not isinstance(bucket, str) or not bucket or "*" in bucket:
-        raise Unknown(f"the bucket ({attribute}={_shown(bucket)}) is decided at run time")
+        raw = task.attributes.get(attribute)
+        raise Unknown(f"the bucket ({attribute}={_shown(raw)}) is decided at run time")
     return bucket
 
 

@@ -8,17 +8,20 @@ from typing import Any
 
 from rich.text import Text
 
-from foundation.check_dags import COVERED, FAILING, NO_AWS, Finding, Report, Suggestion
+from foundation.check_dags import (
+    COVERED,
+    FAILING,
+    NO_AWS,
+    Finding,
+    Report,
+    Suggestion,
+    shown,
+)
 from foundation.iam.suggest import text
 
 STYLES = {"missing": "red", "refused": "red", "unknown": "yellow", "ignored": "yellow"}
 # the validator refuses an empty owner: the draft does not pass until its author fills it
 OWNER_LINE = 'owner: ""  # required: the person or team that owns this DAG'
-
-
-def shown(path: Path, root: Path) -> str:
-    """A path relative to the project when it is inside it."""
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def where(finding: Finding, root: Path) -> str:

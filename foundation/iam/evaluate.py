@@ -175,6 +175,24 @@ def allows(
     return False
 
 
+def overlaps(pattern: str, other: str) -> bool:
+    """Whether two IAM patterns match some value in common (`*` any run, `?` one character)."""
+
+    @cache
+    def meet(i: int, j: int) -> bool:
+        if i == len(pattern) or j == len(other):
+            rest = pattern[i:] + other[j:]
+            return rest.count("*") == len(rest)
+        if pattern[i] == "*":
+            return meet(i + 1, j) or meet(i, j + 1)
+        if other[j] == "*":
+            return meet(i, j + 1) or meet(i + 1, j)
+        one = "?" in (pattern[i], other[j]) or pattern[i] == other[j]
+        return one and meet(i + 1, j + 1)
+
+    return meet(0, 0)
+
+
 def allows_every(statements: list[dict[str, Any]], request: Request) -> bool:
     """Whether one Allow statement allows every request `request` stands for: its resource and
     its context's values are IAM patterns (`covers`); a policy variable in a statement's
