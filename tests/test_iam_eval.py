@@ -250,3 +250,11 @@ def test_allows_every_reads_conditions_with_patterns_and_variables() -> None:
     assert not allows_every(
         [SECRET], Request("secretsmanager:GetSecretValue", SECRET["Resource"][:-6] + "*")
     )
+
+
+def test_a_templated_value_is_not_covered_by_a_pattern_one_of_its_values_matches() -> None:
+    """`day-{{ x }}.csv` may render day-10.csv, which `day-?.csv` does not grant (read as a
+    value, `*` is one character `?` matches)."""
+    days = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/day-?.csv"}
+    assert allows_every([days], Request("s3:GetObject", "arn:aws:s3:::b/day-1.csv"))
+    assert not allows_every([days], Request("s3:GetObject", "arn:aws:s3:::b/day-*.csv"))
