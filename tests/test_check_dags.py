@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from foundation import check_dags
 from foundation.check_dags import report as check_report
+from foundation.check_dags.operators import table
 from foundation.cli import app
 from foundation.project import load_project
 from tests.conftest import ROOT
@@ -367,6 +368,14 @@ def test_the_markdown_form_lists_what_is_not_covered(fixture_report) -> None:
         "    - {bucket: acme-raw, prefix: orders/, access: write}\n"
         "    - {bucket: acme-raw, prefix: sales/, access: read_write}\n```\n"
     )
+
+
+def test_the_readme_lists_every_supported_operator() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("**Supported operators**")[1].split("\n\n")[1]
+    listed = {line.split("`")[1] for line in section.splitlines()[2:]}
+    prefix = "airflow.providers.amazon.aws."
+    assert {f"{prefix}{row}" for row in listed} == set(table())
 
 
 # --- the shipped example, and the exit codes ---
