@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from foundation import check_dags
 from foundation.check_dags import report as check_report
 from foundation.check_dags.operators import table
+from foundation.check_dags.parse import parse
 from foundation.cli import app
 from foundation.project import load_project
 from tests.conftest import ROOT
@@ -439,3 +440,39 @@ def test_a_dag_file_that_does_not_import_is_invalid_input(tmp_path: Path) -> Non
     assert (code, out) == (2, "")
     assert f"{root / 'dags' / 'broken.py'}:4: does not import: ValueError: no" in err
     assert "Traceback" not in err
+
+
+def test_dag_files_parse_without_any_aws_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DAG file looks for credentials at parse time, as code calling AWS would, with keys in
+    this process's environment and a profile in its HOME: boto3 finds none. It says so
+    through the task id it declares."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = AKIAFROMFILE\naws_secret_access_key = secret\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_PROFILE", "default")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "probe.py").write_text(
+        textwrap.dedent(
+            """\
+            import boto3
+            from airflow.sdk import DAG
+            from airflow.providers.standard.operators.empty import EmptyOperator
+
+            creds = boto3.Session().get_credentials()
+            found = "none" if creds is None else creds.access_key
+            with DAG("probe", schedule=None):
+                EmptyOperator(task_id=f"credentials_{found}")
+            """
+        )
+    )
+    attributes = {path: op.attributes() for path, op in table().items()}
+    [dag] = parse(dags, "us-east-1", attributes).dags
+    assert [t.task_id for t in dag.tasks] == ["credentials_none"]

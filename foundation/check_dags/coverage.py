@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation.check_dags.operators import Need
-from foundation.iam.evaluate import Request, allows_every, glob, listed, overlaps
+from foundation.iam.evaluate import Request, allows_every, glob, overlaps
 from foundation.iam.policy import ArnContext, Grant, render
 from foundation.project import Dag, Project, dag_grants
 
@@ -77,7 +77,7 @@ class Policy:
         (conditions not read: a request it may allow is never said to be refused)."""
         return any(
             any(glob(a, request.action, case_sensitive=False) for a in s.actions)
-            and any(overlaps(r, request.resource) for r in listed(list(s.resources)))
+            and any(overlaps(r, request.resource) for r in s.resources)
             for s in self.statements
         )
 

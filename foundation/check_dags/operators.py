@@ -41,10 +41,6 @@ class Need:
     params: dict[str, str]
     run_decides: bool  # some field holds a pattern for what a run renders
 
-    @property
-    def key(self) -> tuple[str, str, tuple[tuple[str, str], ...]]:
-        return self.kind, self.access, tuple(sorted(self.params.items()))
-
 
 @dataclass(frozen=True)
 class Operator:

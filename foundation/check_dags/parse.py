@@ -58,16 +58,22 @@ class Parsed:
     import_errors: dict[Path, str] = field(default_factory=dict)
 
 
+# What the parse keeps of this process's environment: an allowlist, so no credential source of
+# boto3's (variables, files under HOME, container or instance endpoints) reaches the DAG files.
+KEPT_ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
 def environment(home: Path, folder: Path, region: str) -> dict[str, str]:
-    """This process's environment without AWS credentials or Airflow settings: boto3 finds no
-    credentials (no files, no instance metadata), Airflow a fresh home and no database."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
+    """A fresh environment: no AWS credentials (no variables, no files, no instance metadata),
+    a throwaway HOME and Airflow home, no database."""
+    kept = {k: os.environ[k] for k in KEPT_ENVIRONMENT if k in os.environ}
     return kept | {
+        "HOME": str(home),
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_DEFAULT_REGION": region,
-        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # the cluster's setting: operators read it as their `deferrable` default
@@ -88,7 +94,7 @@ def parse(folder: Path, region: str, attributes: dict[str, list[str]]) -> Parsed
         try:
             done = subprocess.run(
                 [sys.executable, str(CHILD), str(request), str(out)],
-                env=environment(home / "airflow", folder, region),
+                env=environment(home, folder, region),
                 cwd=scratch,
                 capture_output=True,
                 text=True,
