@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +26,10 @@ from foundation import deploy as deploy_verb
 from foundation import destroy as destroy_verb
 from foundation import dev as dev_verb
 from foundation import diff as diff_verb
+from foundation import init as init_verb
 from foundation import permissions as permissions_verb
+from foundation import publish as publish_verb
+from foundation import schema as schema_verb
 from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
@@ -35,6 +41,7 @@ from foundation.cloudformation.target import NotReady
 from foundation.config import CELERY_IMAGE_CONTENTS
 from foundation.errors import InvalidInput
 from foundation.local.cluster import ClusterFailed
+from foundation.naming import bundle_prefix
 from foundation.project import Project
 
 app = typer.Typer(
@@ -72,9 +79,70 @@ EXIT_NOT_GRANTED = 3  # check-dags: a task needs what its DAG's manifest does no
 EXIT_INTERRUPTED = 130
 
 
+def run() -> None:
+    """The `foundation` command. Once a command has returned, the process ends without tearing
+    the interpreter down: freeing aws-cdk-lib's Python bindings takes one to several seconds
+    after every synth (measured) and changes nothing. Exit hooks still run; an unexpected
+    exception still ends the ordinary way, with its traceback."""
+    try:
+        app()
+    except SystemExit as done:
+        if not isinstance(done.code, int | None):
+            raise
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(done.code or 0)
+
+
+PACKAGE = "airflow-foundation"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"{PACKAGE} {package_version(PACKAGE)}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Validate, synthesize and deploy an Airflow cluster from config/ and dag_permissions/."""
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The project's folder, made if missing.")] = Path(
+        "."
+    ),
+) -> None:
+    """Start a project here or in FOLDER (config, example manifest, schemas); overwrites nothing."""
+    try:
+        written = init_verb.run(folder)
+    except InvalidInput as error:
+        raise fail_on_invalid_input(error) from None
+    console.print(Text(f"Wrote {len(written)} files in {folder}:"), soft_wrap=True)
+    for name in written:
+        console.print(Text(f"  {name}"), soft_wrap=True)
+    project = "" if folder == Path(".") else f" --project {folder}"
+    console.print(
+        Text(
+            "Next: set name, region, account and web.certificate_arn in "
+            f"config/foundation.yaml, then\n  foundation validate{project}\n"
+            f"  foundation synth{project}"
+        ),
+        soft_wrap=True,
+    )
 
 
 def fail_on_invalid_input(error: InvalidInput) -> typer.Exit:
@@ -515,6 +583,74 @@ def dev(
         session.stop()
 
 
+@app.command("publish-dags")
+def publish_dags(
+    folder: Annotated[Path, typer.Argument(help="The folder of DAG files to publish.")],
+    bundle: Annotated[
+        str | None,
+        typer.Option("--bundle", help="The S3 bundle (needed when there are several)."),
+    ] = None,
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete the bundle's files that FOLDER lacks.")
+    ] = False,
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Upload DAG files to their S3 bundle, refusing any whose dag_id has no manifest there."""
+    with aws_errors():
+        try:
+            done = publish_verb.run(project, env, folder, bundle, delete, profile, region)
+        except publish_verb.UsageError as error:
+            report_error(error)
+            raise typer.Exit(EXIT_INVALID_INPUT) from None
+        except InvalidInput as error:  # found before any upload: nothing is in S3
+            for problem in error.problems:
+                report_error(problem)
+            err.print(f"{len(error.problems)} problem(s); nothing was uploaded.")
+            raise typer.Exit(EXIT_INVALID_INPUT) from None
+    where = f"s3://{done.plan.bucket}/{bundle_prefix(done.plan.bundle)}"
+    console.print(Text(f"Uploaded {len(done.plan.uploads)} file(s) to {where}:"), soft_wrap=True)
+    for key in done.plan.uploads:
+        console.print(Text(f"  {key}"), soft_wrap=True)
+    if done.stale:
+        kept = "deleted" if done.deleted else "kept (--delete removes them)"
+        lacking = f"{len(done.stale)} file(s) of the bundle not in {folder}, {kept}:"
+        console.print(Text(lacking), soft_wrap=True)
+        for key in done.stale:
+            console.print(Text(f"  {key}"), soft_wrap=True)
+    console.print(
+        Text(
+            "Tasks load these files when they start; the bundle's dag-processor parses them "
+            "at its next refresh ([dag_processor] refresh_interval, 300 s by default)."
+        ),
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help="config, overlay (config/<env>.yaml) or manifest.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the config, a config overlay or a DAG manifest."""
+    if kind not in schema_verb.KINDS:
+        report_error(f"schema {kind!r}: use one of {', '.join(schema_verb.KINDS)}")
+        raise typer.Exit(EXIT_INVALID_INPUT)
+    text = schema_verb.text(kind)
+    if output is None:
+        print(text, end="")
+        return
+    try:
+        output.write_text(text)
+    except OSError as error:
+        report_error(f"{output}: {error.strerror}")
+        raise typer.Exit(EXIT_INVALID_INPUT) from None
+
+
 def _print_summary(loaded: Project) -> None:
     deployment = loaded.deployment
     table = Table(
@@ -541,5 +677,6 @@ def _print_summary(loaded: Project) -> None:
     if deployment.celery:
         console.print(
             f"Celery mode: the image {deployment.airflow.image} must contain "
-            f"{CELERY_IMAGE_CONTENTS} (docker/Dockerfile builds one)."
+            f"{CELERY_IMAGE_CONTENTS} (docker/Dockerfile, written by `foundation init`, builds "
+            "one)."
         )

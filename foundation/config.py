@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from foundation.fields import (
     AccountId,
@@ -13,10 +14,12 @@ from foundation.fields import (
     DagId,
     Model,
     Region,
+    Rule,
     SecretName,
     _matching,
     check_counts,
     check_fargate_size,
+    fargate_schema,
 )
 from foundation.naming import (
     BUNDLE_NAME,
@@ -29,7 +32,7 @@ from foundation.naming import (
     any_deployments,
     dag_processor,
 )
-from foundation.triggers import allowed, static_refusal
+from foundation.triggers import REFUSED_CLASSES, REFUSED_PREFIXES, allowed, static_refusal
 
 DEFAULT_IMAGE = "apache/airflow:3.3.2"
 
@@ -140,7 +143,12 @@ TriggerClasspath = Annotated[
         r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+",
         "a trigger's exact classpath (package.module.ClassName)",
     ),
-    AfterValidator(_deferrable_trigger),
+    Rule(
+        _deferrable_trigger,
+        "^"
+        + "".join(f"(?!{re.escape(p)})" for p in REFUSED_PREFIXES)
+        + "".join(f"(?!{re.escape(c)}$)" for c in REFUSED_CLASSES),
+    ),
 ]
 
 
@@ -168,8 +176,8 @@ CELERY_IMAGE_CONTENTS = (
 )
 CELERY_IMAGE_NEEDS = (
     f"executor: celery needs an image with {CELERY_IMAGE_CONTENTS}; the official "
-    "apache/airflow image has no pycurl: build docker/Dockerfile (FROM apache/airflow, adds "
-    "them) and set airflow.image to the result"
+    "apache/airflow image has no pycurl: build docker/Dockerfile (written by foundation init: FROM "
+    "apache/airflow, adds them) and set airflow.image to the result"
 )
 
 
@@ -185,13 +193,32 @@ def partition_of(region: str) -> str:
 
 
 class AirflowConfig(Model):
-    image: Image = DEFAULT_IMAGE
-    executor: Literal["ecs", "celery"] = "ecs"
-    # DAGs with no manifest: refused by the executor, or run under an identity with no grants
-    unmanaged_dags: Literal["refuse", "baseline"] = "refuse"
-    # Trigger classes a task may defer to besides foundation.triggers.DEFAULT_TRIGGERS: exact
-    # classpaths, each checked at validate to import to a trigger that loads no AWS SDK.
-    triggers: list[TriggerClasspath] = Field(default_factory=list, max_length=50)
+    image: Image = Field(
+        default=DEFAULT_IMAGE,
+        description="The container image every Airflow component and task runs. Celery mode "
+        "needs one with pycurl (docker/Dockerfile builds it); with private_endpoints, one in ECR.",
+        examples=[DEFAULT_IMAGE],
+    )
+    executor: Literal["ecs", "celery"] = Field(
+        default="ecs",
+        description="ecs: one Fargate task per Airflow task. celery: a queue and a worker "
+        "service per DAG.",
+        examples=["ecs"],
+    )
+    unmanaged_dags: Literal["refuse", "baseline"] = Field(
+        default="refuse",
+        description="A DAG with no manifest: refused by the executor, or run under a shared "
+        "identity with no grants (baseline).",
+        examples=["refuse"],
+    )
+    # checked at validate to import to a trigger that loads no AWS SDK
+    triggers: list[TriggerClasspath] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Trigger classes a task may defer to besides the defaults: exact "
+        "classpaths, as the trigger's serialize() returns them, of packages in the image.",
+        examples=[["acme_triggers.warehouse.LoadFinishedTrigger"]],
+    )
 
     @property
     def deferrable_triggers(self) -> list[str]:
@@ -204,18 +231,58 @@ SUBNET_ADDRESSES_PER_AZ = 256 + 4096 + 256
 class NetworkConfig(Model):
     """Either a VPC to create (cidr) or an existing one (vpc_id and subnet ids)."""
 
-    availability_zones: list[AvailabilityZone] = Field(min_length=2, max_length=6)
-    cidr: Cidr | None = None
+    availability_zones: list[AvailabilityZone] = Field(
+        min_length=2,
+        max_length=6,
+        description="2 to 6 availability zones of the region, named (synthesis makes no AWS "
+        "lookup).",
+        examples=[["us-east-1a", "us-east-1b"]],
+    )
+    cidr: Cidr | None = Field(
+        default=None,
+        description="The IPv4 block of the VPC to create (default 10.0.0.0/16): a public /24, a "
+        "private /20 and a database /24 per zone.",
+        examples=["10.40.0.0/16"],
+    )
     # at least one: without VPC endpoints, private subnets reach AWS APIs only through NAT
-    nat_gateways: int | None = Field(default=None, ge=1, le=6)
-    vpc_id: VpcId | None = None
-    private_subnet_ids: list[SubnetId] = Field(default_factory=list)
-    public_subnet_ids: list[SubnetId] = Field(default_factory=list)
-    # VPC endpoints for the AWS APIs the cluster uses; DAG tasks may then reach only those
-    # (and S3 through its gateway: com.amazonaws.<region>.s3's prefix list, given by id because
-    # synthesis makes no AWS lookup) plus what their manifest's network.egress adds.
-    private_endpoints: bool = False
-    s3_prefix_list_id: PrefixListId | None = None
+    nat_gateways: int | None = Field(
+        default=None,
+        ge=1,
+        le=6,
+        description="NAT gateways of the VPC to create (default 1).",
+        examples=[2],
+    )
+    vpc_id: VpcId | None = Field(
+        default=None,
+        description="An existing VPC to use instead of creating one (then give subnet ids, "
+        "not cidr).",
+        examples=["vpc-0a1b2c3d4e5f60718"],
+    )
+    private_subnet_ids: list[SubnetId] = Field(
+        default_factory=list,
+        description="With vpc_id: one private subnet per availability zone, in the same order.",
+        examples=[["subnet-0a1b2c3d4e5f60718", "subnet-1a2b3c4d5e6f70819"]],
+    )
+    public_subnet_ids: list[SubnetId] = Field(
+        default_factory=list,
+        description="With vpc_id: one public subnet per availability zone (needed for "
+        "web.internal: false).",
+        examples=[["subnet-2a3b4c5d6e7f80910", "subnet-3a4b5c6d7e8f90a1b"]],
+    )
+    # DAG tasks may then reach only the endpoints, S3 through its gateway and what their
+    # manifest's network.egress adds
+    private_endpoints: bool = Field(
+        default=False,
+        description="VPC endpoints for every AWS API the cluster and its DAGs use, in the VPC "
+        "this toolkit creates; needs s3_prefix_list_id and an ECR image.",
+        examples=[False],
+    )
+    s3_prefix_list_id: PrefixListId | None = Field(
+        default=None,
+        description="With private_endpoints: the id of the prefix list com.amazonaws.<region>.s3 "
+        "(aws ec2 describe-managed-prefix-lists).",
+        examples=["pl-63a5400a"],
+    )
 
     @model_validator(mode="after")
     def _endpoints(self) -> NetworkConfig:
@@ -270,10 +337,24 @@ class NetworkConfig(Model):
 
 
 class DatabaseConfig(Model):
-    instance_class: InstanceClass = "db.t4g.medium"
-    allocated_storage_gb: int = Field(default=20, ge=20, le=65536)
-    multi_az: bool = True
-    deletion_protection: bool = True
+    instance_class: InstanceClass = Field(
+        default="db.t4g.medium",
+        description="The RDS PostgreSQL instance class of Airflow's metadata database.",
+        examples=["db.t4g.medium"],
+    )
+    allocated_storage_gb: int = Field(
+        default=20,
+        ge=20,
+        le=65536,
+        description="The database's storage in GiB.",
+        examples=[50],
+    )
+    multi_az: bool = Field(default=True, description="A standby in a second zone.", examples=[True])
+    deletion_protection: bool = Field(
+        default=True,
+        description="RDS refuses to delete the database while true.",
+        examples=[True],
+    )
 
 
 Username = Annotated[str, _matching(r"[A-Za-z0-9_.@-]{1,64}", "a user name ([A-Za-z0-9_.@-])")]
@@ -294,13 +375,25 @@ FAB_BUILTIN_ROLES = frozenset({"Admin", "Op", "User", "Viewer", "Public"})
 class SimpleAuth(Model):
     """Airflow's simple auth manager: users and roles here, passwords in Secrets Manager."""
 
-    manager: Literal["simple"] = "simple"
-    users: dict[Username, Literal["viewer", "user", "op", "admin"]] = Field(
-        default_factory=lambda: {"admin": "admin"}, min_length=1, max_length=100
+    manager: Literal["simple"] = Field(
+        default="simple",
+        description="Airflow's simple auth manager: users and roles here, passwords in Secrets "
+        "Manager.",
+        examples=["simple"],
     )
-    # A secret holding {"<user>": "<password>", ...}; without it the toolkit generates one
-    # password, for the one user.
-    passwords_secret: SecretName | None = None
+    users: dict[Username, Literal["viewer", "user", "op", "admin"]] = Field(
+        default_factory=lambda: {"admin": "admin"},
+        min_length=1,
+        max_length=100,
+        description="Each user's role: viewer, user, op or admin.",
+        examples=[{"admin": "admin", "analyst": "viewer"}],
+    )
+    passwords_secret: SecretName | None = Field(
+        default=None,
+        description='A secret holding {"<user>": "<password>", ...}; without it the toolkit '
+        "generates a password for the one user.",
+        examples=["platform/airflow-web-passwords"],
+    )
 
     @model_validator(mode="after")
     def _passwords(self) -> SimpleAuth:
@@ -313,17 +406,50 @@ class SimpleAuth(Model):
 
 
 class LdapConfig(Model):
-    server: LdapUrl
-    bind_user: DistinguishedName
-    bind_password_secret: SecretName  # the bind password, as the secret's whole value
-    search: DistinguishedName  # the base DN users are searched under
-    search_filter: DistinguishedName | None = None
-    uid_field: LdapAttribute = "uid"  # sAMAccountName for Active Directory
-    group_field: LdapAttribute = "memberOf"
-    use_tls: bool = False  # STARTTLS on ldap://
-    # LDAP group DN -> the Airflow roles its members get (synced at each login)
-    roles_mapping: dict[DistinguishedName, list[FabRole]] = Field(default_factory=dict)
-    registration_role: FabRole = "Public"  # users in no mapped group: no access
+    server: LdapUrl = Field(
+        description="The directory's URL: ldaps://, or ldap:// with use_tls.",
+        examples=["ldaps://ldap.example.com:636"],
+    )
+    bind_user: DistinguishedName = Field(
+        description="The DN the api-server binds as to search for users.",
+        examples=["cn=airflow,ou=services,dc=example,dc=com"],
+    )
+    bind_password_secret: SecretName = Field(
+        description="A secret whose whole value is the bind password.",
+        examples=["platform/ldap-bind-password"],
+    )
+    search: DistinguishedName = Field(
+        description="The base DN users are searched under.",
+        examples=["ou=people,dc=example,dc=com"],
+    )
+    search_filter: DistinguishedName | None = Field(
+        default=None,
+        description="An LDAP filter a user must also match.",
+        examples=["(memberOf=cn=airflow-users,ou=groups,dc=example,dc=com)"],
+    )
+    uid_field: LdapAttribute = Field(
+        default="uid",
+        description="The attribute holding the login name (sAMAccountName for Active Directory).",
+        examples=["uid"],
+    )
+    group_field: LdapAttribute = Field(
+        default="memberOf",
+        description="The attribute listing a user's groups.",
+        examples=["memberOf"],
+    )
+    use_tls: bool = Field(
+        default=False, description="STARTTLS on an ldap:// server.", examples=[True]
+    )
+    roles_mapping: dict[DistinguishedName, list[FabRole]] = Field(
+        default_factory=dict,
+        description="LDAP group DN -> the Airflow roles its members get (synced at each login).",
+        examples=[{"cn=data-eng,ou=groups,dc=example,dc=com": ["User"]}],
+    )
+    registration_role: FabRole = Field(
+        default="Public",
+        description="The role of a user in no mapped group (Public: no access).",
+        examples=["Public"],
+    )
 
     @model_validator(mode="after")
     def _encrypted(self) -> LdapConfig:
@@ -338,16 +464,53 @@ class LdapConfig(Model):
 class FabAuth(Model):
     """The FAB auth manager with LDAP or Active Directory logins."""
 
-    manager: Literal["fab"]
-    ldap: LdapConfig
+    manager: Literal["fab"] = Field(
+        description="The FAB auth manager, with LDAP or Active Directory logins.",
+        examples=["fab"],
+    )
+    ldap: LdapConfig = Field(
+        description="The directory users log in with.",
+        examples=[
+            {
+                "server": "ldaps://ldap.example.com:636",
+                "bind_user": "cn=airflow,ou=services,dc=example,dc=com",
+                "bind_password_secret": "platform/ldap-bind-password",
+                "search": "ou=people,dc=example,dc=com",
+            }
+        ],
+    )
 
 
 class WebConfig(Model):
-    allowed_cidrs: list[Cidr] = Field(min_length=1)
-    certificate_arn: CertificateArn | None = None
-    internal: bool = True
-    allow_http: bool = False
-    auth: Annotated[SimpleAuth | FabAuth, Field(discriminator="manager")] = SimpleAuth()
+    allowed_cidrs: list[Cidr] = Field(
+        min_length=1,
+        description="The IPv4 blocks that may reach the web UI and REST API (no open default).",
+        examples=[["10.0.0.0/8"]],
+    )
+    certificate_arn: CertificateArn | None = Field(
+        default=None,
+        description="The ACM certificate the load balancer serves HTTPS with; without one, "
+        "allow_http: true is required.",
+        examples=[
+            "arn:aws:acm:us-east-1:111122223333:certificate/5b3c1a52-8d0e-4f6b-9a43-7c2d5e8f1a90"
+        ],
+    )
+    internal: bool = Field(
+        default=True,
+        description="An internal load balancer (false: internet-facing, still limited to "
+        "allowed_cidrs).",
+        examples=[True],
+    )
+    allow_http: bool = Field(
+        default=False,
+        description="Serve plain HTTP when there is no certificate_arn.",
+        examples=[False],
+    )
+    auth: Annotated[SimpleAuth | FabAuth, Field(discriminator="manager")] = Field(
+        default=SimpleAuth(),
+        description="Who may log in: simple (users here) or fab (LDAP).",
+        examples=[{"manager": "simple", "users": {"admin": "admin"}}],
+    )
 
     @model_validator(mode="after")
     def _tls(self) -> WebConfig:
@@ -363,11 +526,33 @@ class DagBundle(Model):
     repository. Each has its own dag-processor and credentials; a manifest's `bundle` names
     the one its dag_id may come from."""
 
-    name: BundleName = DEFAULT_BUNDLE
-    bundle: Literal["git", "s3"] = "s3"
-    url: GitUrl | None = None
-    branch: str = "main"
-    credentials_secret: SecretName | None = None
+    name: BundleName = Field(
+        default=DEFAULT_BUNDLE,
+        description="The bundle's name: its S3 prefix, dag-processor and git connection; "
+        "manifests name it in bundle.",
+        examples=["team_a"],
+    )
+    bundle: Literal["git", "s3"] = Field(
+        default="s3",
+        description="s3: files under <name>/ in the deployment's DAG bucket. git: a repository.",
+        examples=["s3"],
+    )
+    url: GitUrl | None = Field(
+        default=None,
+        description="With bundle: git, the repository's https URL, without credentials.",
+        examples=["https://github.com/acme/airflow-dags.git"],
+    )
+    branch: str = Field(
+        default="main",
+        description="With bundle: git, the branch the cluster tracks.",
+        examples=["main"],
+    )
+    credentials_secret: SecretName | None = Field(
+        default=None,
+        description="With bundle: git, a secret holding a read-only deploy key as an Airflow "
+        "git connection.",
+        examples=["platform/airflow-dags-deploy-key"],
+    )
 
     @model_validator(mode="after")
     def _git_fields(self) -> DagBundle:
@@ -405,13 +590,40 @@ DagsConfig = Annotated[
 
 
 class WorkerSize(Model):
-    cpu: int = 512
-    memory: int = 1024
-    # Celery mode: the DAG's worker service scales between these on its queue's backlog, and
-    # each worker runs `concurrency` Airflow tasks at once
-    min_count: int = Field(default=0, ge=0, le=100)
-    max_count: int = Field(default=4, ge=1, le=100)
-    concurrency: int = Field(default=2, ge=1, le=32)
+    model_config = ConfigDict(json_schema_extra=fargate_schema)
+
+    cpu: int = Field(
+        default=512,
+        description="Fargate CPU units of a task: 256, 512, 1024, 2048, 4096, 8192 or 16384.",
+        examples=[512],
+    )
+    memory: int = Field(
+        default=1024,
+        description="Fargate memory of a task in MiB; it must fit cpu (512: 1024 to 4096).",
+        examples=[1024],
+    )
+    # Celery mode: the DAG's worker service scales between these on its queue's backlog
+    min_count: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Celery mode: the fewest workers of the DAG's service.",
+        examples=[0],
+    )
+    max_count: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Celery mode: the most workers of the DAG's service.",
+        examples=[4],
+    )
+    concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Celery mode: Airflow tasks each worker runs at once.",
+        examples=[2],
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> WorkerSize:
@@ -421,32 +633,104 @@ class WorkerSize(Model):
 
 
 class IamConfig(Model):
-    allow_escalation_for: list[DagId] = Field(default_factory=list)
-    max_managed_policies_per_role: int = Field(default=10, ge=1, le=20)
-    role_quota: int = Field(default=1000, ge=1, le=5000)
-    # Set on every role the stacks make; the bootstrap's CloudFormation service role may create
-    # roles only with it.
-    permissions_boundary_arn: BoundaryArn | None = None
-    # Where every role the toolkit makes lives, and what every role name starts with.
-    role_path: RolePath = "/"
-    role_name_prefix: RoleNamePrefix = ""
+    allow_escalation_for: list[DagId] = Field(
+        default_factory=list,
+        description="dag_ids whose statements may escalate privileges (each needs a manifest).",
+        examples=[["platform_maintenance"]],
+    )
+    max_managed_policies_per_role: int = Field(
+        default=10,
+        ge=1,
+        le=20,
+        description="Managed policies per role: IAM's default quota, up to 20 if raised.",
+        examples=[10],
+    )
+    role_quota: int = Field(
+        default=1000,
+        ge=1,
+        le=5000,
+        description="The account's IAM role quota; synth fails (FA103) above it.",
+        examples=[1000],
+    )
+    permissions_boundary_arn: BoundaryArn | None = Field(
+        default=None,
+        description="A managed policy set as the boundary of every role the stacks make; "
+        "foundation bootstrap requires it.",
+        examples=["arn:aws:iam::111122223333:policy/acme-airflow-boundary"],
+    )
+    role_path: RolePath = Field(
+        default="/",
+        description="The IAM path every role the toolkit makes lives under.",
+        examples=["/platform/"],
+    )
+    role_name_prefix: RoleNamePrefix = Field(
+        default="",
+        description="What every role name starts with: up to 16 characters ending in one of "
+        "+ = , . @ _",
+        examples=["org_"],
+    )
 
 
 class Deployment(Model):
     """The whole of `config/foundation.yaml` after overlays."""
 
-    name: ProjectName
-    region: Region
-    account: AccountId
-    network: NetworkConfig
-    web: WebConfig
-    airflow: AirflowConfig = AirflowConfig()
-    database: DatabaseConfig = DatabaseConfig()
-    dags: DagsConfig = DagBundle()
-    worker_defaults: WorkerSize = WorkerSize()
-    iam: IamConfig = IamConfig()
-    worker_stacks: int = Field(default=32, ge=1, le=200)
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=40)
+    name: ProjectName = Field(
+        description="The deployment's name: the prefix of its stacks, roles and resources.",
+        examples=["acme-airflow"],
+    )
+    region: Region = Field(description="The AWS region to deploy to.", examples=["us-east-1"])
+    account: AccountId = Field(
+        description="The 12-digit AWS account to deploy to (quote it).",
+        examples=["111122223333"],
+    )
+    network: NetworkConfig = Field(
+        description="The VPC: one to create (availability_zones, cidr) or one to use (vpc_id, "
+        "subnet ids).",
+        examples=[{"availability_zones": ["us-east-1a", "us-east-1b"], "cidr": "10.40.0.0/16"}],
+    )
+    web: WebConfig = Field(
+        description="The load balancer in front of the web UI and REST API, and logins.",
+        examples=[{"allowed_cidrs": ["10.0.0.0/8"], "allow_http": True}],
+    )
+    airflow: AirflowConfig = Field(
+        default=AirflowConfig(),
+        description="The image, executor and trigger classes.",
+        examples=[{"executor": "ecs"}],
+    )
+    database: DatabaseConfig = Field(
+        default=DatabaseConfig(),
+        description="Airflow's metadata database (RDS PostgreSQL).",
+        examples=[{"instance_class": "db.t4g.medium", "multi_az": True}],
+    )
+    dags: DagsConfig = Field(
+        default=DagBundle(),
+        description="Where DAG files come from: one bundle (a mapping) or a list of named "
+        "bundles, one per team.",
+        examples=[{"bundle": "s3"}, [{"name": "team_a", "bundle": "s3"}]],
+    )
+    worker_defaults: WorkerSize = Field(
+        default=WorkerSize(),
+        description="The worker size of a DAG whose manifest gives none.",
+        examples=[{"cpu": 512, "memory": 1024}],
+    )
+    iam: IamConfig = Field(
+        default=IamConfig(),
+        description="Role paths, names, boundary and quotas.",
+        examples=[{"role_path": "/"}],
+    )
+    worker_stacks: int = Field(
+        default=32,
+        ge=1,
+        le=200,
+        description="How many worker stacks DAGs are spread over; fixed once deployed.",
+        examples=[32],
+    )
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        max_length=40,
+        description="Tags on every resource (keys not starting aws: or foundation:).",
+        examples=[{"team": "data-platform"}],
+    )
 
     @model_validator(mode="after")
     def _public_alb_needs_public_subnets(self) -> Deployment:

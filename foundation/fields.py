@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import core_schema
 
 
 class Model(BaseModel):
@@ -19,7 +22,31 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
-def _matching(pattern: str, what: str):
+@dataclass(frozen=True)
+class Rule:
+    """A check on a string field, run after its type's own, and the same rule as a JSON Schema
+    pattern (ECMA-262, for editors: foundation/schema.py) as far as a pattern can say it."""
+
+    check: Callable[[str], str]
+    pattern: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        out = handler(schema)
+        if "pattern" in out:
+            out.setdefault("allOf", []).append({"pattern": self.pattern})
+        else:
+            out["pattern"] = self.pattern
+        return out
+
+
+def _matching(pattern: str, what: str) -> Rule:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
@@ -27,7 +54,7 @@ def _matching(pattern: str, what: str):
             raise ValueError(f"{value!r} is not {what}")
         return value
 
-    return AfterValidator(check)
+    return Rule(check, f"^(?:{pattern})$")
 
 
 def _cidr(value: str) -> str:
@@ -46,7 +73,12 @@ def _no_wildcards(value: str) -> str:
     return value
 
 
-Cidr = Annotated[str, AfterValidator(_cidr)]
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+# An address, an address/length or an address/netmask, as ipaddress reads them; host bits set
+# cannot be told by a pattern.
+Cidr = Annotated[str, Rule(_cidr, rf"^{_IPV4}(/(3[0-2]|[12]?\d|{_IPV4}))?$")]
+NO_WILDCARDS = Rule(_no_wildcards, r"^(?!.*[*?])(?!.*\$\{)")
 Port = Annotated[int, Field(ge=1, le=65535)]
 AccountId = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
 Region = Annotated[str, _matching(r"[a-z]{2,4}(-[a-z]+)+-\d{1,2}", "an AWS region name")]
@@ -62,7 +94,7 @@ BucketName = Annotated[
 ]
 S3Prefix = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(
         r"(?!/)[^\x00-\x1f()\[\]{}]{0,1023}/",
         "an S3 key prefix ending in '/' (not starting with it, without brackets)",
@@ -77,10 +109,13 @@ def _clean_path(value: str) -> str:
     return value
 
 
+CLEAN_PATH = Rule(_clean_path, r"^(?!/)(?!.*//)(?!.*/$)(?!(.*/)?\.\.?(/|$))")
+
+
 SecretName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
-    AfterValidator(_clean_path),
+    NO_WILDCARDS,
+    CLEAN_PATH,
     _matching(r"[A-Za-z0-9/_+=.@-]{1,512}", "a Secrets Manager name ([A-Za-z0-9/_+=.@-])"),
 ]
 KmsKeyArn = Annotated[
@@ -92,37 +127,37 @@ KmsKeyArn = Annotated[
 ]
 DynamoTable = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z0-9_.-]{3,255}", "a DynamoDB table name"),
 ]
 QueueName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z0-9_-]{1,80}(\.fifo)?", "an SQS queue name"),
 ]
 TopicName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z0-9_-]{1,256}(\.fifo)?", "an SNS topic name"),
 ]
 FunctionName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z0-9_-]{1,64}", "a Lambda function name"),
 ]
 GlueName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z0-9 _.-]{1,255}", "a Glue job or crawler name"),
 ]
 GlueDatabase = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[a-z0-9_-]{1,255}", "a Glue database name (lowercase)"),
 ]
 AthenaWorkgroup = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z0-9._-]{1,128}", "an Athena workgroup name"),
 ]
 EmrClusterId = Annotated[str, _matching(r"j-[A-Z0-9]{1,13}", "an EMR cluster id (j-...)")]
@@ -132,13 +167,13 @@ RedshiftIdentifier = Annotated[
 ]
 RedshiftName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"[A-Za-z_][A-Za-z0-9_$]{0,126}", "a Redshift database or user name"),
 ]
 PipelineId = Annotated[str, _matching(r"df-[A-Z0-9]{1,32}", "a Data Pipeline id (df-...)")]
 RoleName = Annotated[
     str,
-    AfterValidator(_no_wildcards),
+    NO_WILDCARDS,
     _matching(r"([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}", "an IAM role name (path/name)"),
 ]
 ServicePrincipal = Annotated[
@@ -156,6 +191,24 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     8192: tuple(range(16384, 61441, 4096)),
     16384: tuple(range(32768, 122881, 8192)),
 }
+
+
+def fargate_schema(schema: dict[str, Any]) -> None:
+    """The Fargate pairs in a worker size's JSON Schema: cpu one of the sizes, and memory one
+    that fits it (cpu and memory each default to the model's when absent)."""
+    fields = schema["properties"]
+    cpu_default, memory_default = fields["cpu"]["default"], fields["memory"]["default"]
+    fields["cpu"]["enum"] = sorted(FARGATE_SIZES)
+    rules = []
+    for cpu, memories in sorted(FARGATE_SIZES.items()):
+        chosen: dict[str, Any] = {"properties": {"cpu": {"const": cpu}}, "required": ["cpu"]}
+        if cpu == cpu_default:
+            chosen = {"anyOf": [chosen, {"not": {"required": ["cpu"]}}]}
+        then: dict[str, Any] = {"properties": {"memory": {"enum": list(memories)}}}
+        if memory_default not in memories:
+            then["required"] = ["memory"]
+        rules.append({"if": chosen, "then": then})
+    schema["allOf"] = rules
 
 
 def check_fargate_size(cpu: int, memory: int) -> None:

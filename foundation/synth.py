@@ -3,13 +3,17 @@ every template, and only then move the assembly into place."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from foundation import incremental
 from foundation.airflow import runtime_files
@@ -97,7 +101,7 @@ def synthesize(
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
     timings = timings or Timings()
     with timings.stage("import CDK"):
-        from stacks.app import build_app  # imports aws_cdk, which starts Node: only when needed
+        build_app = _start_cdk()
     try:
         with timings.stage("build the app"):
             app = build_app(project, str(outdir), only_shards)
@@ -108,16 +112,51 @@ def synthesize(
     runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
 
 
-def release_node() -> None:
-    """Stop aws-cdk-lib's Node.js process (jsii's) now, in a process that will synthesize no
-    more. Ctrl-C reaches Node as well (one process group); jsii's exit hook would then print a
-    traceback writing to the ended process."""
-    import sys
+def _node_folder() -> Path:
+    return Path(tempfile.gettempdir()) / f"foundation-node-{os.getpid()}"
 
+
+def _start_cdk() -> Callable[..., Any]:
+    """The app's builder. Importing aws_cdk starts jsii's Node.js process (once per process),
+    with a temporary folder of its own that `release_node` removes."""
     if "jsii._runtime" in sys.modules:
-        from jsii._runtime import kernel
+        from stacks.app import build_app
 
-        kernel.provider._process.stop()
+        return build_app
+    folder = _node_folder()
+    folder.mkdir(exist_ok=True)
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)  # read by Node only: tempfile has read it already
+    try:
+        from stacks.app import build_app
+    finally:
+        if saved is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved
+    from jsii._runtime import kernel
+
+    atexit.unregister(kernel.provider._process.stop)
+    atexit.register(release_node)
+    return build_app
+
+
+def release_node() -> None:
+    """End aws-cdk-lib's Node.js process (jsii's), in a process that will synthesize no more:
+    at exit, or sooner. Killed, not asked to stop: asked, Node first walks jsii's whole package
+    cache to prune it (one to two seconds on every synth, measured), and a Ctrl-C reaching Node
+    (one process group) would make jsii's own exit hook print a traceback."""
+    if "jsii._runtime" not in sys.modules:
+        return
+    from jsii._runtime import kernel
+
+    node = kernel.provider._process
+    atexit.unregister(node.stop)
+    atexit.unregister(release_node)
+    node._process.kill()
+    node._process.wait()
+    node._ctx_stack.close()  # the runtime's script, which jsii unpacked
+    shutil.rmtree(_node_folder(), ignore_errors=True)
 
 
 class UnsafeOutput(Exception):
@@ -151,17 +190,19 @@ def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> Sy
         return _up_to_date(project, target, previous, cache, timings)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
+    region = project.deployment.region
     try:
-        built = incremental.build(
-            project,
-            env,
-            staging,
-            previous,
-            lambda p, o, shards: synthesize(p, o, shards, timings),
-        )
-        with timings.stage("read the assembly"):
-            assembly = Assembly.read(staging, check_context(project))
-        findings, lint = _check(project, assembly, cache, timings)
+        with cfn_lint.workers(region, cfn_lint.idle_cores()) as pool:
+            built = incremental.build(
+                project,
+                env,
+                staging,
+                previous,
+                lambda p, o, shards: synthesize(p, o, shards, timings),
+            )
+            with timings.stage("read the assembly"):
+                assembly = Assembly.read(staging, check_context(project))
+            findings, lint = _check(project, assembly, cache, timings, pool)
         written = not any(f.severity == ERROR for f in findings)
         if written:
             with timings.stage("write"):
@@ -176,14 +217,18 @@ def run(root: Path, env: str | None, out: Path | None, cold: bool = False) -> Sy
 
 
 def _check(
-    project: Project, assembly: Assembly, cache: FindingsCache, timings: Timings
+    project: Project,
+    assembly: Assembly,
+    cache: FindingsCache,
+    timings: Timings,
+    pool: cfn_lint.Workers | None = None,
 ) -> tuple[list[Finding], cfn_lint.LintResult]:
     """Every check on the whole assembly: the toolkit's rules run each time (they are the
     security gates, and cheap); cfn-lint's findings come from its cache where it holds them."""
     with timings.stage("toolkit rules"):
         findings = [*project_findings(project), *(f for rule in ALL for f in rule.check(assembly))]
     with timings.stage("cfn-lint"):
-        lint = cfn_lint.run(assembly, cache, cfn_lint.idle_cores())
+        lint = cfn_lint.run(assembly, cache, pool)
     return [*findings, *lint.findings], lint
 
 

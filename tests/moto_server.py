@@ -1,11 +1,12 @@
 """A local moto server with IAM access control enforced, and IAM users made from policies.
 
-`moto_aws` (session) runs the server on a free 127.0.0.1 port and creates an allow-all admin
-user for setting up resources. `moto_env` (per test) points the process environment at it:
-every AWS client without an explicit endpoint goes to the server, and the instance-metadata,
-container and profile credential sources are shut off, so nothing reaches AWS. monkeypatch puts
-the environment back after each test. The moto-wide switches the session flips (IAM
-enforcement, the Docker-free Lambda backend) are put back when it ends.
+`moto_server` (session) runs the server on a free 127.0.0.1 port; `moto_aws` (module) empties
+it, as a new account, and makes an allow-all admin user for setting up resources. `moto_env`
+(per test) points the process environment at it: every AWS client without an explicit endpoint
+goes to the server, and the instance-metadata, container and profile credential sources are
+shut off, so nothing reaches AWS. monkeypatch puts the environment back after each test. The
+moto-wide switches the session flips (IAM enforcement, the Docker-free Lambda backend) are put
+back when it ends.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class MotoAws:
 
 
 @pytest.fixture(scope="session")
-def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
     """moto on a free 127.0.0.1 port, IAM enforced, with an allow-all admin user for set-up
     (foundation/local/aws.py, as `foundation dev` runs it)."""
     from foundation.local.aws import LocalAws
@@ -117,6 +118,16 @@ def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAws]:
         local.stop()
 
 
+@pytest.fixture(scope="module")
+def moto_aws(moto_server: MotoAws) -> MotoAws:
+    """The server as a new account for this module: whatever another module made is gone, in
+    whatever order the modules run (pytest-xdist spreads them over processes)."""
+    moto_server.local.reset()
+    local = moto_server.local
+    moto_server.admin = Credentials(local.access_key_id, local.secret_access_key)
+    return moto_server
+
+
 @pytest.fixture
 def moto_env(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> MotoAws:
     """The process environment pointed at the moto server, for this test only."""
@@ -133,9 +144,9 @@ CERTIFICATE_ARN = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_cloudformation(moto_aws: MotoAws) -> MotoAws:
-    """The same server, able to deploy the toolkit's real templates through change sets.
+    """The module's account, able to deploy the toolkit's real templates through change sets.
 
     foundation/local/moto_cfn.py is the one place that fills moto's CloudFormation gaps (its
     docstring lists each type).

@@ -570,7 +570,8 @@ def test_the_bootstrap_service_role_covers_every_celery_resource_type(templates:
 def test_the_celery_dockerfile_extends_the_default_image_with_what_validate_asks_for() -> None:
     from foundation.config import CELERY_IMAGE_NEEDS, DEFAULT_IMAGE
 
-    text = (ROOT / "docker" / "Dockerfile").read_text()
+    # written into a project by `foundation init` (docker/Dockerfile there)
+    text = (ROOT / "foundation" / "templates" / "project" / "docker" / "Dockerfile").read_text()
     version = DEFAULT_IMAGE.split(":")[1]
     assert f"ARG AIRFLOW_VERSION={version}\n" in text
     assert "FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}\n" in text

@@ -4,6 +4,7 @@ exactly what `cfnlint.api.lint` finds, cold or warm, and a changed byte is linte
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -187,16 +188,18 @@ def test_a_cache_folder_that_cannot_be_written_keeps_nothing(tmp_path: Path) -> 
     assert (run.linted, run.findings) == (["bad"], FINDINGS)
 
 
-def test_worker_processes_find_the_same_in_the_same_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Templates go to the workers largest first; findings come back in the stacks' order."""
-    monkeypatch.setattr(cfn_lint, "WORKER_MIN_BYTES", 0)  # workers even for these small ones
+def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> None:
+    """Workers warm up in processes of their own before any template exists; templates go to
+    them largest first; findings come back in the stacks' order."""
     stacks = {"clean": template("clean"), "bad": template("findings"), "more": template("clean")}
     stacks["more"]["Resources"]["Topic"]["Properties"]["Colour"] = "red"
     checked = assembly(**stacks)
     serial = cfn_lint.run(checked)
-    parallel = cfn_lint.run(checked, FindingsCache(tmp_path), processes=2)
+    with cfn_lint.workers("us-east-1", 2) as pool:
+        assert pool is not None
+        warmed = {w.result() for w in pool.warming}
+        parallel = cfn_lint.run(checked, FindingsCache(tmp_path), pool)
+    assert len(warmed) == 2 and os.getpid() not in warmed
     assert parallel.linted == ["clean", "bad", "more"]
     assert parallel.findings == serial.findings
     assert [(f.stack, f.rule) for f in parallel.findings] == [

@@ -1,8 +1,9 @@
 """cfn-lint on every template: errors fail the synth, warnings are shown.
 
 `cfnlint.api.lint` loads every rule from disk on each call (about half of each call); here a
-process loads them once, worker processes lint templates side by side, and findings are kept by
-content (foundation/checks/cache.py) so an unchanged template is never linted twice.
+process loads them once: worker processes, started while CDK builds the app, lint templates side by
+side, and findings are kept by content (foundation/checks/cache.py) so an unchanged template is
+never linted twice.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import importlib.util
 import json
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +31,6 @@ IGNORED = ["W3010"]
 SETTINGS_FILES = (".cfnlintrc", ".cfnlintrc.yaml", ".cfnlintrc.yml")
 
 Row = list[str]  # rule, severity, resource, message: a finding without its stack
-# Less template text than this to lint and worker processes cost more than they save: each one
-# imports cfn-lint, loads its rules and the schemas of the resource types it meets, about 2.5 s
-# of CPU (measured), as much as linting some 250 KiB.
-WORKER_MIN_BYTES = 512 * 1024
 
 
 def options(region: str) -> dict[str, Any]:
@@ -85,21 +84,51 @@ def idle_cores() -> int:
     return max(1, min(cores, round(cores - others)))
 
 
-def lint_in_workers(texts: list[str], region: str, processes: int) -> list[list[Row]]:
-    """Each worker process loads cfn-lint's rules once; the largest template goes first, so the
-    longest never starts last. Workers that cannot start (a program that spawns them from an
-    unguarded main module) leave the linting to this process."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    jobs = [(texts[i], region) for i in order]
-    # spawn, not fork: the parent runs jsii's threads and its Node process
-    context = multiprocessing.get_context("spawn")
+def _warm(region: str) -> int:
+    _linter(region)
+    return os.getpid()
+
+
+class Workers:
+    """cfn-lint worker processes, started before the templates exist: each imports cfn-lint and
+    loads its rules (about a second of CPU) on a core the app's build leaves idle, so linting
+    starts warm the moment the assembly is read."""
+
+    def __init__(self, region: str, processes: int) -> None:
+        self.region = region
+        # spawn, not fork: the parent runs jsii's threads and its Node process
+        self.pool = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"))
+        # a spawn pool starts a process per task while none is idle: one warm-up task each
+        self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
+
+    def lint(self, texts: list[str]) -> list[list[Row]]:
+        """The largest template first, so the longest never starts last. Workers that cannot
+        start (a program that spawns them from an unguarded main module) leave the linting to
+        this process."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        jobs = [(texts[i], self.region) for i in order]
+        try:
+            rows = list(self.pool.map(_lint_job, jobs))
+        except BrokenProcessPool:
+            rows = [_lint_job(job) for job in jobs]
+        by_index = dict(zip(order, rows, strict=True))
+        return [by_index[i] for i in range(len(texts))]
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def workers(region: str, processes: int) -> Iterator[Workers | None]:
+    """Warm workers when more than one core is idle; None: lint in this process."""
+    if processes < 2:
+        yield None
+        return
+    started = Workers(region, processes)
     try:
-        with ProcessPoolExecutor(processes, context, _linter, (region,)) as pool:
-            rows = list(pool.map(_lint_job, jobs))
-    except BrokenProcessPool:
-        rows = [_lint_job(job) for job in jobs]
-    by_index = dict(zip(order, rows, strict=True))
-    return [by_index[i] for i in range(len(texts))]
+        yield started
+    finally:
+        started.close()
 
 
 @dataclass
@@ -140,16 +169,15 @@ def _is_rows(value: Any) -> bool:
     )
 
 
-def lint_all(texts: list[str], region: str, processes: int) -> list[list[Row]]:
-    """In up to `processes` worker processes when there is enough to lint, else in this one."""
-    enough = sum(map(len, texts)) >= WORKER_MIN_BYTES
-    workers = min(processes, len(texts)) if enough else 1
-    if workers > 1:
-        return lint_in_workers(texts, region, workers)
+def lint_all(texts: list[str], region: str, pool: Workers | None) -> list[list[Row]]:
+    if pool and texts:
+        return pool.lint(texts)
     return [lint_text(text, region) for text in texts]
 
 
-def run(assembly: Assembly, cache: FindingsCache | None = None, processes: int = 1) -> LintResult:
+def run(
+    assembly: Assembly, cache: FindingsCache | None = None, pool: Workers | None = None
+) -> LintResult:
     """Every template's findings: from the cache where it holds them, else linted and kept."""
     region = assembly.context["region"]
     texts = {s.name: template_text(s) for s in assembly.stacks}
@@ -157,7 +185,7 @@ def run(assembly: Assembly, cache: FindingsCache | None = None, processes: int =
     keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
     rows = {name: cache.get(keys[name]) for name in texts} if cache else {}
     missing = [name for name in texts if not _is_rows(rows.get(name))]
-    found = lint_all([texts[n] for n in missing], region, processes)
+    found = lint_all([texts[n] for n in missing], region, pool)
     for name, new in zip(missing, found, strict=True):
         rows[name] = new
         if cache:

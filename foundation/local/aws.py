@@ -53,6 +53,11 @@ class LocalAws:
         aws._no_auth_before = before["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
         return aws
 
+    def reset(self) -> None:
+        """Every resource gone, as in a new account, and the admin user made again."""
+        self.moto_api("reset", "")
+        self.access_key_id, self.secret_access_key = _admin(self.account)
+
     def stop(self) -> None:
         self.moto_api("reset-auth", self._no_auth_before)
         self._server.stop()
