@@ -505,8 +505,7 @@ def check_dags(
         bool, typer.Option("--verbose", help="Show covered tasks and tasks without AWS calls.")
     ] = False,
 ) -> None:
-    """Check each DAG file's tasks against its DAG's manifest: exit 3 when a task needs a grant
-    the manifest lacks (or the cluster refuses it), 0 otherwise (--strict: unknowns fail too)."""
+    """Check DAG files against their manifests; exit 3 when a task needs an ungranted call."""
     if output_format not in ("text", "markdown") or (as_json and output_format != "text"):
         report_error("--format takes text or markdown, and not with --json")
         raise typer.Exit(EXIT_INVALID_INPUT)
