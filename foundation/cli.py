@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.text import Text
 
 from foundation import bootstrap as bootstrap_verb
+from foundation import check_dags as check_dags_verb
 from foundation import deploy as deploy_verb
 from foundation import destroy as destroy_verb
 from foundation import dev as dev_verb
@@ -31,6 +32,8 @@ from foundation import schema as schema_verb
 from foundation import status as status_verb
 from foundation import synth as synth_verb
 from foundation import validate as validate_verb
+from foundation.check_dags import report as check_dags_report
+from foundation.check_dags.parse import ParseFailed
 from foundation.cloudformation.actions import ChangeSetFailed, Locked
 from foundation.cloudformation.target import NotReady
 from foundation.config import CELERY_IMAGE_CONTENTS
@@ -627,6 +630,52 @@ def _show_matrix(audit: permissions_verb.Audit, chosen: str) -> None:
         print(permissions_verb.matrix_html(audit), end="")
     else:
         print(permissions_verb.matrix_markdown(audit), end="")
+
+
+@app.command("check-dags")
+def check_dags(
+    dag_folder: Annotated[
+        Path | None, typer.Argument(help="The DAG files (default: PROJECT/dags).")
+    ] = None,
+    project: ProjectOption = Path("."),
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or markdown (for a pull-request comment).")
+    ] = "text",
+    suggest: Annotated[
+        bool, typer.Option("--suggest", help="Print the manifest entries to add, or drafts.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on unknown, ignored and unused too.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show covered tasks and tasks without AWS calls.")
+    ] = False,
+) -> None:
+    """Check DAG files against their manifests; exit 4 when a task needs an ungranted call."""
+    if output_format not in ("text", "markdown") or (as_json and output_format != "text"):
+        raise usage_error("--format takes text or markdown, and not with --json", as_json)
+    with failures(as_json):
+        try:
+            result = check_dags_verb.run(project, env, dag_folder)
+        except ParseFailed as error:
+            raise usage_error(str(error), as_json) from None
+    if as_json:
+        output.print_json(check_dags_report.as_data(result))
+    elif output_format == "markdown":
+        print(check_dags_report.markdown(result, suggest), end="")
+    else:
+        for line in check_dags_report.lines(result, verbose):
+            console.print(line, soft_wrap=True)
+        if suggest:
+            for s in result.suggestions:
+                root = result.project.root
+                console.print(Text(check_dags_report.suggestion_title(s, root)), soft_wrap=True)
+                console.print(Text(check_dags_report.suggestion_text(s)), soft_wrap=True)
+        console.print(Text(check_dags_report.summary(result)), soft_wrap=True)
+    if result.failed(strict):
+        raise typer.Exit(ExitCode.DENIED)
 
 
 @app.command()

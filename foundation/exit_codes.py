@@ -15,5 +15,5 @@ class ExitCode(IntEnum):
     ERROR = 1  # AWS refused or failed, an account or stack not ready, a stack that failed
     INVALID_INPUT = 2  # the config, a manifest or the command line: fix it and run again
     CHANGES = 3  # diff: a deploy would change something
-    DENIED = 4  # permissions --can: no statement allows it
+    DENIED = 4  # permissions --can: no statement allows it; check-dags: a task needs more
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)

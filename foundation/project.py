@@ -25,6 +25,7 @@ from foundation.iam.policy import (
     WORST_CASE,
     ArnContext,
     DagPolicy,
+    Grant,
     Statement,
     grants,
     merge,
@@ -498,23 +499,38 @@ def _egress_covers(wide: Egress, narrow: Egress) -> bool:
     )
 
 
+class _Locator:
+    """A manifest field -> the source its statements carry (`file:line field`); each field it
+    named is kept, so a source leads back to its place in the file."""
+
+    def __init__(self, root: Path, doc: Document) -> None:
+        self.root, self.doc = root, doc
+        self.entries: dict[str, FieldPath] = {}
+
+    def __call__(self, path: FieldPath) -> str:
+        where = self.doc.location_of(path)
+        text = f"{where.file.relative_to(self.root)}:{where.line} {format_path(path)}"
+        self.entries[text] = path
+        return text
+
+    def unit(self, source: str, statements: list[Statement]) -> Unit:
+        path = self.entries.get(source)
+        if path is None:
+            return Unit(source, statements)
+        return Unit(source, statements, self.doc.location_of(path), format_path(path))
+
+
+def dag_grants(project: Project, dag: Dag) -> list[Grant]:
+    """The DAG's grants (baseline and manifest, not its escape-hatch statements), each with
+    the source its generated statements carry."""
+    locate = _Locator(project.root, load_mapping(dag.file))
+    return list(grants(dag.manifest, project.deployment, locate))
+
+
 def _build_policy(
     root: Path, deployment: Deployment, doc: Document, manifest: DagManifest
 ) -> tuple[Dag, list[Problem]]:
-    entries: dict[str, FieldPath] = {}
-
-    def locate(path: FieldPath) -> str:
-        where = doc.location_of(path)
-        text = f"{where.file.relative_to(root)}:{where.line} {format_path(path)}"
-        entries[text] = path
-        return text
-
-    def unit(source: str, statements: list[Statement]) -> Unit:
-        path = entries.get(source)
-        if path is None:
-            return Unit(source, statements)
-        return Unit(source, statements, doc.location_of(path), format_path(path))
-
+    locate = _Locator(root, doc)
     rules = escape_hatch.Rules(
         deployment.partition,
         deployment.reserved_resource,
@@ -528,7 +544,7 @@ def _build_policy(
     rendered: list[Unit] = []
     for g in grants(manifest, deployment, locate):
         units.append((render(g, ctx), render(g, WORST_CASE)))
-        rendered.append(unit(g.source, units[-1][0]))
+        rendered.append(locate.unit(g.source, units[-1][0]))
     for i, statement in enumerate(manifest.permissions.statements):
         at = ("permissions", "statements", i)
         checked = escape_hatch.check(statement, rules, locate(at))
@@ -536,7 +552,7 @@ def _build_policy(
         policy.escalations += checked.escalations
         if checked.statement:
             units.append(([checked.statement], [checked.statement]))
-            rendered.append(unit(locate(at), [checked.statement]))
+            rendered.append(locate.unit(locate(at), [checked.statement]))
     try:
         bins = pack([worst for _, worst in units], deployment.iam.max_managed_policies_per_role)
     except DoesNotFit as err:

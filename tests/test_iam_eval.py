@@ -3,7 +3,7 @@ examples."""
 
 import pytest
 
-from foundation.iam.evaluate import Request, allows, decide
+from foundation.iam.evaluate import Request, allows, allows_every, covers, decide, overlaps
 
 OBJECTS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/sales/*"]}
 LIST = {
@@ -197,3 +197,64 @@ def test_a_resource_policys_allow_concerns_only_the_principal_it_names() -> None
 )
 def test_a_statement_iam_would_refuse_allows_nothing_and_raises_nothing(statement: dict) -> None:
     assert not allows([statement], Request("s3:GetObject", "arn:aws:s3:::b/k"))
+
+
+# --- pattern requests: what a templated argument may render to (check-dags) ---
+
+
+@pytest.mark.parametrize(
+    ("pattern", "wanted", "held"),
+    [
+        ("b/sales/*", "b/sales/*/a.json", True),  # whatever the run renders stays under sales/
+        ("b/sales/*", "b/*", False),  # may render anywhere in the bucket
+        ("b/sales/*", "b/sales*", False),  # may render sales_eu/
+        ("job/sales-curate", "job/sales-*", False),
+        ("a-??????", "a-*", False),  # `?` is one character; `*` any run
+        ("a-??????", "a-??????", True),
+        ("a*", "a?", True),
+        ("*", "*", True),
+        ("b/x", "b/x", True),
+    ],
+)
+def test_a_pattern_covers_another_only_if_it_matches_every_value(
+    pattern: str, wanted: str, held: bool
+) -> None:
+    assert covers(pattern, wanted) is held
+
+
+@pytest.mark.parametrize(
+    ("pattern", "other", "met"),
+    [
+        ("b/sales/*", "b/*", True),
+        ("b/orders/*", "b/sales/*/a.json*", False),
+        ("job/sales-curate", "job/sales-*", True),
+        ("a-??????", "a-b", False),
+        ("a?c", "*c", True),
+    ],
+)
+def test_two_patterns_overlap_when_some_value_matches_both(
+    pattern: str, other: str, met: bool
+) -> None:
+    assert overlaps(pattern, other) is met
+
+
+def test_allows_every_reads_conditions_with_patterns_and_variables() -> None:
+    bucket = "arn:aws:s3:::b"
+    assert allows_every([LIST], Request("s3:ListBucket", bucket, {"s3:prefix": "sales/2026/*"}))
+    assert not allows_every([LIST], Request("s3:ListBucket", bucket, {"s3:prefix": "*"}))
+    assert not allows_every([LIST], Request("s3:ListBucket", bucket))
+    mine = {"aws:userid": "AROA1:task", "redshift-data:statement-owner-iam-userid": "AROA1:task"}
+    assert allows_every([OWNER], Request("redshift-data:DescribeStatement", "*", mine))
+    any_owner = mine | {"redshift-data:statement-owner-iam-userid": "*"}
+    assert not allows_every([OWNER], Request("redshift-data:DescribeStatement", "*", any_owner))
+    assert not allows_every(
+        [SECRET], Request("secretsmanager:GetSecretValue", SECRET["Resource"][:-6] + "*")
+    )
+
+
+def test_a_templated_value_is_not_covered_by_a_pattern_one_of_its_values_matches() -> None:
+    """`day-{{ x }}.csv` may render day-10.csv, which `day-?.csv` does not grant (read as a
+    value, `*` is one character `?` matches)."""
+    days = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/day-?.csv"}
+    assert allows_every([days], Request("s3:GetObject", "arn:aws:s3:::b/day-1.csv"))
+    assert not allows_every([days], Request("s3:GetObject", "arn:aws:s3:::b/day-*.csv"))

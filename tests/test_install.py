@@ -127,6 +127,7 @@ def test_the_wheel_holds_every_file_the_toolkit_reads(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     data = {n for n in names if not n.endswith(".py") and ".dist-info/" not in n}
     assert data == {
+        "foundation/check_dags/operators.yaml",
         "foundation/iam/catalog.yaml",
         "foundation/iam/deployer.yaml",
         "foundation/schemas/config.schema.json",
@@ -140,3 +141,4 @@ def test_the_wheel_holds_every_file_the_toolkit_reads(wheel: Path) -> None:
     for path in runtime.glob("*.py"):
         assert f"foundation/airflow/runtime/{path.name}" in names
     assert "foundation/templates/project/dags/example_dag.py" in names
+    assert "foundation/check_dags/child.py" in names  # check-dags runs it as a script

@@ -18,7 +18,10 @@ cannot (moto evaluates no Condition and no resource policy, and never checks iam
   value in the request matches (an absent key too, as AWS documents: pair it with `Null`),
   `ForAnyValue:` when at least one does (never for an absent key). A single-valued operator on
   a list raises NotImplementedError.
-- `allows`: whether Allow statements allow a request. `decide`: a request in the account that
+- `allows`: whether Allow statements allow a request. `allows_every`: whether one Allow
+  statement allows every request a pattern request stands for (its resource and condition
+  values are IAM patterns: what an operator's templated argument may render to), through
+  `covers`. `decide`: a request in the account that
   owns the resource, under the caller's identity policy and the resource's policy: an explicit
   Deny in either refuses it, else an Allow in either allows it. A resource policy's statement
   concerns the caller when its Principal is `*` (or {"AWS": "*"}) or names the caller's
@@ -46,27 +49,30 @@ def glob(pattern: str, value: str, case_sensitive: bool = True) -> bool:
     return _compiled(pattern, case_sensitive).fullmatch(value) is not None
 
 
+def glob_regex(pattern: str, one: str = ".") -> str:
+    """The regular expression of an IAM pattern, for a caller that reads parts out of what it
+    matches (iam/suggest.py): the same semantics as `glob`, from the same place. `one` is what
+    `?` matches."""
+    if "${" in pattern:
+        raise ValueError(f"{pattern!r} holds a policy variable: the toolkit matches none")
+    return "".join(".*" if ch == "*" else one if ch == "?" else re.escape(ch) for ch in pattern)
+
+
 def covers(wide: str, narrow: str) -> bool:
-    """Whether every value the pattern `narrow` matches, `wide` matches too: `wide` matches
-    `narrow`'s text with its wildcards read as characters, each of which a `*` of `wide` takes
-    along with whatever it stands for. A `?` of `wide` could take a `*` of `narrow` but not what
-    it stands for, so such a pair is never said to cover."""
+    """Whether the IAM pattern `wide` matches every value the IAM pattern `narrow` stands for
+    (ARNs and condition values: case-sensitive): each of `narrow`'s wildcards falls inside one
+    of `wide`'s that matches at least as much (its `*` inside a `*`, its `?` inside a `?` or a
+    `*`). Sufficient, not necessary: `a?` and `a??*` together cover `a*` but neither does
+    alone, and neither is said to."""
     if wide == narrow:
         return True
     literal_start = re.split(r"[*?]", wide, maxsplit=1)[0]  # to skip compiling most patterns
-    return (
-        narrow.startswith(literal_start)
-        and not ("?" in wide and "*" in narrow)
-        and glob(wide, narrow)
-    )
+    return narrow.startswith(literal_start) and _covering(wide).fullmatch(narrow) is not None
 
 
-def glob_regex(pattern: str) -> str:
-    """The regular expression of an IAM pattern, for a caller that reads parts out of what it
-    matches (iam/suggest.py): the same semantics as `glob`, from the same place."""
-    if "${" in pattern:
-        raise ValueError(f"{pattern!r} holds a policy variable: the toolkit matches none")
-    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+@cache
+def _covering(pattern: str) -> re.Pattern[str]:
+    return re.compile(glob_regex(pattern, one="[^*]"), re.DOTALL)
 
 
 @cache
@@ -175,6 +181,69 @@ def allows(
         if _applies(st, request, known):
             return True
     return False
+
+
+def overlaps(pattern: str, other: str) -> bool:
+    """Whether two IAM patterns match some value in common (`*` any run, `?` one character)."""
+
+    @cache
+    def meet(i: int, j: int) -> bool:
+        if i == len(pattern) or j == len(other):
+            rest = pattern[i:] + other[j:]
+            return rest.count("*") == len(rest)
+        if pattern[i] == "*":
+            return meet(i + 1, j) or meet(i, j + 1)
+        if other[j] == "*":
+            return meet(i, j + 1) or meet(i + 1, j)
+        one = "?" in (pattern[i], other[j]) or pattern[i] == other[j]
+        return one and meet(i + 1, j + 1)
+
+    return meet(0, 0)
+
+
+def allows_every(statements: list[dict[str, Any]], request: Request) -> bool:
+    """Whether one Allow statement allows every request `request` stands for: its resource and
+    its context's values are IAM patterns (`covers`); a policy variable in a statement's
+    condition is replaced from the context. Statements with NotAction or NotResource, and
+    negated or set operators, are not read (they never count as allowing)."""
+    return any(_covers_request(st, request) for st in statements if st["Effect"] == "Allow")
+
+
+def _covers_request(st: dict[str, Any], request: Request) -> bool:
+    if "Action" not in st or "Resource" not in st or "NotAction" in st or "NotResource" in st:
+        return False
+    if not any(glob(a, request.action, case_sensitive=False) for a in listed(st["Action"])):
+        return False
+    if not any(covers(r, request.resource) for r in listed(st["Resource"])):
+        return False
+    return all(
+        _key_covers(operator, key, expected, request.context)
+        for operator, pairs in st.get("Condition", {}).items()
+        for key, expected in pairs.items()
+    )
+
+
+def _key_covers(
+    operator: str, key: str, expected: Any, context: dict[str, str | list[str]]
+) -> bool:
+    base = operator.removesuffix("IfExists")
+    actual = context.get(key)
+    if actual is None:
+        return base != operator
+    if not isinstance(actual, str) or base not in MATCHERS:
+        return False
+    wanted = [_substitute(v, context) for v in listed(expected)]
+    if base in ("StringEquals", "Bool"):
+        return not re.search(r"[*?]", actual) and any(MATCHERS[base](actual, w) for w in wanted)
+    if base == "StringLike":
+        return any(covers(w, actual) for w in wanted)
+    # ArnEquals/ArnLike: part by part, a wildcard only in the last part (which may hold ':')
+    parts = actual.split(":", 5)
+    if len(parts) != 6 or re.search(r"[*?]", ":".join(parts[:5])):
+        return False
+    return any(
+        len(w.split(":", 5)) == 6 and all(map(covers, w.split(":", 5), parts)) for w in wanted
+    )
 
 
 def _names_caller(principal: Any, caller: str | None) -> bool:

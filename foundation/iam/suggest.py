@@ -8,9 +8,11 @@ as a `<placeholder>` for the author.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from foundation.iam.catalog import catalog
 from foundation.iam.evaluate import glob_regex
@@ -28,45 +30,98 @@ class Entry:
     text: str  # the lines to add under the manifest's `permissions:`
 
 
-def _s3(access: str, f: dict[str, str]) -> str:
-    return f"s3:\n  - {{bucket: {f['bucket']}, prefix: {f['prefix']}, access: {access}}}"
+Section = dict[str, Any]  # a manifest's `permissions` content, as data
 
 
-def _listed(section: str, key: str, field: str) -> Callable[[str, dict[str, str]], str]:
-    return lambda access, f: f"{section}:\n  {key}: [{f[field]}]"
+def _listed(section: str, key: str, field: str) -> Callable[[str, dict[str, str]], Section]:
+    return lambda access, f: {section: {key: [f[field]]}}
 
 
-# manifest section of each kind a manifest can grant (the toolkit's own baseline kinds: none)
-_ENTRIES: dict[str, Callable[[str, dict[str, str]], str]] = {
-    "s3": _s3,
-    "secret": lambda access, f: f"secrets: [{f['name']}]",
-    "kms": lambda access, f: f'kms:\n  - {{key_arn: "{f["key_arn"]}", access: {access}}}',
-    "dynamodb": lambda access, f: f"dynamodb:\n  - {{table: {f['table']}, access: {access}}}",
-    "sqs": lambda access, f: f"sqs:\n  - {{queue: {f['queue']}, access: {access}}}",
-    "sns": lambda access, f: f"sns:\n  - {{topic: {f['topic']}}}",
-    "lambda": lambda access, f: f"lambda:\n  - {{function: {f['function']}}}",
+def _items(section: str, *keys: str, access: bool = False) -> Callable[..., Section]:
+    def item(level: str, f: dict[str, str]) -> Section:
+        return {section: [{k: f[k] for k in keys} | ({"access": level} if access else {})]}
+
+    return item
+
+
+# the manifest section of each kind a manifest can grant (the toolkit's own baseline kinds: none)
+SECTIONS: dict[str, Callable[[str, dict[str, str]], Section]] = {
+    "s3": _items("s3", "bucket", "prefix", access=True),
+    "secret": lambda access, f: {"secrets": [f["name"]]},
+    "kms": _items("kms", "key_arn", access=True),
+    "dynamodb": _items("dynamodb", "table", access=True),
+    "sqs": _items("sqs", "queue", access=True),
+    "sns": _items("sns", "topic"),
+    "lambda": _items("lambda", "function"),
     "glue_job": _listed("glue", "jobs", "job"),
     "glue_crawler": _listed("glue", "crawlers", "crawler"),
-    "athena_workgroup": lambda access, f: (
-        f"athena:\n  workgroups: [{f['workgroup']}]\n"
-        "  results: {bucket: <bucket>, prefix: <prefix>/}"
-    ),
+    "athena_workgroup": lambda access, f: {
+        "athena": {
+            "workgroups": [f["workgroup"]],
+            "results": {"bucket": "<bucket>", "prefix": "<prefix>/"},
+        }
+    },
+    "athena_results": lambda access, f: {
+        "athena": {"results": {"bucket": f["bucket"], "prefix": f["prefix"]}}
+    },
     "glue_catalog": _listed("athena", "databases", "database"),
     "emr_cluster": _listed("emr", "clusters", "cluster"),
-    "s3_bucket": lambda access, f: f"s3:\n  - {{bucket: {f['bucket']}, access: {access}}}",
-    "redshift_data": lambda access, f: (
-        f"redshift_data:\n  - {{cluster: {f['cluster']}, database: {f['database']}, "
-        f"db_user: {f['db_user']}}}"
-    ),
-    "redshift_serverless": lambda access, f: (
-        f"redshift_data:\n  - {{workgroup: {f['workgroup']}, workgroup_id: {f['workgroup_id']}, "
-        f"database: {f['database']}}}"
-    ),
+    "s3_bucket": _items("s3", "bucket", access=True),
+    "redshift_data": _items("redshift_data", "cluster", "database", "db_user"),
+    "redshift_serverless": _items("redshift_data", "workgroup", "workgroup_id", "database"),
     "datapipeline": _listed("datapipeline", "pipelines", "pipeline"),
-    "pass_role": lambda access, f: (
-        f"pass_roles:\n  - {{role: {f['role']}, service: {f['service']}}}"
-    ),
+    "pass_role": _items("pass_roles", "role", "service"),
 }
+
+
+def merged(sections: list[Section]) -> Section:
+    """Sections as one `permissions` mapping: lists joined without repeats, mappings merged (a
+    value holding placeholders gives way to one that holds none)."""
+    out: Section = {}
+    for section in sections:
+        _merge_into(out, section)
+    return out
+
+
+def _merge_into(out: Section, section: Section) -> None:
+    for key, value in section.items():
+        held = out.get(key)
+        if isinstance(value, list) and isinstance(held, list):
+            held.extend(v for v in value if v not in held)
+        elif isinstance(value, dict) and isinstance(held, dict) and key != "results":
+            _merge_into(held, value)
+        elif held is None or _placeholders(held):
+            out[key] = copy.deepcopy(value)
+
+
+def _placeholders(value: Any) -> bool:
+    return "<" in str(value)
+
+
+def text(permissions: Section, indent: str = "") -> str:
+    """A `permissions` mapping as the manifest reference writes it: a section per line, its
+    items in flow style."""
+    lines = []
+    for key, value in permissions.items():
+        if isinstance(value, list) and not any(isinstance(v, dict) for v in value):
+            lines.append(f"{key}: {_flow(value)}")
+            continue
+        lines.append(f"{key}:")
+        if isinstance(value, list):
+            lines += [f"  - {_flow(item)}" for item in value]
+        else:
+            lines += [f"  {k}: {_flow(v)}" for k, v in value.items()]
+    return "\n".join(f"{indent}{line}" for line in lines)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return f'"{value}"' if ":" in str(value) else str(value)
+
+
 _PLACEHOLDERS = {
     "prefix": "<prefix>/",
     "workgroup": "<workgroup name>",
@@ -79,7 +134,7 @@ _PLACEHOLDERS = {
 def entry_for(action: str, resource: str, context: dict[str, str] | None = None) -> Entry | None:
     """The narrowest manifest entry whose grant holds `action` on `resource`, or None."""
     cat = catalog()
-    for kind, render in _ENTRIES.items():
+    for kind, section in SECTIONS.items():
         for access, statements in cat.grants[kind].items():
             if any(isinstance(s, str) for s in statements):
                 continue  # a union of narrower levels, tried on their own
@@ -92,7 +147,7 @@ def entry_for(action: str, resource: str, context: dict[str, str] | None = None)
                         break  # a prefix's listing never is: the whole bucket's (s3_bucket) is
                     if fields is not None:
                         fields = _completed(kind, fields, context or {})
-                        return Entry(kind, access, fields, render(access, fields))
+                        return Entry(kind, access, fields, text(section(access, fields)))
     return None
 
 
