@@ -73,8 +73,10 @@ def test_a_project_whose_manifest_grants_every_call_is_all_covered(fixture_repor
         ("covered", "step", 41, "emr_cluster steps (cluster=j-1ABCDEF2GHIJK)",
          by(f"{a}:12 permissions.emr.clusters[0]")),
         ("covered", "load", 42,
-         "redshift_data query (cluster=analytics, database=sales, db_user=etl)",
+         "redshift_data db_user (cluster=analytics, database=sales, db_user=etl)",
          by(f"{a}:14 permissions.redshift_data[0]")),
+        ("covered", "load", 42, "redshift_statements own ()",
+         by(f"{a}:13 permissions.redshift_data")),
         ("covered", "enrich", 49, "lambda invoke (function=enrich)",
          by(f"{a}:16 permissions.lambda[0]")),
         ("covered", "alert", 52, "sns publish (topic=sales-alerts)",
@@ -126,9 +128,12 @@ def test_each_kind_of_missing_grant_names_the_call_refused(fixture_report) -> No
          f"arn:aws:elasticmapreduce:{ACCOUNT}:cluster/j-1ABCDEF2GHIJK is not granted (and 3 more)",
          []),
         ("missing", "load", 43,
-         "redshift_data query (cluster=analytics, database=sales, db_user=etl): "
+         "redshift_data db_user (cluster=analytics, database=sales, db_user=etl): "
          f"redshift-data:ExecuteStatement on arn:aws:redshift:{ACCOUNT}:cluster:analytics is not "
-         "granted (and 6 more)", []),
+         "granted (and 3 more)", []),
+        ("missing", "load", 43,
+         "redshift_statements own (): redshift-data:DescribeStatement on * is not granted "
+         "(and 2 more)", []),
         ("missing", "enrich", 50,
          f"lambda invoke (function=enrich): lambda:InvokeFunction on arn:aws:lambda:{ACCOUNT}:"
          "function:enrich is not granted (and 1 more)", []),
@@ -338,12 +343,12 @@ def test_the_json_form_names_file_line_task_status_and_what_is_needed(fixture_re
         "covered_by": [],
     }
     assert data["counts"] == {
-        "missing": 20,
+        "missing": 21,
         "refused": 2,
         "unknown": 10,
         "ignored": 2,
         "unused": 1,
-        "covered": 21,
+        "covered": 22,
         "no-aws": 2,
     }
     json.dumps(data)
@@ -353,8 +358,8 @@ def test_the_markdown_form_lists_what_is_not_covered(fixture_report) -> None:
     text = check_report.markdown(fixture_report, suggest=True)
     lines = text.splitlines()
     assert lines[0] == (
-        "### foundation check-dags: 58 finding(s): 20 missing, 2 refused, 10 unknown, 2 ignored, "
-        "1 unused, 21 covered, 2 no-aws"
+        "### foundation check-dags: 60 finding(s): 21 missing, 2 refused, 10 unknown, 2 ignored, "
+        "1 unused, 22 covered, 2 no-aws"
     )
     assert lines[2:4] == ["| status | DAG | task | where | detail |", "|---|---|---|---|---|"]
     assert lines[4] == (
@@ -388,7 +393,7 @@ def test_the_shipped_example_passes() -> None:
     code, out, err = cli("--project", str(ROOT), "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["counts"] == {"unknown": 2, "covered": 11, "no-aws": 1}
+    assert data["counts"] == {"unknown": 2, "covered": 12, "no-aws": 1}
     assert [(f["dag_id"], f["task_id"]) for f in data["findings"] if f["status"] == "unknown"] == [
         ("sales_daily", "extract"),
         ("sales_daily", "record_watermark"),
@@ -421,7 +426,7 @@ def test_exit_codes(tmp_path: Path) -> None:
             data["permissions"][kind] = (held or {}) | value
     manifest.write_text(yaml.safe_dump(data, sort_keys=False))
     code, out, err = cli("--project", str(root))
-    assert (code, out, err) == (0, "14 finding(s): 14 covered\n", "")
+    assert (code, out, err) == (0, "15 finding(s): 15 covered\n", "")
     assert load_project(root).findings == []
 
     assert cli("--project", str(root), "--format", "html")[0] == 2

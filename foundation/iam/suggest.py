@@ -47,6 +47,7 @@ def _items(section: str, *keys: str, access: bool = False) -> Callable[..., Sect
 # the manifest section of each kind a manifest can grant (the toolkit's own baseline kinds: none)
 SECTIONS: dict[str, Callable[[str, dict[str, str]], Section]] = {
     "s3": _items("s3", "bucket", "prefix", access=True),
+    "s3_bucket": _items("s3", "bucket", access=True),
     "secret": lambda access, f: {"secrets": [f["name"]]},
     "kms": _items("kms", "key_arn", access=True),
     "dynamodb": _items("dynamodb", "table", access=True),
@@ -66,9 +67,9 @@ SECTIONS: dict[str, Callable[[str, dict[str, str]], Section]] = {
     },
     "glue_catalog": _listed("athena", "databases", "database"),
     "emr_cluster": _listed("emr", "clusters", "cluster"),
-    "s3_bucket": _items("s3", "bucket", access=True),
     "redshift_data": _items("redshift_data", "cluster", "database", "db_user"),
     "redshift_serverless": _items("redshift_data", "workgroup", "workgroup_id", "database"),
+    "redshift_statements": lambda access, f: {},  # comes with any redshift_data entry
     "datapipeline": _listed("datapipeline", "pipelines", "pipeline"),
     "pass_role": _items("pass_roles", "role", "service"),
 }
