@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from foundation.check_dags.operators import table
 from foundation.check_dags.parse import parse
 from tests.conftest import ROOT
@@ -32,6 +34,9 @@ def test_parsing_writes_nothing_into_the_dag_folder(tmp_path: Path) -> None:
     assert _tree(dags) == before
 
 
+@pytest.mark.xfail(
+    strict=True, reason="not a sandbox: the README says so; a sandboxed parse makes this pass"
+)
 def test_a_dag_file_cannot_read_the_parents_credentials(tmp_path: Path) -> None:
     """The parse's own environment is an allowlist, but the DAG file runs as the same user as
     `foundation check-dags`: /proc/<parent>/environ holds the keys the parent was started with
