@@ -4,6 +4,7 @@ whose manifests name that bundle. Nothing is uploaded unless every file passes."
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,13 @@ def _files(folder: Path) -> list[Path]:
 def _problems(project: Project, bundle: str, path: Path) -> list[Problem]:
     if path.is_symlink():
         return [Problem(path, 0, "", "is a symbolic link: publish the file itself")]
-    if path.suffix == ".zip":
+    # what the dag-processor parses (Airflow's PythonDagImporter.list_dag_files): a .py file
+    # in any case, and a zip whatever its name
+    if path.suffix.lower() == ".zip" or (
+        not path.name.endswith(".py") and zipfile.is_zipfile(path)
+    ):
         return [Problem(path, 0, "", "a zip of DAGs cannot be read before it runs: unzip it")]
-    if path.suffix != ".py":
+    if path.suffix.lower() != ".py":
         return []
     try:
         found = declared(path)

@@ -156,8 +156,8 @@ def synthesize(
     runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
 
 
-def _node_folder() -> Path:
-    return Path(tempfile.gettempdir()) / f"foundation-node-{os.getpid()}"
+# Node's temporary folder: made by mkdtemp (a new name, mode 0700), never one already there
+_node_folder: list[Path] = []
 
 
 def _start_cdk() -> Callable[..., Any]:
@@ -167,8 +167,8 @@ def _start_cdk() -> Callable[..., Any]:
         from stacks.app import build_app
 
         return build_app
-    folder = _node_folder()
-    folder.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
+    _node_folder.append(folder)
     saved = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(folder)  # read by Node only: tempfile has read it already
     try:
@@ -200,7 +200,8 @@ def release_node() -> None:
     node._process.kill()
     node._process.wait()
     node._ctx_stack.close()  # the runtime's script, which jsii unpacked
-    shutil.rmtree(_node_folder(), ignore_errors=True)
+    while _node_folder:
+        shutil.rmtree(_node_folder.pop(), ignore_errors=True)
 
 
 class UnsafeOutput(Exception):

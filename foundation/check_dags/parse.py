@@ -73,6 +73,8 @@ def environment(home: Path, folder: Path, region: str) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_DEFAULT_REGION": region,
+        # Airflow imports each file with SourceFileLoader: no __pycache__ in the user's folder
+        "PYTHONDONTWRITEBYTECODE": "1",
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -13,7 +13,7 @@ from foundation.naming import Namespace
 LAUNCH_ACTIONS = {"iam:passrole", "ecs:runtask"}
 
 
-def _namespace(assembly: Assembly) -> Namespace:
+def namespace(assembly: Assembly) -> Namespace:
     context = assembly.context
     return Namespace(
         context["project"],
@@ -27,7 +27,7 @@ def _namespace(assembly: Assembly) -> Namespace:
 def is_schedulers(stack: StackTemplate, doc: PolicyDoc, assembly: Assembly) -> bool:
     """Whether a policy applies to the scheduler's role, and to no other: the prefix grants
     are the scheduler's alone."""
-    role = _namespace(assembly).role("scheduler")
+    role = namespace(assembly).role("scheduler")
     names = [stack.resources.get(r, {}).get("Properties", {}).get("RoleName") for r in doc.roles]
     return bool(names) and all(name == role for name in names)
 
@@ -35,7 +35,7 @@ def is_schedulers(stack: StackTemplate, doc: PolicyDoc, assembly: Assembly) -> b
 def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:
     """Wildcard resources the rules accept for launch actions -> the condition each needs:
     RunTask of a DAG's task definition on this cluster, PassRole of a DAG's role to ECS tasks."""
-    ns, context = _namespace(assembly), assembly.context
+    ns, context = namespace(assembly), assembly.context
     p, r, a = context["partition"], context["region"], context["account"]
     cluster = f"arn:{p}:ecs:{r}:{a}:cluster/{ns.cluster}"
     return {
@@ -51,7 +51,7 @@ def allowed_patterns(assembly: Assembly) -> dict[str, dict[str, Any]]:
 def scheduler_prefixes(assembly: Assembly) -> set[str]:
     """Every wildcard resource FA003 accepts, in either executor mode: the launch patterns,
     the cluster's tasks, the DAGs' published identities and (Celery) the DAGs' queues."""
-    ns, context = _namespace(assembly), assembly.context
+    ns, context = namespace(assembly), assembly.context
     p, r, a = context["partition"], context["region"], context["account"]
     return set(allowed_patterns(assembly)) | {
         f"arn:{p}:ecs:{r}:{a}:task/{ns.cluster}/*",
