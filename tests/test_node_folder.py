@@ -1,7 +1,7 @@
-"""Review 7: jsii's Node.js process gets TMPDIR=<tmp>/foundation-node-<pid> (synth._start_cdk),
-a name anyone on the machine can make first: `mkdir(exist_ok=True)` takes a folder or a
-symbolic link already there. Node then unpacks aws-cdk-lib's JavaScript (jsii-kernel-*), which
-it `require`s, into a folder another user owns (and may rename entries of)."""
+"""jsii's Node.js process unpacks aws-cdk-lib's JavaScript (jsii-kernel-*), which it `require`s,
+into its TMPDIR (synth._start_cdk): a folder no one else may have made first or may write to,
+not a predictable name such as <tmp>/foundation-node-<pid> (a folder or a symbolic link another
+user made would be taken)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review 7: publish-dags must check every file the bundle's dag-processor will parse.
+"""publish-dags must check every file the bundle's dag-processor will parse.
 
 Airflow 3.3.2 (airflow/dag_processing/importers/python_importer.py list_dag_files) parses a
 file when `path.suffix.lower() == ".py"` or `zipfile.is_zipfile(path)`, whatever its name;

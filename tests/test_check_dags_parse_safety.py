@@ -1,4 +1,4 @@
-"""Review 7: what parsing a DAG folder (check-dags) may do to the machine it runs on."""
+"""what parsing a DAG folder (check-dags) may do to the machine it runs on."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Review 7: FA003 took `arn:aws:s3:::bucket/*` as one resource for every bucket when the
-whole-bucket s3 entry came (9cb0e25). Before, it refused it in every policy of the assembly;
-now a grant of a whole bucket of the deployment's own (task logs of every DAG, every bundle's
-DAG code, the published templates) or of another deployment's passes the synth's checks. The
-manifest checks refuse such an entry, but FA003 is the gate on what the templates hold,
-whatever code made them (a change to the task_logs or bundle grants, a cluster role)."""
+"""FA003 takes `arn:aws:s3:::bucket/*` as one resource (a whole-bucket s3 entry) only for a
+bucket of no deployment: a grant of a whole bucket of the deployment's own (task logs of every
+DAG, every bundle's DAG code, the published templates) or of another deployment's fails the
+synth's checks. The manifest checks refuse such an entry too, but FA003 is the gate on what the
+templates hold, whatever code made them (a change to the task_logs or bundle grants, a cluster
+role)."""
 
 from __future__ import annotations
 
