@@ -156,12 +156,14 @@ def init(
     folder: Annotated[Path, typer.Argument(help="The project's folder, made if missing.")] = Path(
         "."
     ),
+    as_json: JsonOption = False,
 ) -> None:
     """Start a project here or in FOLDER (config, example manifest, schemas); overwrites nothing."""
-    try:
+    with failures(as_json):
         written = init_verb.run(folder)
-    except InvalidInput as error:
-        raise fail_on_invalid_input(error) from None
+    if as_json:
+        output.print_json({"folder": str(folder), "written": [str(n) for n in written]})
+        return
     console.print(Text(f"Wrote {len(written)} files in {folder}:"), soft_wrap=True)
     for name in written:
         console.print(Text(f"  {name}"), soft_wrap=True)
@@ -733,18 +735,24 @@ def publish_dags(
     env: EnvOption = None,
     profile: ProfileOption = None,
     region: RegionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Upload DAG files to their S3 bundle, refusing any whose dag_id has no manifest there."""
-    with failures():
+    with failures(as_json):
         try:
             done = publish_verb.run(project, env, folder, bundle, delete, profile, region)
         except publish_verb.UsageError as error:
-            raise usage_error(str(error)) from None
+            raise usage_error(str(error), as_json) from None
         except InvalidInput as error:  # found before any upload: nothing is in S3
-            output.print_errors(err, error.problems, False)
-            err.print(f"{len(error.problems)} problem(s); nothing was uploaded.")
+            output.print_errors(err, error.problems, as_json)
+            if not as_json:
+                err.print(f"{len(error.problems)} problem(s); nothing was uploaded.")
             raise typer.Exit(ExitCode.INVALID_INPUT) from None
     where = f"s3://{done.plan.bucket}/{bundle_prefix(done.plan.bundle)}"
+    if as_json:
+        data = {"bundle": done.plan.bundle, "location": where, "uploaded": list(done.plan.uploads)}
+        output.print_json(data | {"stale": done.stale, "deleted": done.deleted})
+        return
     console.print(Text(f"Uploaded {len(done.plan.uploads)} file(s) to {where}:"), soft_wrap=True)
     for key in done.plan.uploads:
         console.print(Text(f"  {key}"), soft_wrap=True)

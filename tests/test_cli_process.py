@@ -15,7 +15,7 @@ def test_the_console_script_is_run() -> None:
     assert entry_points(group="console_scripts")["foundation"].value == "foundation.cli:run"
 
 
-def test_a_synth_leaves_no_temporary_file_and_no_process(project: ProjectDir, tmp_path: Path):
+def test_a_synth_leaves_no_temporary_file(project: ProjectDir, tmp_path: Path) -> None:
     """jsii's Node.js process is killed at exit (foundation/synth.py release_node): its work
     folder and the runtime script jsii unpacked must go with it, and so must the cfn-lint
     workers' and multiprocessing's."""

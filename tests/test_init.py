@@ -50,6 +50,17 @@ def test_init_writes_the_project_into_a_new_folder(tmp_path: Path) -> None:
     assert files_in(folder) == WRITTEN
 
 
+def test_init_json_lists_what_it_wrote(tmp_path: Path) -> None:
+    folder = tmp_path / "my-airflow"
+    result = CliRunner().invoke(app, ["init", str(folder), "--json"])
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {"folder": str(folder), "written": WRITTEN}
+    again = CliRunner().invoke(app, ["init", str(folder), "--json"])
+    assert again.exit_code == 2
+    [error, *_] = json.loads(again.stdout)["errors"]
+    assert set(error) == {"file", "line", "field", "message"}
+
+
 def test_the_written_project_validates(tmp_path: Path) -> None:
     init(tmp_path)
     project = load_project(tmp_path)

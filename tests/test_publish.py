@@ -5,6 +5,7 @@ dag_id at run time (README, Several DAG bundles)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -305,16 +306,20 @@ def test_files_the_folder_lacks_are_kept_unless_delete(
     folder = dag_folder(tmp_path, {"example_dag.py": EXAMPLE_DAG})
     kept = publish(aws, init_project, str(folder))
     assert kept.exit_code == 0
-    assert (
-        f"1 file(s) of the bundle not in {folder}, kept (--delete removes them):\n"
-        "  dags/old_dag.py\n" in kept.stdout
-    )
+    assert kept.stdout.splitlines()[2:4] == [
+        f"1 file(s) of the bundle not in {folder}, kept (--delete removes them):",
+        "  dags/old_dag.py",
+    ]
     assert keys(aws, INIT_BUCKET) == ["dags/example_dag.py", "dags/old_dag.py"]
-    deleted = publish(aws, init_project, str(folder), "--delete")
+    deleted = publish(aws, init_project, str(folder), "--delete", "--json")
     assert deleted.exit_code == 0
-    assert (
-        f"1 file(s) of the bundle not in {folder}, deleted:\n  dags/old_dag.py\n" in deleted.stdout
-    )
+    assert json.loads(deleted.stdout) == {
+        "bundle": "dags",
+        "location": f"s3://{INIT_BUCKET}/dags/",
+        "uploaded": ["dags/example_dag.py"],
+        "stale": ["dags/old_dag.py"],
+        "deleted": True,
+    }
     assert keys(aws, INIT_BUCKET) == ["dags/example_dag.py"]
 
 
