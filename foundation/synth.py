@@ -247,7 +247,7 @@ def run(
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     region = project.deployment.region
     try:
-        with cfn_lint.workers(region, cfn_lint.idle_cores()) as pool:
+        with cfn_lint.workers(region, _lint_processes(project, env, previous)) as pool:
             built = incremental.build(
                 project,
                 env,
@@ -269,6 +269,18 @@ def run(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _lint_processes(project: Project, env: str | None, previous: Previous | None) -> int:
+    """Worker processes for cfn-lint, none unless a core is idle besides this synth's: one per
+    idle core when every stack will be built; one when only the edited DAGs' worker stacks will
+    be (more would only slow the build they start beside, for a template or two)."""
+    idle = cfn_lint.idle_cores()
+    if idle < 2:
+        return 0
+    if previous and previous.record.base == incremental.base_key(project.root, env):
+        return 1
+    return idle
 
 
 def _check(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from cfnlint.version import __version__ as cfnlint_version
 from foundation.checks import cfn_lint
 from foundation.checks.cache import CACHE_ENV, FindingsCache
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
-from tests.conftest import ProjectDir
+from tests.conftest import ROOT, ProjectDir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates" / "cfn-lint"
 REGION = "us-east-1"
@@ -252,3 +254,25 @@ def test_synth_says_what_it_linted_and_what_the_cache_held(
     rows = re.findall(r"^│ ([\w ,-]+?) +│ +\d+\.\d\d │$", cold.stdout, re.MULTILINE)
     assert rows == STAGES
     assert "time per stage" not in warm.stdout
+
+
+def test_workers_do_not_import_the_programs_main_module(tmp_path: Path) -> None:
+    """A spawned process imports its parent's main module first; cfn-lint's workers skip it
+    (for the `foundation` command that would be the whole CLI in each worker)."""
+    marks = tmp_path / "imported"
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import os\n"
+        f"with open({str(marks)!r}, 'a') as f:\n"
+        "    f.write(f'{__name__}\\n')\n"
+        "if __name__ == '__main__':\n"
+        "    from foundation.checks import cfn_lint\n"
+        "    with cfn_lint.workers('us-east-1', 2) as pool:\n"
+        "        print(len({w.result() for w in pool.warming}))\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (0, "2\n"), done.stderr
+    assert marks.read_text() == "__main__\n"

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -99,7 +100,8 @@ class Workers:
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"))
         # a spawn pool starts a process per task while none is idle: one warm-up task each
-        self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
+        with _main_left_out():
+            self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
 
     def lint(self, texts: list[str]) -> list[list[Row]]:
         """The largest template first, so the longest never starts last. Workers that cannot
@@ -119,9 +121,24 @@ class Workers:
 
 
 @contextmanager
+def _main_left_out() -> Iterator[None]:
+    """A spawned process imports its parent's main module first (multiprocessing.spawn
+    get_preparation_data): for the `foundation` command that is the whole CLI, more than half a
+    second of each worker's start, for nothing a worker runs. Processes started here skip it."""
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__") if name in vars(main)}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
+@contextmanager
 def workers(region: str, processes: int) -> Iterator[Workers | None]:
-    """Warm workers when more than one core is idle; None: lint in this process."""
-    if processes < 2:
+    """`processes` warm workers; None (no process): lint in this one."""
+    if processes < 1:
         yield None
         return
     started = Workers(region, processes)
