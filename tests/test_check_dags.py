@@ -447,6 +447,19 @@ def test_a_dag_file_that_does_not_import_is_invalid_input(tmp_path: Path) -> Non
     assert "Traceback" not in err
 
 
+def test_a_dag_file_that_ends_the_parse_is_named(tmp_path: Path) -> None:
+    root = copy_of_fixture(tmp_path)
+    leaver = root / "dags" / "zz_leaves.py"
+    leaver.write_text(
+        "import os\n\nfrom airflow.sdk import DAG  # a DAG file, to Airflow\n\nos._exit(0)\n"
+    )
+    code, out, err = cli("--project", str(root))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: Airflow could not parse {root / 'dags'} (while reading {leaver}): exit code 0\n"
+    )
+
+
 def test_dag_files_parse_without_any_aws_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

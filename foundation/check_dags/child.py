@@ -125,11 +125,28 @@ def _task(task: Any, attributes: dict[str, list[str]], fileloc: str) -> dict[str
     }
 
 
+def _naming_each_file(current_path: str) -> None:
+    """Each file's path written before it is parsed: a file that ends the process on import
+    (sys.exit, os._exit) is then named by the parent."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    original = DagBag.process_file
+
+    @functools.wraps(original)
+    def process_file(self: Any, filepath: str, *args: Any, **kwargs: Any) -> Any:
+        with open(current_path, "w") as handle:
+            handle.write(str(filepath))
+        return original(self, filepath, *args, **kwargs)
+
+    DagBag.process_file = process_file
+
+
 def main(request_path: str, out_path: str) -> None:
     with open(request_path) as handle:
         request = json.load(handle)
     folder = os.path.realpath(request["folder"])
     _record_creations(folder)
+    _naming_each_file(f"{out_path}.current")
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(folder)

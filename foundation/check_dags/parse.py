@@ -105,8 +105,10 @@ def parse(folder: Path, region: str, attributes: dict[str, list[str]]) -> Parsed
         except subprocess.TimeoutExpired:
             raise ParseFailed(f"parsing {folder} took over {PARSE_SECONDS} s") from None
         if done.returncode != 0 or not out.is_file():
-            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise ParseFailed(f"Airflow could not parse {folder}: {tail[0]}")
+            tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            current = out.with_name(f"{out.name}.current")
+            where = f" (while reading {current.read_text()})" if current.is_file() else ""
+            raise ParseFailed(f"Airflow could not parse {folder}{where}: {tail[0]}")
         data = json.loads(out.read_text())
     return Parsed(
         [
