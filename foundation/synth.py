@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -187,9 +188,12 @@ def _start_cdk() -> Callable[..., Any]:
 
 def release_node() -> None:
     """End aws-cdk-lib's Node.js process (jsii's), in a process that will synthesize no more:
-    at exit, or sooner. Killed, not asked to stop: asked, Node first walks jsii's whole package
-    cache to prune it (one to two seconds on every synth, measured), and a Ctrl-C reaching Node
-    (one process group) would make jsii's own exit hook print a traceback."""
+    at exit, or sooner. Terminated, not asked to stop: asked, Node first walks jsii's whole
+    package cache to prune it (one to two seconds on every synth, measured), and a Ctrl-C
+    reaching Node (one process group) would make jsii's own exit hook print a traceback.
+    SIGTERM, not SIGKILL: jsii's launcher passes it on to the Node process that holds the
+    constructs and exits once that one has, so both are gone (and counted in this process's
+    resource usage) before the work folder is removed."""
     if "jsii._runtime" not in sys.modules:
         return
     from jsii._runtime import kernel
@@ -197,8 +201,12 @@ def release_node() -> None:
     node = kernel.provider._process
     atexit.unregister(node.stop)
     atexit.unregister(release_node)
-    node._process.kill()
-    node._process.wait()
+    node._process.terminate()
+    try:
+        node._process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        node._process.kill()
+        node._process.wait()
     node._ctx_stack.close()  # the runtime's script, which jsii unpacked
     while _node_folder:
         shutil.rmtree(_node_folder.pop(), ignore_errors=True)

@@ -11,8 +11,10 @@ back when it ends.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +79,24 @@ class MotoAws:
             iam.attach_user_policy(UserName=user, PolicyArn=arn["Policy"]["Arn"])
         key = iam.create_access_key(UserName=user)["AccessKey"]
         return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def echo_function(self, name: str) -> None:
+        """A Lambda function that returns its event (moto runs it without Docker), with a
+        role of its own."""
+        role = self.client("iam").create_role(
+            RoleName=f"{name}-fn",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+        self.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": code.getvalue()},
+        )
 
     def set_transition(self, model_name: str, progression: str) -> None:
         """How fast moto moves a resource's state (e.g. a Glue crawl) along."""

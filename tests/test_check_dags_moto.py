@@ -18,10 +18,8 @@ DynamoDBValueSensor swallows a refusal (it logs it and pokes again): refused, it
 
 from __future__ import annotations
 
-import io
 import json
 import textwrap
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,20 +231,7 @@ def make_resources(moto: MotoAws, tmp_path: Path) -> dict[str, str]:
     )["JobFlowId"]
     step = {"Name": "s", "ActionOnFailure": "CONTINUE", "HadoopJarStep": {"Jar": "x.jar"}}
     [step_id] = emr.add_job_flow_steps(JobFlowId=cluster, Steps=[step])["StepIds"]
-    role = moto.client("iam").create_role(
-        RoleName="check-enrich-fn",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    moto.client("lambda").create_function(
-        FunctionName="check-enrich",
-        Runtime="python3.12",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": code.getvalue()},
-    )
+    moto.echo_function("check-enrich")
     moto.client("sns").create_topic(Name="check-alerts")
     sqs = moto.client("sqs")
     sqs.create_queue(QueueName="check-out")

@@ -16,8 +16,8 @@ def test_the_console_script_is_run() -> None:
 
 
 def test_a_synth_leaves_no_temporary_file(project: ProjectDir, tmp_path: Path) -> None:
-    """jsii's Node.js process is killed at exit (foundation/synth.py release_node): its work
-    folder and the runtime script jsii unpacked must go with it, and so must the cfn-lint
+    """jsii's Node.js processes are ended at exit (foundation/synth.py release_node): its work
+    folder and the runtime script jsii unpacked must go with them, and so must the cfn-lint
     workers' and multiprocessing's."""
     temporary = tmp_path / "tmp"
     temporary.mkdir()
@@ -34,3 +34,42 @@ def test_a_synth_leaves_no_temporary_file(project: ProjectDir, tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert (out / "manifest.json").is_file()
     assert sorted(p.name for p in temporary.iterdir()) == []
+
+
+RELEASED = """
+import os
+import sys
+from pathlib import Path
+from foundation import synth
+from foundation.project import load_project
+
+synth.synthesize(load_project(Path(sys.argv[1]), None), Path(sys.argv[2]))
+synth.release_node()
+running = []
+for proc in Path("/proc").iterdir():
+    if not proc.name.isdigit() or proc.name == str(os.getpid()):
+        continue  # this script (also /proc/self): its command line names both
+    try:
+        line = (proc / "cmdline").read_bytes().replace(b"\\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        continue  # not a process, or one that ended meanwhile
+    if "program.js" in line and sys.argv[3] in line:
+        running.append(line)
+print(running)
+"""
+
+
+def test_no_node_process_outlives_release(project: ProjectDir, tmp_path: Path) -> None:
+    """When release_node returns, both of jsii's Node processes have ended (the launcher and
+    the one holding the constructs, which runs its script from this TMPDIR): none is left to
+    run on, or to escape this process's resource usage (the benchmark's peak memory)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", RELEASED, str(project.root), str(tmp_path / "out"), str(temporary)],
+        env=os.environ | {"TMPDIR": str(temporary)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr

@@ -54,10 +54,8 @@ IAM is enforced, and the operator's default payload is None.
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import os
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -806,20 +804,7 @@ def test_sns_publish(moto_aws: MotoAws, run_as: RunAs) -> None:
 def test_lambda_invoke(moto_aws: MotoAws, run_as: RunAs) -> None:
     from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 
-    role = moto_aws.client("iam").create_role(
-        RoleName="enrich-inventory-fn",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    moto_aws.client("lambda").create_function(
-        FunctionName="enrich-inventory",
-        Runtime="python3.12",
-        Role=role,
-        Handler="handler.handler",
-        Code={"ZipFile": code.getvalue()},
-    )
+    moto_aws.echo_function("enrich-inventory")
     run_as("lambda_dag", {"lambda": [{"function": "enrich-inventory"}]})
     hook = LambdaHook(aws_conn_id=None)
 
