@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,33 @@ def test_workers_do_not_import_the_programs_main_module(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (0, "2\n"), done.stderr
     assert marks.read_text() == "__main__\n"
+
+
+def test_workers_end_when_the_synth_that_started_them_is_killed(tmp_path: Path) -> None:
+    """A synth killed mid-way (SIGKILL: no shutdown, no exit hook) leaves no worker behind."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import os, signal\n"
+        "from foundation.checks import cfn_lint\n"
+        "with cfn_lint.workers('us-east-1', 2) as pool:\n"
+        "    print(' '.join(str(w.result()) for w in pool.warming), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert (done.returncode, len(workers)) == (-9, 2), done.stderr
+    deadline = time.monotonic() + 10
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in workers if running(pid)] == []
+
+
+def running(pid: int) -> bool:
+    """Alive, not ended and waiting to be reaped (a zombie, state Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

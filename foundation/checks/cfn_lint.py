@@ -14,6 +14,8 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,6 +87,18 @@ def idle_cores() -> int:
     return max(1, min(cores, round(cores - others)))
 
 
+def _end_with(parent: int) -> None:
+    """A worker ends when the synth that started it does, however it ended: killed, its pool
+    never shut down, a worker would wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _warm(region: str) -> int:
     _linter(region)
     return os.getpid()
@@ -98,7 +112,9 @@ class Workers:
     def __init__(self, region: str, processes: int) -> None:
         self.region = region
         # spawn, not fork: the parent runs jsii's threads and its Node process
-        self.pool = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            processes, multiprocessing.get_context("spawn"), _end_with, (os.getpid(),)
+        )
         # a spawn pool starts a process per task while none is idle: one warm-up task each
         with _main_left_out():
             self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
