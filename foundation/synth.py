@@ -280,15 +280,15 @@ def run(
 
 
 def _lint_processes(project: Project, env: str | None, previous: Previous | None) -> int:
-    """Worker processes for cfn-lint, none unless a core is idle besides this synth's: one per
-    idle core when every stack will be built; one when only the edited DAGs' worker stacks will
-    be (more would only slow the build they start beside, for a template or two)."""
-    idle = cfn_lint.idle_cores()
-    if idle < 2:
+    """Worker processes for cfn-lint, none on a single core: one per core when every stack will
+    be built; one when only the edited DAGs' worker stacks will be (more would only slow the
+    build they start beside, for a template or two)."""
+    cores = cfn_lint.cores()
+    if cores < 2:
         return 0
     if previous and previous.record.base == incremental.base_key(project.root, env):
         return 1
-    return idle
+    return cores
 
 
 def _check(
