@@ -98,6 +98,22 @@ class MotoAws:
             Code={"ZipFile": code.getvalue()},
         )
 
+    def emr_cluster(self, name: str, **options: Any) -> str:
+        """A one-instance EMR cluster that waits for steps; its id."""
+        return self.client("emr").run_job_flow(
+            Name=name,
+            ReleaseLabel="emr-7.0.0",
+            Instances={
+                "MasterInstanceType": "m5.xlarge",
+                "SlaveInstanceType": "m5.xlarge",
+                "InstanceCount": 1,
+                "KeepJobFlowAliveWhenNoSteps": True,
+            },
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+            **options,
+        )["JobFlowId"]
+
     def set_transition(self, model_name: str, progression: str) -> None:
         """How fast moto moves a resource's state (e.g. a Glue crawl) along."""
         body = {"model_name": model_name, "transition": {"progression": progression}}

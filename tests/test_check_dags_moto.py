@@ -217,18 +217,7 @@ def make_resources(moto: MotoAws, tmp_path: Path) -> dict[str, str]:
     glue.create_database(DatabaseInput={"Name": "check_db"})
     moto.client("athena").create_work_group(Name="check-wg")
     emr = moto.client("emr")
-    cluster = emr.run_job_flow(
-        Name="check",
-        ReleaseLabel="emr-7.0.0",
-        Instances={
-            "MasterInstanceType": "m5.xlarge",
-            "SlaveInstanceType": "m5.xlarge",
-            "InstanceCount": 1,
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
+    cluster = moto.emr_cluster("check")
     step = {"Name": "s", "ActionOnFailure": "CONTINUE", "HadoopJarStep": {"Jar": "x.jar"}}
     [step_id] = emr.add_job_flow_steps(JobFlowId=cluster, Steps=[step])["StepIds"]
     moto.echo_function("check-enrich")

@@ -584,19 +584,7 @@ def test_emr_add_steps_and_watch_them(moto_aws: MotoAws, run_as: RunAs) -> None:
     from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
     from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 
-    cluster = moto_aws.client("emr").run_job_flow(
-        Name="analytics",
-        ReleaseLabel="emr-7.0.0",
-        LogUri="s3://acme-emr-logs/analytics/",
-        Instances={
-            "MasterInstanceType": "m5.xlarge",
-            "SlaveInstanceType": "m5.xlarge",
-            "InstanceCount": 1,
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
+    cluster = moto_aws.emr_cluster("analytics", LogUri="s3://acme-emr-logs/analytics/")
     run_as("emr_dag", {"emr": {"clusters": [cluster]}})
     steps = [
         {
