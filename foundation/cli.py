@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import shlex
 import signal
@@ -10,40 +11,54 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.text import Text
 
-from foundation import bootstrap as bootstrap_verb
-from foundation import check_dags as check_dags_verb
-from foundation import deploy as deploy_verb
-from foundation import destroy as destroy_verb
-from foundation import dev as dev_verb
-from foundation import diff as diff_verb
-from foundation import init as init_verb
-from foundation import output, sarif, views
-from foundation import permissions as permissions_verb
-from foundation import publish as publish_verb
-from foundation import schema as schema_verb
-from foundation import status as status_verb
-from foundation import synth as synth_verb
-from foundation import validate as validate_verb
-from foundation.check_dags import report as check_dags_report
-from foundation.check_dags.parse import ParseFailed
-from foundation.cloudformation.actions import ChangeSetFailed, Locked
-from foundation.cloudformation.target import NotReady
-from foundation.config import CELERY_IMAGE_CONTENTS
+from foundation import output
 from foundation.errors import InvalidInput, Problem
 from foundation.exit_codes import ExitCode
-from foundation.iam.coverage import Reach
-from foundation.iam.effective import Access, RoleGrants
-from foundation.local.cluster import ClusterFailed
-from foundation.naming import bundle_prefix
-from foundation.project import Project
+
+if TYPE_CHECKING:
+    from foundation.iam.coverage import Reach
+    from foundation.iam.effective import Access, RoleGrants
+    from foundation.project import Project
+
+
+class _Module:
+    """A module imported when first used: each verb needs a part of what all of them import
+    (most of a second, measured), and `synth` with nothing changed needs almost none."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> object:
+        module: ModuleType = importlib.import_module(self._name)
+        return getattr(module, attribute)
+
+
+bootstrap_verb = _Module("foundation.bootstrap")
+check_dags_verb = _Module("foundation.check_dags")
+check_dags_parse = _Module("foundation.check_dags.parse")
+check_dags_report = _Module("foundation.check_dags.report")
+config_module = _Module("foundation.config")
+deploy_verb = _Module("foundation.deploy")
+destroy_verb = _Module("foundation.destroy")
+dev_verb = _Module("foundation.dev")
+diff_verb = _Module("foundation.diff")
+init_verb = _Module("foundation.init")
+naming = _Module("foundation.naming")
+permissions_verb = _Module("foundation.permissions")
+publish_verb = _Module("foundation.publish")
+sarif = _Module("foundation.sarif")
+schema_verb = _Module("foundation.schema")
+status_verb = _Module("foundation.status")
+synth_verb = _Module("foundation.synth")
+validate_verb = _Module("foundation.validate")
+views = _Module("foundation.views")
 
 app = typer.Typer(
     help="Airflow 3 on AWS ECS with a least-privilege AWS identity per DAG.",
@@ -89,23 +104,34 @@ JsonOption = Annotated[
 ]
 
 # How each way a verb stops early exits (foundation/exit_codes.py; InvalidInput apart: it
-# carries its problems' files and lines).
+# carries its problems' files and lines), as module:class names: see `_raised`.
 INPUT_ERRORS = (
-    deploy_verb.UsageError,
-    synth_verb.UnsafeOutput,
-    synth_verb.ChecksFailed,
-    dev_verb.DevUnavailable,
+    "foundation.deploy:UsageError",
+    "foundation.synth:UnsafeOutput",
+    "foundation.synth:ChecksFailed",
+    "foundation.dev:DevUnavailable",
 )
+AWS_ERRORS = ("botocore.exceptions:BotoCoreError", "botocore.exceptions:ClientError")
 RUN_ERRORS = (
-    NotReady,
-    Locked,
-    ChangeSetFailed,
-    deploy_verb.Refused,
-    synth_verb.NodeMissing,
-    synth_verb.SynthesisFailed,
-    dev_verb.BootFailed,
-    ClusterFailed,
+    "foundation.cloudformation.target:NotReady",
+    "foundation.cloudformation.actions:Locked",
+    "foundation.cloudformation.actions:ChangeSetFailed",
+    "foundation.deploy:Refused",
+    "foundation.synth:NodeMissing",
+    "foundation.synth:SynthesisFailed",
+    "foundation.dev:BootFailed",
+    "foundation.local.cluster:ClusterFailed",
 )
+
+
+def _raised(error: BaseException, names: tuple[str, ...]) -> bool:
+    """Whether `error` is one of the named classes. Only imported modules are looked at: a
+    class whose module was never imported cannot have been raised."""
+    for name in names:
+        module, _, cls = name.partition(":")
+        if module in sys.modules and isinstance(error, getattr(sys.modules[module], cls)):
+            return True
+    return False
 
 
 def run() -> None:
@@ -129,7 +155,9 @@ PACKAGE = "airflow-foundation"
 
 def _print_version(asked: bool) -> None:
     if asked:
-        print(f"{PACKAGE} {package_version(PACKAGE)}")
+        from importlib.metadata import version
+
+        print(f"{PACKAGE} {version(PACKAGE)}")
         raise typer.Exit()
 
 
@@ -202,14 +230,16 @@ def failures(as_json: bool = False) -> Iterator[None]:
         yield
     except InvalidInput as error:
         raise fail_on_invalid_input(error, as_json) from None
-    except INPUT_ERRORS as error:
-        raise fail(ExitCode.INVALID_INPUT, [str(error)], as_json) from None
-    except (BotoCoreError, ClientError) as error:
-        raise fail(ExitCode.ERROR, [output.aws_error_text(error)], as_json) from None
-    except RUN_ERRORS as error:
-        raise fail(ExitCode.ERROR, [str(error)], as_json) from None
     except KeyboardInterrupt:
         raise fail(ExitCode.INTERRUPTED, ["interrupted"], as_json) from None
+    except Exception as error:
+        if _raised(error, INPUT_ERRORS):
+            raise fail(ExitCode.INVALID_INPUT, [str(error)], as_json) from None
+        if _raised(error, AWS_ERRORS):
+            raise fail(ExitCode.ERROR, [output.aws_error_text(error)], as_json) from None
+        if _raised(error, RUN_ERRORS):
+            raise fail(ExitCode.ERROR, [str(error)], as_json) from None
+        raise
 
 
 def report_error(problem: object) -> None:
@@ -297,17 +327,15 @@ def _print_synth(result: synth_verb.SynthResult, timings: bool) -> None:
     console.print(_what_was_built(result.built), soft_wrap=True)
     if result.built.rebuilt:
         console.print(Text(views.lint_summary(result.lint, result.cache)), soft_wrap=True)
-    quota = result.project.deployment.iam.role_quota
+    quota = result.role_quota
     console.print(f"IAM roles: {result.roles} of the account quota {quota} (iam.role_quota)")
-    for dag in result.project.dags:
-        if dag.policy.escalations:
-            escalating = ", ".join(dag.policy.escalations)
-            console.print(
-                Text.assemble(
-                    ("escalation allowed", "yellow"),
-                    f" (iam.allow_escalation_for): {dag.dag_id}: {escalating}",
-                )
+    for dag_id, escalations in result.escalations.items():
+        console.print(
+            Text.assemble(
+                ("escalation allowed", "yellow"),
+                f" (iam.allow_escalation_for): {dag_id}: {', '.join(escalations)}",
             )
+        )
     if timings:
         console.print(views.timings_table(result.timings))
     for finding in result.findings:
@@ -336,7 +364,7 @@ def _what_was_built(built: synth_verb.Built) -> Text:
     if not built.rebuilt:
         return Text(
             f"Nothing changed: all {len(built.reused)} stack(s) reused from the previous synth "
-            "(verified by hash) and checked again."
+            "(verified by hash), with its findings."
         )
     if built.reused:
         return Text(
@@ -661,7 +689,7 @@ def check_dags(
     with failures(as_json):
         try:
             result = check_dags_verb.run(project, env, dag_folder)
-        except ParseFailed as error:
+        except check_dags_parse.ParseFailed as error:
             raise usage_error(str(error), as_json) from None
     if as_json:
         output.print_json(check_dags_report.as_data(result))
@@ -748,7 +776,7 @@ def publish_dags(
             if not as_json:
                 err.print(f"{len(error.problems)} problem(s); nothing was uploaded.")
             raise typer.Exit(ExitCode.INVALID_INPUT) from None
-    where = f"s3://{done.plan.bucket}/{bundle_prefix(done.plan.bundle)}"
+    where = f"s3://{done.plan.bucket}/{naming.bundle_prefix(done.plan.bundle)}"
     if as_json:
         data = {"bundle": done.plan.bundle, "location": where, "uploaded": list(done.plan.uploads)}
         output.print_json(data | {"stale": done.stale, "deleted": done.deleted})
@@ -817,6 +845,6 @@ def _print_summary(loaded: Project) -> None:
     if deployment.celery:
         console.print(
             f"Celery mode: the image {deployment.airflow.image} must contain "
-            f"{CELERY_IMAGE_CONTENTS} (docker/Dockerfile, written by `foundation init`, builds "
-            "one)."
+            f"{config_module.CELERY_IMAGE_CONTENTS} (docker/Dockerfile, written by "
+            "`foundation init`, builds one)."
         )

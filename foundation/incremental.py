@@ -15,18 +15,21 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from foundation.project import MANIFEST_DIR, Project, shards
+from foundation.project import Project, shards
+from foundation.record import (
+    RECORD,
+    Built,
+    Previous,
+    Record,
+    base_key,
+    files_under,
+    fingerprint,
+    sha,
+)
 
-RECORD = "foundation-inputs.json"
-FORMAT = 3  # 3: no findings (every synth checks the whole assembly; cfn-lint has its cache)
-_TOOLKIT = Path(__file__).resolve().parents[1]
-# What a template and its checks' findings depend on besides the project and the toolkit's code.
-_VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint")
 # The app-wide files CDK writes; everything else is a stack's or the runtime files.
 _REPORT = "validation-report.json"  # cdk-nag's, written only if a plugin ran
 _APP_FILES = ("cdk.out", "manifest.json", "tree.json", _REPORT)
@@ -34,35 +37,6 @@ _RUNTIME_DIR = "airflow/"
 _STACK = "aws:cloudformation:stack"
 
 Synthesize = Callable[[Project, Path, Collection[int] | None], None]
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _digest_folder(digest: Any, folder: Path) -> None:
-    digest.update(folder.name.encode() + b"\0")
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".yaml", ".yml"):
-            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-
-
-def base_key(root: Path, env: str | None) -> str:
-    """A hash of everything a synth reads but the manifests: env, config, the toolkit's code,
-    and the versions of CDK, cdk-nag and cfn-lint."""
-    digest = hashlib.sha256(f"env={env}".encode())
-    for package in _VERSIONED:
-        digest.update(f"{package}={version(package)}\0".encode())
-    for folder in (root / "config", _TOOLKIT / "foundation", _TOOLKIT / "stacks"):
-        _digest_folder(digest, folder)
-    return digest.hexdigest()
-
-
-def fingerprint(root: Path, env: str | None) -> str:
-    """A hash of everything a synth reads: base_key and every file under dag_permissions/."""
-    digest = hashlib.sha256(base_key(root, env).encode())
-    _digest_folder(digest, root / MANIFEST_DIR)
-    return digest.hexdigest()
 
 
 def stack_inputs(project: Project, base: str) -> dict[int, str]:
@@ -76,83 +50,8 @@ def stack_inputs(project: Project, base: str) -> dict[int, str]:
     return keys
 
 
-@dataclass
-class Record:
-    """What a written assembly was built from and its files' hashes."""
-
-    inputs: str  # fingerprint
-    base: str  # base_key
-    stacks: dict[str, str]  # worker stack -> its inputs (stack_inputs)
-    files: dict[str, str]  # every file of the assembly but this record -> sha256
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["format"] = FORMAT
-        return json.dumps(data, indent=1, sort_keys=True)
-
-    @classmethod
-    def parse(cls, text: str) -> Record | None:
-        try:
-            data = json.loads(text)
-            if data.get("format") != FORMAT:
-                return None
-            return cls(
-                data["inputs"],
-                data["base"],
-                dict(data["stacks"]),
-                dict(data["files"]),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-
-def _files(root: Path) -> list[str]:
-    """Every file under `root`, as sorted relative paths (as the record's keys sort)."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-
-@dataclass(frozen=True)
-class Previous:
-    """The assembly already at --out and its record."""
-
-    root: Path
-    record: Record
-
-    @classmethod
-    def read(cls, root: Path) -> Previous | None:
-        try:
-            record = Record.parse((root / RECORD).read_text())
-        except OSError:
-            return None
-        return cls(root, record) if record else None
-
-    def intact(self, relative: str) -> bool:
-        path = self.root / relative
-        recorded = self.record.files.get(relative)
-        return recorded is not None and path.is_file() and _sha(path.read_bytes()) == recorded
-
-    def unchanged(self, inputs: str) -> bool:
-        """Built from these inputs, and every file as recorded, with none added."""
-        files = [f for f in _files(self.root) if f != RECORD]
-        return (
-            self.record.inputs == inputs
-            and files == sorted(self.record.files)
-            and all(self.intact(f) for f in files)
-        )
-
-
 def _stack_files(name: str) -> tuple[str, str]:
     return f"{name}.template.json", f"{name}.metadata.json"
-
-
-@dataclass
-class Built:
-    """What a synth built and what it took from the previous assembly, and why."""
-
-    base: str  # base_key of the inputs
-    rebuilt: list[str]
-    reused: list[str] = field(default_factory=list)
-    cold: str = ""  # why every stack was built ("" when some were reused)
 
 
 def build(
@@ -228,7 +127,7 @@ def _merge(
     """Add the reused stacks to the partial assembly in `staging`; say why not if it cannot be
     shown to equal a cold build."""
     built = [n for n in order if n not in reused]
-    if unknown := _unknown_files(_files(staging), built):
+    if unknown := _unknown_files(files_under(staging), built):
         return f"CDK wrote files this toolkit does not merge ({', '.join(unknown)})"
     if unknown := _unknown_files(previous.record.files, [*previous.record.stacks, *cluster]):
         return f"the previous assembly has files this toolkit does not merge ({', '.join(unknown)})"
@@ -344,12 +243,15 @@ def _nag_findings_on(previous: Previous, reused: list[str]) -> str:
     return ""
 
 
-def write_record(staging: Path, project: Project, env: str | None, built: Built) -> None:
+def write_record(
+    staging: Path, project: Project, env: str | None, built: Built, report: dict[str, Any]
+) -> None:
     ns = project.deployment.namespace
     record = Record(
         fingerprint(project.root, env),
         built.base,
         {ns.worker_stack(s): key for s, key in stack_inputs(project, built.base).items()},
-        {f: _sha((staging / f).read_bytes()) for f in _files(staging) if f != RECORD},
+        {f: sha((staging / f).read_bytes()) for f in files_under(staging) if f != RECORD},
+        report,
     )
     (staging / RECORD).write_text(record.to_json())

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 HASH_CHARS = 6
 ROLE_NAME_MAX = 64
 WORKER_FAMILY_KIND = "worker"
+# A project's own folders and its base config file
+CONFIG_DIR = "config"
+BASE_CONFIG = "foundation.yaml"
+MANIFEST_DIR = "dag_permissions"
 
 
 def dag_hash(dag_id: str) -> str:

@@ -8,23 +8,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    SSOError,
-    TokenRetrievalError,
-)
 from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
 from foundation.errors import Problem
+
+if TYPE_CHECKING:
+    from botocore.exceptions import BotoCoreError, ClientError
 
 # Outside a terminal (a pipe, a CI log) nothing is cut or folded: tables are as wide as their
 # longest ARN. COLUMNS, when set, still wins.
@@ -46,13 +40,6 @@ REFUSED_CREDENTIALS = frozenset(
         "SignatureDoesNotMatch",
         "AuthFailure",
     }
-)
-MISSING_CREDENTIALS = (
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    SSOError,
-    TokenRetrievalError,
 )
 
 
@@ -104,7 +91,23 @@ def report_error(err: Console, problem: object) -> None:
 
 def aws_error_text(error: BotoCoreError | ClientError) -> str:
     """What AWS said, and the next step when it is about the credentials."""
-    if isinstance(error, MISSING_CREDENTIALS):
+    from botocore.exceptions import (  # here: botocore takes a tenth of a second to import
+        ClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ProfileNotFound,
+        SSOError,
+        TokenRetrievalError,
+    )
+
+    missing = (
+        NoCredentialsError,
+        PartialCredentialsError,
+        ProfileNotFound,
+        SSOError,
+        TokenRetrievalError,
+    )
+    if isinstance(error, missing):
         return f"AWS: no usable credentials ({error}); {CREDENTIALS_HINT}"
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")

@@ -34,14 +34,10 @@ from foundation.iam.policy import (
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
 from foundation.manifest import DagManifest, Egress
-from foundation.naming import worker_shard
+from foundation.naming import BASE_CONFIG, CONFIG_DIR, MANIFEST_DIR, worker_shard
 from foundation.triggers import DEFAULT_TRIGGERS
 from foundation.validation import parse
 from foundation.yamlio import Document, FieldPath, format_path, load_mapping
-
-CONFIG_DIR = "config"
-BASE_CONFIG = "foundation.yaml"
-MANIFEST_DIR = "dag_permissions"
 
 
 @dataclass

@@ -12,19 +12,20 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from foundation import incremental
-from foundation.airflow import runtime_files
 from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
-from foundation.checks.rules import ALL
-from foundation.checks.rules.fa103_role_quota import role_count
-from foundation.incremental import Built, Previous, fingerprint
-from foundation.project import Project, load_project
+from foundation.errors import Problem
+from foundation.record import Built, Previous, fingerprint
+
+# The project, its policies, the rules and CDK are imported where a synth builds: when nothing
+# changed, the record is all a synth reads (foundation/record.py).
+if TYPE_CHECKING:
+    from foundation.project import Project
 
 
 @dataclass
@@ -57,10 +58,13 @@ class Timings:
 
 @dataclass
 class SynthResult:
-    project: Project
+    name: str  # the deployment's
+    role_quota: int
+    escalations: dict[str, list[str]]  # DAG -> the escalations config allows it
     out: Path
     stacks: list[StackSummary]
     findings: list[Finding]
+    warnings: list[Problem]  # the project's (also among findings, as FA100)
     written: bool
     built: Built  # stacks rebuilt and reused (none built: the assembly was already up to date)
     lint: cfn_lint.LintResult  # empty when the assembly was up to date
@@ -79,13 +83,13 @@ class SynthResult:
 def as_data(result: SynthResult) -> dict[str, Any]:
     """`synth --json`: the assembly, each stack, and every finding of the checks."""
     return {
-        "name": result.project.deployment.name,
+        "name": result.name,
         "out": str(result.out),
         "written": result.written,
         "rebuilt": result.built.rebuilt,
         "reused": result.built.reused,
         "roles": result.roles,
-        "role_quota": result.project.deployment.iam.role_quota,
+        "role_quota": result.role_quota,
         "stacks": [
             {
                 "stack": s.name,
@@ -97,23 +101,85 @@ def as_data(result: SynthResult) -> dict[str, Any]:
             }
             for s in result.stacks
         ],
-        "findings": [
-            {
-                "rule": f.rule,
-                "severity": f.severity,
-                "stack": f.stack,
-                "resource": f.resource,
-                "message": f.message,
-            }
-            for f in result.findings
-        ],
-        "escalations": {
-            dag.dag_id: dag.policy.escalations
-            for dag in result.project.dags
-            if dag.policy.escalations
-        },
+        "findings": [asdict(f) for f in result.findings],
+        "escalations": result.escalations,
         "timings": result.timings,
     }
+
+
+def report_data(result: SynthResult, root: Path) -> dict[str, Any]:
+    """What the record keeps of a written synth, for `_replay` (the project's warnings as
+    problems: their files are shown relative to the folder a later synth runs in)."""
+    return {
+        "name": result.name,
+        "role_quota": result.role_quota,
+        "escalations": result.escalations,
+        "stacks": [{k: v for k, v in asdict(s).items() if k != "findings"} for s in result.stacks],
+        "findings": [asdict(f) for f in result.findings if f.rule != PROJECT_RULE],
+        "warnings": [{**asdict(p), "file": str(_from(root, p.file))} for p in result.warnings],
+    }
+
+
+def _from(root: Path, file: Path) -> Path:
+    """A project's file as the record keeps it: from the project's folder, which may move."""
+    return file.relative_to(root) if file.is_relative_to(root) else file
+
+
+def _replay(
+    root: Path, previous: Previous, out: Path, cache: Path, timings: Timings
+) -> SynthResult:
+    """The result recorded with the assembly at `out`, which is as written from the same
+    inputs; TypeError, KeyError or ValueError if the record's report is not one."""
+    report = previous.record.report
+    warnings = [
+        Problem(root / _str(w["file"]), _int(w["line"]), _str(w["field"]), _str(w["message"]))
+        for w in report["warnings"]
+    ]
+    findings = [
+        *project_findings([], warnings),
+        *(Finding(**{k: _str(f[k]) for k in FINDING_FIELDS}) for f in report["findings"]),
+    ]
+    stacks = [
+        StackSummary(
+            _str(s["name"]),
+            _int(s["resources"]),
+            _int(s["template_bytes"]),
+            _int(s["roles"]),
+            [f for f in findings if f.stack == s["name"]],
+        )
+        for s in report["stacks"]
+    ]
+    escalations = {_str(d): [_str(e) for e in found] for d, found in report["escalations"].items()}
+    built = Built(previous.record.base, [], [s.name for s in stacks])
+    return SynthResult(
+        _str(report["name"]),
+        _int(report["role_quota"]),
+        escalations,
+        out,
+        stacks,
+        findings,
+        warnings,
+        True,
+        built,
+        cfn_lint.LintResult(),
+        cache,
+        timings.stages,
+    )
+
+
+FINDING_FIELDS = ("rule", "severity", "stack", "resource", "message")
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
 
 
 def check_context(project: Project) -> dict[str, str]:
@@ -154,6 +220,8 @@ def synthesize(
             app.synth()
     except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
         raise SynthesisFailed(f"CDK could not synthesize the app: {err}") from None
+    from foundation.airflow import runtime_files
+
     runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
 
 
@@ -241,16 +309,31 @@ def run(
     on_stage: Callable[[str], None] | None = None,
 ) -> SynthResult:
     """Synthesize and check; with a previous assembly at `out`, rebuild only what changed
-    (`cold`: ignore it)."""
+    (`cold`: ignore it), or nothing when nothing did."""
     timings = Timings(on_stage)
+    root = root.resolve()
+    target = (out or root / "cdk.out").resolve()
+    _check_target(target, root)
+    with timings.stage("compare with the record"):
+        previous = None if cold else Previous.read(target)
+        unchanged = previous is not None and previous.unchanged(fingerprint(root, env))
+    if previous and unchanged:
+        try:
+            return _replay(root, previous, target, cache_folder(root), timings)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            pass  # a report this toolkit did not write: build as if it were not there
+    return _build(root, env, target, previous, timings)
+
+
+def _build(
+    root: Path, env: str | None, target: Path, previous: Previous | None, timings: Timings
+) -> SynthResult:
+    from foundation import incremental
+    from foundation.project import load_project
+
     with timings.stage("load the project"):
         project = load_project(root, env)
-    target = (out or project.root / "cdk.out").resolve()
-    _check_target(target, project.root)
-    cache = FindingsCache(cache_folder(project.root))
-    previous = None if cold else Previous.read(target)
-    if previous and previous.unchanged(fingerprint(project.root, env)):
-        return _up_to_date(project, target, previous, cache, timings)
+    cache = FindingsCache(cache_folder(root))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     region = project.deployment.region
@@ -266,15 +349,26 @@ def run(
             with timings.stage("read the assembly"):
                 assembly = Assembly.read(staging, check_context(project))
             findings, lint = _check(project, assembly, cache, timings, pool)
-        written = not any(f.severity == ERROR for f in findings)
-        if written:
-            with timings.stage("write"):
-                incremental.write_record(staging, project, env, built)
-                _replace(target, staging)
-        summaries = _summaries(assembly, findings)
-        return SynthResult(
-            project, target, summaries, findings, written, built, lint, cache.folder, timings.stages
+        result = SynthResult(
+            project.deployment.name,
+            project.deployment.iam.role_quota,
+            {d.dag_id: d.policy.escalations for d in project.dags if d.policy.escalations},
+            target,
+            _summaries(assembly, findings),
+            findings,
+            project.warnings,
+            not any(f.severity == ERROR for f in findings),
+            built,
+            lint,
+            cache.folder,
+            timings.stages,
         )
+        if result.written:
+            with timings.stage("write"):
+                report = report_data(result, project.root)
+                incremental.write_record(staging, project, env, built, report)
+                _replace(target, staging)
+        return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -283,10 +377,12 @@ def _lint_processes(project: Project, env: str | None, previous: Previous | None
     """Worker processes for cfn-lint, none on a single core: one per core when every stack will
     be built; one when only the edited DAGs' worker stacks will be (more would only slow the
     build they start beside, for a template or two)."""
+    from foundation.record import base_key
+
     cores = cfn_lint.cores()
     if cores < 2:
         return 0
-    if previous and previous.record.base == incremental.base_key(project.root, env):
+    if previous and previous.record.base == base_key(project.root, env):
         return 1
     return cores
 
@@ -298,31 +394,23 @@ def _check(
     timings: Timings,
     pool: cfn_lint.Workers | None = None,
 ) -> tuple[list[Finding], cfn_lint.LintResult]:
-    """Every check on the whole assembly: the toolkit's rules run each time (they are the
-    security gates, and cheap); cfn-lint's findings come from its cache where it holds them."""
+    """Every check on the whole assembly that was built: the toolkit's rules, and cfn-lint's
+    findings from its cache where it holds them."""
+    from foundation.checks.rules import ALL
+
     with timings.stage("toolkit rules"):
-        findings = [*project_findings(project), *(f for rule in ALL for f in rule.check(assembly))]
+        findings = [
+            *project_findings(project.findings, project.warnings),
+            *(f for rule in ALL for f in rule.check(assembly)),
+        ]
     with timings.stage("cfn-lint"):
         lint = cfn_lint.run(assembly, cache, pool)
     return [*findings, *lint.findings], lint
 
 
-def _up_to_date(
-    project: Project, target: Path, previous: Previous, cache: FindingsCache, timings: Timings
-) -> SynthResult:
-    """Nothing changed: the assembly in place, checked again, without starting Node."""
-    with timings.stage("read the assembly"):
-        assembly = Assembly.read(target, check_context(project))
-    findings, lint = _check(project, assembly, cache, timings)
-    written = not any(f.severity == ERROR for f in findings)
-    built = Built(previous.record.base, [], [s.name for s in assembly.stacks])
-    summaries = _summaries(assembly, findings)
-    return SynthResult(
-        project, target, summaries, findings, written, built, lint, cache.folder, timings.stages
-    )
-
-
 def _summaries(assembly: Assembly, findings: list[Finding]) -> list[StackSummary]:
+    from foundation.checks.rules.fa103_role_quota import role_count
+
     return [
         StackSummary(
             s.name,
@@ -341,11 +429,14 @@ def is_up_to_date(out: Path, root: Path, env: str | None) -> bool:
     return previous is not None and previous.unchanged(fingerprint(root, env))
 
 
-def project_findings(project: Project) -> list[Finding]:
+PROJECT_RULE = "FA100"
+
+
+def project_findings(errors: list[Problem], warnings: list[Problem]) -> list[Finding]:
     """The project's own findings (errors) and warnings, as checks report them."""
     return [
-        *(Finding("FA100", ERROR, "project", "", str(p)) for p in project.findings),
-        *(Finding("FA100", WARNING, "project", "", str(p)) for p in project.warnings),
+        *(Finding(PROJECT_RULE, ERROR, "project", "", str(p)) for p in errors),
+        *(Finding(PROJECT_RULE, WARNING, "project", "", str(p)) for p in warnings),
     ]
 
 

@@ -6,19 +6,20 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from foundation.checks.cfn_lint import LintResult
-from foundation.cloudformation.actions import Event, StackState
-from foundation.cloudformation.plan import StackPlan
-from foundation.deploy import Outcome
-from foundation.permissions import Answer
-from foundation.synth import SynthResult
+if TYPE_CHECKING:
+    from foundation.checks.cfn_lint import LintResult
+    from foundation.cloudformation.actions import Event, StackState
+    from foundation.cloudformation.plan import StackPlan
+    from foundation.deploy import Outcome
+    from foundation.permissions import Answer
+    from foundation.synth import SynthResult
 
 ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red", "Dynamic": "yellow"}
 
@@ -201,7 +202,7 @@ def dev_banner(session: Any) -> list[str]:
 
 def synth_table(result: SynthResult) -> Table:
     columns = ["stack", "resources", "template", "errors", "warnings"]
-    shown = table(f"{result.project.deployment.name}: cloud assembly", columns, tuple(columns[1:]))
+    shown = table(f"{result.name}: cloud assembly", columns, tuple(columns[1:]))
     for stack in result.stacks:
         errors = sum(f.severity == "error" for f in stack.findings)
         shown.add_row(

@@ -20,11 +20,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from foundation import incremental, synth
-from foundation.checks.model import Assembly, Finding
-from foundation.incremental import RECORD, Record
+from foundation import record, synth
 from foundation.naming import worker_shard
 from foundation.project import load_project
+from foundation.record import RECORD, Record
 from tests.conftest import ROOT, ProjectDir
 
 PROJECT = load_project(ROOT)
@@ -272,31 +271,76 @@ def test_another_cfn_lint_version_means_a_cold_build(
     """Same templates, another cfn-lint: nothing is reused (the findings cache keys by cfn-lint's
     version as well: tests/test_lint_cache.py)."""
     out = with_previous(project, example_synth)
-    installed = incremental.version
+    installed = record.installed
     monkeypatch.setattr(
-        incremental, "version", lambda p: "99.0.0" if p == "cfn-lint" else installed(p)
+        record,
+        "installed",
+        lambda p: "cfn_lint-99.0.0.dist-info" if p == "cfn-lint" else installed(p),
     )
     result = synth.run(project.root, None, out)
     assert result.built.cold == "the config, env, toolkit or CDK/cfn-lint version changed"
     assert relative(result.findings, project.root) == example_synth.findings
 
 
-def test_nothing_changed_still_runs_the_security_gates(
-    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+def test_nothing_changed_replays_the_record_without_loading_the_project(
+    project: ProjectDir, example_synth
 ) -> None:
-    """The toolkit's rules run on a reused assembly too: nothing of theirs is taken from the
-    record, which anyone who can write cdk.out could edit."""
+    """With nothing changed, a synth in a fresh process reads the record alone: no project, no
+    rules, no CDK, no cfn-lint; and says exactly what the synth that wrote it said. The checks'
+    findings are replayed, not found again: the record's inputs hash the toolkit's code and
+    cfn-lint's version and settings, so checking the same bytes again finds the same, and
+    anyone who could edit the record could edit the templates and their hashes too (`foundation
+    deploy` trusts an up-to-date record as well)."""
     out = with_previous(project, example_synth)
+    code = (
+        "import json, sys; from dataclasses import asdict; from pathlib import Path; "
+        "from foundation import synth; "
+        "r = synth.run(Path(sys.argv[1]), None, None); "
+        "heavy = ['foundation.project', 'foundation.checks.rules', 'aws_cdk', 'cfnlint', "
+        "'pydantic', 'botocore']; "
+        "print(json.dumps({'imported': [m for m in heavy if m in sys.modules], "
+        "'result': synth.as_data(r), 'warnings': [[str(w.file), w.line, w.field, w.message] "
+        "for w in r.warnings]}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(project.root)],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=project.root,
+    )
+    replayed = json.loads(run.stdout)
+    assert replayed["imported"] == []
+    expected = synth.as_data(example_synth)
+    data = replayed["result"]
+    assert list(data.pop("timings")) == ["compare with the record"]
+    assert (data.pop("out"), data.pop("rebuilt"), data.pop("reused")) == (
+        str(out),
+        [],
+        [s.name for s in example_synth.stacks],
+    )
+    for key in ("timings", "out", "rebuilt", "reused"):
+        del expected[key]
+    assert data == expected
+    assert replayed["warnings"] == [
+        [str(project.root / w.file.relative_to(ROOT)), w.line, w.field, w.message]
+        for w in example_synth.warnings
+    ]
+    assert replayed["warnings"]  # the example has one: it must be there
+    assert files(out) == files(example_synth.out)
 
-    class Gate:
-        def check(self, assembly: Assembly) -> list[Finding]:
-            return [Finding("FA999", "error", assembly.stacks[0].name, "", "checked again")]
 
-    monkeypatch.setattr(synth, "ALL", [*synth.ALL, Gate()])
+def test_a_record_whose_report_is_not_one_means_a_build(project: ProjectDir, example_synth) -> None:
+    out = with_previous(project, example_synth)
+    text = json.loads((out / RECORD).read_text())
+    text["report"]["stacks"] = [{"name": NETWORK, "resources": "34"}]
+    (out / RECORD).write_text(json.dumps(text))
     result = synth.run(project.root, None, out)
-    assert result.built.rebuilt == []
-    assert result.errors == [Finding("FA999", "error", NETWORK, "", "checked again")]
-    assert not result.written
+    assert result.built.rebuilt == [NETWORK, DATA, CORE]
+    assert relative(result.findings, project.root) == example_synth.findings
+    assert files(out) == files(example_synth.out)
 
 
 def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, example_synth) -> None:
@@ -304,8 +348,8 @@ def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, exam
     unchanged = project.run("synth")
     assert unchanged.exit_code == 0, unchanged.stderr
     assert (
-        "Nothing changed: all 8 stack(s) reused from the previous synth (verified by hash) and "
-        "checked again."
+        "Nothing changed: all 8 stack(s) reused from the previous synth (verified by hash), with "
+        "its findings."
     ) in unchanged.stdout.splitlines()
     # the last lines before the next steps
     assert unchanged.stdout.splitlines()[-4] == (

@@ -212,6 +212,7 @@ def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> Non
 
 
 STAGES = [
+    "compare with the record",
     "load the project",
     "import CDK",
     "build the app",

@@ -186,11 +186,15 @@ def cache_salt(region: str) -> list[bytes]:
         "options": options(region),
         "checks": checks_version(),
     }
-    settings = [
+    return [json.dumps(versions, sort_keys=True).encode(), *settings_files()]
+
+
+def settings_files() -> list[bytes]:
+    """The settings cfn-lint would read in the home and the working folder (empty if none)."""
+    return [
         next(((folder / n).read_bytes() for n in SETTINGS_FILES if (folder / n).is_file()), b"")
         for folder in (Path.home(), Path.cwd())
     ]
-    return [json.dumps(versions, sort_keys=True).encode(), *settings]
 
 
 def _is_rows(value: Any) -> bool:
