@@ -1,12 +1,14 @@
-"""Incremental synthesis: build network, data, core and only the worker stacks whose inputs
-changed; take every other worker stack from the previous assembly, verified by hash, and merge
+"""Incremental synthesis: build only the stacks whose inputs changed (network, data and core
+together, as what they read of the manifests changed; each worker stack by its DAGs'
+manifests); take every other stack from the previous assembly, verified by hash, and merge
 manifest.json and tree.json so the assembly is byte for byte what a cold synth writes.
 
 Anything that cannot be shown identical falls back to a cold build: another config, env,
-toolkit or CDK/cfn-lint version, a file of the previous assembly that differs from its record,
-a file CDK writes that this module does not know, JSON CDK serialized differently, a reused
-stack importing a value only worker stacks import (CDK exports what consumers reference), or a
-cdk-nag finding recorded on a reused stack.
+toolkit, CDK/cfn-lint version or cfn-lint settings, a file of the previous assembly that
+differs from its record, a file CDK writes that this module does not know, JSON CDK serialized
+differently, a worker stack importing a value neither the network's fixed exports nor the
+cluster stacks' own imports hold (CDK exports what consumers reference), or a cdk-nag finding
+recorded on a reused stack.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from foundation.project import Project, shards
+from foundation.project import Project, cluster_inputs, shards
 from foundation.record import (
     RECORD,
     Built,
@@ -35,8 +37,10 @@ _REPORT = "validation-report.json"  # cdk-nag's, written only if a plugin ran
 _APP_FILES = ("cdk.out", "manifest.json", "tree.json", _REPORT)
 _RUNTIME_DIR = "airflow/"
 _STACK = "aws:cloudformation:stack"
+_CDK_EXPORT = "ExportsOutput"  # the outputs CDK makes for a cross-stack reference
 
-Synthesize = Callable[[Project, Path, Collection[int] | None], None]
+# project, folder, the worker shards to build (None: all), whether to build the cluster stacks
+Synthesize = Callable[[Project, Path, Collection[int] | None, bool], None]
 
 
 def stack_inputs(project: Project, base: str) -> dict[int, str]:
@@ -48,6 +52,11 @@ def stack_inputs(project: Project, base: str) -> dict[int, str]:
             digest.update(dag.file.name.encode() + b"\0" + dag.file.read_bytes())
         keys[shard] = digest.hexdigest()
     return keys
+
+
+def cluster_key(project: Project, base: str) -> str:
+    """The cluster stacks' inputs: base_key and what they read of the manifests."""
+    return sha(f"{base}\0{cluster_inputs(project).key()}".encode())
 
 
 def _stack_files(name: str) -> tuple[str, str]:
@@ -69,32 +78,41 @@ def build(
     if previous and reused:
         keep = set(reused)
         changed = [s for s in shards(project) if ns.worker_stack(s) not in keep]
-        synthesize(project, staging, changed)
+        synthesize(project, staging, changed, not keep.issuperset(ns.cluster_stacks))
         why = _merge(staging, previous, reused, order, ns.cluster_stacks)
         if not why:
             return Built(base, [n for n in order if n not in keep], reused)
         _empty(staging)
-    synthesize(project, staging, None)
+    synthesize(project, staging, None, True)
     return Built(base, order, cold=why)
 
 
 def _reusable(project: Project, base: str, previous: Previous | None) -> tuple[list[str], str]:
-    """Worker stacks whose inputs and files are as recorded, or why none can be reused."""
+    """The stacks whose inputs and files are as recorded, or why none can be reused."""
     if previous is None:
         return [], "nothing to reuse at --out (no assembly there with a record, or --cold)"
     if previous.record.base != base:
-        return [], "the config, env, toolkit or CDK/cfn-lint version changed"
+        return [], "the config, env, toolkit, CDK/cfn-lint version or cfn-lint settings changed"
     for shared in ("manifest.json", "tree.json", _REPORT):
         if (shared != _REPORT or shared in previous.record.files) and not previous.intact(shared):
             return [], f"the previous assembly's {shared} differs from its record"
     ns = project.deployment.namespace
+    cluster = ns.cluster_stacks
     reused = [
         ns.worker_stack(shard)
         for shard, key in stack_inputs(project, base).items()
         if previous.record.stacks.get(ns.worker_stack(shard)) == key
-        and all(previous.intact(f) for f in _stack_files(ns.worker_stack(shard)))
+        and _intact(previous, ns.worker_stack(shard))
     ]
-    return reused, "" if reused else "no worker stack's inputs are unchanged"
+    if previous.record.cluster == cluster_key(project, base) and all(
+        _intact(previous, n) for n in cluster
+    ):
+        reused = [*cluster, *reused]
+    return reused, "" if reused else "no stack's inputs are unchanged"
+
+
+def _intact(previous: Previous, stack: str) -> bool:
+    return all(previous.intact(f) for f in _stack_files(stack))
 
 
 def _empty(folder: Path) -> None:
@@ -126,8 +144,9 @@ def _merge(
 ) -> str:
     """Add the reused stacks to the partial assembly in `staging`; say why not if it cannot be
     shown to equal a cold build."""
-    built = [n for n in order if n not in reused]
-    if unknown := _unknown_files(files_under(staging), built):
+    # the built stacks, and empty ones in place of the cluster stacks when those are reused
+    present = [n for n in order if n not in reused or n in cluster]
+    if unknown := _unknown_files(files_under(staging), present):
         return f"CDK wrote files this toolkit does not merge ({', '.join(unknown)})"
     if unknown := _unknown_files(previous.record.files, [*previous.record.stacks, *cluster]):
         return f"the previous assembly has files this toolkit does not merge ({', '.join(unknown)})"
@@ -142,6 +161,7 @@ def _merge(
         parts["new", "manifest.json"]["artifacts"],
         parts["old", "manifest.json"]["artifacts"],
         order,
+        present,
         reused,
         lambda name, entry: entry.get("type") == _STACK,
     )
@@ -149,6 +169,7 @@ def _merge(
         parts["new", "tree.json"]["tree"]["children"],
         parts["old", "tree.json"]["tree"]["children"],
         order,
+        present,
         reused,
         lambda name, entry: name in order,
     )
@@ -156,7 +177,7 @@ def _merge(
         return "the stacks of manifest.json or tree.json are not in the app's order"
     why = (
         _reused_artifacts(manifest, reused)
-        or _imports_only_shared(staging, cluster, previous, reused)
+        or _imports_only_shared(staging, previous, reused, order, cluster)
         or _nag_findings_on(previous, reused)
     )
     if why:
@@ -175,14 +196,15 @@ def _merge_entries(
     new: dict[str, Any],
     old: dict[str, Any],
     order: list[str],
+    present: list[str],
     reused: list[str],
     is_stack: Callable[[str, Any], bool],
 ) -> dict[str, Any] | None:
     """The stacks in the app's order, then the rest as the partial build has them; None unless
-    the partial build lists its stacks first and in the app's order."""
+    the partial build lists its stacks (`present`) first and in the app's order."""
     stacks = [n for n, e in new.items() if is_stack(n, e)]
     rest = [n for n, e in new.items() if not is_stack(n, e)]
-    if list(new) != stacks + rest or stacks != [n for n in order if n not in reused]:
+    if list(new) != stacks + rest or stacks != present:
         return None
     if any(n not in old for n in reused):
         return None
@@ -212,20 +234,37 @@ def _imports(node: Any) -> Iterator[Any]:
 
 
 def _imports_only_shared(
-    staging: Path, cluster: list[str], previous: Previous, reused: list[str]
+    staging: Path, previous: Previous, reused: list[str], order: list[str], cluster: list[str]
 ) -> str:
-    """A cross-stack export exists while some stack imports it, in the order consumers first
-    reference it: a reused stack that imports only what network, data and core import changes
-    neither the exports nor their order."""
+    """A cross-stack export CDK makes exists while some stack imports it, in the order
+    consumers first reference it. A worker stack that imports only what the cluster stacks
+    export by a fixed name or import themselves changes neither their exports nor the order:
+    checked for each reused worker stack, and for every worker stack when the cluster stacks
+    are reused (they were built without these workers)."""
+    templates = {
+        name: json.loads(
+            ((previous.root if name in reused else staging) / f"{name}.template.json").read_text()
+        )
+        for name in order
+    }
     shared: set[Any] = set()
     for name in cluster:
-        template = json.loads((staging / f"{name}.template.json").read_text())
-        shared |= {v for v in _imports(template) if isinstance(v, str)}
-    for name in reused:
-        template = json.loads((previous.root / f"{name}.template.json").read_text())
-        for value in _imports(template):
+        shared |= {v for v in _imports(templates[name]) if isinstance(v, str)}
+        shared |= {
+            output.get("Export", {}).get("Name")
+            for key, output in templates[name].get("Outputs", {}).items()
+            if not key.startswith(_CDK_EXPORT)
+        }
+    cluster_reused = set(cluster) <= set(reused)
+    for name in order:
+        if name in cluster or not (name in reused or cluster_reused):
+            continue
+        for value in _imports(templates[name]):
             if not isinstance(value, str) or value not in shared:
-                return f"{name} imports {value!r}, which network, data and core do not"
+                return (
+                    f"{name} imports {value!r}, which network, data and core neither export "
+                    "by name nor import"
+                )
     return ""
 
 
@@ -250,6 +289,7 @@ def write_record(
     record = Record(
         fingerprint(project.root, env),
         built.base,
+        cluster_key(project, built.base),
         {ns.worker_stack(s): key for s, key in stack_inputs(project, built.base).items()},
         {f: sha((staging / f).read_bytes()) for f in files_under(staging) if f != RECORD},
         report,

@@ -327,6 +327,11 @@ class Namespace:
         """The stacks every deployment has, in deploy order."""
         return [f"{self.name}-network", f"{self.name}-data", f"{self.name}-core"]
 
+    def network_export(self, value: str) -> str:
+        """A value the network stack exports under a fixed name (worker stacks import it by
+        name, so they build without the network stack and never change its exports)."""
+        return f"{self.cluster_stacks[0]}:{value}"
+
     @property
     def bootstrap_stack(self) -> str:
         return f"{self.name}-bootstrap"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from foundation.iam.policy import (
     render,
 )
 from foundation.iam.sizing import DoesNotFit, document_size, pack
-from foundation.manifest import DagManifest, Egress
+from foundation.manifest import DagAccess, DagManifest, Egress
 from foundation.naming import BASE_CONFIG, CONFIG_DIR, MANIFEST_DIR, worker_shard
 from foundation.triggers import DEFAULT_TRIGGERS
 from foundation.validation import parse
@@ -320,6 +321,26 @@ def dag_services(project: Project) -> set[str]:
         for statement in policy
         for action in statement.actions
     }
+
+
+@dataclass(frozen=True)
+class ClusterInputs:
+    """What network, data and core read of the manifests (the rest is config)."""
+
+    dag_services: frozenset[str]
+    dag_access: dict[str, DagAccess]
+
+    def key(self) -> str:
+        """The manifests' part of the cluster stacks' inputs, as text."""
+        access = {d: a.model_dump(mode="json") for d, a in sorted(self.dag_access.items())}
+        return json.dumps([sorted(self.dag_services), access], sort_keys=True)
+
+
+def cluster_inputs(project: Project) -> ClusterInputs:
+    return ClusterInputs(
+        frozenset(dag_services(project)),
+        {d.dag_id: d.manifest.access for d in project.dags if d.manifest.access},
+    )
 
 
 def _unreachable_services(project: Project) -> list[Problem]:

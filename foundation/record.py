@@ -73,6 +73,7 @@ class Record:
 
     inputs: str  # fingerprint
     base: str  # base_key
+    cluster: str  # the cluster stacks' inputs (incremental.cluster_key)
     stacks: dict[str, str]  # worker stack -> its inputs (incremental.stack_inputs)
     files: dict[str, str]  # every file of the assembly but this record -> sha256
     report: dict[str, Any] = field(default_factory=dict)  # synth.report_data
@@ -91,6 +92,7 @@ class Record:
             return cls(
                 data["inputs"],
                 data["base"],
+                str(data["cluster"]),
                 dict(data["stacks"]),
                 dict(data["files"]),
                 dict(data["report"]),

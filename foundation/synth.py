@@ -205,9 +205,11 @@ def synthesize(
     outdir: Path,
     only_shards: Collection[int] | None = None,
     timings: Timings | None = None,
+    cluster: bool = True,
 ) -> None:
-    """The app into `outdir`; with `only_shards`, only those worker stacks (foundation/
-    incremental.py adds the others)."""
+    """The app into `outdir`; with `only_shards`, only those worker stacks, and without
+    `cluster`, empty stacks for network, data and core (foundation/incremental.py adds the
+    others)."""
     if shutil.which("node") is None:
         raise NodeMissing("Node.js (node) is not on PATH: aws-cdk-lib needs it to synthesize")
     timings = timings or Timings()
@@ -215,7 +217,7 @@ def synthesize(
         build_app = _start_cdk()
     try:
         with timings.stage("build the app"):
-            app = build_app(project, str(outdir), only_shards)
+            app = build_app(project, str(outdir), only_shards, cluster)
         with timings.stage("synthesize, cdk-nag"):
             app.synth()
     except RuntimeError as err:  # jsii raises a construct's validation error as RuntimeError
@@ -344,7 +346,7 @@ def _build(
                 env,
                 staging,
                 previous,
-                lambda p, o, shards: synthesize(p, o, shards, timings),
+                lambda p, o, shards, cluster: synthesize(p, o, shards, timings, cluster),
             )
             with timings.stage("read the assembly"):
                 assembly = Assembly.read(staging, check_context(project))

@@ -42,6 +42,36 @@ DAG_SERVICE_ENDPOINTS = {
 }
 
 
+VPC_ID = "vpc-id"
+
+
+def private_subnet(index: int) -> str:
+    return f"private-subnet-{index}"
+
+
+def imported_vpc(scope: Construct, deployment: Deployment) -> ec2.IVpc:
+    """The deployment's VPC in another stack, by name: the ids the config holds, or the network
+    stack's fixed exports. A stack that uses it needs no network stack object, so worker stacks
+    build without the cluster stacks (foundation/incremental.py)."""
+    net = deployment.network
+    if net.creates_vpc:
+        ns = deployment.namespace
+        vpc_id = cdk.Fn.import_value(ns.network_export(VPC_ID))
+        subnets = [
+            cdk.Fn.import_value(ns.network_export(private_subnet(i)))
+            for i in range(len(net.availability_zones))
+        ]
+    else:
+        vpc_id, subnets = net.vpc_id, net.private_subnet_ids
+    return ec2.Vpc.from_vpc_attributes(
+        scope,
+        "Vpc",
+        vpc_id=vpc_id,
+        availability_zones=net.availability_zones,
+        private_subnet_ids=subnets,
+    )
+
+
 class NetworkStack(FoundationStack):
     def __init__(
         self,
@@ -86,6 +116,7 @@ class NetworkStack(FoundationStack):
                 # default security group.
                 restrict_default_security_group=False,
             )
+            self._export_for_workers()
         else:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,
@@ -108,6 +139,20 @@ class NetworkStack(FoundationStack):
             parameter_name=f"/{deployment.name}/network/vpc-id",
             string_value=self.vpc.vpc_id,
         )
+
+    def _export_for_workers(self) -> None:
+        """The VPC and its private subnets under fixed names (`imported_vpc`)."""
+        ns = self.deployment.namespace
+        cdk.CfnOutput(
+            self, "VpcIdExport", value=self.vpc.vpc_id, export_name=ns.network_export(VPC_ID)
+        )
+        for index, subnet in enumerate(self.vpc.private_subnets):
+            cdk.CfnOutput(
+                self,
+                f"PrivateSubnet{index}Export",
+                value=subnet.subnet_id,
+                export_name=ns.network_export(private_subnet(index)),
+            )
 
     def _flow_log_destination(self) -> ec2.FlowLogDestination:
         """CloudWatch Logs, through a role named and placed like every other role here."""

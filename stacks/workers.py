@@ -26,7 +26,7 @@ from stacks.constructs.dag_worker import (
     WorkerSpec,
     bundle_secrets,
 )
-from stacks.network import NetworkStack
+from stacks.network import imported_vpc
 
 
 class WorkersStack(FoundationStack):
@@ -36,11 +36,10 @@ class WorkersStack(FoundationStack):
         id: str,
         *,
         deployment: Deployment,
-        network: NetworkStack,
         dags: list[Dag],
     ) -> None:
         super().__init__(scope, id, deployment=deployment)
-        shared = shared_pieces(self, deployment, network)
+        shared = shared_pieces(self, deployment)
         for dag in dags:
             DagWorker(self, f"Dag-{dag.dag_id}", spec=dag_spec(deployment, dag), shared=shared)
 
@@ -60,9 +59,11 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
     )
 
 
-def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> SharedPieces:
-    """Core's shared pieces, named rather than referenced: no export ties a worker to core."""
+def shared_pieces(scope: Construct, deployment: Deployment) -> SharedPieces:
+    """Core's shared pieces and the network, named rather than referenced: no export ties a
+    worker to core, and only the network stack's fixed exports tie it to the network."""
     ns = deployment.namespace
+    vpc = imported_vpc(scope, deployment)
     role = f"{ns.role_root}{ns.worker_execution_role}"
     arn = f"arn:{deployment.partition}:iam::{deployment.account}:role{role}"
     return SharedPieces(
@@ -71,14 +72,14 @@ def shared_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
         image=ecs.ContainerImage.from_registry(deployment.airflow.image),
         execution_role=iam.Role.from_role_arn(scope, "WorkerExecutionRole", arn, mutable=False),
         log_group=logs.LogGroup.from_log_group_name(scope, "WorkersLogs", ns.workers_log_group),
-        vpc=network.vpc,
-        subnet_ids=network.private_subnet_ids,
+        vpc=vpc,
+        subnet_ids=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids,
         secrets=bundle_secrets(scope, deployment),
-        celery=celery_pieces(scope, deployment, network) if deployment.celery else None,
+        celery=celery_pieces(scope, deployment, vpc) if deployment.celery else None,
     )
 
 
-def celery_pieces(scope: Construct, deployment: Deployment, network: NetworkStack) -> CeleryPieces:
+def celery_pieces(scope: Construct, deployment: Deployment, vpc: ec2.IVpc) -> CeleryPieces:
     """The cluster by name and the shared workers security group by the id core publishes in
     SSM (resolved by CloudFormation at deploy time: no export ties a worker stack to core)."""
     ns = deployment.namespace
@@ -87,9 +88,9 @@ def celery_pieces(scope: Construct, deployment: Deployment, network: NetworkStac
     )
     return CeleryPieces(
         cluster=ecs.Cluster.from_cluster_attributes(
-            scope, "Cluster", cluster_name=ns.cluster, vpc=network.vpc
+            scope, "Cluster", cluster_name=ns.cluster, vpc=vpc
         ),
-        subnets=network.private_subnets,
+        subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         workers_security_group=ec2.SecurityGroup.from_security_group_id(
             scope, "WorkersSecurityGroup", sg_id, mutable=False
         ),

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from foundation import record, synth
 from foundation.naming import worker_shard
-from foundation.project import load_project
+from foundation.project import cluster_inputs, load_project
 from foundation.record import RECORD, Record
 from tests.conftest import ROOT, ProjectDir
 
@@ -119,9 +119,12 @@ def test_an_incremental_assembly_is_byte_identical_to_a_cold_one(
         shutil.copytree(ROOT / folder, project.root / folder)
     out = with_previous(project, example_synth)
     for step in steps:
+        before = cluster_inputs(load_project(project.root)).key()
         apply(project, step)
         result = synth.run(project.root, None, out)
         assert result.written, [str(f) for f in result.errors]
+        cluster_changed = before != cluster_inputs(load_project(project.root)).key()
+        assert (CORE in result.built.rebuilt) == (step[0] == "config" or cluster_changed)
         built = files(out)
         record = Record.parse(built.pop(RECORD).decode())
         expected = cold(project, tmp)
@@ -137,7 +140,7 @@ def test_another_process_synthesizes_the_same_bytes(tmp_path: Path, example_synt
     out = tmp_path / "out"
     code = (
         "import sys; from pathlib import Path; from foundation import synth; "
-        "from foundation.project import load_project; "
+        "from foundation.project import cluster_inputs, load_project; "
         "synth.synthesize(load_project(Path(sys.argv[1])), Path(sys.argv[2]))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -176,7 +179,7 @@ def test_a_hand_edited_template_is_detected_by_hash_and_rebuilt(
     template.write_text(template.read_text().replace('"Effect": "Allow"', '"Effect": "Deny"', 1))
     assert not synth.is_up_to_date(out, project.root, None)  # deploy would synthesize again
     result = synth.run(project.root, None, out)
-    assert result.built.rebuilt == [NETWORK, DATA, CORE, victim]
+    assert result.built.rebuilt == [victim]
     assert files(out) == files(example_synth.out)  # the record included
     assert synth.is_up_to_date(out, project.root, None)
 
@@ -215,7 +218,8 @@ def test_a_reused_stack_importing_what_only_workers_import_means_a_cold_build(
     assert stack_of("housekeeping") != reused
     result = synth.run(project.root, None, out)
     assert result.built.cold == (
-        f"{reused} imports '{NETWORK}:OnlyWorkers', which network, data and core do not"
+        f"{reused} imports '{NETWORK}:OnlyWorkers', which network, data and core neither export "
+        "by name nor import"
     )
     assert (out / f"{reused}.template.json").read_bytes() == (
         example_synth.out / f"{reused}.template.json"
@@ -278,7 +282,9 @@ def test_another_cfn_lint_version_means_a_cold_build(
         lambda p: "cfn_lint-99.0.0.dist-info" if p == "cfn-lint" else installed(p),
     )
     result = synth.run(project.root, None, out)
-    assert result.built.cold == "the config, env, toolkit or CDK/cfn-lint version changed"
+    assert result.built.cold == (
+        "the config, env, toolkit, CDK/cfn-lint version or cfn-lint settings changed"
+    )
     assert relative(result.findings, project.root) == example_synth.findings
 
 
@@ -338,7 +344,7 @@ def test_a_record_whose_report_is_not_one_means_a_build(project: ProjectDir, exa
     text["report"]["stacks"] = [{"name": NETWORK, "resources": "34"}]
     (out / RECORD).write_text(json.dumps(text))
     result = synth.run(project.root, None, out)
-    assert result.built.rebuilt == [NETWORK, DATA, CORE]
+    assert result.built.rebuilt == []  # every stack's inputs and files are as recorded
     assert relative(result.findings, project.root) == example_synth.findings
     assert files(out) == files(example_synth.out)
 
@@ -355,17 +361,27 @@ def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, exam
     assert unchanged.stdout.splitlines()[-4] == (
         f"Cloud assembly up to date at {project.root}/cdk.out"
     )
-    apply(project, ("change", "housekeeping", 1))
+    apply(project, ("change", "housekeeping", 1))  # services other DAGs use already
     edited = project.run("synth")
     assert edited.exit_code == 0, edited.stderr
-    rebuilt = ", ".join([NETWORK, DATA, CORE, stack_of("housekeeping")])
     assert (
-        f"Rebuilt 4 stack(s) ({rebuilt}); reused 4 unchanged from the previous assembly "
-        "(verified by hash)."
+        f"Rebuilt 1 stack(s) ({stack_of('housekeeping')}); reused 7 unchanged from the previous "
+        "assembly (verified by hash)."
     ) in edited.stdout.splitlines()
+    # the only DAG granted Athena, alone in its worker stack, which goes
+    apply(project, ("remove", "marketing_athena_report"))
+    removed = project.run("synth")
+    assert removed.exit_code == 0, removed.stderr
+    assert (
+        f"Rebuilt 3 stack(s) ({NETWORK}, {DATA}, {CORE}); reused 4 unchanged from the previous "
+        "assembly (verified by hash)."
+    ) in removed.stdout.splitlines()
+    assert not (
+        project.root / "cdk.out" / f"{stack_of('marketing_athena_report')}.template.json"
+    ).exists()
     forced = project.run("synth", "--cold")
     assert forced.exit_code == 0, forced.stderr
     assert (
-        "Built all 8 stack(s): nothing to reuse at --out (no assembly there with a record, or "
+        "Built all 7 stack(s): nothing to reuse at --out (no assembly there with a record, or "
         "--cold)."
     ) in forced.stdout.splitlines()
