@@ -13,13 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml._yaml import CParser
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from foundation.errors import InvalidInput, Location, Problem
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+_TOO_DEEP = f"YAML nesting is deeper than {MAX_DEPTH} levels"
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 FieldPath = tuple[str | int, ...]
 
@@ -74,15 +80,25 @@ class _Refused(Exception):
         self.line, self.message, self.path = line, message, path
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _NoAliasLoader(Composer, CParser, SafeConstructor, Resolver):
+    """libyaml's parser (eight times faster than PyYAML's own, measured on the example's
+    manifests) under PyYAML's composer, which is Python: so each node is seen as it is
+    composed, and aliases and deep nesting are refused before they are built."""
+
     depth = 0
+
+    def __init__(self, text: str) -> None:
+        CParser.__init__(self, text)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         mark = self.peek_event().start_mark
         if self.check_event(AliasEvent):
             raise _Refused(mark.line + 1, "YAML aliases (*name) are not allowed")
         if self.depth >= MAX_DEPTH:
-            raise _Refused(mark.line + 1, f"YAML nesting is deeper than {MAX_DEPTH} levels")
+            raise _Refused(mark.line + 1, _TOO_DEEP)
         self.depth += 1
         try:
             return super().compose_node(parent, index)
@@ -103,6 +119,9 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InvalidInput([Problem(path, line, "", "file is not valid UTF-8")]) from None
+    if bad := yaml.reader.Reader.NON_PRINTABLE.search(text):
+        line = text[: bad.start()].count("\n") + 1
+        raise InvalidInput([Problem(path, line, "", f"character {bad.group()!r} is not allowed")])
     doc = Document(path, None)
     lines: dict[FieldPath, int] = {}
     try:
@@ -115,15 +134,12 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
             loader.dispose()
     except _Refused as err:
         raise InvalidInput([Problem(path, err.line, format_path(err.path), err.message)]) from None
-    except yaml.reader.ReaderError as err:
-        line = text[: err.position].count("\n") + 1
-        raise InvalidInput(
-            [Problem(path, line, "", f"character {chr(err.character)!r} is not allowed")]
-        ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 0
         message = f"YAML syntax error: {err.problem or err.context}"
+        if err.problem == _LIBYAML_TOO_DEEP:  # libyaml's own limit, far beyond ours
+            message = _TOO_DEEP
         raise InvalidInput([Problem(path, line, "", message)]) from None
     except yaml.YAMLError as err:
         raise InvalidInput([Problem(path, 0, "", f"YAML error: {err}")]) from None
@@ -145,7 +161,7 @@ def load_mapping(path: Path, max_bytes: int = MAX_BYTES) -> Document:
 
 
 def _convert(
-    loader: yaml.SafeLoader, node: Node, path: FieldPath, lines: dict[FieldPath, int]
+    loader: _NoAliasLoader, node: Node, path: FieldPath, lines: dict[FieldPath, int]
 ) -> Any:
     line = node.start_mark.line + 1
     lines.setdefault(path, line)
@@ -165,7 +181,7 @@ def _convert(
 
 
 def _convert_mapping(
-    loader: yaml.SafeLoader, node: MappingNode, path: FieldPath, lines: dict
+    loader: _NoAliasLoader, node: MappingNode, path: FieldPath, lines: dict
 ) -> dict:
     if node.tag != "tag:yaml.org,2002:map":
         raise _Refused(node.start_mark.line + 1, f"YAML tag {_tag(node.tag)} is not allowed")

@@ -85,7 +85,9 @@ BAD = {
 
 
 def assembly_of(*templates: dict, manifest: dict | None = None, root: Path = FIXTURES) -> Assembly:
-    stacks = [StackTemplate(f"stack{i}", t, len(json.dumps(t))) for i, t in enumerate(templates)]
+    stacks = [
+        StackTemplate(f"stack{i}", t, json.dumps(t, indent=1)) for i, t in enumerate(templates)
+    ]
     return Assembly(root, manifest or {}, stacks, CONTEXT)
 
 
@@ -128,7 +130,7 @@ def test_template_limits() -> None:
     assert list(rule.check(assembly_of(_many(500)))) == []
     (finding,) = rule.check(assembly_of(_many(501)))
     assert "501 resources; CloudFormation takes 500" in finding.message
-    big = StackTemplate("big", {"Resources": {}}, 1_000_001)
+    big = StackTemplate("big", {"Resources": {}}, " " * 1_000_001)
     (finding,) = rule.check(Assembly(FIXTURES, {}, [big], CONTEXT))
     assert "template is 1,000,001 bytes" in finding.message
 

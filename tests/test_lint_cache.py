@@ -51,7 +51,7 @@ def template(name: str) -> dict:
 
 
 def assembly(**stacks: dict) -> Assembly:
-    templates = [StackTemplate(name, t, len(json.dumps(t))) for name, t in stacks.items()]
+    templates = [StackTemplate(name, t, json.dumps(t, indent=1)) for name, t in stacks.items()]
     return Assembly(FIXTURES, {}, templates, {"region": REGION})
 
 
@@ -60,7 +60,7 @@ def cfn_lint_itself(stack: StackTemplate) -> list[Finding]:
     config = ManualArgs(regions=[REGION], ignore_checks=cfn_lint.IGNORED)
     return [
         Finding(*row[:2], stack.name, *row[2:])
-        for row in map(cfn_lint._row, lint(cfn_lint.template_text(stack), config=config))
+        for row in map(cfn_lint._row, lint(stack.text, config=config))
     ]
 
 
@@ -90,7 +90,7 @@ def test_the_rules_are_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) 
         assembly(bad=template("findings"), clean=template("clean"), more=template("clean"))
     )
     assert len(loads) == 1
-    lint(cfn_lint.template_text(assembly(clean=template("clean")).stacks[0]))
+    lint(assembly(clean=template("clean")).stacks[0].text)
     assert len(loads) == 2  # what cfn-lint's own API does on each call
 
 

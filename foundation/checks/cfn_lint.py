@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.checks.cache import FindingsCache, checks_version, content_key
-from foundation.checks.model import ERROR, WARNING, Assembly, Finding, StackTemplate
+from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 
 # Availability zones come from config on purpose: synthesis must never look them up.
 IGNORED = ["W3010"]
@@ -38,10 +38,6 @@ Row = list[str]  # rule, severity, resource, message: a finding without its stac
 
 def options(region: str) -> dict[str, Any]:
     return {"regions": [region], "ignore_checks": IGNORED}
-
-
-def template_text(stack: StackTemplate) -> str:
-    return json.dumps(stack.template, indent=1)
 
 
 @functools.cache
@@ -216,7 +212,7 @@ def run(
 ) -> LintResult:
     """Every template's findings: from the cache where it holds them, else linted and kept."""
     region = assembly.context["region"]
-    texts = {s.name: template_text(s) for s in assembly.stacks}
+    texts = {s.name: s.text for s in assembly.stacks}
     salt = cache_salt(region) if cache else []
     keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
     rows = {name: cache.get(keys[name]) for name in texts} if cache else {}

@@ -29,7 +29,12 @@ class Finding:
 class StackTemplate:
     name: str
     template: dict[str, Any]
-    size: int  # bytes of the template file
+    text: str  # the template file, as CDK wrote it
+
+    @property
+    def size(self) -> int:
+        """Bytes of the template file."""
+        return len(self.text.encode())
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
@@ -52,8 +57,8 @@ class Assembly:
         for name, artifact in manifest.get("artifacts", {}).items():
             if artifact.get("type") != "aws:cloudformation:stack":
                 continue
-            path = root / artifact["properties"]["templateFile"]
-            stacks.append(StackTemplate(name, json.loads(path.read_text()), path.stat().st_size))
+            text = (root / artifact["properties"]["templateFile"]).read_text()
+            stacks.append(StackTemplate(name, json.loads(text), text))
         return cls(root, manifest, stacks, context)
 
 
