@@ -330,10 +330,10 @@ def run(
 def _build(
     root: Path, env: str | None, target: Path, previous: Previous | None, timings: Timings
 ) -> SynthResult:
-    from foundation import incremental
-    from foundation.project import load_project
-
     with timings.stage("load the project"):
+        from foundation import incremental
+        from foundation.project import load_project
+
         project = load_project(root, env)
     cache = FindingsCache(cache_folder(root))
     target.parent.mkdir(parents=True, exist_ok=True)

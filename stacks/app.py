@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -12,10 +13,12 @@ from foundation.project import ClusterInputs, Project, cluster_inputs, shards
 from stacks import nag
 from stacks.base import FoundationStack
 from stacks.bootstrap import BootstrapStack
-from stacks.core import CoreStack
-from stacks.data import DataStack
 from stacks.network import NetworkStack
 from stacks.workers import WorkersStack
+
+if TYPE_CHECKING:
+    from stacks.core import CoreStack
+    from stacks.data import DataStack
 
 
 def build_app(
@@ -68,6 +71,10 @@ def build_app(
 def _cluster_stacks(
     app: cdk.App, deployment: Deployment, inputs: ClusterInputs
 ) -> tuple[NetworkStack, DataStack, CoreStack]:
+    # Imported here: half a second of CDK modules a build of worker stacks alone never uses
+    from stacks.core import CoreStack
+    from stacks.data import DataStack
+
     network_name, data_name, core_name = deployment.namespace.cluster_stacks
     network = NetworkStack(
         app, network_name, deployment=deployment, dag_services=set(inputs.dag_services)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -308,3 +309,20 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_workers_given_nothing_to_lint_are_ended_not_waited_for() -> None:
+    """Every template cached: the warming workers are terminated (a clean shutdown would wait
+    for cfn-lint's import and rules, most of a second)."""
+    pool = cfn_lint.Workers(REGION, 1)
+    processes = list(pool.pool._processes.values())
+    pool.close()
+    assert [p.exitcode for p in processes] == [-signal.SIGTERM]
+
+
+def test_workers_that_linted_shut_down_cleanly() -> None:
+    pool = cfn_lint.Workers(REGION, 1)
+    processes = list(pool.pool._processes.values())
+    assert pool.lint([json.dumps(template("clean"), indent=1)]) == [[]]
+    pool.close()
+    assert [p.exitcode for p in processes] == [0]
