@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -221,16 +222,15 @@ def _reused_artifacts(artifacts: dict[str, Any], reused: list[str]) -> str:
     return ""
 
 
-def _imports(node: Any) -> Iterator[Any]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Fn::ImportValue":
-                yield value
-            else:
-                yield from _imports(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _imports(value)
+_IMPORT = re.compile(r'"Fn::ImportValue":\s*')
+
+
+def _imports(text: str) -> Iterator[Any]:
+    """Every Fn::ImportValue's argument in a template's JSON text. A match is always the key:
+    a quote inside a JSON string is escaped."""
+    decoder = json.JSONDecoder()
+    for match in _IMPORT.finditer(text):
+        yield decoder.raw_decode(text, match.end())[0]
 
 
 def _imports_only_shared(
@@ -241,25 +241,25 @@ def _imports_only_shared(
     export by a fixed name or import themselves changes neither their exports nor the order:
     checked for each reused worker stack, and for every worker stack when the cluster stacks
     are reused (they were built without these workers)."""
-    templates = {
-        name: json.loads(
-            ((previous.root if name in reused else staging) / f"{name}.template.json").read_text()
-        )
-        for name in order
-    }
+
+    def text(name: str) -> str:
+        root = previous.root if name in reused else staging
+        return (root / f"{name}.template.json").read_text()
+
     shared: set[Any] = set()
     for name in cluster:
-        shared |= {v for v in _imports(templates[name]) if isinstance(v, str)}
+        template = text(name)
+        shared |= {v for v in _imports(template) if isinstance(v, str)}
         shared |= {
             output.get("Export", {}).get("Name")
-            for key, output in templates[name].get("Outputs", {}).items()
+            for key, output in json.loads(template).get("Outputs", {}).items()
             if not key.startswith(_CDK_EXPORT)
         }
     cluster_reused = set(cluster) <= set(reused)
     for name in order:
         if name in cluster or not (name in reused or cluster_reused):
             continue
-        for value in _imports(templates[name]):
+        for value in _imports(text(name)):
             if not isinstance(value, str) or value not in shared:
                 return (
                     f"{name} imports {value!r}, which network, data and core neither export "

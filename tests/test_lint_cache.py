@@ -311,18 +311,13 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_workers_given_nothing_to_lint_are_ended_not_waited_for() -> None:
-    """Every template cached: the warming workers are terminated (a clean shutdown would wait
-    for cfn-lint's import and rules, most of a second)."""
+@pytest.mark.parametrize("given", [[], ["clean"]])
+def test_workers_are_ended_not_waited_for(given: list[str]) -> None:
+    """Given nothing (every template cached) or once they have linted, workers are terminated:
+    a clean shutdown would wait for cfn-lint's import and rules, or for its teardown."""
     pool = cfn_lint.Workers(REGION, 1)
     processes = list(pool.pool._processes.values())
+    texts = [json.dumps(template(name), indent=1) for name in given]
+    assert pool.lint(texts) == [[] for _ in given]
     pool.close()
     assert [p.exitcode for p in processes] == [-signal.SIGTERM]
-
-
-def test_workers_that_linted_shut_down_cleanly() -> None:
-    pool = cfn_lint.Workers(REGION, 1)
-    processes = list(pool.pool._processes.values())
-    assert pool.lint([json.dumps(template("clean"), indent=1)]) == [[]]
-    pool.close()
-    assert [p.exitcode for p in processes] == [0]

@@ -106,7 +106,6 @@ class Workers:
 
     def __init__(self, region: str, processes: int) -> None:
         self.region = region
-        self.used = False
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(
             processes, multiprocessing.get_context("spawn"), _end_with, (os.getpid(),)
@@ -119,7 +118,6 @@ class Workers:
         """The largest template first, so the longest never starts last. Workers that cannot
         start (a program that spawns them from an unguarded main module) leave the linting to
         this process."""
-        self.used = True
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         jobs = [(texts[i], self.region) for i in order]
         try:
@@ -130,12 +128,12 @@ class Workers:
         return [by_index[i] for i in range(len(texts))]
 
     def close(self) -> None:
-        """Workers given nothing to lint (every template's findings were cached) are ended, not
-        waited for: they may still be warming up, for most of a second."""
-        if not self.used:
-            # ProcessPoolExecutor has no public way to end a worker in the middle of a task
-            for process in list(self.pool._processes.values()):
-                process.terminate()
+        """Workers are ended, not asked to exit: their results are in, and asked, each would
+        first finish warming up if it was given nothing (every template cached), then tear
+        cfn-lint's modules down, about half a second either way (measured)."""
+        # ProcessPoolExecutor has no public way to end a worker in the middle of a task
+        for process in list(self.pool._processes.values()):
+            process.terminate()
         self.pool.shutdown(cancel_futures=True)
 
 
