@@ -129,7 +129,8 @@ def _raised(error: BaseException, names: tuple[str, ...]) -> bool:
     class whose module was never imported cannot have been raised."""
     for name in names:
         module, _, cls = name.partition(":")
-        if module in sys.modules and isinstance(error, getattr(sys.modules[module], cls)):
+        found = getattr(sys.modules.get(module), cls, None)
+        if isinstance(found, type) and isinstance(error, found):
             return True
     return False
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -20,50 +21,61 @@ from foundation.checks.cfn_lint import settings_files
 from foundation.naming import CONFIG_DIR, MANIFEST_DIR
 
 RECORD = "foundation-inputs.json"
-FORMAT = 4  # 4: the synth's report, replayed when nothing changed
+FORMAT = 5  # 5: every file of the project's folders, by length; escalations in order
 _TOOLKIT = Path(__file__).resolve().parents[1]
-# What a template and its checks' findings depend on besides the project and the toolkit's code.
-_VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint")
-
-
-def installed(package: str) -> str:
-    """The package's dist-info folder (named for its version) that importlib.metadata would find
-    first, found without importing importlib.metadata (a twentieth of a second)."""
-    pattern = f"{package.replace('-', '_')}-*.dist-info"
-    for entry in sys.path:
-        if found := sorted(Path(entry or ".").glob(pattern)):
-            return found[0].name
-    return f"{package} is not installed"
+# What the templates, their checks' findings and what the project accepts depend on, besides
+# the project, the toolkit's code and Python.
+_VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint", "pydantic", "pyyaml")
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _digest_folder(digest: Any, folder: Path) -> None:
-    digest.update(folder.name.encode() + b"\0")
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".yaml", ".yml"):
-            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+def _update(digest: Any, *parts: bytes) -> None:
+    """Each part with its length: no two sequences of parts hash alike."""
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+
+
+def _digest_tree(digest: Any, folder: Path, follow_links: bool = True) -> None:
+    """Every entry under `folder` (hidden ones too) by name and kind, and every file's bytes:
+    whatever loading the folder could read or warn about. A symlinked folder is followed at the
+    top only, as the manifest loader does (foundation/project.py)."""
+    if not folder.is_dir():
+        _update(digest, b"missing", folder.name.encode())
+        return
+    _update(digest, b"folder", folder.name.encode())
+    for path in sorted(folder.iterdir()):
+        if path.name == "__pycache__":
+            continue
+        if path.is_dir() and (follow_links or not path.is_symlink()):
+            _digest_tree(digest, path, follow_links=False)
+        elif path.is_file():
+            _update(digest, b"file", path.name.encode(), path.read_bytes())
+        else:
+            _update(digest, b"other", path.name.encode())  # a dangling link, a socket...
+    _update(digest, b"end")
 
 
 def base_key(root: Path, env: str | None) -> str:
     """A hash of everything a synth reads but the manifests: env, config, the toolkit's code,
-    the versions of CDK, cdk-nag and cfn-lint, and cfn-lint's settings files."""
-    digest = hashlib.sha256(f"env={env}".encode())
+    Python's and the packages' versions above, and cfn-lint's settings files."""
+    digest = hashlib.sha256()
+    _update(digest, json.dumps(env).encode(), sys.version.encode())
     for package in _VERSIONED:
-        digest.update(f"{installed(package)}\0".encode())
+        _update(digest, package.encode(), version(package).encode())
     for settings in settings_files():
-        digest.update(len(settings).to_bytes(8, "big") + settings)
+        _update(digest, settings)
     for folder in (root / CONFIG_DIR, _TOOLKIT / "foundation", _TOOLKIT / "stacks"):
-        _digest_folder(digest, folder)
+        _digest_tree(digest, folder)
     return digest.hexdigest()
 
 
 def fingerprint(root: Path, env: str | None) -> str:
-    """A hash of everything a synth reads: base_key and every file under dag_permissions/."""
+    """A hash of everything a synth reads: base_key and everything under dag_permissions/."""
     digest = hashlib.sha256(base_key(root, env).encode())
-    _digest_folder(digest, root / MANIFEST_DIR)
+    _digest_tree(digest, root / MANIFEST_DIR)
     return digest.hexdigest()
 
 
@@ -84,21 +96,33 @@ class Record:
         return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
-    def parse(cls, text: str) -> Record | None:
+    def parse(cls, data: bytes) -> Record | None:
+        """The record, or None for anything else: a damaged or foreign file is no record."""
         try:
-            data = json.loads(text)
-            if data.get("format") != FORMAT:
+            found = json.loads(data.decode("utf-8"))
+            if found.get("format") != FORMAT:
                 return None
-            return cls(
-                data["inputs"],
-                data["base"],
-                str(data["cluster"]),
-                dict(data["stacks"]),
-                dict(data["files"]),
-                dict(data["report"]),
+            record = cls(
+                found["inputs"],
+                found["base"],
+                found["cluster"],
+                found["stacks"],
+                found["files"],
+                found["report"],
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
+        keys = (record.inputs, record.base, record.cluster)
+        tables = (record.stacks, record.files)
+        if not all(isinstance(k, str) for k in keys) or not all(map(_strings, tables)):
+            return None
+        return record if isinstance(record.report, dict) else None
+
+
+def _strings(table: Any) -> bool:
+    return isinstance(table, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+    )
 
 
 def files_under(root: Path) -> list[str]:
@@ -116,7 +140,7 @@ class Previous:
     @classmethod
     def read(cls, root: Path) -> Previous | None:
         try:
-            record = Record.parse((root / RECORD).read_text())
+            record = Record.parse((root / RECORD).read_bytes())
         except OSError:
             return None
         return cls(root, record) if record else None

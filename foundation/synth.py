@@ -4,13 +4,11 @@ every template, and only then move the assembly into place."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -115,7 +113,7 @@ def report_data(result: SynthResult, root: Path) -> dict[str, Any]:
     return {
         "name": result.name,
         "role_quota": result.role_quota,
-        "escalations": result.escalations,
+        "escalations": list(result.escalations.items()),  # the record's keys are sorted
         "stacks": [{k: v for k, v in asdict(s).items() if k != "findings"} for s in result.stacks],
         "findings": [asdict(f) for f in result.findings if f.rule != PROJECT_RULE],
         "warnings": [{**asdict(p), "file": str(_from(root, p.file))} for p in result.warnings],
@@ -151,7 +149,7 @@ def _replay(
         )
         for s in report["stacks"]
     ]
-    escalations = {_str(d): [_str(e) for e in found] for d, found in report["escalations"].items()}
+    escalations = {_str(d): [_str(e) for e in found] for d, found in report["escalations"]}
     built = Built(previous.record.base, [], [s.name for s in stacks])
     return SynthResult(
         _str(report["name"]),
@@ -161,7 +159,7 @@ def _replay(
         stacks,
         findings,
         warnings,
-        True,
+        not any(f.severity == ERROR for f in findings),
         built,
         cfn_lint.LintResult(),
         cache,
@@ -234,43 +232,28 @@ _node_folder: list[Path] = []
 
 
 def _start_cdk() -> Callable[..., Any]:
-    """The app's builder, once aws-cdk-lib is imported (`start_node`)."""
-    start_node()
-    from stacks.app import build_app
+    """The app's builder. Importing aws_cdk starts jsii's Node.js process (once per process),
+    with a temporary folder of its own that `release_node` removes."""
+    if "jsii._runtime" in sys.modules:
+        from stacks.app import build_app
 
+        return build_app
+    folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
+    _node_folder.append(folder)
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)  # read by Node only: tempfile has read it already
+    try:
+        from stacks.app import build_app
+    finally:
+        if saved is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved
+    from jsii._runtime import kernel
+
+    atexit.unregister(kernel.provider._process.stop)
+    atexit.register(release_node)
     return build_app
-
-
-_environ = threading.Lock()  # held while TMPDIR is Node's: no process may start then
-_starting = threading.Lock()
-
-
-def start_node() -> None:
-    """Import aws-cdk-lib and cdk-nag; their first use of jsii starts its Node.js process (once
-    per process), here with a temporary folder of its own that `release_node` removes. Safe from
-    any thread: a synth starts it beside loading the project, as much of it is Node loading the
-    library while Python waits."""
-    with _starting:
-        if "jsii._runtime" in sys.modules:
-            return
-        folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
-        _node_folder.append(folder)
-        with _environ:
-            saved = os.environ.get("TMPDIR")
-            os.environ["TMPDIR"] = str(folder)  # read by Node only: tempfile has read it already
-            try:
-                from jsii._runtime import kernel
-
-                node = kernel.provider._process  # starts Node, with this environment
-            finally:
-                if saved is None:
-                    del os.environ["TMPDIR"]
-                else:
-                    os.environ["TMPDIR"] = saved
-        atexit.unregister(node.stop)
-        atexit.register(release_node)
-        import aws_cdk  # noqa: F401
-        import cdk_nag  # noqa: F401
 
 
 def release_node() -> None:
@@ -347,8 +330,6 @@ def run(
 def _build(
     root: Path, env: str | None, target: Path, previous: Previous | None, timings: Timings
 ) -> SynthResult:
-    if shutil.which("node"):  # else synthesize says so
-        threading.Thread(target=_quietly(start_node), name="start-node", daemon=True).start()
     with timings.stage("load the project"):
         from foundation import incremental
         from foundation.project import load_project
@@ -359,10 +340,7 @@ def _build(
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     region = project.deployment.region
     try:
-        with contextlib.ExitStack() as stack:
-            with _environ:  # workers must not inherit Node's TMPDIR
-                processes = _lint_processes(project, env, previous)
-                pool = stack.enter_context(cfn_lint.workers(region, processes))
+        with cfn_lint.workers(region, _lint_processes(project, env, previous)) as pool:
             built = incremental.build(
                 project,
                 env,
@@ -395,16 +373,6 @@ def _build(
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _quietly(start: Callable[[], None]) -> Callable[[], None]:
-    """`start`, its failure left for the main thread's own call to raise."""
-
-    def run() -> None:
-        with contextlib.suppress(Exception):
-            start()
-
-    return run
 
 
 def _lint_processes(project: Project, env: str | None, previous: Previous | None) -> int:

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml._yaml import CParser
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
 
 from foundation.errors import InvalidInput, Location, Problem
 
@@ -80,18 +82,25 @@ class _Refused(Exception):
         self.line, self.message, self.path = line, message, path
 
 
-class _NoAliasLoader(Composer, CParser, SafeConstructor, Resolver):
-    """libyaml's parser (eight times faster than PyYAML's own, measured on the example's
-    manifests) under PyYAML's composer, which is Python: so each node is seen as it is
-    composed, and aliases and deep nesting are refused before they are built."""
+if yaml.__with_libyaml__:
 
+    class _Loader(Composer, CParser, SafeConstructor, Resolver):
+        """libyaml's parser (eight times faster than PyYAML's own, measured on the example's
+        manifests) under PyYAML's composer, which is Python: each node is seen as it is
+        composed, so aliases and deep nesting are refused before they are built."""
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # a PyYAML built without libyaml
+    _Loader = yaml.SafeLoader  # type: ignore[assignment,misc]
+
+
+class _NoAliasLoader(_Loader):
     depth = 0
-
-    def __init__(self, text: str) -> None:
-        CParser.__init__(self, text)
-        Composer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         mark = self.peek_event().start_mark

@@ -3,6 +3,7 @@ NO_COLOR, tables that never cut what they show, and progress on a terminal only.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import re
@@ -419,3 +420,13 @@ def test_validate_findings_are_json_errors_with_exit_2(
         {"physicalLocation": {"artifactLocation": {"uri": "dag_permissions/big.yaml"}}}
     ]
     assert finding["message"]["text"] == f"permissions: {error['message']}"
+
+
+def test_every_error_the_cli_names_is_an_exception_class() -> None:
+    """The CLI names the errors it turns into messages and exit codes by module and class (it
+    imports each verb when used): a moved or renamed class would escape as a traceback."""
+    from foundation import cli
+
+    for name in (*cli.INPUT_ERRORS, *cli.AWS_ERRORS, *cli.RUN_ERRORS):
+        module, _, cls = name.partition(":")
+        assert issubclass(getattr(importlib.import_module(module), cls), Exception), name

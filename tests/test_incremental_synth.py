@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from foundation import record, synth
+from foundation.errors import Problem
 from foundation.naming import worker_shard
 from foundation.project import cluster_inputs, load_project
 from foundation.record import RECORD, Record
@@ -126,7 +127,7 @@ def test_an_incremental_assembly_is_byte_identical_to_a_cold_one(
         cluster_changed = before != cluster_inputs(load_project(project.root)).key()
         assert (CORE in result.built.rebuilt) == (step[0] == "config" or cluster_changed)
         built = files(out)
-        record = Record.parse(built.pop(RECORD).decode())
+        record = Record.parse(built.pop(RECORD))
         expected = cold(project, tmp)
         assert sorted(built) == sorted(expected)
         for name, data in expected.items():
@@ -275,12 +276,8 @@ def test_another_cfn_lint_version_means_a_cold_build(
     """Same templates, another cfn-lint: nothing is reused (the findings cache keys by cfn-lint's
     version as well: tests/test_lint_cache.py)."""
     out = with_previous(project, example_synth)
-    installed = record.installed
-    monkeypatch.setattr(
-        record,
-        "installed",
-        lambda p: "cfn_lint-99.0.0.dist-info" if p == "cfn-lint" else installed(p),
-    )
+    installed = record.version
+    monkeypatch.setattr(record, "version", lambda p: "99.0.0" if p == "cfn-lint" else installed(p))
     result = synth.run(project.root, None, out)
     assert result.built.cold == (
         "the config, env, toolkit, CDK/cfn-lint version or cfn-lint settings changed"
@@ -385,3 +382,54 @@ def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, exam
         "Built all 7 stack(s): nothing to reuse at --out (no assembly there with a record, or "
         "--cold)."
     ) in forced.stdout.splitlines()
+
+
+def test_every_file_under_the_manifests_folder_is_an_input(
+    project: ProjectDir, example_synth
+) -> None:
+    """The loader reads `*.YAML` as a manifest and warns about files it does not read: an edit
+    to either is never "nothing changed"."""
+    out = with_previous(project, example_synth)
+    upper = project.root / "dag_permissions" / "extra.YAML"
+    upper.write_text(manifest("extra", 0))
+    assert synth.run(project.root, None, out).built.rebuilt == [stack_of("extra")]
+    upper.write_text(manifest("extra", 1))
+    assert synth.run(project.root, None, out).built.rebuilt == [stack_of("extra")]
+    notes = project.root / "dag_permissions" / "NOTES.md"
+    notes.write_text("notes\n")
+    result = synth.run(project.root, None, out)
+    message = "not read: only <dag_id>.yaml (or .yml) files are DAG manifests"
+    assert Problem(notes, 1, "", message) in result.warnings
+    notes.unlink()
+    assert Problem(notes, 1, "", message) not in synth.run(project.root, None, out).warnings
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"\xff",
+        b"[" * 100_000,
+        json.dumps(
+            {
+                "format": 5,
+                "inputs": "",
+                "base": "",
+                "cluster": "",
+                "stacks": {},
+                "files": [[1, "x"], ["a", "y"]],
+                "report": {},
+            }
+        ).encode(),
+    ],
+    ids=["not utf-8", "deep", "files not names"],
+)
+def test_a_damaged_record_means_a_cold_build(
+    project: ProjectDir, example_synth, damage: bytes
+) -> None:
+    out = with_previous(project, example_synth)
+    (out / RECORD).write_bytes(damage)
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == (
+        "nothing to reuse at --out (no assembly there with a record, or --cold)"
+    )
+    assert files(out) == files(example_synth.out)

@@ -106,6 +106,7 @@ class Workers:
 
     def __init__(self, region: str, processes: int) -> None:
         self.region = region
+        self.linting = False
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(
             processes, multiprocessing.get_context("spawn"), _end_with, (os.getpid(),)
@@ -120,20 +121,25 @@ class Workers:
         this process."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         jobs = [(texts[i], self.region) for i in order]
+        self.linting = True
         try:
             rows = list(self.pool.map(_lint_job, jobs))
         except BrokenProcessPool:
             rows = [_lint_job(job) for job in jobs]
+        self.linting = False
         by_index = dict(zip(order, rows, strict=True))
         return [by_index[i] for i in range(len(texts))]
 
     def close(self) -> None:
-        """Workers are ended, not asked to exit: their results are in, and asked, each would
+        """Workers are ended, not asked to exit, once their results are in: asked, each would
         first finish warming up if it was given nothing (every template cached), then tear
-        cfn-lint's modules down, about half a second either way (measured)."""
-        # ProcessPoolExecutor has no public way to end a worker in the middle of a task
-        for process in list(self.pool._processes.values()):
-            process.terminate()
+        cfn-lint's modules down, about half a second either way (measured). Stopped in the
+        middle of linting (Ctrl-C), they are asked: one killed while sending a result could
+        leave the pool waiting for the rest of it."""
+        if not self.linting:
+            # ProcessPoolExecutor has no public way to end a worker in the middle of a task
+            for process in list(self.pool._processes.values()):
+                process.terminate()
         self.pool.shutdown(cancel_futures=True)
 
 

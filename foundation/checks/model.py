@@ -57,7 +57,7 @@ class Assembly:
         for name, artifact in manifest.get("artifacts", {}).items():
             if artifact.get("type") != "aws:cloudformation:stack":
                 continue
-            text = (root / artifact["properties"]["templateFile"]).read_text()
+            text = (root / artifact["properties"]["templateFile"]).read_text(encoding="utf-8")
             stacks.append(StackTemplate(name, json.loads(text), text))
         return cls(root, manifest, stacks, context)
 
