@@ -346,42 +346,40 @@ def test_a_record_whose_report_is_not_one_means_a_build(project: ProjectDir, exa
     assert files(out) == files(example_synth.out)
 
 
+def synth_says(project: ProjectDir, *options: str) -> list[str]:
+    """The lines `foundation synth` printed, once it succeeded."""
+    run = project.run("synth", *options)
+    assert run.exit_code == 0, run.stderr
+    return run.stdout.splitlines()
+
+
 def test_synth_says_what_it_rebuilt_and_what_it_reused(project: ProjectDir, example_synth) -> None:
     with_previous(project, example_synth)
-    unchanged = project.run("synth")
-    assert unchanged.exit_code == 0, unchanged.stderr
+    unchanged = synth_says(project)
     assert (
         "Nothing changed: all 8 stack(s) reused from the previous synth (verified by hash), with "
         "its findings."
-    ) in unchanged.stdout.splitlines()
+    ) in unchanged
     # the last lines before the next steps
-    assert unchanged.stdout.splitlines()[-4] == (
-        f"Cloud assembly up to date at {project.root}/cdk.out"
-    )
+    assert unchanged[-4] == f"Cloud assembly up to date at {project.root}/cdk.out"
     apply(project, ("change", "housekeeping", 1))  # services other DAGs use already
-    edited = project.run("synth")
-    assert edited.exit_code == 0, edited.stderr
     assert (
         f"Rebuilt 1 stack(s) ({stack_of('housekeeping')}); reused 7 unchanged from the previous "
         "assembly (verified by hash)."
-    ) in edited.stdout.splitlines()
+    ) in synth_says(project)
     # the only DAG granted Athena, alone in its worker stack, which goes
     apply(project, ("remove", "marketing_athena_report"))
-    removed = project.run("synth")
-    assert removed.exit_code == 0, removed.stderr
     assert (
         f"Rebuilt 3 stack(s) ({NETWORK}, {DATA}, {CORE}); reused 4 unchanged from the previous "
         "assembly (verified by hash)."
-    ) in removed.stdout.splitlines()
+    ) in synth_says(project)
     assert not (
         project.root / "cdk.out" / f"{stack_of('marketing_athena_report')}.template.json"
     ).exists()
-    forced = project.run("synth", "--cold")
-    assert forced.exit_code == 0, forced.stderr
     assert (
         "Built all 7 stack(s): nothing to reuse at --out (no assembly there with a record, or "
         "--cold)."
-    ) in forced.stdout.splitlines()
+    ) in synth_says(project, "--cold")
 
 
 def test_every_file_under_the_manifests_folder_is_an_input(
