@@ -27,9 +27,7 @@ from foundation.record import (
     Built,
     Previous,
     Record,
-    base_key,
     files_under,
-    fingerprint,
     sha,
 )
 
@@ -45,12 +43,13 @@ Synthesize = Callable[[Project, Path, Collection[int] | None, bool], None]
 
 
 def stack_inputs(project: Project, base: str) -> dict[int, str]:
-    """Each worker shard's inputs: base_key, its number and its DAGs' manifests, in order."""
+    """Each worker shard's inputs: base_key, its number and its DAGs' manifests as loaded (not
+    as the files are now: one edited during the synth was not built), in order."""
     keys = {}
     for shard, dags in shards(project).items():
         digest = hashlib.sha256(f"{base}\0{shard}".encode())
         for dag in dags:
-            digest.update(dag.file.name.encode() + b"\0" + dag.file.read_bytes())
+            digest.update(f"{dag.file.name}\0{dag.document.sha256}\0".encode())
         keys[shard] = digest.hexdigest()
     return keys
 
@@ -66,7 +65,7 @@ def _stack_files(name: str) -> tuple[str, str]:
 
 def build(
     project: Project,
-    env: str | None,
+    base: str,
     staging: Path,
     previous: Previous | None,
     synthesize: Synthesize,
@@ -74,7 +73,6 @@ def build(
     """Synthesize the project into `staging`, reusing what the previous assembly proves equal."""
     ns = project.deployment.namespace
     order = [*ns.cluster_stacks, *(ns.worker_stack(s) for s in shards(project))]
-    base = base_key(project.root, env)
     reused, why = _reusable(project, base, previous)
     if previous and reused:
         keep = set(reused)
@@ -283,11 +281,13 @@ def _nag_findings_on(previous: Previous, reused: list[str]) -> str:
 
 
 def write_record(
-    staging: Path, project: Project, env: str | None, built: Built, report: dict[str, Any]
+    staging: Path, project: Project, inputs: str, built: Built, report: dict[str, Any]
 ) -> None:
+    """The record of what was built, from `inputs` (the fingerprint taken before the project
+    was loaded: a file edited during the synth makes the next one build again)."""
     ns = project.deployment.namespace
     record = Record(
-        fingerprint(project.root, env),
+        inputs,
         built.base,
         cluster_key(project, built.base),
         {ns.worker_stack(s): key for s, key in stack_inputs(project, built.base).items()},

@@ -46,8 +46,8 @@ class Dag:
     manifest: DagManifest
     file: Path
     policy: DagPolicy
+    document: Document  # the manifest as read: where each field was written, its bytes' hash
     units: list[Unit] = field(default_factory=list)  # each grant, rendered, before merging
-    document: Document | None = None  # where each field of the manifest was written
 
     @property
     def dag_id(self) -> str:
@@ -476,8 +476,6 @@ def _egress_warnings(deployment: Deployment, dag: Dag) -> list[Problem]:
     or from an earlier or wider rule of the same manifest."""
     doc = dag.document
     rules = dag.manifest.network.egress
-    if doc is None:
-        return []
     warnings = []
     for i, rule in enumerate(rules):
         at = ("network", "egress", i)
@@ -580,4 +578,4 @@ def _build_policy(
     worst_case = [merge([s for i in b for s in units[i][1]]) for b in bins]
     number(worst_case)
     policy.worst_case_sizes = [document_size(p) for p in worst_case]
-    return Dag(manifest, doc.file, policy, rendered, doc), problems
+    return Dag(manifest, doc.file, policy, doc, rendered), problems

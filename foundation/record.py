@@ -72,9 +72,9 @@ def base_key(root: Path, env: str | None) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(root: Path, env: str | None) -> str:
-    """A hash of everything a synth reads: base_key and everything under dag_permissions/."""
-    digest = hashlib.sha256(base_key(root, env).encode())
+def fingerprint(root: Path, base: str) -> str:
+    """A hash of everything a synth reads: its base_key and everything under dag_permissions/."""
+    digest = hashlib.sha256(base.encode())
     _digest_tree(digest, root / MANIFEST_DIR)
     return digest.hexdigest()
 

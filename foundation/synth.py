@@ -20,7 +20,7 @@ from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 from foundation.errors import Problem
-from foundation.record import Built, Previous, fingerprint
+from foundation.record import Built, Previous, base_key, fingerprint
 
 # The project, its policies, the rules and CDK are imported where a synth builds: when nothing
 # changed, the record is all a synth reads (foundation/record.py).
@@ -317,19 +317,28 @@ def run(
     target = (out or root / "cdk.out").resolve()
     _check_target(target, root)
     with timings.stage("compare with the record"):
+        base = base_key(root, env)
+        inputs = fingerprint(root, base)
         previous = None if cold else Previous.read(target)
-        unchanged = previous is not None and previous.unchanged(fingerprint(root, env))
+        unchanged = previous is not None and previous.unchanged(inputs)
     if previous and unchanged:
         try:
             return _replay(root, previous, target, cache_folder(root), timings)
         except (TypeError, KeyError, ValueError, AttributeError):
             pass  # a report this toolkit did not write: build as if it were not there
-    return _build(root, env, target, previous, timings)
+    return _build(root, env, (base, inputs), target, previous, timings)
 
 
 def _build(
-    root: Path, env: str | None, target: Path, previous: Previous | None, timings: Timings
+    root: Path,
+    env: str | None,
+    keys: tuple[str, str],
+    target: Path,
+    previous: Previous | None,
+    timings: Timings,
 ) -> SynthResult:
+    """Build what changed; `keys`: the inputs' base_key and fingerprint."""
+    base, inputs = keys
     with timings.stage("load the project"):
         from foundation import incremental
         from foundation.project import load_project
@@ -340,10 +349,10 @@ def _build(
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     region = project.deployment.region
     try:
-        with cfn_lint.workers(region, _lint_processes(project, env, previous)) as pool:
+        with cfn_lint.workers(region, _lint_processes(base, previous)) as pool:
             built = incremental.build(
                 project,
-                env,
+                base,
                 staging,
                 previous,
                 lambda p, o, shards, cluster: synthesize(p, o, shards, timings, cluster),
@@ -368,23 +377,21 @@ def _build(
         if result.written:
             with timings.stage("write"):
                 report = report_data(result, project.root)
-                incremental.write_record(staging, project, env, built, report)
+                incremental.write_record(staging, project, inputs, built, report)
                 _replace(target, staging)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _lint_processes(project: Project, env: str | None, previous: Previous | None) -> int:
+def _lint_processes(base: str, previous: Previous | None) -> int:
     """Worker processes for cfn-lint, none on a single core: one per core when every stack will
     be built; one when only the edited DAGs' worker stacks will be (more would only slow the
     build they start beside, for a template or two)."""
-    from foundation.record import base_key
-
     cores = cfn_lint.cores()
     if cores < 2:
         return 0
-    if previous and previous.record.base == base_key(project.root, env):
+    if previous and previous.record.base == base:
         return 1
     return cores
 
@@ -428,7 +435,7 @@ def _summaries(assembly: Assembly, findings: list[Finding]) -> list[StackSummary
 def is_up_to_date(out: Path, root: Path, env: str | None) -> bool:
     """Whether the assembly at `out` was synthesized from exactly these inputs and is as written."""
     previous = Previous.read(out)
-    return previous is not None and previous.unchanged(fingerprint(root, env))
+    return previous is not None and previous.unchanged(fingerprint(root, base_key(root, env)))
 
 
 PROJECT_RULE = "FA100"

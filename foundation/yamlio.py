@@ -7,6 +7,7 @@ ones, duplicate keys and oversized or undecodable files are refused with the lin
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class Document:
     file: Path
     data: Any
     locations: dict[FieldPath, Location] = field(default_factory=dict)
+    sha256: str = ""  # of the bytes read (the file may have changed since): one file's only
 
     def location_of(self, path: FieldPath) -> Location:
         """Where `path` was written, or its closest ancestor that was."""
@@ -131,7 +133,7 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> Document:
     if bad := yaml.reader.Reader.NON_PRINTABLE.search(text):
         line = text[: bad.start()].count("\n") + 1
         raise InvalidInput([Problem(path, line, "", f"character {bad.group()!r} is not allowed")])
-    doc = Document(path, None)
+    doc = Document(path, None, sha256=hashlib.sha256(raw).hexdigest())
     lines: dict[FieldPath, int] = {}
     try:
         loader = _NoAliasLoader(text)

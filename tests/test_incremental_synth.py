@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from foundation import record, synth
+from foundation import incremental, record, synth
 from foundation.errors import Problem
 from foundation.naming import worker_shard
 from foundation.project import cluster_inputs, load_project
@@ -431,3 +431,23 @@ def test_a_damaged_record_means_a_cold_build(
         "nothing to reuse at --out (no assembly there with a record, or --cold)"
     )
     assert files(out) == files(example_synth.out)
+
+
+def test_a_manifest_edited_during_a_synth_is_built_by_the_next(
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record holds the inputs as they were before the project was loaded: an edit made
+    while a synth runs is never taken as built."""
+    out = with_previous(project, example_synth)
+    build = incremental.build
+
+    def edited_midway(*args: object) -> object:
+        built = build(*args)
+        apply(project, ("change", "housekeeping", 1))
+        return built
+
+    monkeypatch.setattr(incremental, "build", edited_midway)
+    apply(project, ("change", "housekeeping", 2))
+    assert synth.run(project.root, None, out).written
+    monkeypatch.undo()
+    assert synth.run(project.root, None, out).built.rebuilt == [stack_of("housekeeping")]
