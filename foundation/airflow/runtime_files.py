@@ -149,14 +149,20 @@ def container_command(
 # DAG authors' code (sealed): ECS starts it with the injected secrets in its environment, so it
 # makes itself non-dumpable (no other process of the same user reads its /proc/1/environ or
 # memory), then does dumb-init's work: the image's /entrypoint with the command as its child, in
-# its own session, signals forwarded to that session, every orphan reaped, the child's exit
-# status as its own.
+# its own session, signals forwarded to that session (held from before the child starts until
+# they can be, so none sent early is lost), every orphan reaped, the child's exit status as its
+# own.
 INIT_PROGRAM = """\
 import ctypes, os, signal, sys
 if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0):  # PR_SET_DUMPABLE, 0
     sys.exit("foundation init: prctl(PR_SET_DUMPABLE, 0) failed")
+FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2}
+# held until they can be forwarded: one sent right after the child starts is not lost
+signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
 child = os.fork()
 if child == 0:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     os.setsid()
     os.execv(sys.argv[1], sys.argv[1:])
 
@@ -168,9 +174,9 @@ def forward(signum, frame):
         pass
 
 
-for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-               signal.SIGUSR2):
+for signum in FORWARDED:
     signal.signal(signum, forward)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 while True:
     pid, status = os.wait()
     if pid == child:
