@@ -23,6 +23,7 @@ from typing import Any
 
 from foundation.project import Project, cluster_inputs, shards
 from foundation.record import (
+    CHANGED,
     RECORD,
     Built,
     Previous,
@@ -90,6 +91,8 @@ def _reusable(project: Project, base: str, previous: Previous | None) -> tuple[l
     """The stacks whose inputs and files are as recorded, or why none can be reused."""
     if previous is None:
         return [], "nothing to reuse at --out (no assembly there with a record, or --cold)"
+    if previous.record.base == CHANGED:
+        return [], "its inputs changed while the previous synth ran"
     if previous.record.base != base:
         return [], "the config, env, toolkit, CDK/cfn-lint version or cfn-lint settings changed"
     for shared in ("manifest.json", "tree.json", _REPORT):
@@ -281,14 +284,19 @@ def _nag_findings_on(previous: Previous, reused: list[str]) -> str:
 
 
 def write_record(
-    staging: Path, project: Project, inputs: str, built: Built, report: dict[str, Any]
+    staging: Path,
+    project: Project,
+    keys: tuple[str, str],
+    built: Built,
+    report: dict[str, Any],
 ) -> None:
-    """The record of what was built, from `inputs` (the fingerprint taken before the project
-    was loaded: a file edited during the synth makes the next one build again)."""
+    """The record of what was built: `keys`, the base key and fingerprint of the inputs as
+    they were before the project was loaded (synth.py checks them again before writing)."""
     ns = project.deployment.namespace
+    base, inputs = keys
     record = Record(
         inputs,
-        built.base,
+        base,
         cluster_key(project, built.base),
         {ns.worker_stack(s): key for s, key in stack_inputs(project, built.base).items()},
         {f: sha((staging / f).read_bytes()) for f in files_under(staging) if f != RECORD},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -63,6 +64,14 @@ class Project:
     config: Document | None = None  # where each config field was written
     # what is valid but likely not what the user meant (shown; the exit code stays 0)
     warnings: list[Problem] = field(default_factory=list)
+    read: dict[Path, str] = field(default_factory=dict)  # each file loaded -> its bytes' sha256
+
+    def still_as_read(self) -> bool:
+        """Whether every file the load read still holds the bytes it read."""
+        return all(
+            path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest
+            for path, digest in self.read.items()
+        )
 
 
 def load_project(root: Path, env: str | None = None) -> Project:
@@ -70,11 +79,12 @@ def load_project(root: Path, env: str | None = None) -> Project:
     root = root.resolve()
     manifests, problems, warnings = _load_manifests(root)
     try:
-        deployment, config_doc = _load_config(root, env)
+        deployment, config_doc, read = _load_config(root, env)
     except InvalidInput as err:
         raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
-    project = Project(root, deployment, [], config=config_doc, warnings=warnings)
+    project = Project(root, deployment, [], config=config_doc, warnings=warnings, read=read)
+    project.read |= {doc.file: doc.sha256 for doc, _ in manifests}
     for doc, manifest in manifests:
         dag, found = _build_policy(root, deployment, doc, manifest)
         problems += found
@@ -137,7 +147,8 @@ def _crowded_worker_stacks(project: Project) -> list[Problem]:
     return [project.config.problem(("worker_stacks",), message)]
 
 
-def _load_config(root: Path, env: str | None) -> tuple[Deployment, Document]:
+def _load_config(root: Path, env: str | None) -> tuple[Deployment, Document, dict[Path, str]]:
+    """The deployment, its config document, and each file read with its bytes' sha256."""
     base = root / CONFIG_DIR / BASE_CONFIG
     if not base.is_file():
         raise InvalidInput(
@@ -152,14 +163,17 @@ def _load_config(root: Path, env: str | None) -> tuple[Deployment, Document]:
             ]
         )
     doc = load_mapping(base)
+    read = {base: doc.sha256}
     if env is not None:
         overlay = root / CONFIG_DIR / f"{env}.yaml"
         if not re.fullmatch(r"[A-Za-z0-9_-]+", env) or env == "foundation":
             raise InvalidInput([Problem(overlay, 0, "", f"--env {env!r} is not a valid name")])
         if not overlay.is_file():
             raise InvalidInput([Problem(overlay, 0, "", f"--env {env}: no such file")])
-        doc = overlay_document(doc, load_mapping(overlay))
-    return parse(doc, Deployment), doc
+        top = load_mapping(overlay)
+        read[overlay] = top.sha256
+        doc = overlay_document(doc, top)
+    return parse(doc, Deployment), doc, read
 
 
 def overlay_document(base: Document, top: Document) -> Document:

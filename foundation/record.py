@@ -28,6 +28,11 @@ _TOOLKIT = Path(__file__).resolve().parents[1]
 _VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint", "pydantic", "pyyaml")
 
 
+# The inputs and base key recorded for an assembly whose inputs changed while it was built:
+# no hash is equal to it, so the next synth builds every stack.
+CHANGED = "changed while the synth ran"
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -20,7 +20,7 @@ from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 from foundation.errors import Problem
-from foundation.record import Built, Previous, base_key, fingerprint
+from foundation.record import CHANGED, Built, Previous, base_key, fingerprint
 
 # The project, its policies, the rules and CDK are imported where a synth builds: when nothing
 # changed, the record is all a synth reads (foundation/record.py).
@@ -376,12 +376,22 @@ def _build(
         )
         if result.written:
             with timings.stage("write"):
+                if not _still_as_read(project, env, inputs):
+                    base = inputs = CHANGED
                 report = report_data(result, project.root)
-                incremental.write_record(staging, project, inputs, built, report)
+                incremental.write_record(staging, project, (base, inputs), built, report)
                 _replace(target, staging)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _still_as_read(project: Project, env: str | None, inputs: str) -> bool:
+    """Whether every input is as it was when this synth took its fingerprint (before loading
+    the project) and every file it loaded still holds what it read: a file edited, or edited
+    and put back, while a synth ran is never recorded as built."""
+    root = project.root
+    return fingerprint(root, base_key(root, env)) == inputs and project.still_as_read()
 
 
 def _lint_processes(base: str, previous: Previous | None) -> int:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from foundation import incremental, record, synth
+from foundation import project as project_module
 from foundation.errors import Problem
 from foundation.naming import worker_shard
 from foundation.project import cluster_inputs, load_project
@@ -436,8 +437,8 @@ def test_a_damaged_record_means_a_cold_build(
 def test_a_manifest_edited_during_a_synth_is_built_by_the_next(
     project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The record holds the inputs as they were before the project was loaded: an edit made
-    while a synth runs is never taken as built."""
+    """A file edited after the project was loaded: the synth sees it before writing its
+    record, and the next synth builds every stack."""
     out = with_previous(project, example_synth)
     build = incremental.build
 
@@ -450,4 +451,34 @@ def test_a_manifest_edited_during_a_synth_is_built_by_the_next(
     apply(project, ("change", "housekeeping", 2))
     assert synth.run(project.root, None, out).written
     monkeypatch.undo()
-    assert synth.run(project.root, None, out).built.rebuilt == [stack_of("housekeeping")]
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == "its inputs changed while the previous synth ran"
+    assert result.built.rebuilt == [s.name for s in example_synth.stacks]
+
+
+@pytest.mark.parametrize("edited", ["dag_permissions/housekeeping.yaml", "config/foundation.yaml"])
+def test_a_file_edited_and_put_back_while_a_synth_loads_is_never_taken_as_built(
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch, edited: str
+) -> None:
+    """The synth loads the edited file, then it is put back (an editor's undo): its fingerprint,
+    taken before loading, matches again, but what it built is not what the files say. It
+    records that its inputs changed, and the next synth builds every stack."""
+    out = with_previous(project, example_synth)
+    path = project.root / edited
+    original = path.read_text()
+    load = project_module.load_project
+
+    def edited_while_loading(*args: object) -> object:
+        path.write_text(original + "# edited\n")
+        try:
+            return load(*args)
+        finally:
+            path.write_text(original)
+
+    monkeypatch.setattr(project_module, "load_project", edited_while_loading)
+    assert synth.run(project.root, None, out, cold=True).written
+    monkeypatch.undo()
+    assert not synth.is_up_to_date(out, project.root, None)
+    result = synth.run(project.root, None, out)
+    assert result.built.cold == "its inputs changed while the previous synth ran"
+    assert files(out) == files(example_synth.out)

@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,7 +62,9 @@ def test_the_first_process_forwards_signals_and_exits_as_its_child(attempt: int)
     """SIGTERM as soon as the child runs: the first process holds the signals it forwards from
     before the fork, so one that comes before its handlers are set is forwarded, not fatal to
     it. A race, hence the attempts: before the signals were held, 9 of 60 such runs ended by
-    SIGTERM on a loaded machine (measured), none since."""
+    SIGTERM on a loaded machine (measured), none since. The child runs in its own session
+    before the signals are released (the parent waits for it), so one held while it started
+    finds its process group."""
     child = ["/bin/sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done"]
     process = subprocess.Popen(
         [*UNPRIVILEGED, *INIT, *child], env=environment(), stdout=subprocess.PIPE, text=True
@@ -73,6 +76,37 @@ def test_the_first_process_forwards_signals_and_exits_as_its_child(attempt: int)
     finally:
         process.kill()
         process.stdout.close()
+
+
+def test_the_child_starts_with_no_signal_blocked_or_ignored() -> None:
+    """As under dumb-init: the signals the first process holds, and those Python ignores
+    (SIGPIPE, SIGXFSZ), reach the image's entrypoint with their default actions."""
+    child = ["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign):' /proc/self/status"]
+    done = subprocess.run(
+        [*UNPRIVILEGED, *INIT, *child], env=environment(), capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout) == (
+        0,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+    ), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "said"),
+    [(None, 127, "No such file or directory"), (0o644, 126, "Permission denied")],
+    ids=["missing", "not executable"],
+)
+def test_a_program_that_cannot_start_exits_as_a_shell_would(
+    tmp_path: Path, mode: int | None, code: int, said: str
+) -> None:
+    program = tmp_path / "entrypoint"
+    if mode is not None:
+        program.write_text("#!/bin/sh\n")
+        program.chmod(mode)
+    done = subprocess.run(
+        [*UNPRIVILEGED, *INIT, str(program)], env=environment(), capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr) == (code, f"foundation init: {program}: {said}\n")
 
 
 def test_the_first_process_exits_as_its_killed_child() -> None:

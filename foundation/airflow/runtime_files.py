@@ -150,21 +150,34 @@ def container_command(
 # makes itself non-dumpable (no other process of the same user reads its /proc/1/environ or
 # memory), then does dumb-init's work: the image's /entrypoint with the command as its child, in
 # its own session, signals forwarded to that session (held from before the child starts until
-# they can be, so none sent early is lost), every orphan reaped, the child's exit status as its
-# own.
+# its session exists, so none sent early is lost), every orphan reaped, the child's exit status
+# as its own, and 127 or 126 as a shell's when the program cannot start.
 INIT_PROGRAM = """\
 import ctypes, os, signal, sys
 if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0):  # PR_SET_DUMPABLE, 0
     sys.exit("foundation init: prctl(PR_SET_DUMPABLE, 0) failed")
 FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2}
-# held until they can be forwarded: one sent right after the child starts is not lost
+# held until they can be forwarded, to the child's session once it exists: none sent while
+# the child starts is lost
 signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+ready, started = os.pipe()
 child = os.fork()
 if child == 0:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     os.setsid()
-    os.execv(sys.argv[1], sys.argv[1:])
+    os.close(ready)
+    os.close(started)  # the parent reads the end of the pipe: the session exists
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python, not by dumb-init
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    try:
+        os.execv(sys.argv[1], sys.argv[1:])
+    except OSError as error:
+        os.write(2, f"foundation init: {sys.argv[1]}: {error.strerror}\\n".encode())
+        os._exit(127 if isinstance(error, FileNotFoundError) else 126)
+os.close(started)
+os.read(ready, 1)
+os.close(ready)
 
 
 def forward(signum, frame):
