@@ -552,7 +552,7 @@ class _Locator:
 def dag_grants(project: Project, dag: Dag) -> list[Grant]:
     """The DAG's grants (baseline and manifest, not its escape-hatch statements), each with
     the source its generated statements carry."""
-    locate = _Locator(project.root, load_mapping(dag.file))
+    locate = _Locator(project.root, dag.document)
     return list(grants(dag.manifest, project.deployment, locate))
 
 

@@ -22,7 +22,6 @@ from foundation.iam.catalog import catalog
 from foundation.iam.policy import Grant
 from foundation.iam.suggest import SECTIONS, Section, merged
 from foundation.project import MANIFEST_DIR, Dag, Project, load_project
-from foundation.yamlio import load_mapping
 
 COVERED, MISSING, UNKNOWN, REFUSED = "covered", "missing", "unknown", "refused"
 IGNORED, NO_AWS, UNUSED, UNMANAGED = "ignored", "no-aws", "unused", "unmanaged"
@@ -100,7 +99,7 @@ def check(project: Project, folder: Path, parsed: Parsed) -> Report:
     parsed_ids = {d.dag_id for d in parsed.dags}
     for dag in project.dags:
         if dag.dag_id not in parsed_ids:
-            line = load_mapping(dag.file).location_of(("dag_id",)).line
+            line = dag.document.location_of(("dag_id",)).line
             detail = (
                 f"no DAG file in {shown(folder, project.root)} declares {dag.dag_id!r}: its "
                 "grants serve nothing"
