@@ -79,11 +79,14 @@ def test_the_first_process_forwards_signals_and_exits_as_its_child(attempt: int)
 
 
 def test_the_child_starts_with_no_signal_blocked_or_ignored() -> None:
-    """As under dumb-init: the signals the first process holds, and those Python ignores
-    (SIGPIPE, SIGXFSZ), reach the image's entrypoint with their default actions."""
+    """The signals the first process holds and forwards, and those Python ignores (SIGPIPE,
+    SIGXFSZ), reach the image's entrypoint with their default actions, even when the first
+    process was started with them ignored (here: as nohup and a shell's background job do)."""
     child = ["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign):' /proc/self/status"]
+    ignoring = "import signal, os, sys; [signal.signal(s, signal.SIG_IGN) for s in (1, 2, 3, 13)]; "
+    start = [sys.executable, "-c", ignoring + "os.execv(sys.argv[1], sys.argv[1:])"]
     done = subprocess.run(
-        [*UNPRIVILEGED, *INIT, *child], env=environment(), capture_output=True, text=True
+        [*UNPRIVILEGED, *start, *INIT, *child], env=environment(), capture_output=True, text=True
     )
     assert (done.returncode, done.stdout) == (
         0,

@@ -167,7 +167,9 @@ if child == 0:
     os.setsid()
     os.close(ready)
     os.close(started)  # the parent reads the end of the pipe: the session exists
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by Python, not by dumb-init
+    # the program gets what it is sent: none of these ignored (Python ignores SIGPIPE and
+    # SIGXFSZ; a shell's background job, SIGINT and SIGQUIT; nohup, SIGHUP)
+    for signum in FORWARDED | {signal.SIGPIPE, signal.SIGXFSZ}:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     try:
