@@ -259,23 +259,29 @@ def test_synth_says_what_it_linted_and_what_the_cache_held(
     assert "time per stage" not in warm.stdout
 
 
+def run_program(folder: Path, source: str) -> subprocess.CompletedProcess[str]:
+    """`source` run as a program's main module (main.py in `folder`) with this checkout."""
+    script = folder / "main.py"
+    script.write_text(source)
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_workers_do_not_import_the_programs_main_module(tmp_path: Path) -> None:
     """A spawned process imports its parent's main module first; cfn-lint's workers skip it
     (for the `foundation` command that would be the whole CLI in each worker)."""
     marks = tmp_path / "imported"
-    script = tmp_path / "main.py"
-    script.write_text(
+    done = run_program(
+        tmp_path,
         "import os\n"
         f"with open({str(marks)!r}, 'a') as f:\n"
         "    f.write(f'{__name__}\\n')\n"
         "if __name__ == '__main__':\n"
         "    from foundation.checks import cfn_lint\n"
         "    with cfn_lint.workers('us-east-1', 2) as pool:\n"
-        "        print(len({w.result() for w in pool.warming}))\n"
-    )
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+        "        print(len({w.result() for w in pool.warming}))\n",
     )
     assert (done.returncode, done.stdout) == (0, "2\n"), done.stderr
     assert marks.read_text() == "__main__\n"
@@ -283,17 +289,13 @@ def test_workers_do_not_import_the_programs_main_module(tmp_path: Path) -> None:
 
 def test_workers_end_when_the_synth_that_started_them_is_killed(tmp_path: Path) -> None:
     """A synth killed mid-way (SIGKILL: no shutdown, no exit hook) leaves no worker behind."""
-    script = tmp_path / "main.py"
-    script.write_text(
+    done = run_program(
+        tmp_path,
         "import os, signal\n"
         "from foundation.checks import cfn_lint\n"
         "with cfn_lint.workers('us-east-1', 2) as pool:\n"
         "    print(' '.join(str(w.result()) for w in pool.warming), flush=True)\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+        "    os.kill(os.getpid(), signal.SIGKILL)\n",
     )
     workers = [int(pid) for pid in done.stdout.split()]
     assert (done.returncode, len(workers)) == (-9, 2), done.stderr
