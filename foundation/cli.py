@@ -59,6 +59,7 @@ status_verb = _Module("foundation.status")
 synth_verb = _Module("foundation.synth")
 validate_verb = _Module("foundation.validate")
 views = _Module("foundation.views")
+watch_module = _Module("foundation.watch")
 
 app = typer.Typer(
     help="Airflow 3 on AWS ECS with a least-privilege AWS identity per DAG.",
@@ -119,6 +120,7 @@ RUN_ERRORS = (
     "foundation.deploy:Refused",
     "foundation.synth:NodeMissing",
     "foundation.synth:SynthesisFailed",
+    "foundation.watch:ToolkitChanged",
     "foundation.dev:BootFailed",
     "foundation.local.cluster:ClusterFailed",
 )
@@ -305,9 +307,22 @@ def synth(
     timings: Annotated[
         bool, typer.Option("--timings", help="Show the seconds each stage took.")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Keep running: synthesize again each time config/, dag_permissions/ or the "
+            "toolkit changes, with CDK and cfn-lint kept loaded. Ctrl-C stops.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Validate, synthesize the CloudFormation cloud assembly and check every template."""
+    if watch:
+        if as_json:
+            raise usage_error("--watch prints as it goes: it cannot be used with --json")
+        _watch(project, env, out, cold, timings)
+        return
     with failures(as_json), output.progress(err, "synth") as stage:
         result = synth_verb.run(project, env, out, cold, stage)
     if as_json:
@@ -323,8 +338,46 @@ def synth(
             console.print(Text(line), soft_wrap=True)
 
 
-def _print_synth(result: synth_verb.SynthResult, timings: bool) -> None:
-    console.print(views.synth_table(result))
+def _watch(project: Path, env: str | None, out: Path | None, cold: bool, timings: bool) -> None:
+    """`synth --watch`: each synth reported as `synth` reports it (the stacks' table only the
+    first time); a synth that fails waits for the next change. Ctrl-C while waiting stops it
+    (exit 0), while synthesizing interrupts it (130)."""
+    # Ctrl-C, or a TERM: the same clean stop (Node's folder removed, workers ended), even when
+    # started with SIGINT ignored (a background job of a shell)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    synths = 0
+
+    def synthesize(session: synth_verb.Session) -> None:
+        nonlocal synths
+        if synths:
+            console.print(Text(time.strftime("%H:%M:%S") + " an input changed", style="dim"))
+        try:
+            with failures(), output.progress(err, "synth") as stage:
+                result = synth_verb.run(project, env, out, cold and not synths, stage, session)
+            _print_synth(result, timings, table=not synths)
+            if not result.written:
+                err.print(f"{len(result.errors)} error(s); the assembly was not written.")
+        except typer.Exit as stopped:
+            if stopped.exit_code == ExitCode.INTERRUPTED:
+                raise
+        synths += 1
+
+    def waiting() -> None:
+        console.print(
+            Text("Watching config/, dag_permissions/ and the toolkit; Ctrl-C stops.", style="dim")
+        )
+
+    with failures():
+        try:
+            watch_module.loop(project.resolve(), synthesize, waiting)
+        except KeyboardInterrupt:
+            console.print("Stopped watching.")
+
+
+def _print_synth(result: synth_verb.SynthResult, timings: bool, table: bool = True) -> None:
+    if table:
+        console.print(views.synth_table(result))
     console.print(_what_was_built(result.built), soft_wrap=True)
     if result.built.rebuilt:
         console.print(Text(views.lint_summary(result.lint, result.cache)), soft_wrap=True)

@@ -66,11 +66,13 @@ class Project:
     warnings: list[Problem] = field(default_factory=list)
     read: dict[Path, str] = field(default_factory=dict)  # each file loaded -> its bytes' sha256
 
-    def still_as_read(self) -> bool:
-        """Whether every file the load read still holds the bytes it read."""
+    def still_as_read(self, folder: Path | None = None) -> bool:
+        """Whether every file the load read (under `folder`, if given) still holds the bytes
+        it read."""
         return all(
             path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest
             for path, digest in self.read.items()
+            if folder is None or path.is_relative_to(folder)
         )
 
 

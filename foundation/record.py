@@ -12,17 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from foundation.checks.cfn_lint import settings_files
+from foundation.checks.cfn_lint import SETTINGS_FILES, settings_files
 from foundation.naming import CONFIG_DIR, MANIFEST_DIR
 
 RECORD = "foundation-inputs.json"
 FORMAT = 5  # 5: every file of the project's folders, by length; escalations in order
 _TOOLKIT = Path(__file__).resolve().parents[1]
+_TOOLKIT_FOLDERS = (_TOOLKIT / "foundation", _TOOLKIT / "stacks")
 # What the templates, their checks' findings and what the project accepts depend on, besides
 # the project, the toolkit's code and Python.
 _VERSIONED = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "cfn-lint", "pydantic", "pyyaml")
@@ -43,37 +45,58 @@ def _update(digest: Any, *parts: bytes) -> None:
         digest.update(len(part).to_bytes(8, "big") + part)
 
 
-def _digest_tree(digest: Any, folder: Path, follow_links: bool = True) -> None:
-    """Every entry under `folder` (hidden ones too) by name and kind, and every file's bytes:
-    whatever loading the folder could read or warn about. A symlinked folder is followed at the
-    top only, as the manifest loader does (foundation/project.py)."""
+def _walk(folder: Path, follow_links: bool = True) -> Iterator[tuple[bytes, Path]]:
+    """Every entry under `folder` (hidden ones too) and its kind, in a fixed order: whatever
+    loading the folder could read or warn about. A symlinked folder is followed at the top only,
+    as the manifest loader does (foundation/project.py)."""
     if not folder.is_dir():
-        _update(digest, b"missing", folder.name.encode())
+        yield b"missing", folder
         return
-    _update(digest, b"folder", folder.name.encode())
+    yield b"folder", folder
     for path in sorted(folder.iterdir()):
         if path.name == "__pycache__":
             continue
         if path.is_dir() and (follow_links or not path.is_symlink()):
-            _digest_tree(digest, path, follow_links=False)
+            yield from _walk(path, follow_links=False)
         elif path.is_file():
-            _update(digest, b"file", path.name.encode(), path.read_bytes())
+            yield b"file", path
         else:
-            _update(digest, b"other", path.name.encode())  # a dangling link, a socket...
-    _update(digest, b"end")
+            yield b"other", path  # a dangling link, a socket...
+    yield b"end", folder
 
 
-def base_key(root: Path, env: str | None) -> str:
-    """A hash of everything a synth reads but the manifests: env, config, the toolkit's code,
-    Python's and the packages' versions above, and cfn-lint's settings files."""
+def _digest_tree(digest: Any, folder: Path) -> None:
+    """Every entry under `folder` by name and kind, and every file's bytes."""
+    for kind, path in _walk(folder):
+        if kind == b"end":
+            _update(digest, kind)
+        elif kind == b"file":
+            _update(digest, kind, path.name.encode(), path.read_bytes())
+        else:
+            _update(digest, kind, path.name.encode())
+
+
+def toolkit_key() -> str:
+    """A hash of what this process runs: Python's version, the packages' versions above and
+    the toolkit's code."""
     digest = hashlib.sha256()
-    _update(digest, json.dumps(env).encode(), sys.version.encode())
+    _update(digest, sys.version.encode())
     for package in _VERSIONED:
         _update(digest, package.encode(), version(package).encode())
+    for folder in _TOOLKIT_FOLDERS:
+        _digest_tree(digest, folder)
+    return digest.hexdigest()
+
+
+def base_key(root: Path, env: str | None, toolkit: str | None = None) -> str:
+    """A hash of everything a synth reads but the manifests: env, config, cfn-lint's settings
+    files and the toolkit (`toolkit_key`, unless given: `foundation synth --watch` gives the
+    code it has loaded)."""
+    digest = hashlib.sha256()
+    _update(digest, json.dumps(env).encode(), (toolkit or toolkit_key()).encode())
     for settings in settings_files():
         _update(digest, settings)
-    for folder in (root / CONFIG_DIR, _TOOLKIT / "foundation", _TOOLKIT / "stacks"):
-        _digest_tree(digest, folder)
+    _digest_tree(digest, root / CONFIG_DIR)
     return digest.hexdigest()
 
 
@@ -82,6 +105,25 @@ def fingerprint(root: Path, base: str) -> str:
     digest = hashlib.sha256(base.encode())
     _digest_tree(digest, root / MANIFEST_DIR)
     return digest.hexdigest()
+
+
+def look(root: Path) -> tuple[tuple[object, ...], ...]:
+    """What the files a synth reads look like from outside (kind, path, size, times, inode),
+    cheap enough to compare a few times a second: when it changes, some input may have."""
+    folders = (root / CONFIG_DIR, root / MANIFEST_DIR, *_TOOLKIT_FOLDERS)
+    settings = [f / name for f in (Path.home(), Path.cwd()) for name in SETTINGS_FILES]
+    entries = [entry for folder in folders for entry in _walk(folder)]
+    return tuple((kind, str(path), *_outside(path)) for kind, path in entries) + tuple(
+        (b"settings", str(path), *_outside(path)) for path in settings
+    )
+
+
+def _outside(path: Path) -> tuple[int, ...]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return ()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
 @dataclass

@@ -20,6 +20,7 @@ from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 from foundation.errors import Problem
+from foundation.naming import CONFIG_DIR
 from foundation.record import CHANGED, Built, Previous, base_key, fingerprint
 
 # The project, its policies, the rules and CDK are imported where a synth builds: when nothing
@@ -303,12 +304,33 @@ def _check_target(target: Path, project_root: Path) -> None:
         )
 
 
+@dataclass
+class Session:
+    """What a process that synthesizes again and again (`foundation synth --watch`) keeps
+    between synths: the toolkit's code as it was when loaded, and warm cfn-lint workers."""
+
+    toolkit: str  # record.toolkit_key() when the session started
+    workers: cfn_lint.Workers | None = None
+
+    @contextmanager
+    def lint_workers(self, region: str) -> Iterator[cfn_lint.Workers | None]:
+        if self.workers is None and cfn_lint.cores() > 1:
+            self.workers = cfn_lint.Workers(region, cfn_lint.cores())
+        yield self.workers
+
+    def close(self) -> None:
+        if self.workers:
+            self.workers.close()
+            self.workers = None
+
+
 def run(
     root: Path,
     env: str | None,
     out: Path | None,
     cold: bool = False,
     on_stage: Callable[[str], None] | None = None,
+    session: Session | None = None,
 ) -> SynthResult:
     """Synthesize and check; with a previous assembly at `out`, rebuild only what changed
     (`cold`: ignore it), or nothing when nothing did."""
@@ -316,8 +338,9 @@ def run(
     root = root.resolve()
     target = (out or root / "cdk.out").resolve()
     _check_target(target, root)
+    toolkit = session.toolkit if session else None
     with timings.stage("compare with the record"):
-        base = base_key(root, env)
+        base = base_key(root, env, toolkit)
         inputs = fingerprint(root, base)
         previous = None if cold else Previous.read(target)
         unchanged = previous is not None and previous.unchanged(inputs)
@@ -326,7 +349,7 @@ def run(
             return _replay(root, previous, target, cache_folder(root), timings)
         except (TypeError, KeyError, ValueError, AttributeError):
             pass  # a report this toolkit did not write: build as if it were not there
-    return _build(root, env, (base, inputs), target, previous, timings)
+    return _build(root, env, (base, inputs), target, previous, timings, session)
 
 
 def _build(
@@ -336,6 +359,7 @@ def _build(
     target: Path,
     previous: Previous | None,
     timings: Timings,
+    session: Session | None,
 ) -> SynthResult:
     """Build what changed; `keys`: the inputs' base_key and fingerprint."""
     base, inputs = keys
@@ -349,7 +373,11 @@ def _build(
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))
     region = project.deployment.region
     try:
-        with cfn_lint.workers(region, _lint_processes(base, previous)) as pool:
+        with (
+            session.lint_workers(region)
+            if session
+            else cfn_lint.workers(region, _lint_processes(base, previous))
+        ) as pool:
             built = incremental.build(
                 project,
                 base,
@@ -376,22 +404,33 @@ def _build(
         )
         if result.written:
             with timings.stage("write"):
-                if not _still_as_read(project, env, inputs):
-                    base = inputs = CHANGED
+                recorded = _recorded_keys(project, env, (base, inputs), session)
                 report = report_data(result, project.root)
-                incremental.write_record(staging, project, (base, inputs), built, report)
+                incremental.write_record(staging, project, recorded, built, report)
                 _replace(target, staging)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _still_as_read(project: Project, env: str | None, inputs: str) -> bool:
-    """Whether every input is as it was when this synth took its fingerprint (before loading
-    the project) and every file it loaded still holds what it read: a file edited, or edited
-    and put back, while a synth ran is never recorded as built."""
+def _recorded_keys(
+    project: Project, env: str | None, keys: tuple[str, str], session: Session | None
+) -> tuple[str, str]:
+    """The base key and fingerprint to record with what was built: as taken before loading when
+    every input is as it was then and every file loaded still holds what was read. A manifest
+    edited, or edited and put back, while the synth ran: the fingerprint is CHANGED, so the next
+    synth replays nothing, but the base key stands, and as each worker stack's key hashes its
+    manifests as read, the next synth rebuilds only the stacks whose manifests are not what this
+    one read. Anything else edited (config, the toolkit): both CHANGED, and the next synth builds
+    every stack."""
+    base, inputs = keys
     root = project.root
-    return fingerprint(root, base_key(root, env)) == inputs and project.still_as_read()
+    now = base_key(root, env, session.toolkit if session else None)
+    if now != base or not project.still_as_read(root / CONFIG_DIR):
+        return CHANGED, CHANGED
+    if fingerprint(root, base) != inputs or not project.still_as_read():
+        return base, CHANGED
+    return base, inputs
 
 
 def _lint_processes(base: str, previous: Previous | None) -> int:

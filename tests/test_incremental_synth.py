@@ -435,10 +435,12 @@ def test_a_damaged_record_means_a_cold_build(
 
 
 def test_a_manifest_edited_during_a_synth_is_built_by_the_next(
-    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
+    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A file edited after the project was loaded: the synth sees it before writing its
-    record, and the next synth builds every stack."""
+    """A manifest edited after the project was loaded: the synth sees it before writing its
+    record and records that its inputs changed, so the next synth replays nothing; it rebuilds
+    that DAG's worker stack alone (its key hashes the manifest as read), and every file is a
+    cold synth's."""
     out = with_previous(project, example_synth)
     build = incremental.build
 
@@ -451,18 +453,33 @@ def test_a_manifest_edited_during_a_synth_is_built_by_the_next(
     apply(project, ("change", "housekeeping", 2))
     assert synth.run(project.root, None, out).written
     monkeypatch.undo()
+    assert not synth.is_up_to_date(out, project.root, None)
     result = synth.run(project.root, None, out)
-    assert result.built.cold == "its inputs changed while the previous synth ran"
-    assert result.built.rebuilt == [s.name for s in example_synth.stacks]
+    assert (result.built.rebuilt, result.built.cold) == ([stack_of("housekeeping")], "")
+    built = files(out)
+    del built[RECORD]
+    assert built == cold(project, tmp_path)
 
 
-@pytest.mark.parametrize("edited", ["dag_permissions/housekeeping.yaml", "config/foundation.yaml"])
+CHANGED_WHILE = "its inputs changed while the previous synth ran"
+
+
+@pytest.mark.parametrize(
+    ("edited", "why"),
+    [("dag_permissions/housekeeping.yaml", ""), ("config/foundation.yaml", CHANGED_WHILE)],
+    ids=["manifest", "config"],
+)
 def test_a_file_edited_and_put_back_while_a_synth_loads_is_never_taken_as_built(
-    project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch, edited: str
+    project: ProjectDir,
+    example_synth,
+    monkeypatch: pytest.MonkeyPatch,
+    edited: str,
+    why: str,
 ) -> None:
     """The synth loads the edited file, then it is put back (an editor's undo): its fingerprint,
     taken before loading, matches again, but what it built is not what the files say. It
-    records that its inputs changed, and the next synth builds every stack."""
+    records that its inputs changed; the next synth rebuilds the stacks built from the edited
+    manifest, or every stack for the config."""
     out = with_previous(project, example_synth)
     path = project.root / edited
     original = path.read_text()
@@ -480,5 +497,7 @@ def test_a_file_edited_and_put_back_while_a_synth_loads_is_never_taken_as_built(
     monkeypatch.undo()
     assert not synth.is_up_to_date(out, project.root, None)
     result = synth.run(project.root, None, out)
-    assert result.built.cold == "its inputs changed while the previous synth ran"
+    every = [s.name for s in example_synth.stacks]
+    rebuilt = every if why else [stack_of("housekeeping")]
+    assert (result.built.rebuilt, result.built.cold) == (rebuilt, why)
     assert files(out) == files(example_synth.out)

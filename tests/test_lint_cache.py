@@ -320,6 +320,6 @@ def test_workers_are_ended_not_waited_for(given: list[str]) -> None:
     pool = cfn_lint.Workers(REGION, 1)
     processes = list(pool.pool._processes.values())
     texts = [json.dumps(template(name), indent=1) for name in given]
-    assert pool.lint(texts) == [[] for _ in given]
+    assert pool.lint(texts, REGION) == [[] for _ in given]
     pool.close()
     assert [p.exitcode for p in processes] == [-signal.SIGTERM]

@@ -105,7 +105,6 @@ class Workers:
     starts warm the moment the assembly is read."""
 
     def __init__(self, region: str, processes: int) -> None:
-        self.region = region
         self.linting = False
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(
@@ -115,12 +114,12 @@ class Workers:
         with _main_left_out():
             self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
 
-    def lint(self, texts: list[str]) -> list[list[Row]]:
+    def lint(self, texts: list[str], region: str) -> list[list[Row]]:
         """The largest template first, so the longest never starts last. Workers that cannot
         start (a program that spawns them from an unguarded main module) leave the linting to
         this process."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        jobs = [(texts[i], self.region) for i in order]
+        jobs = [(texts[i], region) for i in order]
         self.linting = True
         try:
             rows = list(self.pool.map(_lint_job, jobs))
@@ -215,7 +214,7 @@ def _is_rows(value: Any) -> bool:
 
 def lint_all(texts: list[str], region: str, pool: Workers | None) -> list[list[Row]]:
     if pool and texts:
-        return pool.lint(texts)
+        return pool.lint(texts, region)
     return [lint_text(text, region) for text in texts]
 
 

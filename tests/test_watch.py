@@ -1,0 +1,177 @@
+"""`foundation synth --watch` (foundation/watch.py): one process that synthesizes again each time
+an input changes, keeping Node.js and cfn-lint's workers; run here as the `foundation` command
+is, in a process of its own, and its waiting in-process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from foundation import synth, watch
+from foundation.project import load_project
+from foundation.record import RECORD, look
+from tests.conftest import ProjectDir
+from tests.test_incremental_synth import files, stack_of, with_previous
+
+WATCHING = "Watching config/, dag_permissions/ and the toolkit; Ctrl-C stops."
+
+
+class Watcher:
+    """`foundation synth --watch` in a process of its own, its output read line by line."""
+
+    def __init__(self, root: Path, out: Path, env: dict[str, str]) -> None:
+        command = ["synth", "--watch", "--project", str(root), "--out", str(out)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from foundation.cli import run; run()", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("")  # the end
+
+    def next_synth(self) -> list[str]:
+        """The lines up to the next WATCHING: one synth's report."""
+        found = []
+        while (line := self.lines.get(timeout=120)) != WATCHING:
+            assert line, f"the watch ended: {found}"
+            found.append(line)
+        return found
+
+    def children(self) -> set[int]:
+        pid = self.process.pid
+        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and has not ended (an ended one, not yet reaped by whoever
+    inherited it, is a zombie: state Z)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def grant(project: ProjectDir, secret: str) -> None:
+    project.manifest(
+        "housekeeping",
+        f"dag_id: housekeeping\nowner: data-platform@example.com\n"
+        f"permissions:\n  secrets: [{secret}]\n",
+    )
+
+
+def test_a_watch_rebuilds_each_edit_in_one_warm_process(
+    project: ProjectDir, example_synth, tmp_path: Path
+) -> None:
+    """Each edit is synthesized by the same process, with the same Node.js and cfn-lint worker
+    processes (none started again), and gives a cold synth's files; a bad manifest is reported
+    as `synth` reports it, and the watch goes on; a TERM while waiting ends it cleanly (exit 0,
+    its temporary folders and processes gone)."""
+    out = with_previous(project, example_synth)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    watcher = Watcher(project.root, out, os.environ | {"TMPDIR": str(temporary)})
+    try:
+        every = len(example_synth.stacks)
+        assert (
+            f"Nothing changed: all {every} stack(s) reused from the previous synth (verified by "
+            "hash), with its findings."
+        ) in watcher.next_synth()  # after the stacks' table
+        stack = stack_of("housekeeping")
+        rebuilt = (
+            f"Rebuilt 1 stack(s) ({stack}); reused {every - 1} unchanged from the previous "
+            "assembly (verified by hash)."
+        )
+        grant(project, "teams/watch/first")
+        first = watcher.next_synth()
+        assert re.fullmatch(r"\d\d:\d\d:\d\d an input changed", first[0])
+        assert first[1] == rebuilt
+        assert first[2].startswith(f"cfn-lint: 1 of {every} templates linted, ")
+        warm = watcher.children()
+        assert len(warm) >= 3  # jsii's Node.js launcher and a cfn-lint worker per core (2+)
+
+        grant(project, "teams/watch/second")
+        second = watcher.next_synth()
+        assert second[1:3] == [rebuilt, first[2]]
+        assert watcher.children() == warm
+        cold = tmp_path / "cold"
+        synth.synthesize(load_project(project.root), cold)
+        built = files(out)
+        del built[RECORD]
+        assert built == files(cold)
+
+        bad = project.write("dag_permissions/bad.yaml", "dag_id: [oops\n")
+        report = watcher.next_synth()
+        assert report[1:] == [
+            f"error: {bad}:2: YAML syntax error: did not find expected ',' or ']'",
+            "1 problem(s); nothing was written.",
+        ]
+        bad.unlink()
+        assert watcher.next_synth()[1].startswith("Nothing changed: ")
+    finally:
+        watcher.process.send_signal(signal.SIGTERM)
+        watcher.process.wait(timeout=60)
+    assert watcher.process.returncode == 0
+    assert watcher.lines.get(timeout=10) == "Stopped watching."
+    assert list(temporary.iterdir()) == []
+    assert [p for p in warm if running(p)] == []
+
+
+def test_watch_and_json_are_refused_together(project: ProjectDir) -> None:
+    run = project.run("synth", "--watch", "--json")
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == "error: --watch prints as it goes: it cannot be used with --json\n"
+
+
+def test_a_changed_toolkit_stops_the_watch(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process runs the code it loaded: once the toolkit on disk is another, it must not
+    synthesize (and record) as if it ran the new one."""
+    seen = look(project.root)
+    grant(project, "teams/watch/toolkit")
+    monkeypatch.setattr(watch, "toolkit_key", lambda: "the toolkit as changed on disk")
+    with pytest.raises(watch.ToolkitChanged):
+        watch.wait(project.root, seen, "the toolkit this process loaded")
+
+
+@pytest.mark.parametrize("where", ["dag_permissions/extra.yaml", "config/dev.yaml"])
+def test_waiting_ends_on_a_new_file_in_either_folder(project: ProjectDir, where: str) -> None:
+    seen = look(project.root)
+    project.write(where, "x: 1\n")
+    toolkit = watch.toolkit_key()
+    watch.wait(project.root, seen, toolkit)  # returns: the inputs changed
+    assert look(project.root) != seen
+
+
+def test_a_watch_without_a_project_says_so_and_keeps_waiting(tmp_path: Path) -> None:
+    """An empty folder: the missing config is reported like `synth` reports it; the watch waits
+    for it (ended here by a TERM)."""
+    env = os.environ | {"TMPDIR": str(tmp_path)}
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    watcher = Watcher(tmp_path / "p", tmp_path / "out", env)
+    try:
+        report = watcher.next_synth()
+    finally:
+        watcher.process.send_signal(signal.SIGTERM)
+        watcher.process.wait(timeout=60)
+    config = tmp_path / "p" / "config" / "foundation.yaml"
+    assert report[0].startswith(f"error: {config}: not found: a project holds")
+    assert watcher.process.returncode == 0
