@@ -370,7 +370,7 @@ def _watch(project: Path, env: str | None, out: Path | None, cold: bool, timings
 
     with failures():
         try:
-            watch_module.loop(project.resolve(), synthesize, waiting)
+            watch_module.loop(project.resolve(), env, synthesize, waiting)
         except KeyboardInterrupt:
             console.print("Stopped watching.")
 

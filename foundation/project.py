@@ -149,6 +149,12 @@ def _crowded_worker_stacks(project: Project) -> list[Problem]:
     return [project.config.problem(("worker_stacks",), message)]
 
 
+def load_deployment(root: Path, env: str | None = None) -> Deployment:
+    """The deployment alone, from config/ and the --env overlay; InvalidInput if it is not
+    valid."""
+    return _load_config(root, env)[0]
+
+
 def _load_config(root: Path, env: str | None) -> tuple[Deployment, Document, dict[Path, str]]:
     """The deployment, its config document, and each file read with its bytes' sha256."""
     base = root / CONFIG_DIR / BASE_CONFIG

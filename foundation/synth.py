@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
-from foundation.errors import Problem
+from foundation.errors import InvalidInput, Problem
 from foundation.naming import CONFIG_DIR
 from foundation.record import CHANGED, Built, Previous, base_key, fingerprint
 
@@ -307,16 +307,38 @@ def _check_target(target: Path, project_root: Path) -> None:
 @dataclass
 class Session:
     """What a process that synthesizes again and again (`foundation synth --watch`) keeps
-    between synths: the toolkit's code as it was when loaded, and warm cfn-lint workers."""
+    between synths: the toolkit's code as it was when loaded, and warm cfn-lint workers (with
+    the settings files they read: changed, they are started again)."""
 
     toolkit: str  # record.toolkit_key() when the session started
     workers: cfn_lint.Workers | None = None
+    settings: list[bytes] = field(default_factory=list)  # cfn-lint's, as the workers read them
 
     @contextmanager
     def lint_workers(self, region: str) -> Iterator[cfn_lint.Workers | None]:
+        settings = cfn_lint.settings_files()
+        if settings != self.settings:
+            self.close()
+            cfn_lint.forget_settings()
+            self.settings = settings
         if self.workers is None and cfn_lint.cores() > 1:
             self.workers = cfn_lint.Workers(region, cfn_lint.cores())
         yield self.workers
+
+    def warm(self, root: Path, env: str | None) -> None:
+        """Start what a build needs (aws-cdk-lib's Node.js, cfn-lint's workers) before there is
+        one: after a first synth that replayed its record, the first edit would wait for them.
+        A config that does not load starts no workers (the synth will say why)."""
+        from foundation.project import load_deployment
+
+        if shutil.which("node"):
+            _start_cdk()
+        try:
+            region = load_deployment(root, env).region
+        except InvalidInput:
+            return
+        with self.lint_workers(region):
+            pass
 
     def close(self) -> None:
         if self.workers:

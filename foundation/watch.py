@@ -25,7 +25,12 @@ class ToolkitChanged(Exception):
     new one."""
 
 
-def loop(root: Path, synthesize: Callable[[Session], None], waiting: Callable[[], None]) -> None:
+def loop(
+    root: Path,
+    env: str | None,
+    synthesize: Callable[[Session], None],
+    waiting: Callable[[], None],
+) -> None:
     """`synthesize`, then again after each change, until interrupted (KeyboardInterrupt) or
     the toolkit changes (ToolkitChanged)."""
     session = Session(toolkit_key())
@@ -34,6 +39,7 @@ def loop(root: Path, synthesize: Callable[[Session], None], waiting: Callable[[]
             # before the synth: what changes while it runs starts the next one at once
             seen = look(root)
             synthesize(session)
+            session.warm(root, env)
             waiting()
             wait(root, seen, session.toolkit)
     finally:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ WATCHING = "Watching config/, dag_permissions/ and the toolkit; Ctrl-C stops."
 class Watcher:
     """`foundation synth --watch` in a process of its own, its output read line by line."""
 
-    def __init__(self, root: Path, out: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, out: Path, env: dict[str, str], cwd: Path | None = None) -> None:
         command = ["synth", "--watch", "--project", str(root), "--out", str(out)]
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from foundation.cli import run; run()", *command],
@@ -36,6 +37,7 @@ class Watcher:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            cwd=cwd,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -69,6 +71,15 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def still_running(pids: set[int], within: float = 10) -> list[int]:
+    """The processes still running once `within` seconds have passed (an orphan, such as
+    multiprocessing's resource tracker, ends on its own once its parent's pipe closes)."""
+    deadline = time.monotonic() + within
+    while (left := sorted(p for p in pids if running(p))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def grant(project: ProjectDir, secret: str) -> None:
     project.manifest(
         "housekeeping",
@@ -81,7 +92,8 @@ def test_a_watch_rebuilds_each_edit_in_one_warm_process(
     project: ProjectDir, example_synth, tmp_path: Path
 ) -> None:
     """Each edit is synthesized by the same process, with the same Node.js and cfn-lint worker
-    processes (none started again), and gives a cold synth's files; a bad manifest is reported
+    processes (started while it waited after a first synth that replayed its record, and never
+    again), and gives a cold synth's files; a bad manifest is reported
     as `synth` reports it, and the watch goes on; a TERM while waiting ends it cleanly (exit 0,
     its temporary folders and processes gone)."""
     out = with_previous(project, example_synth)
@@ -94,6 +106,8 @@ def test_a_watch_rebuilds_each_edit_in_one_warm_process(
             f"Nothing changed: all {every} stack(s) reused from the previous synth (verified by "
             "hash), with its findings."
         ) in watcher.next_synth()  # after the stacks' table
+        warm = watcher.children()
+        assert len(warm) >= 3  # jsii's Node.js launcher and a cfn-lint worker per core (2+)
         stack = stack_of("housekeeping")
         rebuilt = (
             f"Rebuilt 1 stack(s) ({stack}); reused {every - 1} unchanged from the previous "
@@ -104,8 +118,7 @@ def test_a_watch_rebuilds_each_edit_in_one_warm_process(
         assert re.fullmatch(r"\d\d:\d\d:\d\d an input changed", first[0])
         assert first[1] == rebuilt
         assert first[2].startswith(f"cfn-lint: 1 of {every} templates linted, ")
-        warm = watcher.children()
-        assert len(warm) >= 3  # jsii's Node.js launcher and a cfn-lint worker per core (2+)
+        assert watcher.children() == warm
 
         grant(project, "teams/watch/second")
         second = watcher.next_synth()
@@ -131,7 +144,7 @@ def test_a_watch_rebuilds_each_edit_in_one_warm_process(
     assert watcher.process.returncode == 0
     assert watcher.lines.get(timeout=10) == "Stopped watching."
     assert list(temporary.iterdir()) == []
-    assert [p for p in warm if running(p)] == []
+    assert still_running(warm) == []
 
 
 def test_watch_and_json_are_refused_together(project: ProjectDir) -> None:
@@ -174,4 +187,36 @@ def test_a_watch_without_a_project_says_so_and_keeps_waiting(tmp_path: Path) -> 
         watcher.process.wait(timeout=60)
     config = tmp_path / "p" / "config" / "foundation.yaml"
     assert report[0].startswith(f"error: {config}: not found: a project holds")
+    assert watcher.process.returncode == 0
+
+
+def test_changed_cfn_lint_settings_are_linted_with(
+    project: ProjectDir, example_synth, tmp_path: Path
+) -> None:
+    """cfn-lint's settings file in the working folder changes while the watch runs (it now adds
+    a custom rule): every stack is built again (the settings are an input) and linted by workers
+    that loaded the rules anew, not by the warm ones that loaded them before."""
+    out = with_previous(project, example_synth)
+    custom = tmp_path / "custom-rules.txt"
+    custom.write_text('AWS::RDS::DBInstance StorageEncrypted EQUALS false WARN "a custom rule"\n')
+    custom_finding = "warning: W9001 acme-airflow-data/Resources/DatabaseB269D8BB: a custom rule"
+    watcher = Watcher(project.root, out, dict(os.environ), cwd=tmp_path)
+    try:
+        assert custom_finding not in watcher.next_synth()
+        grant(project, "teams/watch/settings")  # the workers lint, so they have loaded the rules
+        assert custom_finding not in watcher.next_synth()
+        before = watcher.children()
+        (tmp_path / ".cfnlintrc").write_text(f"custom_rules: {custom}\n")
+        report = watcher.next_synth()
+        every = len(example_synth.stacks)
+        assert report[1] == (
+            f"Built all {every} stack(s): the config, env, toolkit, CDK/cfn-lint version or "
+            "cfn-lint settings changed."
+        )
+        assert report[2].startswith(f"cfn-lint: {every} of {every} templates linted, 0 from")
+        assert custom_finding in report
+        assert watcher.children() != before
+    finally:
+        watcher.process.send_signal(signal.SIGTERM)
+        watcher.process.wait(timeout=60)
     assert watcher.process.returncode == 0

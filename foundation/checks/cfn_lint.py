@@ -50,6 +50,12 @@ def _linter(region: str) -> tuple[Any, Any]:
     return config, Runner(config).rules
 
 
+def forget_settings() -> None:
+    """Load cfn-lint's configuration and rules again on the next lint: its settings files
+    changed (a process that lints again and again, `synth --watch`)."""
+    _linter.cache_clear()
+
+
 def lint_text(text: str, region: str) -> list[Row]:
     """What `cfnlint.api.lint(text, config=...)` finds, with rules loaded once."""
     from cfnlint.decode.decode import decode_str
