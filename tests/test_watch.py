@@ -175,3 +175,28 @@ def test_a_watch_without_a_project_says_so_and_keeps_waiting(tmp_path: Path) -> 
     config = tmp_path / "p" / "config" / "foundation.yaml"
     assert report[0].startswith(f"error: {config}: not found: a project holds")
     assert watcher.process.returncode == 0
+
+
+def test_a_watch_lints_with_cfn_lint_settings_as_they_are_now(
+    project: ProjectDir, example_synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `.cfnlintrc` written while a watch runs is an input (the next synth builds every stack
+    and keys cfn-lint's findings by it): its templates must be linted with it, as a fresh
+    process lints them, not with the settings the warm workers loaded when they started (nor
+    kept in the findings cache under the new settings' key)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOUNDATION_CACHE_DIR", str(tmp_path / "cache"))
+    out = with_previous(project, example_synth)
+    session = synth.Session(watch.toolkit_key())
+    try:
+        assert synth.run(project.root, None, out, cold=True, session=session).written
+        (tmp_path / ".cfnlintrc").write_text("include_checks: [I]\n")
+        watched = synth.run(project.root, None, out, session=session)
+    finally:
+        session.close()
+    monkeypatch.setenv("FOUNDATION_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    monkeypatch.setattr(synth.cfn_lint, "cores", lambda: 1)
+    synth.cfn_lint._linter.cache_clear()
+    fresh = synth.run(project.root, None, tmp_path / "fresh", cold=True)
+    assert fresh.findings != example_synth.findings  # the settings find more
+    assert watched.findings == fresh.findings

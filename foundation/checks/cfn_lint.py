@@ -41,8 +41,11 @@ def options(region: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _linter(region: str) -> tuple[Any, Any]:
-    """cfn-lint's configuration and its rules, loaded once per process and region."""
+def _linter(region: str, settings: tuple[bytes, ...]) -> tuple[Any, Any]:
+    """cfn-lint's configuration and its rules, loaded once per process, region and settings
+    files (`settings_files`, which cfn-lint reads again itself): a process that lints again and
+    again (a warm worker of `synth --watch`) lints with the settings as they are now, as a
+    fresh one would and as the findings cache keys them."""
     from cfnlint.config import ConfigMixIn
     from cfnlint.runner import Runner
 
@@ -60,7 +63,7 @@ def lint_text(text: str, region: str) -> list[Row]:
         return [_row(m) for m in errors]
     if template is None:
         return []
-    config, rules = _linter(region)
+    config, rules = _linter(region, tuple(settings_files()))
     return [_row(m) for m in run_template_by_data(template, config, rules)]
 
 
@@ -95,7 +98,7 @@ def _end_with(parent: int) -> None:
 
 
 def _warm(region: str) -> int:
-    _linter(region)
+    _linter(region, tuple(settings_files()))
     return os.getpid()
 
 
