@@ -20,7 +20,7 @@ from foundation.checks import cfn_lint
 from foundation.checks.cache import FindingsCache, cache_folder
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 from foundation.errors import Problem
-from foundation.naming import CONFIG_DIR
+from foundation.naming import CONFIG_DIR, MANIFEST_DIR
 from foundation.record import CHANGED, Built, Previous, base_key, fingerprint
 
 # The project, its policies, the rules and CDK are imported where a synth builds: when nothing
@@ -298,6 +298,12 @@ class ChecksFailed(Exception):
 def _check_target(target: Path, project_root: Path) -> None:
     if project_root == target or project_root.is_relative_to(target):
         raise UnsafeOutput(f"--out {target} holds the project; choose a folder of its own")
+    for folder in (CONFIG_DIR, MANIFEST_DIR):
+        if target.is_relative_to((project_root / folder).resolve()):
+            raise UnsafeOutput(
+                f"--out {target} is inside the project's {folder}/, every file of which is an "
+                "input of the synth; choose a folder of its own"
+            )
     if target.exists() and not (target.is_dir() and (target / "manifest.json").is_file()):
         raise UnsafeOutput(
             f"--out {target} exists and is not a cloud assembly; synth replaces only assemblies"

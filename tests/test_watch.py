@@ -200,3 +200,17 @@ def test_a_watch_lints_with_cfn_lint_settings_as_they_are_now(
     fresh = synth.run(project.root, None, tmp_path / "fresh", cold=True)
     assert fresh.findings != example_synth.findings  # the settings find more
     assert watched.findings == fresh.findings
+
+
+@pytest.mark.parametrize("inside", ["config", "dag_permissions"])
+def test_an_out_inside_the_inputs_is_refused(project: ProjectDir, inside: str) -> None:
+    """The assembly (and the synth's staging folder beside it) would be an input of every
+    synth: none would ever be up to date, and a watch would rebuild every stack forever."""
+    out = project.root / inside / "cdk.out"
+    run = project.run("synth", "--out", str(out))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == (
+        f"error: --out {out} is inside the project's {inside}/, every file of which is an "
+        "input of the synth; choose a folder of its own\n"
+    )
+    assert not out.exists()
