@@ -214,3 +214,28 @@ def test_an_out_inside_the_inputs_is_refused(project: ProjectDir, inside: str) -
         "input of the synth; choose a folder of its own\n"
     )
     assert not out.exists()
+
+
+def test_cold_holds_until_a_watched_synth_has_written(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`synth --watch --cold`: a first synth that fails (a bad manifest) wrote nothing, so the
+    next one must still ignore the assembly at --out, as --cold asked."""
+    from foundation.errors import InvalidInput, Problem
+
+    asked = []
+
+    def refused(root: Path, env: object, out: object, cold: bool, *rest: object) -> None:
+        asked.append(cold)
+        raise InvalidInput([Problem(root / "dag_permissions/bad.yaml", 1, "", "bad")])
+
+    def two_synths(root: Path, synthesize, waiting) -> None:
+        synthesize(synth.Session("toolkit"))
+        synthesize(synth.Session("toolkit"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "run", refused)
+    monkeypatch.setattr(watch, "loop", two_synths)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    run = project.run("synth", "--watch", "--cold")
+    assert (run.exit_code, asked) == (0, [True, True])
