@@ -13,6 +13,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -87,7 +88,10 @@ def cores() -> int:
 
 def _end_with(parent: int) -> None:
     """A worker ends when the synth that started it does, however it ended: killed, its pool
-    never shut down, a worker would wait for work forever."""
+    never shut down, a worker would wait for work forever. A terminal's Ctrl-C reaches every
+    process of its group: a worker leaves it to the synth, which ends it (`Workers.close`);
+    interrupted itself, it would print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
