@@ -347,14 +347,16 @@ def _watch(project: Path, env: str | None, out: Path | None, cold: bool, timings
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     synths = 0
+    written = False  # --cold holds until a synth has written
 
     def synthesize(session: synth_verb.Session) -> None:
-        nonlocal synths
+        nonlocal synths, written
         if synths:
             console.print(Text(time.strftime("%H:%M:%S") + " an input changed", style="dim"))
         try:
             with failures(), output.progress(err, "synth") as stage:
-                result = synth_verb.run(project, env, out, cold and not synths, stage, session)
+                result = synth_verb.run(project, env, out, cold and not written, stage, session)
+            written = written or result.written
             _print_synth(result, timings, table=not synths)
             if not result.written:
                 err.print(f"{len(result.errors)} error(s); the assembly was not written.")

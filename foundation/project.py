@@ -64,29 +64,40 @@ class Project:
     config: Document | None = None  # where each config field was written
     # what is valid but likely not what the user meant (shown; the exit code stays 0)
     warnings: list[Problem] = field(default_factory=list)
-    read: dict[Path, str] = field(default_factory=dict)  # each file loaded -> its bytes' sha256
+    # each file loaded -> its bytes' sha256; each folder of manifests listed -> its listing's
+    read: dict[Path, str] = field(default_factory=dict)
 
     def still_as_read(self, folder: Path | None = None) -> bool:
         """Whether every file the load read (under `folder`, if given) still holds the bytes
-        it read."""
+        it read, and every folder it listed the entries it listed (a manifest moved away while
+        the load ran, a file that is no manifest there only then)."""
         return all(
-            path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest
+            _as_read(path) == digest
             for path, digest in self.read.items()
             if folder is None or path.is_relative_to(folder)
         )
 
 
+def _as_read(path: Path) -> str | None:
+    if path.is_dir():
+        return _listing(_visible(path))
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return None
+
+
 def load_project(root: Path, env: str | None = None) -> Project:
     """Load and check everything; raise InvalidInput with every problem in the input."""
     root = root.resolve()
-    manifests, problems, warnings = _load_manifests(root)
+    listed: dict[Path, str] = {}
+    manifests, problems, warnings = _load_manifests(root, listed)
     try:
         deployment, config_doc, read = _load_config(root, env)
     except InvalidInput as err:
         raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
     project = Project(root, deployment, [], config=config_doc, warnings=warnings, read=read)
-    project.read |= {doc.file: doc.sha256 for doc, _ in manifests}
+    project.read |= listed | {doc.file: doc.sha256 for doc, _ in manifests}
     for doc, manifest in manifests:
         dag, found = _build_policy(root, deployment, doc, manifest)
         problems += found
@@ -217,16 +228,19 @@ NOT_A_MANIFEST = (
 
 
 def _load_manifests(
-    root: Path,
+    root: Path, listed: dict[Path, str]
 ) -> tuple[list[tuple[Document, DagManifest]], list[Problem], list[Problem]]:
-    """Every manifest, the problems found, and warnings for files that are not read."""
+    """Every manifest, the problems found, and warnings for files that are not read; each
+    folder listed goes into `listed` with its listing's hash."""
     folder = root / MANIFEST_DIR
     if not folder.is_dir():
         return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")], []
     loaded, problems, warnings = [], [], []
-    for path in _visible(folder):
+    visible = _visible(folder)
+    listed[folder] = _listing(visible)
+    for path in visible:
         if path.is_dir():
-            found, unread = _subfolder(path)
+            found, unread = _subfolder(path, listed)
             problems += found
             warnings += unread
         elif not _is_yaml(path):
@@ -245,6 +259,12 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") or _is_yaml(p))
 
 
+def _listing(paths: list[Path]) -> str:
+    """The entries' names and kinds, as the loader tells them apart."""
+    kinds = [f"{p.name}\0{p.is_dir():d}{p.is_symlink():d}" for p in paths]
+    return hashlib.sha256("\0".join(kinds).encode()).hexdigest()
+
+
 def _is_yaml(path: Path) -> bool:
     return path.suffix.lower() in YAML_SUFFIXES
 
@@ -253,13 +273,15 @@ def _not_read(path: Path) -> Problem:
     return Problem(path, 1, "", "not read: only <dag_id>.yaml (or .yml) files are DAG manifests")
 
 
-def _subfolder(folder: Path) -> tuple[list[Problem], list[Problem]]:
+def _subfolder(folder: Path, listed: dict[Path, str]) -> tuple[list[Problem], list[Problem]]:
     """Manifests are read from dag_permissions/ itself: a YAML file below it would silently
     give its DAG no identity, so it is an error; any other file is a warning."""
     problems, warnings = [], []
-    for path in _visible(folder):
+    visible = _visible(folder)
+    listed[folder] = _listing(visible)
+    for path in visible:
         if path.is_dir() and not path.is_symlink():
-            found, unread = _subfolder(path)
+            found, unread = _subfolder(path, listed)
             problems += found
             warnings += unread
         elif _is_yaml(path):

@@ -298,11 +298,11 @@ class ChecksFailed(Exception):
 def _check_target(target: Path, project_root: Path) -> None:
     if project_root == target or project_root.is_relative_to(target):
         raise UnsafeOutput(f"--out {target} holds the project; choose a folder of its own")
-    for inputs in (CONFIG_DIR, MANIFEST_DIR):
-        if target.is_relative_to(project_root / inputs):
-            # the assembly would be an input of the next synth (and `--watch` would never rest)
+    for folder in (CONFIG_DIR, MANIFEST_DIR):
+        if target.is_relative_to((project_root / folder).resolve()):
             raise UnsafeOutput(
-                f"--out {target} is inside the project's {inputs}/; choose a folder of its own"
+                f"--out {target} is inside the project's {folder}/, every file of which is an "
+                "input of the synth; choose a folder of its own"
             )
     if target.exists() and not (target.is_dir() and (target / "manifest.json").is_file()):
         raise UnsafeOutput(
@@ -313,20 +313,14 @@ def _check_target(target: Path, project_root: Path) -> None:
 @dataclass
 class Session:
     """What a process that synthesizes again and again (`foundation synth --watch`) keeps
-    between synths: the toolkit's code as it was when loaded, and warm cfn-lint workers (with
-    the settings files they read: changed, they are started again)."""
+    between synths: the toolkit's code as it was when loaded, and warm cfn-lint workers (which
+    load cfn-lint's rules again when its settings files change: cfn_lint._linter)."""
 
     toolkit: str  # record.toolkit_key() when the session started
     workers: cfn_lint.Workers | None = None
-    settings: list[bytes] = field(default_factory=list)  # cfn-lint's, as the workers read them
 
     @contextmanager
     def lint_workers(self, region: str) -> Iterator[cfn_lint.Workers | None]:
-        settings = cfn_lint.settings_files()
-        if settings != self.settings:
-            self.close()
-            cfn_lint.forget_settings()
-            self.settings = settings
         if self.workers is None and cfn_lint.cores() > 1:
             self.workers = cfn_lint.Workers(region, cfn_lint.cores())
         yield self.workers

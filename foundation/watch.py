@@ -49,7 +49,7 @@ def loop(
 def wait(root: Path, seen: tuple[object, ...], toolkit: str) -> None:
     """Until the inputs look different from `seen` and then stay as they are for SETTLE: an
     editor's save or a checkout can be many writes, and a file changed while a synth reads the
-    project makes the next synth build every stack (synth._still_as_read)."""
+    project costs the next synth its stacks (synth._recorded_keys)."""
     start = time.perf_counter()
     now = look(root)
     poll = max(POLL, 10 * (time.perf_counter() - start))

@@ -501,3 +501,46 @@ def test_a_file_edited_and_put_back_while_a_synth_loads_is_never_taken_as_built(
     rebuilt = every if why else [stack_of("housekeeping")]
     assert (result.built.rebuilt, result.built.cold) == (rebuilt, why)
     assert files(out) == files(example_synth.out)
+
+
+@pytest.mark.parametrize(
+    ("moved", "kept"),
+    [("dag_permissions/housekeeping.yaml", None), (None, "dag_permissions/notes.txt")],
+    ids=["manifest-away-while-loading", "other-file-only-while-loading"],
+)
+def test_a_listing_that_differs_only_while_a_synth_loads_is_never_taken_as_built(
+    project: ProjectDir,
+    example_synth,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    moved: str | None,
+    kept: str | None,
+) -> None:
+    """A manifest moved away while the synth loads and put back with the same bytes (an
+    editor's save that renames the original first), or a file that is no manifest there only
+    while it loads (vim's 4913, an editor's backup): the fingerprints before and after match,
+    and every file loaded is as read, but what the load saw is not what the folder holds. The
+    next synth, with nothing edited, must give a cold synth's files and findings."""
+    out = with_previous(project, example_synth)
+    load = project_module.load_project
+
+    def listing_differs_while_loading(*args: object) -> object:
+        if moved:
+            path = project.root / moved
+            aside = tmp_path / "aside"
+            path.rename(aside)
+        else:
+            path = project.write(kept, "notes\n")
+        try:
+            return load(*args)
+        finally:
+            aside.rename(path) if moved else path.unlink()
+
+    monkeypatch.setattr(project_module, "load_project", listing_differs_while_loading)
+    assert synth.run(project.root, None, out, cold=True).written
+    monkeypatch.undo()
+    result = synth.run(project.root, None, out)
+    assert relative(result.findings, project.root) == example_synth.findings
+    built = files(out)
+    del built[RECORD]
+    assert built == cold(project, tmp_path)

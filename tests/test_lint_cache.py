@@ -156,7 +156,6 @@ def test_what_else_findings_depend_on_is_in_the_key(
         expected = [f for f in FINDINGS if f.rule != "W3005"]
     else:
         (tmp_path / ".cfnlintrc").write_text("include_checks:\n  - I\n")  # informational too
-        cfn_lint._linter.cache_clear()
         expected = cfn_lint_itself(checked.stacks[0])
         rules = ["E3031", "W3005", "I3011", "I3011", "E3012", "I3013", "E3002"]
         assert [f.rule for f in expected] == rules
@@ -323,3 +322,25 @@ def test_workers_are_ended_not_waited_for(given: list[str]) -> None:
     assert pool.lint(texts, REGION) == [[] for _ in given]
     pool.close()
     assert [p.exitcode for p in processes] == [-signal.SIGTERM]
+
+
+def test_a_ctrl_c_leaves_ending_the_workers_to_the_synth(capfd: pytest.CaptureFixture) -> None:
+    """A terminal's Ctrl-C reaches every process of its group: the cfn-lint workers too. They
+    leave it to the synth that started them (which ends them, `Workers.close`): interrupted
+    themselves, each printed a KeyboardInterrupt traceback (`synth --watch` stopped by Ctrl-C
+    while waiting, every time)."""
+    # as `synth --watch` starts them: with Python's own Ctrl-C handler, not an inherited ignore
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        pool = cfn_lint.Workers(REGION, 1)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    worker = pool.warming[0].result()
+    capfd.readouterr()
+    os.kill(worker, signal.SIGINT)
+    time.sleep(1)
+    assert running(worker)
+    texts = [json.dumps(template("clean"), indent=1)]
+    assert pool.lint(texts, REGION) == [[]]
+    pool.close()
+    assert capfd.readouterr() == ("", "")

@@ -523,19 +523,6 @@ def test_synth_never_replaces_what_is_not_an_assembly(project: ProjectDir) -> No
     assert (project.root / "config" / "foundation.yaml").is_file()
 
 
-@pytest.mark.parametrize("inputs", ["config", "dag_permissions"])
-def test_synth_never_writes_among_its_inputs(project: ProjectDir, inputs: str) -> None:
-    """An assembly inside config/ or dag_permissions/ would be an input of the next synth:
-    every synth would find its inputs changed, and `synth --watch` would never rest."""
-    out = project.root / inputs / "cdk.out"
-    result = project.run("synth", "--out", str(out))
-    assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == (
-        f"error: --out {out} is inside the project's {inputs}/; choose a folder of its own\n"
-    )
-    assert not out.exists()
-
-
 def test_private_endpoints_leave_tasks_only_the_endpoints(project: ProjectDir) -> None:
     config = project.root / "config" / "foundation.yaml"
     text = config.read_text().replace(

@@ -205,7 +205,6 @@ def test_changed_cfn_lint_settings_are_linted_with(
         assert custom_finding not in watcher.next_synth()
         grant(project, "teams/watch/settings")  # the workers lint, so they have loaded the rules
         assert custom_finding not in watcher.next_synth()
-        before = watcher.children()
         (tmp_path / ".cfnlintrc").write_text(f"custom_rules: {custom}\n")
         report = watcher.next_synth()
         every = len(example_synth.stacks)
@@ -215,8 +214,71 @@ def test_changed_cfn_lint_settings_are_linted_with(
         )
         assert report[2].startswith(f"cfn-lint: {every} of {every} templates linted, 0 from")
         assert custom_finding in report
-        assert watcher.children() != before
     finally:
         watcher.process.send_signal(signal.SIGTERM)
         watcher.process.wait(timeout=60)
     assert watcher.process.returncode == 0
+
+
+def test_a_watch_lints_with_cfn_lint_settings_as_they_are_now(
+    project: ProjectDir, example_synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `.cfnlintrc` written while a watch runs is an input (the next synth builds every stack
+    and keys cfn-lint's findings by it): its templates must be linted with it, as a fresh
+    process lints them, not with the settings the warm workers loaded when they started (nor
+    kept in the findings cache under the new settings' key)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOUNDATION_CACHE_DIR", str(tmp_path / "cache"))
+    out = with_previous(project, example_synth)
+    session = synth.Session(watch.toolkit_key())
+    try:
+        assert synth.run(project.root, None, out, cold=True, session=session).written
+        (tmp_path / ".cfnlintrc").write_text("include_checks: [I]\n")
+        watched = synth.run(project.root, None, out, session=session)
+    finally:
+        session.close()
+    monkeypatch.setenv("FOUNDATION_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    monkeypatch.setattr(synth.cfn_lint, "cores", lambda: 1)
+    synth.cfn_lint._linter.cache_clear()
+    fresh = synth.run(project.root, None, tmp_path / "fresh", cold=True)
+    assert fresh.findings != example_synth.findings  # the settings find more
+    assert watched.findings == fresh.findings
+
+
+@pytest.mark.parametrize("inside", ["config", "dag_permissions"])
+def test_an_out_inside_the_inputs_is_refused(project: ProjectDir, inside: str) -> None:
+    """The assembly (and the synth's staging folder beside it) would be an input of every
+    synth: none would ever be up to date, and a watch would rebuild every stack forever."""
+    out = project.root / inside / "cdk.out"
+    run = project.run("synth", "--out", str(out))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == (
+        f"error: --out {out} is inside the project's {inside}/, every file of which is an "
+        "input of the synth; choose a folder of its own\n"
+    )
+    assert not out.exists()
+
+
+def test_cold_holds_until_a_watched_synth_has_written(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`synth --watch --cold`: a first synth that fails (a bad manifest) wrote nothing, so the
+    next one must still ignore the assembly at --out, as --cold asked."""
+    from foundation.errors import InvalidInput, Problem
+
+    asked = []
+
+    def refused(root: Path, env: object, out: object, cold: bool, *rest: object) -> None:
+        asked.append(cold)
+        raise InvalidInput([Problem(root / "dag_permissions/bad.yaml", 1, "", "bad")])
+
+    def two_synths(root: Path, env: object, synthesize, waiting) -> None:
+        synthesize(synth.Session("toolkit"))
+        synthesize(synth.Session("toolkit"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "run", refused)
+    monkeypatch.setattr(watch, "loop", two_synths)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    run = project.run("synth", "--watch", "--cold")
+    assert (run.exit_code, asked) == (0, [True, True])

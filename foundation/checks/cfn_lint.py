@@ -13,6 +13,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -41,19 +42,16 @@ def options(region: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _linter(region: str) -> tuple[Any, Any]:
-    """cfn-lint's configuration and its rules, loaded once per process and region."""
+def _linter(region: str, settings: tuple[bytes, ...]) -> tuple[Any, Any]:
+    """cfn-lint's configuration and its rules, loaded once per process, region and settings
+    files (`settings_files`, which cfn-lint reads again itself): a process that lints again and
+    again (a warm worker of `synth --watch`) lints with the settings as they are now, as a
+    fresh one would and as the findings cache keys them."""
     from cfnlint.config import ConfigMixIn
     from cfnlint.runner import Runner
 
     config = ConfigMixIn(**options(region))
     return config, Runner(config).rules
-
-
-def forget_settings() -> None:
-    """Load cfn-lint's configuration and rules again on the next lint: its settings files
-    changed (a process that lints again and again, `synth --watch`)."""
-    _linter.cache_clear()
 
 
 def lint_text(text: str, region: str) -> list[Row]:
@@ -66,7 +64,7 @@ def lint_text(text: str, region: str) -> list[Row]:
         return [_row(m) for m in errors]
     if template is None:
         return []
-    config, rules = _linter(region)
+    config, rules = _linter(region, tuple(settings_files()))
     return [_row(m) for m in run_template_by_data(template, config, rules)]
 
 
@@ -90,7 +88,10 @@ def cores() -> int:
 
 def _end_with(parent: int) -> None:
     """A worker ends when the synth that started it does, however it ended: killed, its pool
-    never shut down, a worker would wait for work forever."""
+    never shut down, a worker would wait for work forever. A terminal's Ctrl-C reaches every
+    process of its group: a worker leaves it to the synth, which ends it (`Workers.close`);
+    interrupted itself, it would print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -101,7 +102,7 @@ def _end_with(parent: int) -> None:
 
 
 def _warm(region: str) -> int:
-    _linter(region)
+    _linter(region, tuple(settings_files()))
     return os.getpid()
 
 
