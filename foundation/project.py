@@ -79,10 +79,14 @@ class Project:
 
 
 def _as_read(path: Path) -> str | None:
-    if path.is_dir():
-        return _listing(_visible(path))
-    if path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+    """What `path` holds now, as the load recorded it; None if it is gone (also meanwhile)."""
+    try:
+        if path.is_dir():
+            return _listing(_visible(path))
+        if path.is_file():  # not a FIFO put there, which reading would wait on
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        pass
     return None
 
 

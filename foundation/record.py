@@ -49,11 +49,13 @@ def _walk(folder: Path, follow_links: bool = True) -> Iterator[tuple[bytes, Path
     """Every entry under `folder` (hidden ones too) and its kind, in a fixed order: whatever
     loading the folder could read or warn about. A symlinked folder is followed at the top only,
     as the manifest loader does (foundation/project.py)."""
-    if not folder.is_dir():
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:  # not a folder, or gone since it was listed
         yield b"missing", folder
         return
     yield b"folder", folder
-    for path in sorted(folder.iterdir()):
+    for path in entries:
         if path.name == "__pycache__":
             continue
         if path.is_dir() and (follow_links or not path.is_symlink()):
@@ -66,12 +68,17 @@ def _walk(folder: Path, follow_links: bool = True) -> Iterator[tuple[bytes, Path
 
 
 def _digest_tree(digest: Any, folder: Path) -> None:
-    """Every entry under `folder` by name and kind, and every file's bytes."""
+    """Every entry under `folder` by name and kind, and every file's bytes. A file gone between
+    listing and reading (an editor's swap file) is hashed as gone: the inputs were changing, and
+    the synth's check before writing (synth._recorded_keys) sees that they changed."""
     for kind, path in _walk(folder):
         if kind == b"end":
             _update(digest, kind)
         elif kind == b"file":
-            _update(digest, kind, path.name.encode(), path.read_bytes())
+            try:
+                _update(digest, kind, path.name.encode(), path.read_bytes())
+            except OSError:
+                _update(digest, b"gone", path.name.encode())
         else:
             _update(digest, kind, path.name.encode())
 

@@ -7,7 +7,6 @@ import atexit
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -228,57 +227,63 @@ def synthesize(
     runtime_files.write(outdir / "airflow", project.deployment.airflow.executor)
 
 
-# Node's temporary folder: made by mkdtemp (a new name, mode 0700), never one already there
+# Node's temporary folder: made by mkdtemp (a new name, mode 0700), never one already there,
+# and jsii's Node.js process once this process has started it
 _node_folder: list[Path] = []
+_node: list[Any] = []
 
 
 def _start_cdk() -> Callable[..., Any]:
-    """The app's builder. Importing aws_cdk starts jsii's Node.js process (once per process),
-    with a temporary folder of its own that `release_node` removes."""
-    if "jsii._runtime" in sys.modules:
+    """The app's builder. Importing aws_cdk loads it into jsii's Node.js process, started here
+    (once per process) with a temporary folder of its own that `release_node` removes, also when
+    the start is interrupted (Ctrl-C, which reaches Node too)."""
+    if _node:
         from stacks.app import build_app
 
         return build_app
     folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
     _node_folder.append(folder)
+    atexit.register(release_node)
     saved = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(folder)  # read by Node only: tempfile has read it already
     try:
+        from jsii._runtime import kernel
+
+        import stacks  # noqa: F401  (its __init__ sets jsii's environment before Node starts)
+
+        _node.append(kernel.provider._process)  # starts it
+        atexit.unregister(_node[0].stop)
         from stacks.app import build_app
+    except BaseException:
+        release_node()
+        raise
     finally:
         if saved is None:
             del os.environ["TMPDIR"]
         else:
             os.environ["TMPDIR"] = saved
-    from jsii._runtime import kernel
-
-    atexit.unregister(kernel.provider._process.stop)
-    atexit.register(release_node)
     return build_app
 
 
 def release_node() -> None:
     """End aws-cdk-lib's Node.js process (jsii's), in a process that will synthesize no more:
-    at exit, or sooner. Terminated, not asked to stop: asked, Node first walks jsii's whole
-    package cache to prune it (one to two seconds on every synth, measured), and a Ctrl-C
-    reaching Node (one process group) would make jsii's own exit hook print a traceback.
-    SIGTERM, not SIGKILL: jsii's launcher passes it on to the Node process that holds the
-    constructs and exits once that one has, so both are gone (and counted in this process's
+    at exit, or sooner, and remove its folder. Terminated, not asked to stop: asked, Node first
+    walks jsii's whole package cache to prune it (one to two seconds on every synth, measured),
+    and a Ctrl-C reaching Node (one process group) would make jsii's own exit hook print a
+    traceback. SIGTERM, not SIGKILL: jsii's launcher passes it on to the Node process that holds
+    the constructs and exits once that one has, so both are gone (and counted in this process's
     resource usage) before the work folder is removed."""
-    if "jsii._runtime" not in sys.modules:
-        return
-    from jsii._runtime import kernel
-
-    node = kernel.provider._process
-    atexit.unregister(node.stop)
     atexit.unregister(release_node)
-    node._process.terminate()
-    try:
-        node._process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        node._process.kill()
-        node._process.wait()
-    node._ctx_stack.close()  # the runtime's script, which jsii unpacked
+    while _node:
+        node = _node.pop()
+        atexit.unregister(node.stop)
+        node._process.terminate()
+        try:
+            node._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node._process.kill()
+            node._process.wait()
+        node._ctx_stack.close()  # the runtime's script, which jsii unpacked
     while _node_folder:
         shutil.rmtree(_node_folder.pop(), ignore_errors=True)
 

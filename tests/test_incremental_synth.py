@@ -544,3 +544,27 @@ def test_a_listing_that_differs_only_while_a_synth_loads_is_never_taken_as_built
     built = files(out)
     del built[RECORD]
     assert built == cold(project, tmp_path)
+
+
+def test_a_file_gone_between_listing_and_hashing_is_hashed_as_gone(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor's swap file deleted after the folder was listed and before it was read: the
+    fingerprint is taken all the same (no crash), and is neither the one with the file nor the
+    one without it, so nothing is ever recorded as built from a folder in the middle of a
+    change."""
+    swap = project.write("dag_permissions/.housekeeping.yaml.swp", "b0VIM 9.0")
+    base = record.base_key(project.root, None)
+    with_swap = record.fingerprint(project.root, base)
+    read_bytes = Path.read_bytes
+
+    def deleted_meanwhile(path: Path) -> bytes:
+        if path == swap:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", deleted_meanwhile)
+    racing = record.fingerprint(project.root, base)
+    monkeypatch.undo()
+    swap.unlink()
+    assert len({with_swap, racing, record.fingerprint(project.root, base)}) == 3
