@@ -371,6 +371,7 @@ def _watch(project: Path, env: str | None, out: Path | None, cold: bool, timings
         )
 
     with failures():
+        synth_verb.output_folder(project, out)  # only another command line can make it safe
         try:
             watch_module.loop(project.resolve(), env, synthesize, waiting)
         except KeyboardInterrupt:

@@ -300,6 +300,14 @@ class ChecksFailed(Exception):
     """The synthesized templates fail the toolkit's checks: nothing can be deployed from them."""
 
 
+def output_folder(root: Path, out: Path | None) -> Path:
+    """Where the assembly goes (`--out`, or the project's cdk.out); UnsafeOutput if that would
+    replace something that is not an assembly or be one of the synth's inputs."""
+    target = (out or root / "cdk.out").resolve()
+    _check_target(target, root.resolve())
+    return target
+
+
 def _check_target(target: Path, project_root: Path) -> None:
     if project_root == target or project_root.is_relative_to(target):
         raise UnsafeOutput(f"--out {target} holds the project; choose a folder of its own")
@@ -363,8 +371,7 @@ def run(
     (`cold`: ignore it), or nothing when nothing did."""
     timings = Timings(on_stage)
     root = root.resolve()
-    target = (out or root / "cdk.out").resolve()
-    _check_target(target, root)
+    target = output_folder(root, out)
     toolkit = session.toolkit if session else None
     with timings.stage("compare with the record"):
         base = base_key(root, env, toolkit)

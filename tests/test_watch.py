@@ -267,6 +267,18 @@ def test_an_out_inside_the_inputs_is_refused(project: ProjectDir, inside: str) -
     assert not out.exists()
 
 
+def test_an_unsafe_out_ends_the_watch_at_once(project: ProjectDir) -> None:
+    """No change of the inputs can make such an --out safe: the watch refuses it before it
+    starts, as `synth` does (exit 2), rather than wait on it."""
+    out = project.write("not-an-assembly.txt", "notes\n")
+    run = project.run("synth", "--watch", "--out", str(out))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == (
+        f"error: --out {out} exists and is not a cloud assembly; synth replaces only assemblies\n"
+    )
+    assert out.read_text() == "notes\n"
+
+
 def test_cold_holds_until_a_watched_synth_has_written(
     project: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
