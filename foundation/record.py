@@ -18,7 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from foundation.checks.cfn_lint import SETTINGS_FILES, settings_files
+from foundation.checks.cfn_lint import settings_files, settings_paths
 from foundation.naming import CONFIG_DIR, MANIFEST_DIR
 
 RECORD = "foundation-inputs.json"
@@ -118,7 +118,7 @@ def look(root: Path) -> tuple[tuple[object, ...], ...]:
     """What the files a synth reads look like from outside (kind, path, size, times, inode),
     cheap enough to compare a few times a second: when it changes, some input may have."""
     folders = (root / CONFIG_DIR, root / MANIFEST_DIR, *_TOOLKIT_FOLDERS)
-    settings = [f / name for f in (Path.home(), Path.cwd()) for name in SETTINGS_FILES]
+    settings = [path for candidates in settings_paths() for path in candidates]
     entries = [entry for folder in folders for entry in _walk(folder)]
     return tuple((kind, str(path), *_outside(path)) for kind, path in entries) + tuple(
         (b"settings", str(path), *_outside(path)) for path in settings

@@ -344,6 +344,8 @@ class Session:
         A config that does not load starts no workers (the synth will say why)."""
         from foundation.project import load_deployment
 
+        if _node and (self.workers or cfn_lint.cores() < 2):
+            return  # all started
         if shutil.which("node"):
             _start_cdk()
         try:

@@ -203,11 +203,17 @@ def cache_salt(region: str) -> list[bytes]:
     return [json.dumps(versions, sort_keys=True).encode(), *settings_files()]
 
 
+def settings_paths() -> list[list[Path]]:
+    """Where cfn-lint looks for its settings: in the home and the working folder, each folder's
+    candidates in the order it tries them."""
+    return [[folder / name for name in SETTINGS_FILES] for folder in (Path.home(), Path.cwd())]
+
+
 def settings_files() -> list[bytes]:
     """The settings cfn-lint would read in the home and the working folder (empty if none)."""
     return [
-        next(((folder / n).read_bytes() for n in SETTINGS_FILES if (folder / n).is_file()), b"")
-        for folder in (Path.home(), Path.cwd())
+        next((path.read_bytes() for path in candidates if path.is_file()), b"")
+        for candidates in settings_paths()
     ]
 
 
