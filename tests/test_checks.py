@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from foundation.checks import cfn_lint
 from foundation.checks.model import Assembly, StackTemplate
 from foundation.checks.rules import ALL
+from foundation.checks.rules.fa302_plaintext_secrets import URL_WITH_PASSWORD, _urls_with_password
 from tests.conftest import ProjectDir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
@@ -282,3 +285,17 @@ def test_every_rule_reads_every_iam_shape_without_crashing() -> None:
         ("FA001", "RolePolicy", "wildcard action 's3:*'"),
         ("FA002", "RolePolicy", "s3:* is not in the IAM action database"),
     ]
+
+
+URL_PARTS = st.text(alphabet=st.sampled_from(list('ab9+.-:/@{$%s "\\\t\n\x01\u00e9\u2028')))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["https://", "u:p@", "%s@", "{x}", "$y"]) | URL_PARTS, max_size=8))
+def test_fa302_finds_a_url_in_the_json_text_exactly_when_in_the_string(parts: list[str]) -> None:
+    """FA302 rules resources out by searching their JSON text: it must never rule out one whose
+    string holds a URL with a password, whatever escaping the string needs."""
+    value = "".join(parts)
+    props = {"Environment": [{"Value": value}, {"Value": "plain"}]}
+    expected = ["/Environment/0/Value"] if URL_WITH_PASSWORD.search(value) else []
+    assert list(_urls_with_password(props)) == expected

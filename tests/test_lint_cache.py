@@ -319,7 +319,7 @@ def test_workers_are_ended_not_waited_for(given: list[str]) -> None:
     pool = cfn_lint.Workers(REGION, 1)
     processes = list(pool.pool._processes.values())
     texts = [json.dumps(template(name), indent=1) for name in given]
-    assert pool.lint(texts, REGION) == [[] for _ in given]
+    assert pool.start(texts, REGION)() == [[] for _ in given]
     pool.close()
     assert [p.exitcode for p in processes] == [-signal.SIGTERM]
 
@@ -341,6 +341,6 @@ def test_a_ctrl_c_leaves_ending_the_workers_to_the_synth(capfd: pytest.CaptureFi
     time.sleep(1)
     assert running(worker)
     texts = [json.dumps(template("clean"), indent=1)]
-    assert pool.lint(texts, REGION) == [[]]
+    assert pool.start(texts, REGION)() == [[]]
     pool.close()
     assert capfd.readouterr() == ("", "")

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -121,20 +121,31 @@ class Workers:
         with _main_left_out():
             self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
 
-    def lint(self, texts: list[str], region: str) -> list[list[Row]]:
-        """The largest template first, so the longest never starts last. Workers that cannot
-        start (a program that spawns them from an unguarded main module) leave the linting to
-        this process."""
+    def start(self, texts: list[str], region: str) -> Callable[[], list[list[Row]]]:
+        """Lint `texts` in the workers; the function returned waits for their rows. The
+        largest template first, so the longest never starts last. Workers that cannot start (a
+        program that spawns them from an unguarded main module) leave the linting to this
+        process."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         jobs = [(texts[i], region) for i in order]
         self.linting = True
         try:
-            rows = list(self.pool.map(_lint_job, jobs))
+            results = [self.pool.submit(_lint_job, job) for job in jobs]
         except BrokenProcessPool:
-            rows = [_lint_job(job) for job in jobs]
-        self.linting = False
-        by_index = dict(zip(order, rows, strict=True))
-        return [by_index[i] for i in range(len(texts))]
+            results = []
+
+        def rows() -> list[list[Row]]:
+            try:
+                found = [result.result() for result in results] if results else None
+            except BrokenProcessPool:
+                found = None
+            if found is None:
+                found = [_lint_job(job) for job in jobs]
+            self.linting = False
+            by_index = dict(zip(order, found, strict=True))
+            return [by_index[i] for i in range(len(texts))]
+
+        return rows
 
     def close(self) -> None:
         """Workers are ended, not asked to exit, once their results are in: asked, each would
@@ -225,29 +236,38 @@ def _is_rows(value: Any) -> bool:
     )
 
 
-def lint_all(texts: list[str], region: str, pool: Workers | None) -> list[list[Row]]:
-    if pool and texts:
-        return pool.lint(texts, region)
-    return [lint_text(text, region) for text in texts]
-
-
 def run(
     assembly: Assembly, cache: FindingsCache | None = None, pool: Workers | None = None
 ) -> LintResult:
     """Every template's findings: from the cache where it holds them, else linted and kept."""
+    return start(assembly, cache, pool)()
+
+
+def start(
+    assembly: Assembly, cache: FindingsCache | None = None, pool: Workers | None = None
+) -> Callable[[], LintResult]:
+    """`run`, in `pool`'s workers while this process goes on: the function returned waits for
+    the findings (without workers, it lints then)."""
     region = assembly.context["region"]
     texts = {s.name: s.text for s in assembly.stacks}
     salt = cache_salt(region) if cache else []
     keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
     rows = {name: cache.get(keys[name]) for name in texts} if cache else {}
     missing = [name for name in texts if not _is_rows(rows.get(name))]
-    found = lint_all([texts[n] for n in missing], region, pool)
-    for name, new in zip(missing, found, strict=True):
-        rows[name] = new
-        if cache:
-            cache.put(keys[name], new)
-    result = LintResult()
-    for name in texts:
-        (result.linted if name in missing else result.cached).append(name)
-        result.findings += [Finding(r[0], r[1], name, r[2], r[3]) for r in rows[name]]
-    return result
+    if pool and missing:
+        linted = pool.start([texts[n] for n in missing], region)
+    else:
+        linted = lambda: [lint_text(texts[n], region) for n in missing]  # noqa: E731
+
+    def finish() -> LintResult:
+        for name, new in zip(missing, linted(), strict=True):
+            rows[name] = new
+            if cache:
+                cache.put(keys[name], new)
+        result = LintResult()
+        for name in texts:
+            (result.linted if name in missing else result.cached).append(name)
+            result.findings += [Finding(r[0], r[1], name, r[2], r[3]) for r in rows[name]]
+        return result
+
+    return finish

@@ -30,6 +30,8 @@ class StackTemplate:
     name: str
     template: dict[str, Any]
     text: str  # the template file, as CDK wrote it
+    # What checks derive from the template once for every rule that reads it (policies.py)
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:

@@ -99,7 +99,15 @@ class PolicyDoc:
     roles: tuple[str, ...]  # logical ids (or placeholders) of the roles it is attached to
 
 
-def policy_documents(stack: StackTemplate) -> Iterator[PolicyDoc]:
+def policy_documents(stack: StackTemplate) -> tuple[PolicyDoc, ...]:
+    """Every policy document in the template, resolved once for all the rules that read them
+    (which must not change them)."""
+    if "policies" not in stack.derived:
+        stack.derived["policies"] = tuple(_documents(stack))
+    return stack.derived["policies"]
+
+
+def _documents(stack: StackTemplate) -> Iterator[PolicyDoc]:
     for logical_id, resource in stack.resources.items():
         kind = resource.get("Type")
         props = resource.get("Properties", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -249,5 +250,9 @@ def number(policies: list[list[Statement]]) -> None:
 
 
 def _sid_stem(actions: tuple[str, ...]) -> str:
-    service = actions[0].split(":", 1)[0]
+    return _service_stem(actions[0].split(":", 1)[0])
+
+
+@functools.cache
+def _service_stem(service: str) -> str:
     return "".join(part.capitalize() for part in service.replace("-", " ").split())

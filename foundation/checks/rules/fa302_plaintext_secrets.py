@@ -1,3 +1,4 @@
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,19 @@ def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _strings(item, f"{path}/{key}")
+
+
+def _urls_with_password(props: dict[str, Any]) -> Iterator[str]:
+    """Where under Properties a string holds a URL with a password. Their JSON text is searched
+    first, at C speed: escaping changes none of the characters the pattern stops at (/ : @ { $)
+    and makes whitespace characters it does not stop at, so a string that matches still matches
+    there, and most resources are ruled out without walking them."""
+    text = json.dumps(props)
+    if "://" not in text or not URL_WITH_PASSWORD.search(text):
+        return
+    for path, value in _strings(props):
+        if URL_WITH_PASSWORD.search(value):
+            yield path
 
 
 def _literal(value: Any) -> bool:
@@ -70,8 +84,7 @@ class PlaintextSecrets(Rule):
                         f"environment variable {variable['Name']} holds a value; inject it "
                         "as an ECS secret",
                     )
-            for path, text in _strings(props):
-                if URL_WITH_PASSWORD.search(text):
-                    yield self.finding(
-                        stack.name, logical_id, f"a URL with a password at Properties{path}"
-                    )
+            for path in _urls_with_password(props):
+                yield self.finding(
+                    stack.name, logical_id, f"a URL with a password at Properties{path}"
+                )
