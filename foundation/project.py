@@ -90,11 +90,31 @@ def _as_read(path: Path) -> str | None:
     return None
 
 
-def load_project(root: Path, env: str | None = None) -> Project:
+@dataclass
+class Memo:
+    """What a process that loads the project again and again (`foundation synth --watch`) keeps
+    of its last load: each manifest as parsed, by its path and bytes, and each DAG as built, by
+    those and the deployment it was built for (nothing else goes into a DAG's policy). A load
+    still reads every file; it parses and builds again only what differs."""
+
+    manifests: dict[tuple[Path, str], tuple[Document, DagManifest]] = field(default_factory=dict)
+    dags: dict[tuple[str, Path, str], tuple[Dag, list[Problem]]] = field(default_factory=dict)
+
+
+def load_project(root: Path, env: str | None = None, memo: Memo | None = None) -> Project:
     """Load and check everything; raise InvalidInput with every problem in the input."""
     root = root.resolve()
+    last, kept = memo or Memo(), Memo()
+    try:
+        return _load_project(root, env, last, kept)
+    finally:
+        if memo:
+            memo.manifests, memo.dags = kept.manifests, kept.dags
+
+
+def _load_project(root: Path, env: str | None, last: Memo, kept: Memo) -> Project:
     listed: dict[Path, str] = {}
-    manifests, problems, warnings = _load_manifests(root, listed)
+    manifests, problems, warnings = _load_manifests(root, listed, last, kept)
     try:
         deployment, config_doc, read = _load_config(root, env)
     except InvalidInput as err:
@@ -102,8 +122,11 @@ def load_project(root: Path, env: str | None = None) -> Project:
     problems += _cross_check(deployment, config_doc, manifests)
     project = Project(root, deployment, [], config=config_doc, warnings=warnings, read=read)
     project.read |= listed | {doc.file: doc.sha256 for doc, _ in manifests}
+    built_for = deployment.model_dump_json()
     for doc, manifest in manifests:
-        dag, found = _build_policy(root, deployment, doc, manifest)
+        key = (built_for, doc.file, doc.sha256)
+        dag, found = last.dags.get(key) or _build_policy(root, deployment, doc, manifest)
+        kept.dags[key] = (dag, found)
         problems += found
         project.dags.append(dag)
     if problems:
@@ -232,10 +255,11 @@ NOT_A_MANIFEST = (
 
 
 def _load_manifests(
-    root: Path, listed: dict[Path, str]
+    root: Path, listed: dict[Path, str], last: Memo, kept: Memo
 ) -> tuple[list[tuple[Document, DagManifest]], list[Problem], list[Problem]]:
-    """Every manifest, the problems found, and warnings for files that are not read; each
-    folder listed goes into `listed` with its listing's hash."""
+    """Every manifest (as `last` parsed it, if its bytes are the same), the problems found, and
+    warnings for files that are not read; each folder listed goes into `listed` with its
+    listing's hash."""
     folder = root / MANIFEST_DIR
     if not folder.is_dir():
         return [], [Problem(folder, 0, "", "not found: put one <dag_id>.yaml per DAG here")], []
@@ -251,7 +275,8 @@ def _load_manifests(
             warnings.append(_not_read(path))
         else:
             try:
-                loaded.append(_load_manifest(path))
+                loaded.append(_remembered(path, last) or _load_manifest(path))
+                kept.manifests[(path, loaded[-1][0].sha256)] = loaded[-1]
             except InvalidInput as err:
                 problems += err.problems
     return loaded, problems, warnings
@@ -297,6 +322,15 @@ def _subfolder(folder: Path, listed: dict[Path, str]) -> tuple[list[Problem], li
         else:
             warnings.append(_not_read(path))
     return problems, warnings
+
+
+def _remembered(path: Path, last: Memo) -> tuple[Document, DagManifest] | None:
+    if not last.manifests:
+        return None
+    try:
+        return last.manifests.get((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+    except OSError:
+        return None  # loading it says why
 
 
 def _load_manifest(path: Path) -> tuple[Document, DagManifest]:

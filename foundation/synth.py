@@ -25,7 +25,7 @@ from foundation.record import CHANGED, Built, Previous, base_key, fingerprint
 # The project, its policies, the rules and CDK are imported where a synth builds: when nothing
 # changed, the record is all a synth reads (foundation/record.py).
 if TYPE_CHECKING:
-    from foundation.project import Project
+    from foundation.project import Memo, Project
 
 
 @dataclass
@@ -326,11 +326,13 @@ def _check_target(target: Path, project_root: Path) -> None:
 @dataclass
 class Session:
     """What a process that synthesizes again and again (`foundation synth --watch`) keeps
-    between synths: the toolkit's code as it was when loaded, and warm cfn-lint workers (which
-    load cfn-lint's rules again when its settings files change: cfn_lint._linter)."""
+    between synths: the toolkit's code as it was when loaded, warm cfn-lint workers (which
+    load cfn-lint's rules again when its settings files change: cfn_lint._linter), and each
+    manifest's DAG as the last load built it (project.Memo)."""
 
     toolkit: str  # record.toolkit_key() when the session started
     workers: cfn_lint.Workers | None = None
+    memo: Memo | None = None  # the last load's manifests and DAGs, from the first build on
 
     @contextmanager
     def lint_workers(self, region: str) -> Iterator[cfn_lint.Workers | None]:
@@ -401,9 +403,11 @@ def _build(
     base, inputs = keys
     with timings.stage("load the project"):
         from foundation import incremental
-        from foundation.project import load_project
+        from foundation.project import Memo, load_project
 
-        project = load_project(root, env)
+        if session and session.memo is None:
+            session.memo = Memo()
+        project = load_project(root, env, session.memo if session else None)
     cache = FindingsCache(cache_folder(root))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=target.parent))

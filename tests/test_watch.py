@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from foundation import synth, watch
-from foundation.project import load_project
+from foundation.project import Memo, load_project
 from foundation.record import RECORD, look
 from tests.conftest import ProjectDir
 from tests.test_incremental_synth import files, stack_of, with_previous
@@ -302,3 +302,25 @@ def test_cold_holds_until_a_watched_synth_has_written(
     monkeypatch.setattr(signal, "signal", lambda *args: None)
     run = project.run("synth", "--watch", "--cold")
     assert (run.exit_code, asked) == (0, [True, True])
+
+
+def test_a_watch_parses_and_builds_again_only_the_manifests_that_changed(
+    project: ProjectDir,
+) -> None:
+    """The session's memo (project.Memo): a DAG whose manifest kept its bytes is the one the
+    last load built; the edited one is built again; and each load is what a load without the
+    memo gives (a changed config builds every DAG again, for the new deployment)."""
+    memo = Memo()
+    first = load_project(project.root, memo=memo)
+    grant(project, "teams/watch/memo")
+    second = load_project(project.root, memo=memo)
+    again = [d.dag_id for d, before in zip(second.dags, first.dags, strict=True) if d is before]
+    assert again == sorted({d.dag_id for d in first.dags} - {"housekeeping"})
+    assert second.dags == load_project(project.root).dags
+
+    config = project.root / "config" / "foundation.yaml"
+    config.write_text(config.read_text().replace("name: acme-airflow", "name: other-airflow"))
+    third = load_project(project.root, memo=memo)
+    assert not any(d is before for d, before in zip(third.dags, second.dags, strict=True))
+    assert third.dags == load_project(project.root).dags
+    assert third.dags != second.dags
