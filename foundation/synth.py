@@ -4,6 +4,7 @@ every template, and only then move the assembly into place."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -341,11 +342,16 @@ class Session:
         yield self.workers
 
     def warm(self, root: Path, env: str | None) -> None:
-        """Start what a build needs (aws-cdk-lib's Node.js, cfn-lint's workers) before there is
-        one: after a first synth that replayed its record, the first edit would wait for them.
-        A config that does not load starts no workers (the synth will say why)."""
-        from foundation.project import load_deployment
+        """Start what a build needs (aws-cdk-lib's Node.js, cfn-lint's workers, the memo of
+        the project's DAGs) before there is one: after a first synth that replayed its record,
+        the first edit would wait for them. A config that does not load starts no workers (the
+        synth will say why)."""
+        from foundation.project import Memo, load_deployment, load_project
 
+        if self.memo is None:
+            self.memo = Memo()
+            with contextlib.suppress(InvalidInput):  # the memo keeps what did load
+                load_project(root, env, self.memo)
         if _node and (self.workers or cfn_lint.cores() < 2):
             return  # all started
         if shutil.which("node"):

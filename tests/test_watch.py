@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from foundation import synth, watch
+from foundation.checks import cfn_lint
 from foundation.project import Memo, load_project
-from foundation.record import RECORD, look
+from foundation.record import RECORD, look, toolkit_key
 from tests.conftest import ProjectDir
 from tests.test_incremental_synth import files, stack_of, with_previous
 
@@ -324,3 +325,16 @@ def test_a_watch_parses_and_builds_again_only_the_manifests_that_changed(
     assert not any(d is before for d, before in zip(third.dags, second.dags, strict=True))
     assert third.dags == load_project(project.root).dags
     assert third.dags != second.dags
+
+
+def test_warming_a_session_loads_the_project_into_its_memo(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a first synth that replayed its record, the watch waits with every DAG built: the
+    first edit then parses and builds only its own manifest."""
+    monkeypatch.setattr(cfn_lint, "cores", lambda: 1)  # no workers to start here
+    session = synth.Session(toolkit_key())
+    session.warm(project.root, None)
+    assert session.memo
+    built = sorted(dag.dag_id for dag, _ in session.memo.dags.values())
+    assert built == sorted(p.stem for p in (project.root / "dag_permissions").glob("*.yaml"))
