@@ -95,10 +95,13 @@ class Memo:
     """What a process that loads the project again and again (`foundation synth --watch`) keeps
     of its last load: each manifest as parsed, by its path and bytes, and each DAG as built, by
     those and the deployment it was built for (nothing else goes into a DAG's policy). A load
-    still reads every file; it parses and builds again only what differs."""
+    still reads every file; it parses and builds again only what differs. And each added
+    trigger class's check, by classpath (seconds each: a fresh interpreter imports Airflow); as
+    in the record (foundation/record.py), a trigger's own module is not watched."""
 
     manifests: dict[tuple[Path, str], tuple[Document, DagManifest]] = field(default_factory=dict)
     dags: dict[tuple[str, Path, str], tuple[Dag, list[Problem]]] = field(default_factory=dict)
+    triggers: dict[str, str | None] = field(default_factory=dict)  # classpath -> why refused
 
 
 def load_project(root: Path, env: str | None = None, memo: Memo | None = None) -> Project:
@@ -109,7 +112,7 @@ def load_project(root: Path, env: str | None = None, memo: Memo | None = None) -
         return _load_project(root, env, last, kept)
     finally:
         if memo:
-            memo.manifests, memo.dags = kept.manifests, kept.dags
+            memo.manifests, memo.dags, memo.triggers = kept.manifests, kept.dags, kept.triggers
 
 
 def _load_project(root: Path, env: str | None, last: Memo, kept: Memo) -> Project:
@@ -120,6 +123,7 @@ def _load_project(root: Path, env: str | None, last: Memo, kept: Memo) -> Projec
     except InvalidInput as err:
         raise InvalidInput(err.problems + problems) from None
     problems += _cross_check(deployment, config_doc, manifests)
+    problems += _trigger_problems(deployment, config_doc, last, kept)
     project = Project(root, deployment, [], config=config_doc, warnings=warnings, read=read)
     project.read |= listed | {doc.file: doc.sha256 for doc, _ in manifests}
     built_for = deployment.model_dump_json()
@@ -375,11 +379,12 @@ def _cross_check(
     if deployment.image_problem:
         problems.append(config_doc.problem(("airflow", "image"), deployment.image_problem))
     problems += [config_doc.problem(at, why) for at, why in deployment.bundle_problems()]
-    problems += _trigger_problems(deployment, config_doc)
     return problems
 
 
-def _trigger_problems(deployment: Deployment, config_doc: Document) -> list[Problem]:
+def _trigger_problems(
+    deployment: Deployment, config_doc: Document, last: Memo, kept: Memo
+) -> list[Problem]:
     """Each added trigger class imports, in a fresh interpreter of this environment's Airflow,
     to a trigger that loads no AWS SDK (the defaults are checked by the test suite)."""
     extra = deployment.airflow.triggers
@@ -387,10 +392,14 @@ def _trigger_problems(deployment: Deployment, config_doc: Document) -> list[Prob
         if classpath in extra[:i] or classpath in DEFAULT_TRIGGERS:
             where = "listed twice" if classpath in extra[:i] else "allowed by default"
             return [config_doc.problem(("airflow", "triggers", i), f"{classpath} is {where}")]
+    for classpath in extra:
+        kept.triggers[classpath] = (
+            last.triggers[classpath] if classpath in last.triggers else triggers.check(classpath)
+        )
     return [
         config_doc.problem(("airflow", "triggers", i), why)
         for i, classpath in enumerate(extra)
-        if (why := triggers.check(classpath))
+        if (why := kept.triggers[classpath])
     ]
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from foundation import synth, watch
+from foundation import synth, triggers, watch
 from foundation.checks import cfn_lint
+from foundation.errors import InvalidInput
 from foundation.project import Memo, load_project
 from foundation.record import RECORD, look, toolkit_key
 from tests.conftest import ProjectDir
@@ -338,3 +339,36 @@ def test_warming_a_session_loads_the_project_into_its_memo(
     assert session.memo
     built = sorted(dag.dag_id for dag, _ in session.memo.dags.values())
     assert built == sorted(p.stem for p in (project.root / "dag_permissions").glob("*.yaml"))
+
+
+def test_a_watch_checks_each_added_trigger_class_once(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking an added trigger class starts an interpreter that imports Airflow (seconds): the
+    memo keeps each class's answer, a refusal as well, and checks only a class newly added."""
+    checked: list[str] = []
+
+    def check(classpath: str) -> str | None:
+        checked.append(classpath)
+        return "refused here" if classpath.endswith("Refused") else None
+
+    monkeypatch.setattr(triggers, "check", check)
+    config = project.root / "config" / "foundation.yaml"
+    text = config.read_text()
+    added = text.replace(
+        "airflow:\n", "airflow:\n  triggers: [my.triggers.Fine, my.triggers.Refused]\n", 1
+    )
+    config.write_text(added)
+    memo = Memo()
+    with pytest.raises(InvalidInput) as first:
+        load_project(project.root, memo=memo)
+    grant(project, "teams/watch/triggers")
+    with pytest.raises(InvalidInput) as second:
+        load_project(project.root, memo=memo)
+    assert checked == ["my.triggers.Fine", "my.triggers.Refused"]
+    assert [str(p) for p in second.value.problems] == [str(p) for p in first.value.problems]
+    assert [p.message for p in first.value.problems] == ["refused here"]
+
+    config.write_text(added.replace("my.triggers.Refused", "my.triggers.Other"))
+    load_project(project.root, memo=memo)
+    assert checked == ["my.triggers.Fine", "my.triggers.Refused", "my.triggers.Other"]
