@@ -342,10 +342,10 @@ class Session:
         yield self.workers
 
     def warm(self, root: Path, env: str | None) -> None:
-        """Start what a build needs (aws-cdk-lib's Node.js, cfn-lint's workers, the memo of
-        the project's DAGs) before there is one: after a first synth that replayed its record,
-        the first edit would wait for them. A config that does not load starts no workers (the
-        synth will say why)."""
+        """Start what a build needs (aws-cdk-lib's Node.js, cfn-lint's workers with their rules
+        loaded, the memo of the project's DAGs) before there is one: after a first synth that
+        replayed its record, the first edit would wait for them. A config that does not load
+        starts no workers (the synth will say why)."""
         from foundation.project import Memo, load_deployment, load_project
 
         if self.memo is None:
@@ -360,8 +360,9 @@ class Session:
             region = load_deployment(root, env).region
         except InvalidInput:
             return
-        with self.lint_workers(region):
-            pass
+        with self.lint_workers(region) as workers:
+            if workers:
+                workers.ready()  # "Watching" then means an edit is linted at once
 
     def close(self) -> None:
         if self.workers:

@@ -200,6 +200,8 @@ def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> Non
     serial = cfn_lint.run(checked)
     with cfn_lint.workers("us-east-1", 2) as pool:
         assert pool is not None
+        pool.ready()  # what `synth --watch` waits for before it says it is watching
+        assert all(w.done() for w in pool.warming)
         warmed = {w.result() for w in pool.warming}
         parallel = cfn_lint.run(checked, FindingsCache(tmp_path), pool)
     assert len(warmed) == 2 and os.getpid() not in warmed

@@ -8,6 +8,7 @@ never linted twice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -120,6 +121,13 @@ class Workers:
         # a spawn pool starts a process per task while none is idle: one warm-up task each
         with _main_left_out():
             self.warming = [self.pool.submit(_warm, region) for _ in range(processes)]
+
+    def ready(self) -> None:
+        """Once every worker has loaded cfn-lint's rules (a worker that could not start leaves
+        its linting to this process)."""
+        with contextlib.suppress(BrokenProcessPool):
+            for warming in self.warming:
+                warming.result()
 
     def start(self, texts: list[str], region: str) -> Callable[[], list[list[Row]]]:
         """Lint `texts` in the workers; the function returned waits for their rows. The
