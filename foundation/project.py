@@ -96,12 +96,13 @@ class Memo:
     of its last load: each manifest as parsed, by its path and bytes, and each DAG as built, by
     those and the deployment it was built for (nothing else goes into a DAG's policy). A load
     still reads every file; it parses and builds again only what differs. And each added
-    trigger class's check, by classpath (seconds each: a fresh interpreter imports Airflow); as
-    in the record (foundation/record.py), a trigger's own module is not watched."""
+    trigger class that passed its check, by classpath (seconds each: a fresh interpreter imports
+    Airflow); as in the record (foundation/record.py), a trigger's own module is not watched. A
+    refused one is checked again: what the user fixes may be outside the inputs."""
 
     manifests: dict[tuple[Path, str], tuple[Document, DagManifest]] = field(default_factory=dict)
     dags: dict[tuple[str, Path, str], tuple[Dag, list[Problem]]] = field(default_factory=dict)
-    triggers: dict[str, str | None] = field(default_factory=dict)  # classpath -> why refused
+    triggers: set[str] = field(default_factory=set)
 
 
 def load_project(root: Path, env: str | None = None, memo: Memo | None = None) -> Project:
@@ -392,15 +393,13 @@ def _trigger_problems(
         if classpath in extra[:i] or classpath in DEFAULT_TRIGGERS:
             where = "listed twice" if classpath in extra[:i] else "allowed by default"
             return [config_doc.problem(("airflow", "triggers", i), f"{classpath} is {where}")]
-    for classpath in extra:
-        kept.triggers[classpath] = (
-            last.triggers[classpath] if classpath in last.triggers else triggers.check(classpath)
-        )
-    return [
-        config_doc.problem(("airflow", "triggers", i), why)
-        for i, classpath in enumerate(extra)
-        if (why := kept.triggers[classpath])
-    ]
+    problems = []
+    for i, classpath in enumerate(extra):
+        if classpath in last.triggers or not (why := triggers.check(classpath)):
+            kept.triggers.add(classpath)
+        else:
+            problems.append(config_doc.problem(("airflow", "triggers", i), why))
+    return problems
 
 
 def dag_services(project: Project) -> set[str]:
