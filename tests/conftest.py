@@ -94,10 +94,3 @@ def templates(example_synth) -> dict[str, dict]:
         for name, a in manifest["artifacts"].items()
         if a["type"] == "aws:cloudformation:stack"
     }
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules marked heavy (a cluster booted, Airflow processes, wheels built) run first, in
-    their order (pyproject: --no-loadscope-reorder keeps it): the two workers then end on small
-    modules, not one of them on a cluster while the other has nothing left to run."""
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

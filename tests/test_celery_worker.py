@@ -33,8 +33,6 @@ from tests.conftest import ProjectDir
 from tests.moto_server import ACCOUNT, Credentials, MotoAws
 from tests.test_provider_access import EXAMPLE_ACCOUNT, as_moto_enforces, assert_denied
 
-pytestmark = pytest.mark.heavy  # scheduled first: tests/conftest.py
-
 DAG_ID = "sales_daily"
 OTHER_DAG = "housekeeping"
 

@@ -26,8 +26,6 @@ from foundation.cli import app
 from foundation.project import load_project
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.heavy  # scheduled first: tests/conftest.py
-
 FIXTURE = ROOT / "tests" / "fixtures" / "check_dags"
 
 

@@ -28,8 +28,6 @@ from foundation.project import cluster_inputs, load_project
 from foundation.record import RECORD, Record
 from tests.conftest import ROOT, ProjectDir
 
-pytestmark = pytest.mark.heavy  # scheduled first: tests/conftest.py
-
 PROJECT = load_project(ROOT)
 NS = PROJECT.deployment.namespace
 NETWORK, DATA, CORE = NS.cluster_stacks

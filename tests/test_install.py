@@ -23,8 +23,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.heavy  # scheduled first: tests/conftest.py
-
 SECTION = "## Your own project"
 INSTALL = "pip install /path/to/airflow-foundation   # or: pipx install /path/to/airflow-foundation"
 QUICK_START = [

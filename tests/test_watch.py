@@ -25,8 +25,6 @@ from foundation.record import RECORD, look, toolkit_key
 from tests.conftest import ProjectDir
 from tests.test_incremental_synth import files, stack_of, with_previous
 
-pytestmark = pytest.mark.heavy  # scheduled first: tests/conftest.py
-
 WATCHING = "Watching config/, dag_permissions/ and the toolkit; Ctrl-C stops."
 
 
