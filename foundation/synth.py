@@ -289,6 +289,19 @@ def release_node() -> None:
         shutil.rmtree(_node_folder.pop(), ignore_errors=True)
 
 
+def _rehearse(project: Project) -> None:
+    """Build one worker stack into a scratch folder, as an edit's synth will: Node.js compiles
+    the code a build runs, so the first edit's build takes what later ones take."""
+    from foundation.project import shards
+
+    first = next(iter(shards(project)))
+    with (
+        tempfile.TemporaryDirectory(prefix="foundation-rehearsal-") as scratch,
+        contextlib.suppress(SynthesisFailed),  # the edit's synth says why
+    ):
+        synthesize(project, Path(scratch), [first], cluster=False)
+
+
 class UnsafeOutput(Exception):
     """--out points at something that is not a cloud assembly: it would be replaced."""
 
@@ -348,14 +361,17 @@ class Session:
         starts no workers (the synth will say why)."""
         from foundation.project import Memo, load_deployment, load_project
 
-        if self.memo is None:
+        project = None
+        if self.memo is None:  # nothing built yet: the first synth replayed its record
             self.memo = Memo()
             with contextlib.suppress(InvalidInput):  # the memo keeps what did load
-                load_project(root, env, self.memo)
+                project = load_project(root, env, self.memo)
         if _node and (self.workers or cfn_lint.cores() < 2):
             return  # all started
         if shutil.which("node"):
             _start_cdk()
+            if project and project.dags:
+                _rehearse(project)
         try:
             region = load_deployment(root, env).region
         except InvalidInput:
