@@ -372,8 +372,8 @@ class Session:
             _start_cdk()
             if project and project.dags:
                 _rehearse(project)
-        try:
-            region = load_deployment(root, env).region
+        try:  # the config alone, when a manifest kept the project from loading
+            region = (project.deployment if project else load_deployment(root, env)).region
         except InvalidInput:
             return
         with self.lint_workers(region) as workers:
