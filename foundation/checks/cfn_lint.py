@@ -51,8 +51,12 @@ def _linter(region: str, settings: tuple[bytes, ...]) -> tuple[Any, Any]:
     from cfnlint.config import ConfigMixIn
     from cfnlint.runner import Runner
 
+    from foundation.checks import cfn_lint_speedups
+
     config = ConfigMixIn(**options(region))
-    return config, Runner(config).rules
+    rules = Runner(config).rules
+    cfn_lint_speedups.apply(rules)
+    return config, rules
 
 
 def lint_text(text: str, region: str) -> list[Row]:
@@ -71,7 +75,8 @@ def lint_text(text: str, region: str) -> list[Row]:
 
 def _row(match: Any) -> Row:
     severity = ERROR if match.rule.severity == "error" else WARNING
-    where = "/".join(str(p) for p in match.path[:2]) if match.path else ""
+    path = getattr(match, "path", None)  # a parse error (E0000) has none
+    where = "/".join(str(p) for p in path[:2]) if path else ""
     return [match.rule.id, severity, where, match.message]
 
 

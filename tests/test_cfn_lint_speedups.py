@@ -1,0 +1,95 @@
+"""cfn-lint with the toolkit's shortcuts (foundation/checks/cfn_lint_speedups.py) finds exactly
+what cfn-lint as shipped finds: the same rows in the same order, on cfn-lint's own test
+templates and on the toolkit's synthesized ones. Each arm runs in a process of its own: the
+shortcuts patch cfn-lint's modules for the whole process, so one that had applied them could
+not also lint as shipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+CORPUS = ROOT / "tests" / "fixtures" / "templates" / "cfn-lint-corpus"
+SNAPSHOTS = ROOT / "tests" / "__snapshots__"
+
+# lints each template named after the arm and prints its rows, in one JSON document
+_LINT = """
+import json, sys
+from foundation.checks import cfn_lint, cfn_lint_speedups
+if sys.argv[1] == "as shipped":
+    cfn_lint_speedups.apply = lambda rules: None
+elif sys.argv[1] == "versions":
+    cfn_lint_speedups.READ = ()
+files = sys.argv[2:]
+rows = {f: cfn_lint.lint_text(open(f).read(), "us-east-1") for f in files}
+from cfnlint.jsonschema import validators
+from cfnlint.rules.jsonschema.CfnLint import CfnLint
+config, rules = cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))
+patched = {
+    "create": getattr(validators.create, "_foundation", False),
+    "E1101": rules["E1101"].cfnLint.__func__.__name__ != "cfnLint",
+}
+print(json.dumps({"rows": rows, "patched": patched}))
+"""
+
+
+def templates() -> list[Path]:
+    found = sorted(p for p in CORPUS.iterdir() if p.suffix in (".json", ".yaml", ".yml"))
+    return found + sorted(SNAPSHOTS.glob("*/*.json"))
+
+
+def start(arm: str, files: list[Path]) -> subprocess.Popen[str]:
+    # cfn-lint names sets in some messages: one hash seed, so both print them in one order
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _LINT, arm, *map(str, files)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def result(process: subprocess.Popen[str]) -> dict:
+    """Its output; a lint that has not ended in 5 minutes (about 15 s each, here) fails."""
+    try:
+        out, _ = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    return json.loads(out)
+
+
+def test_the_shortcuts_find_what_cfn_lint_as_shipped_finds() -> None:
+    files = templates()
+    as_shipped, fast = start("as shipped", files), start("fast", files)
+    try:
+        expected, found = result(as_shipped), result(fast)
+    finally:
+        fast.kill()
+    assert expected["patched"] == {"create": False, "E1101": False}
+    assert found["patched"] == {"create": True, "E1101": True}
+    assert found["rows"] == expected["rows"]
+    rows = [row for rows in expected["rows"].values() for row in rows]
+    # what the comparison covers: cfn-lint's test templates find much, of many rules
+    assert len(files) == 109 + len(list(SNAPSHOTS.glob("*/*.json")))
+    assert len(rows) > 700
+    assert len({row[0] for row in rows}) > 100
+
+
+def test_another_cfn_lint_version_lints_as_shipped() -> None:
+    """The shortcuts replace code as read in the versions named: any other, they leave be."""
+    process = start("versions", [CORPUS / "bad__generic.yaml"])
+    assert result(process)["patched"] == {"create": False, "E1101": False}
+
+
+def test_the_installed_cfn_lint_is_one_the_shortcuts_were_read_against() -> None:
+    """A cfn-lint upgrade fails here, not silently at a third slower: read its code again."""
+    from foundation.checks import cfn_lint_speedups
+
+    assert cfn_lint_speedups.applies()
