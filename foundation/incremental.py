@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ _CDK_EXPORT = "ExportsOutput"  # the outputs CDK makes for a cross-stack referen
 
 # project, folder, the worker shards to build (None: all), whether to build the cluster stacks
 Synthesize = Callable[[Project, Path, Collection[int] | None, bool], None]
+# a folder and the stacks built into it, told before the rest are built (to start checks early)
+Early = Callable[[Path, list[str]], None]
 
 
 def stack_inputs(project: Project, base: str) -> dict[int, str]:
@@ -70,8 +73,10 @@ def build(
     staging: Path,
     previous: Previous | None,
     synthesize: Synthesize,
+    early: Early | None = None,
 ) -> Built:
-    """Synthesize the project into `staging`, reusing what the previous assembly proves equal."""
+    """Synthesize the project into `staging`, reusing what the previous assembly proves equal;
+    with nothing to reuse and `early`, in two parts (`_in_two`)."""
     ns = project.deployment.namespace
     order = [*ns.cluster_stacks, *(ns.worker_stack(s) for s in shards(project))]
     reused, why = _reusable(project, base, previous)
@@ -83,8 +88,45 @@ def build(
         if not why:
             return Built(base, [n for n in order if n not in keep], reused)
         _empty(staging)
+    elif early and _in_two(project, base, staging, synthesize, early):
+        return Built(base, order, cold=why)
     synthesize(project, staging, None, True)
     return Built(base, order, cold=why)
+
+
+def _in_two(
+    project: Project, base: str, staging: Path, synthesize: Synthesize, early: Early
+) -> bool:
+    """A cold build as two apps, so that `early` can start on the first's templates while the
+    second builds: network, data, core and the first third of the worker stacks, then the
+    others, merged as an incremental build merges them, into the bytes one app writes. False,
+    with nothing in `staging`, when the merge cannot show that (a one-app build follows)."""
+    ns = project.deployment.namespace
+    numbers = list(shards(project))
+    first = numbers[: -(-len(numbers) // 3)]
+    if len(first) == len(numbers):
+        return False
+    part = Path(tempfile.mkdtemp(prefix=".synth-first-", dir=staging.parent))
+    try:
+        synthesize(project, part, first, True)
+        names = [*ns.cluster_stacks, *(ns.worker_stack(s) for s in first)]
+        early(part, names)
+        keys = stack_inputs(project, base)
+        record = Record(
+            CHANGED,
+            base,
+            cluster_key(project, base),
+            {ns.worker_stack(s): keys[s] for s in first},
+            {f: sha((part / f).read_bytes()) for f in files_under(part)},
+        )
+        synthesize(project, staging, numbers[len(first) :], False)
+        order = [*names, *(ns.worker_stack(s) for s in numbers[len(first) :])]
+        if _merge(staging, Previous(part, record), names, order, ns.cluster_stacks):
+            _empty(staging)
+            return False
+        return True
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
 
 
 def _reusable(project: Project, base: str, previous: Previous | None) -> tuple[list[str], str]:

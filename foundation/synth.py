@@ -441,13 +441,24 @@ def _build(
             if session
             else cfn_lint.workers(region, _lint_processes(base, previous))
         ) as pool:
-            built = incremental.build(
-                project,
-                base,
-                staging,
-                previous,
-                lambda p, o, shards, cluster: synthesize(p, o, shards, timings, cluster),
-            )
+
+            def early(folder: Path, stacks: list[str]) -> None:
+                texts = {n: (folder / f"{n}.template.json").read_text("utf-8") for n in stacks}
+                cfn_lint.start_early(texts, region, cache, pool)
+
+            try:
+                built = incremental.build(
+                    project,
+                    base,
+                    staging,
+                    previous,
+                    lambda p, o, shards, cluster: synthesize(p, o, shards, timings, cluster),
+                    early if pool else None,
+                )
+            except BaseException:
+                if pool:
+                    pool.early.clear()  # a watch's next synth may lint with other settings
+                raise
             with timings.stage("read the assembly"):
                 assembly = Assembly.read(staging, check_context(project))
             findings, lint = _check(project, assembly, cache, timings, pool)

@@ -152,6 +152,50 @@ def test_another_process_synthesizes_the_same_bytes(tmp_path: Path, example_synt
     assert files(out) == expected
 
 
+def build_in_two(out: Path, early: incremental.Early) -> record.Built:
+    out.mkdir()
+    return incremental.build(
+        PROJECT, "base", out, None, lambda p, o, s, c: synth.synthesize(p, o, s, None, c), early
+    )
+
+
+def test_a_cold_build_in_two_apps_tells_the_first_and_writes_what_one_app_writes(
+    tmp_path: Path, example_synth
+) -> None:
+    """With something to start early (cfn-lint's workers), a cold build is two apps: network,
+    data, core and the first third of the worker stacks, told as soon as they are written, then
+    the others; merged, the bytes of one app's build (the session's `example_synth` is built so
+    too, and test_another_process_synthesizes_the_same_bytes holds it to one app's)."""
+    told = []
+
+    def early(folder: Path, stacks: list[str]) -> None:
+        assert list((tmp_path / "out").iterdir()) == []  # before the second app builds
+        told.append({n: (folder / f"{n}.template.json").read_bytes() for n in stacks})
+
+    built = build_in_two(tmp_path / "out", early)
+    expected = files(example_synth.out)
+    del expected[RECORD]
+    assert files(tmp_path / "out") == expected
+    stacks = [*NS.cluster_stacks, *(NS.worker_stack(s) for s in project_module.shards(PROJECT))]
+    assert [list(t) for t in told] == [stacks[: 3 + 2]]  # 5 worker stacks: the first 2
+    assert told[0] == {n: expected[f"{n}.template.json"] for n in told[0]}
+    assert (built.rebuilt, built.reused) == (stacks, [])
+    assert built.cold == "nothing to reuse at --out (no assembly there with a record, or --cold)"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the first app's folder: removed
+
+
+def test_a_two_app_build_the_merge_cannot_show_equal_is_built_again_as_one(
+    tmp_path: Path, example_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(incremental, "_merge", lambda *args: "not shown equal")
+    told = []
+    built = build_in_two(tmp_path / "out", lambda folder, stacks: told.append(stacks))
+    expected = files(example_synth.out)
+    del expected[RECORD]
+    assert files(tmp_path / "out") == expected
+    assert len(told) == 1 and built.reused == []
+
+
 def test_nothing_changed_reuses_the_assembly_and_its_findings_without_building(
     project: ProjectDir, example_synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,6 +213,29 @@ def test_worker_processes_find_the_same_in_the_same_order(tmp_path: Path) -> Non
     ]
 
 
+def test_templates_started_early_are_linted_once_and_cached_ones_not_at_all(
+    tmp_path: Path,
+) -> None:
+    """A two-app build starts linting its first app's templates before the assembly exists
+    (`start_early`); `start` then takes their findings rather than linting them again, and a
+    template the cache holds is not started at all."""
+    stacks = {"clean": template("clean"), "bad": template("findings")}
+    checked = assembly(**stacks)
+    texts = {s.name: s.text for s in checked.stacks}
+    cache = FindingsCache(tmp_path)
+    cfn_lint.run(assembly(clean=template("clean")), cache)  # the cache holds "clean"
+    with cfn_lint.workers(REGION, 1) as pool:
+        assert pool is not None
+        submitted = []
+        submit = pool.pool.submit
+        pool.pool.submit = lambda fn, job: submitted.append(job[0]) or submit(fn, job)
+        cfn_lint.start_early(texts, REGION, cache, pool)
+        assert submitted == [texts["bad"]]
+        run = cfn_lint.run(checked, cache, pool)
+        assert submitted == [texts["bad"]] and pool.early == {}
+    assert (run.linted, run.cached, run.findings) == (["bad"], ["clean"], FINDINGS)
+
+
 STAGES = [
     "compare with the record",
     "load the project",

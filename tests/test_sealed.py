@@ -72,10 +72,35 @@ def test_the_first_process_forwards_signals_and_exits_as_its_child(attempt: int)
     try:
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 7
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 7, signal_states(process.pid)
     finally:
         process.kill()
         process.stdout.close()
+
+
+def signal_states(pid: int) -> str:
+    """The signal masks of a process and of its descendants: what a failure needs to be told
+    apart (was the signal held, caught, or never sent on?)."""
+    wanted = ("Name", "Pid", "PPid", "State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    found = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        found[int(status.parent.name)] = {k: fields.get(k, "").strip() for k in wanted}
+    family, grown = {pid}, True
+    while grown:
+        more = {p for p, f in found.items() if f["PPid"].isdigit() and int(f["PPid"]) in family}
+        grown = not more <= family
+        family |= more
+    return "\n".join(
+        " ".join(f"{k}={v}" for k, v in found[p].items()) for p in sorted(family & found.keys())
+    )
 
 
 def test_the_child_starts_with_no_signal_blocked_or_ignored() -> None:

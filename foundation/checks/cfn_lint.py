@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,6 +119,7 @@ class Workers:
 
     def __init__(self, region: str, processes: int) -> None:
         self.linting = False
+        self.early: dict[tuple[str, str], Future[list[Row]]] = {}  # by text and region
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(
             processes, multiprocessing.get_context("spawn"), _end_with, (os.getpid(),)
@@ -134,18 +135,28 @@ class Workers:
             for warming in self.warming:
                 warming.result()
 
+    def start_early(self, texts: list[str], region: str) -> None:
+        """Lint `texts` now, before `start` is given them with the rest of the assembly."""
+        self.linting = True
+        for text in sorted(texts, key=len, reverse=True):
+            with contextlib.suppress(BrokenProcessPool):  # `start` lints them in this process
+                self.early.setdefault((text, region), self.pool.submit(_lint_job, (text, region)))
+
     def start(self, texts: list[str], region: str) -> Callable[[], list[list[Row]]]:
-        """Lint `texts` in the workers; the function returned waits for their rows. The
-        largest template first, so the longest never starts last. Workers that cannot start (a
-        program that spawns them from an unguarded main module) leave the linting to this
-        process."""
+        """Lint `texts` in the workers (those given to `start_early` already are); the function
+        returned waits for their rows. The largest template first, so the longest never starts
+        last. Workers that cannot start (a program that spawns them from an unguarded main
+        module) leave the linting to this process."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         jobs = [(texts[i], region) for i in order]
         self.linting = True
         try:
-            results = [self.pool.submit(_lint_job, job) for job in jobs]
+            results = [
+                self.early.pop(job, None) or self.pool.submit(_lint_job, job) for job in jobs
+            ]
         except BrokenProcessPool:
             results = []
+        self.early.clear()
 
         def rows() -> list[list[Row]]:
             try:
@@ -249,6 +260,24 @@ def _is_rows(value: Any) -> bool:
     )
 
 
+def _cached(
+    texts: dict[str, str], region: str, cache: FindingsCache | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Each template's cache key and what the cache holds for it (None, or maybe not rows)."""
+    salt = cache_salt(region) if cache else []
+    keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
+    return keys, ({name: cache.get(keys[name]) for name in texts} if cache else {})
+
+
+def start_early(
+    texts: dict[str, str], region: str, cache: FindingsCache | None, pool: Workers
+) -> None:
+    """Lint, in `pool`, the templates (by stack) whose findings `cache` does not hold, before
+    the assembly they will be part of exists: `start` takes their findings then."""
+    _, rows = _cached(texts, region, cache)
+    pool.start_early([text for name, text in texts.items() if not _is_rows(rows.get(name))], region)
+
+
 def run(
     assembly: Assembly, cache: FindingsCache | None = None, pool: Workers | None = None
 ) -> LintResult:
@@ -263,9 +292,7 @@ def start(
     the findings (without workers, it lints then)."""
     region = assembly.context["region"]
     texts = {s.name: s.text for s in assembly.stacks}
-    salt = cache_salt(region) if cache else []
-    keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
-    rows = {name: cache.get(keys[name]) for name in texts} if cache else {}
+    keys, rows = _cached(texts, region, cache)
     missing = [name for name in texts if not _is_rows(rows.get(name))]
     if pool and missing:
         linted = pool.start([texts[n] for n in missing], region)
