@@ -455,13 +455,12 @@ def _build(
                     lambda p, o, shards, cluster: synthesize(p, o, shards, timings, cluster),
                     early if pool else None,
                 )
-            except BaseException:
+                with timings.stage("read the assembly"):
+                    assembly = Assembly.read(staging, check_context(project))
+                findings, lint = _check(project, assembly, cache, timings, pool)
+            finally:
                 if pool:
-                    pool.early.clear()  # a watch's next synth may lint with other settings
-                raise
-            with timings.stage("read the assembly"):
-                assembly = Assembly.read(staging, check_context(project))
-            findings, lint = _check(project, assembly, cache, timings, pool)
+                    pool.forget_early()
         result = SynthResult(
             project.deployment.name,
             project.deployment.iam.role_quota,

@@ -93,3 +93,24 @@ def test_the_installed_cfn_lint_is_one_the_shortcuts_were_read_against() -> None
     from foundation.checks import cfn_lint_speedups
 
     assert cfn_lint_speedups.applies()
+
+
+def test_a_keyword_validator_that_cannot_be_hashed_still_validates() -> None:
+    """cfn-lint takes any callable as a custom rule's keyword validator; one that cannot be a
+    key of the class cache gets a class of its own, as cfn-lint as shipped would make."""
+    from cfnlint.jsonschema import ValidationError, validators
+
+    from foundation.checks import cfn_lint
+
+    cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))  # applies the shortcuts
+    assert getattr(validators.create, "_foundation", False)
+
+    class Keyword:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, validator, value, instance, schema):
+            yield ValidationError(f"{instance!r} is not {value!r}")
+
+    checking = validators.CfnTemplateValidator({}).extend(validators={"mine": Keyword()})
+    errors = list(checking(schema={"mine": "red"}).iter_errors("blue"))
+    assert [e.message for e in errors] == ["'blue' is not 'red'"]

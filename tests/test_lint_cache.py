@@ -236,6 +236,44 @@ def test_templates_started_early_are_linted_once_and_cached_ones_not_at_all(
     assert (run.linted, run.cached, run.findings) == (["bad"], ["clean"], FINDINGS)
 
 
+def test_rows_found_with_other_settings_than_their_key_are_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `.cfnlintrc` written while a synth runs: a template linted early with the settings
+    before it is reported as linted, but not cached under a key of the settings after it, so
+    the next synth with those lints it again and finds what they find."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # and no settings file at home
+    checked = assembly(bad=template("findings"))
+    cache = FindingsCache(tmp_path / "cache")
+    with cfn_lint.workers(REGION, 1) as pool:
+        assert pool is not None
+        cfn_lint.start_early({"bad": checked.stacks[0].text}, REGION, cache, pool)
+        (early,) = pool.early.values()
+        rows = [[f.rule, f.severity, f.resource, f.message] for f in FINDINGS]
+        assert early.result() == ((b"", b""), rows)  # no settings file yet
+        (tmp_path / ".cfnlintrc").write_text("include_checks:\n  - I\n")
+        during = cfn_lint.run(checked, cache, pool)
+    assert (during.linted, during.findings) == (["bad"], FINDINGS)
+    after = cfn_lint.run(checked, cache)
+    assert (after.linted, after.findings) == (["bad"], cfn_lint_itself(checked.stacks[0]))
+    assert after.findings != FINDINGS
+    assert cfn_lint.run(checked, cache).cached == ["bad"]  # found with its key's settings
+
+
+def test_early_lints_that_start_did_not_take_are_forgotten() -> None:
+    """After a build that failed, or whose templates another process cached meanwhile: none is
+    kept for a later synth, and with none running the workers are ended at once."""
+    with cfn_lint.workers(REGION, 1) as pool:
+        assert pool is not None
+        cfn_lint.start_early({"bad": json.dumps(template("findings"))}, REGION, None, pool)
+        (early,) = pool.early.values()
+        early.result()
+        assert pool.linting
+        pool.forget_early()
+        assert (pool.early, pool.linting) == ({}, False)
+
+
 STAGES = [
     "compare with the record",
     "load the project",
@@ -344,7 +382,8 @@ def test_workers_are_ended_not_waited_for(given: list[str]) -> None:
     pool = cfn_lint.Workers(REGION, 1)
     processes = list(pool.pool._processes.values())
     texts = [json.dumps(template(name), indent=1) for name in given]
-    assert pool.start(texts, REGION)() == [[] for _ in given]
+    settings = tuple(cfn_lint.settings_files())
+    assert pool.start(texts, REGION)() == [(settings, []) for _ in given]
     pool.close()
     assert [p.exitcode for p in processes] == [-signal.SIGTERM]
 
@@ -366,6 +405,6 @@ def test_a_ctrl_c_leaves_ending_the_workers_to_the_synth(capfd: pytest.CaptureFi
     time.sleep(1)
     assert running(worker)
     texts = [json.dumps(template("clean"), indent=1)]
-    assert pool.start(texts, REGION)() == [[]]
+    assert pool.start(texts, REGION)() == [(tuple(cfn_lint.settings_files()), [])]
     pool.close()
     assert capfd.readouterr() == ("", "")

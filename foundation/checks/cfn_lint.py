@@ -36,6 +36,8 @@ IGNORED = ["W3010"]
 SETTINGS_FILES = (".cfnlintrc", ".cfnlintrc.yaml", ".cfnlintrc.yml")
 
 Row = list[str]  # rule, severity, resource, message: a finding without its stack
+Settings = tuple[bytes, ...]  # the settings files' contents (settings_files)
+Linted = tuple[Settings, list[Row]]  # a template's rows and the settings they were found with
 
 
 def options(region: str) -> dict[str, Any]:
@@ -61,6 +63,10 @@ def _linter(region: str, settings: tuple[bytes, ...]) -> tuple[Any, Any]:
 
 def lint_text(text: str, region: str) -> list[Row]:
     """What `cfnlint.api.lint(text, config=...)` finds, with rules loaded once."""
+    return _lint(text, region, tuple(settings_files()))
+
+
+def _lint(text: str, region: str, settings: Settings) -> list[Row]:
     from cfnlint.decode.decode import decode_str
     from cfnlint.runner import run_template_by_data
 
@@ -69,7 +75,7 @@ def lint_text(text: str, region: str) -> list[Row]:
         return [_row(m) for m in errors]
     if template is None:
         return []
-    config, rules = _linter(region, tuple(settings_files()))
+    config, rules = _linter(region, settings)
     return [_row(m) for m in run_template_by_data(template, config, rules)]
 
 
@@ -80,8 +86,12 @@ def _row(match: Any) -> Row:
     return [match.rule.id, severity, where, match.message]
 
 
-def _lint_job(job: tuple[str, str]) -> list[Row]:
-    return lint_text(*job)
+def _lint_job(job: tuple[str, str]) -> Linted:
+    """The rows, and the settings files they were found with: read when the job runs, which
+    may be after the synth took its cache keys, so the cache keeps only rows found with the
+    settings of their key."""
+    settings = tuple(settings_files())
+    return settings, _lint(*job, settings)
 
 
 def cores() -> int:
@@ -119,7 +129,7 @@ class Workers:
 
     def __init__(self, region: str, processes: int) -> None:
         self.linting = False
-        self.early: dict[tuple[str, str], Future[list[Row]]] = {}  # by text and region
+        self.early: dict[tuple[str, str], Future[Linted]] = {}  # by text and region
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(
             processes, multiprocessing.get_context("spawn"), _end_with, (os.getpid(),)
@@ -142,7 +152,17 @@ class Workers:
             with contextlib.suppress(BrokenProcessPool):  # `start` lints them in this process
                 self.early.setdefault((text, region), self.pool.submit(_lint_job, (text, region)))
 
-    def start(self, texts: list[str], region: str) -> Callable[[], list[list[Row]]]:
+    def forget_early(self) -> None:
+        """Drop what `start` did not take of the early lints (the build failed, or another
+        process cached the templates meanwhile): those not running are cancelled, and a
+        `close` with none running ends the workers at once."""
+        if self.early:
+            for future in self.early.values():
+                future.cancel()
+            self.linting = not all(future.done() for future in self.early.values())
+            self.early.clear()
+
+    def start(self, texts: list[str], region: str) -> Callable[[], list[Linted]]:
         """Lint `texts` in the workers (those given to `start_early` already are); the function
         returned waits for their rows. The largest template first, so the longest never starts
         last. Workers that cannot start (a program that spawns them from an unguarded main
@@ -156,9 +176,8 @@ class Workers:
             ]
         except BrokenProcessPool:
             results = []
-        self.early.clear()
 
-        def rows() -> list[list[Row]]:
+        def rows() -> list[Linted]:
             try:
                 found = [result.result() for result in results] if results else None
             except BrokenProcessPool:
@@ -228,14 +247,14 @@ def cfn_lint_version() -> str:
     return (Path(spec.submodule_search_locations[0]) / "version.py").read_text()
 
 
-def cache_salt(region: str) -> list[bytes]:
+def cache_salt(region: str, settings: Settings) -> list[bytes]:
     """Everything besides a template's text that its findings depend on."""
     versions = {
         "cfn-lint": cfn_lint_version(),
         "options": options(region),
         "checks": checks_version(),
     }
-    return [json.dumps(versions, sort_keys=True).encode(), *settings_files()]
+    return [json.dumps(versions, sort_keys=True).encode(), *settings]
 
 
 def settings_paths() -> list[list[Path]]:
@@ -262,11 +281,13 @@ def _is_rows(value: Any) -> bool:
 
 def _cached(
     texts: dict[str, str], region: str, cache: FindingsCache | None
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """Each template's cache key and what the cache holds for it (None, or maybe not rows)."""
-    salt = cache_salt(region) if cache else []
+) -> tuple[Settings, dict[str, str], dict[str, Any]]:
+    """The settings files as read now, each template's cache key with them and what the cache
+    holds for it (None, or maybe not rows)."""
+    settings = tuple(settings_files())
+    salt = cache_salt(region, settings) if cache else []
     keys = {name: content_key(*salt, text.encode()) for name, text in texts.items()}
-    return keys, ({name: cache.get(keys[name]) for name in texts} if cache else {})
+    return settings, keys, ({name: cache.get(keys[name]) for name in texts} if cache else {})
 
 
 def start_early(
@@ -274,7 +295,7 @@ def start_early(
 ) -> None:
     """Lint, in `pool`, the templates (by stack) whose findings `cache` does not hold, before
     the assembly they will be part of exists: `start` takes their findings then."""
-    _, rows = _cached(texts, region, cache)
+    _, _, rows = _cached(texts, region, cache)
     pool.start_early([text for name, text in texts.items() if not _is_rows(rows.get(name))], region)
 
 
@@ -292,17 +313,17 @@ def start(
     the findings (without workers, it lints then)."""
     region = assembly.context["region"]
     texts = {s.name: s.text for s in assembly.stacks}
-    keys, rows = _cached(texts, region, cache)
+    keyed, keys, rows = _cached(texts, region, cache)
     missing = [name for name in texts if not _is_rows(rows.get(name))]
     if pool and missing:
         linted = pool.start([texts[n] for n in missing], region)
     else:
-        linted = lambda: [lint_text(texts[n], region) for n in missing]  # noqa: E731
+        linted = lambda: [_lint_job((texts[n], region)) for n in missing]  # noqa: E731
 
     def finish() -> LintResult:
-        for name, new in zip(missing, linted(), strict=True):
+        for name, (settings, new) in zip(missing, linted(), strict=True):
             rows[name] = new
-            if cache:
+            if cache and settings == keyed:
                 cache.put(keys[name], new)
         result = LintResult()
         for name in texts:

@@ -90,6 +90,10 @@ def _into_modules() -> None:
             tuple(getattr(shown, name) for name in filter_fields),
             tuple((fn_resolvers or {}).items()),
         )
+        try:
+            hash(key)
+        except TypeError:  # a custom rule's keyword validator that cannot be hashed
+            return _with_evolve(made(validators, function_filter, fn_resolvers))
         if key not in classes:
             if len(classes) >= _CLASSES_KEPT:
                 classes.clear()
