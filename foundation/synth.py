@@ -439,7 +439,7 @@ def _build(
         with (
             session.lint_workers(region)
             if session
-            else cfn_lint.workers(region, _lint_processes(base, previous))
+            else cfn_lint.workers(region, *_lint_processes(base, previous))
         ) as pool:
 
             def early(folder: Path, stacks: list[str]) -> None:
@@ -506,16 +506,17 @@ def _recorded_keys(
     return base, inputs
 
 
-def _lint_processes(base: str, previous: Previous | None) -> int:
-    """Worker processes for cfn-lint, none on a single core: one per core when every stack will
-    be built; one when only the edited DAGs' worker stacks will be (more would only slow the
-    build they start beside, for a template or two)."""
+def _lint_processes(base: str, previous: Previous | None) -> tuple[int, bool]:
+    """Worker processes for cfn-lint, none on a single core: one per core, yielding to the build
+    (a cold one lints its first templates while it builds the rest), when every stack will be
+    built; one when only the edited DAGs' worker stacks will be (more would only slow the build
+    they start beside, for a template or two), whose lint then is the synth's critical path."""
     cores = cfn_lint.cores()
     if cores < 2:
-        return 0
+        return 0, False
     if previous and previous.record.base == base:
-        return 1
-    return cores
+        return 1, False
+    return cores, True
 
 
 def _check(

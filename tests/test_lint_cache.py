@@ -274,6 +274,21 @@ def test_early_lints_that_start_did_not_take_are_forgotten() -> None:
         assert (pool.early, pool.linting) == ({}, False)
 
 
+@pytest.mark.parametrize("yielding", [True, False])
+def test_workers_beside_a_cold_build_yield_the_cores_to_it(yielding: bool) -> None:
+    """Started for a cold build, workers run at a lower priority than the build they fill in
+    for; for an edit, whose lint is what the synth waits for, at the synth's own."""
+    from foundation import synth
+
+    with cfn_lint.workers(REGION, 1, yielding) as pool:
+        assert pool is not None
+        worker = pool.warming[0].result()
+        niceness = os.getpriority(os.PRIO_PROCESS, worker) - os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness == (cfn_lint.YIELDING_NICENESS if yielding else 0) == (10 if yielding else 0)
+    if cfn_lint.cores() > 1:
+        assert synth._lint_processes("base", None) == (cfn_lint.cores(), True)
+
+
 STAGES = [
     "compare with the record",
     "load the project",

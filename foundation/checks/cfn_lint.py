@@ -29,6 +29,10 @@ from typing import Any
 from foundation.checks.cache import FindingsCache, checks_version, content_key
 from foundation.checks.model import ERROR, WARNING, Assembly, Finding
 
+# A worker's niceness while a cold build goes on beside it: the build is the synth's critical
+# path until its last template is written, and the first templates' lints are to fill the core
+# it leaves idle, not to take turns with it (1,000 DAGs cold: 39 s against 43 s, measured).
+YIELDING_NICENESS = 10
 # Availability zones come from config on purpose: synthesis must never look them up.
 IGNORED = ["W3010"]
 # What cfn-lint reads besides its arguments (cfnlint/config.py ConfigFileArgs._find_config):
@@ -102,6 +106,12 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _start_worker(parent: int, yielding: bool) -> None:
+    _end_with(parent)
+    if yielding:
+        os.nice(YIELDING_NICENESS)
+
+
 def _end_with(parent: int) -> None:
     """A worker ends when the synth that started it does, however it ended: killed, its pool
     never shut down, a worker would wait for work forever. A terminal's Ctrl-C reaches every
@@ -127,12 +137,15 @@ class Workers:
     loads its rules (about a second of CPU) on a core the app's build leaves idle, so linting
     starts warm the moment the assembly is read."""
 
-    def __init__(self, region: str, processes: int) -> None:
+    def __init__(self, region: str, processes: int, yielding: bool = False) -> None:
         self.linting = False
         self.early: dict[tuple[str, str], Future[Linted]] = {}  # by text and region
         # spawn, not fork: the parent runs jsii's threads and its Node process
         self.pool = ProcessPoolExecutor(
-            processes, multiprocessing.get_context("spawn"), _end_with, (os.getpid(),)
+            processes,
+            multiprocessing.get_context("spawn"),
+            _start_worker,
+            (os.getpid(), yielding),
         )
         # a spawn pool starts a process per task while none is idle: one warm-up task each
         with _main_left_out():
@@ -219,12 +232,13 @@ def _main_left_out() -> Iterator[None]:
 
 
 @contextmanager
-def workers(region: str, processes: int) -> Iterator[Workers | None]:
-    """`processes` warm workers; None (no process): lint in this one."""
+def workers(region: str, processes: int, yielding: bool = False) -> Iterator[Workers | None]:
+    """`processes` warm workers, `yielding` the cores to this process's build; None (no
+    process): lint in this one."""
     if processes < 1:
         yield None
         return
-    started = Workers(region, processes)
+    started = Workers(region, processes, yielding)
     try:
         yield started
     finally:
