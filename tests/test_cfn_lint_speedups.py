@@ -26,7 +26,7 @@ if sys.argv[1] == "as shipped":
 elif sys.argv[1] == "versions":
     cfn_lint_speedups.READ = ()
 files = sys.argv[2:]
-rows = {f: cfn_lint.lint_text(open(f).read(), "us-east-1") for f in files}
+rows = {f: cfn_lint._lint_job((open(f).read(), "us-east-1"))[1] for f in files}
 from cfnlint.jsonschema import validators
 from cfnlint.rules.jsonschema.CfnLint import CfnLint
 config, rules = cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))

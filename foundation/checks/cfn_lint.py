@@ -65,12 +65,9 @@ def _linter(region: str, settings: tuple[bytes, ...]) -> tuple[Any, Any]:
     return config, rules
 
 
-def lint_text(text: str, region: str) -> list[Row]:
-    """What `cfnlint.api.lint(text, config=...)` finds, with rules loaded once."""
-    return _lint(text, region, tuple(settings_files()))
-
-
 def _lint(text: str, region: str, settings: Settings) -> list[Row]:
+    """What `cfnlint.api.lint(text, config=...)` finds with these settings files, with rules
+    loaded once."""
     from cfnlint.decode.decode import decode_str
     from cfnlint.runner import run_template_by_data
 

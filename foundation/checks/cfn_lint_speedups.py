@@ -1,7 +1,7 @@
 """Three shortcuts through cfn-lint's hottest paths that change no finding, applied only to the
 cfn-lint versions whose code they were written against (`READ`): any other version lints as it
-ships. They halve the time cfn-lint takes on its own test templates and take a third off a
-1,000-DAG worker template; tests/test_cfn_lint_speedups.py holds every finding, on cfn-lint's
+ships. They take 28% off the time cfn-lint takes on its own test templates and 40% off a
+1,000-DAG worker template's; tests/test_cfn_lint_speedups.py holds every finding, on cfn-lint's
 test templates and the toolkit's, to what cfn-lint finds without them.
 
 1. `evolve` (a schema walk's every step makes a new Context, FunctionFilter and validator
