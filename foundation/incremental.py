@@ -88,14 +88,19 @@ def build(
         if not why:
             return Built(base, [n for n in order if n not in keep], reused)
         _empty(staging)
-    elif early and _in_two(project, base, staging, synthesize, early):
+    elif early and _in_two(project, base, staging, order, synthesize, early):
         return Built(base, order, cold=why)
     synthesize(project, staging, None, True)
     return Built(base, order, cold=why)
 
 
 def _in_two(
-    project: Project, base: str, staging: Path, synthesize: Synthesize, early: Early
+    project: Project,
+    base: str,
+    staging: Path,
+    order: list[str],
+    synthesize: Synthesize,
+    early: Early,
 ) -> bool:
     """A cold build as two apps, so that `early` can start on the first's templates while the
     second builds: network, data, core and the first third of the worker stacks, then the
@@ -109,7 +114,7 @@ def _in_two(
     part = Path(tempfile.mkdtemp(prefix=".synth-first-", dir=staging.parent))
     try:
         synthesize(project, part, first, True)
-        names = [*ns.cluster_stacks, *(ns.worker_stack(s) for s in first)]
+        names = order[: len(ns.cluster_stacks) + len(first)]
         early(part, names)
         keys = stack_inputs(project, base)
         record = Record(
@@ -120,7 +125,6 @@ def _in_two(
             {f: sha((part / f).read_bytes()) for f in files_under(part)},
         )
         synthesize(project, staging, numbers[len(first) :], False)
-        order = [*names, *(ns.worker_stack(s) for s in numbers[len(first) :])]
         if _merge(staging, Previous(part, record), names, order, ns.cluster_stacks):
             _empty(staging)
             return False
