@@ -30,7 +30,12 @@ from foundation.manifest import DagAccess
 from foundation.naming import DAG_PROCESSOR, UNMANAGED_PARAMETER_NAME, DagNames
 from stacks import nag
 from stacks.base import FoundationStack
-from stacks.constructs.airflow_service import AirflowService, ComponentSpec, task_role
+from stacks.constructs.airflow_service import (
+    AirflowService,
+    ComponentSpec,
+    task_role,
+    tasks_principal,
+)
 from stacks.constructs.dag_worker import (
     CeleryPieces,
     DagWorker,
@@ -102,18 +107,19 @@ class CoreStack(FoundationStack):
             **bundles,
             **self._web_secrets(),
         }
+        tasks = tasks_principal(deployment.account)
         self.execution_role = task_role(
             self,
             "TaskExecutionRole",
             name=ns.execution_role,
-            account=deployment.account,
+            principal=tasks,
             path=ns.role_root,
         )
         self.worker_execution_role = task_role(
             self,
             "WorkerExecutionRole",
             name=ns.worker_execution_role,
-            account=deployment.account,
+            principal=tasks,
             path=ns.role_root,
         )
         self.workers_log_group = logs.LogGroup(
@@ -251,6 +257,8 @@ class CoreStack(FoundationStack):
         shared = SharedPieces(
             namespace=ns,
             ctx=self._ctx,
+            stack=self,
+            principal=tasks_principal(self.deployment.account),
             image=image,
             execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,
@@ -372,7 +380,7 @@ class CoreStack(FoundationStack):
         statements = cluster.statements(grant, self._ctx)
         for statement in statements:
             role.add_to_principal_policy(iam.PolicyStatement.from_json(statement.document()))
-        nag.acknowledge_statements(role, statements)
+        nag.acknowledge(role, *nag.for_statements(statements))
 
     @property
     def _ctx(self) -> ArnContext:

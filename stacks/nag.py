@@ -69,14 +69,18 @@ def config_choice(rule: str, field: str) -> Acknowledgement:
     return Acknowledgement(rule, f"config {field} is false: the deployment's owner chose it")
 
 
-def acknowledge(scope: IConstruct, ack: Acknowledgement) -> None:
-    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=ack.rule, reason=ack.reason))
+def acknowledge(scope: IConstruct, *acks: Acknowledgement) -> None:
+    """Each finding `acks` names on `scope` and every construct under it, in one call (two
+    calls into Node.js for each acknowledgement were a third of a worker stack's build)."""
+    if acks:
+        cdk.Validations.of(scope).acknowledge(
+            *(cdk.Acknowledgment(id=ack.rule, reason=ack.reason) for ack in acks)
+        )
 
 
-def acknowledge_statements(scope: IConstruct, statements: list[Statement]) -> None:
+def for_statements(statements: list[Statement]) -> list[Acknowledgement]:
     """IAM5 for each resource with a `*`: a prefix the statement's grant names, or `*` itself for
-    actions with no resource-level permissions. In one call (two calls into Node.js for each
-    acknowledgement were a third of a worker stack's build)."""
+    actions with no resource-level permissions."""
     acknowledgements = []
     for statement in statements:
         why = "; ".join(statement.sources) or "the toolkit's baseline"
@@ -90,6 +94,5 @@ def acknowledge_statements(scope: IConstruct, statements: list[Statement]) -> No
                 else f"a prefix, granted by {why}"
             )
             rule = f"AwsSolutions-IAM5[Resource::{resource}]"
-            acknowledgements.append(cdk.Acknowledgment(id=rule, reason=reason))
-    if acknowledgements:
-        cdk.Validations.of(scope).acknowledge(*acknowledgements)
+            acknowledgements.append(Acknowledgement(rule, reason))
+    return acknowledgements

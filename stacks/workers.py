@@ -7,6 +7,7 @@ a worker stack.
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -19,6 +20,7 @@ from foundation.config import Deployment
 from foundation.iam.policy import ArnContext
 from foundation.project import Dag
 from stacks.base import FoundationStack
+from stacks.constructs.airflow_service import tasks_principal
 from stacks.constructs.dag_worker import (
     CeleryPieces,
     DagWorker,
@@ -69,6 +71,8 @@ def shared_pieces(scope: Construct, deployment: Deployment) -> SharedPieces:
     return SharedPieces(
         namespace=ns,
         ctx=ArnContext.of(deployment),
+        stack=cdk.Stack.of(scope),
+        principal=tasks_principal(deployment.account),
         image=ecs.ContainerImage.from_registry(deployment.airflow.image),
         execution_role=iam.Role.from_role_arn(scope, "WorkerExecutionRole", arn, mutable=False),
         log_group=logs.LogGroup.from_log_group_name(scope, "WorkersLogs", ns.workers_log_group),

@@ -31,26 +31,26 @@ class ComponentSpec:
     bundle: str | None = None  # a dag-processor's: the one bundle it parses
 
 
+def tasks_principal(account: str) -> iam.ServicePrincipal:
+    """ECS tasks, only on behalf of this account: whom a task role trusts (one object may serve
+    every role of a stack)."""
+    return iam.ServicePrincipal(
+        "ecs-tasks.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
+    )
+
+
 def task_role(
     scope: Construct,
     id: str,
     *,
     name: str,
-    account: str,
+    principal: iam.IPrincipal,
     path: str | None = None,
     description: str | None = None,
 ) -> iam.Role:
-    """A role ECS tasks assume, only on behalf of this account."""
+    """A role ECS tasks assume (`principal`: tasks_principal)."""
     return iam.Role(
-        scope,
-        id,
-        role_name=name,
-        path=path,
-        description=description,
-        assumed_by=iam.ServicePrincipal(
-            "ecs-tasks.amazonaws.com",
-            conditions={"StringEquals": {"aws:SourceAccount": account}},
-        ),
+        scope, id, role_name=name, path=path, description=description, assumed_by=principal
     )
 
 
@@ -77,7 +77,7 @@ class AirflowService(Construct):
             self,
             "TaskRole",
             name=namespace.role(spec.name),
-            account=account,
+            principal=tasks_principal(account),
             path=namespace.role_root,
         )
         self.log_group = logs.LogGroup(

@@ -62,6 +62,8 @@ class SharedPieces:
 
     namespace: Namespace
     ctx: ArnContext  # the deployment's partition, region and account
+    stack: cdk.Stack  # the stack that holds the identities
+    principal: iam.IPrincipal  # whom task roles trust: tasks_principal
     image: ecs.ContainerImage
     execution_role: iam.IRole
     log_group: logs.ILogGroup
@@ -97,16 +99,19 @@ class DagWorker(Construct):
     def __init__(self, scope: Construct, id: str, *, spec: WorkerSpec, shared: SharedPieces):
         super().__init__(scope, id)
         names = spec.names
+        # acknowledged on this construct, in one call: each names a finding only one of its
+        # resources can have (IAM5 on its policies, ECS2 on its task definition, SQS3 on its queue)
+        acks = [nag.CLUSTER["environment"]]
         self.role = task_role(
             self,
             "TaskRole",
             name=names.role,
-            account=shared.ctx.account,
+            principal=shared.principal,
             path=shared.namespace.dag_role_path,
             description=f"Tasks of {spec.label}"[:1000],
         )
         for index, statements in enumerate(spec.policies):
-            policy = iam.ManagedPolicy(
+            iam.ManagedPolicy(
                 self,
                 f"Policy{index + 1}",
                 managed_policy_name=names.managed_policy(index),
@@ -116,7 +121,7 @@ class DagWorker(Construct):
                 ),
                 roles=[self.role],
             )
-            nag.acknowledge_statements(policy, statements)
+            acks += nag.for_statements(statements)
         self.security_group = ec2.SecurityGroup(
             self,
             "Egress",
@@ -156,8 +161,8 @@ class DagWorker(Construct):
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
-        nag.acknowledge(self.task_definition, nag.CLUSTER["environment"])
         if shared.celery:
+            acks.append(nag.CLUSTER["celery_queue"])
             identity = {"queue": names.queue, "queue_url": self.queue.queue_url}
             self._worker_service(names, spec.size, shared.celery)
         else:
@@ -172,8 +177,9 @@ class DagWorker(Construct):
             "Identity",
             parameter_name=spec.parameter,
             description=f"Run-time identity of {spec.label}"[:1024],
-            string_value=cdk.Stack.of(self).to_json_string(identity | {"bundle": spec.bundle}),
+            string_value=shared.stack.to_json_string(identity | {"bundle": spec.bundle}),
         )
+        nag.acknowledge(self, *acks)
         if spec.dag_id is not None:
             cdk.Tags.of(self).add(DAG_ID_TAG, spec.dag_id)
 
@@ -194,7 +200,6 @@ class DagWorker(Construct):
         )
         for statement in dag_queue_policy(shared.namespace, names, shared.ctx):
             queue.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
-        nag.acknowledge(queue, nag.CLUSTER["celery_queue"])
         return queue
 
     def _worker_service(self, names: DagNames, size: WorkerSize, celery: CeleryPieces) -> None:
