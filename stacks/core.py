@@ -268,6 +268,8 @@ class CoreStack(FoundationStack):
             celery=self.celery if self.deployment.celery else None,
         )
         DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)
+        if shared.celery:
+            shared.celery.services.write(self)
 
     def _baseline_policies(self, names: DagNames) -> list:
         """Even a DAG with no grants must load its code from an S3 bundle, and run on its

@@ -44,6 +44,8 @@ class WorkersStack(FoundationStack):
         shared = shared_pieces(self, deployment)
         for dag in dags:
             DagWorker(self, f"Dag-{dag.dag_id}", spec=dag_spec(deployment, dag), shared=shared)
+        if shared.celery:
+            shared.celery.services.write(self)
 
 
 def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:

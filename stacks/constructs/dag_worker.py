@@ -76,11 +76,36 @@ class SharedPieces:
 @dataclass(frozen=True)
 class CeleryPieces:
     """What a DAG's Celery worker service runs in: the cluster, its subnets, and the security
-    group every DAG's tasks share (it opens the Execution API to them)."""
+    group every DAG's tasks share (it opens the Execution API to them); one per stack, with the
+    values every DAG's queue and scaling use, made once (each is a call into Node.js)."""
 
     cluster: ecs.ICluster
     subnets: ec2.SubnetSelection
     workers_security_group: ec2.ISecurityGroup
+    minute: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(1))
+    visibility: cdk.Duration = field(
+        default_factory=lambda: cdk.Duration.seconds(CELERY_VISIBILITY_SECONDS)
+    )
+    no_value: str = field(default_factory=lambda: cdk.Aws.NO_VALUE)
+    services: ExistingServices = field(default_factory=lambda: ExistingServices())
+
+
+@dataclass
+class ExistingServices:
+    """Each Celery worker service's `ServiceExists` parameter (DagWorker._first_count), named
+    in its stack's template metadata for the deploy (plan.service_parameters): listed as the
+    stack's DAGs are built, written once when they all are."""
+
+    listed: list[tuple[str, str]] = field(default_factory=list)  # logical ID (a token), service
+
+    def write(self, stack: cdk.Stack) -> None:
+        if not self.listed:
+            return
+        logical_ids = stack.resolve([logical_id for logical_id, _ in self.listed])
+        metadata = stack.template_options.metadata or {}
+        services = metadata.setdefault(EXISTING_SERVICES_METADATA, {})
+        services.update(zip(logical_ids, (service for _, service in self.listed), strict=True))
+        stack.template_options.metadata = metadata
 
 
 def bundle_secrets(scope: Construct, deployment: Deployment) -> dict[str, secretsmanager.ISecret]:
@@ -144,8 +169,9 @@ class DagWorker(Construct):
         )
         environment, command = spec.settings.environment, None
         if shared.celery:
-            self.queue = self._queue(names, shared)
-            environment = environment | celery_worker_queue(self.queue.queue_url, names)
+            self.queue = self._queue(names, shared, shared.celery)
+            queue_url = self.queue.queue_url
+            environment = environment | celery_worker_queue(queue_url, names)
             command = runtime_files.container_command(
                 [celery_worker_command(names, spec.size.concurrency)], wait_for_migrations=False
             )
@@ -163,7 +189,7 @@ class DagWorker(Construct):
         )
         if shared.celery:
             acks.append(nag.CLUSTER["celery_queue"])
-            identity = {"queue": names.queue, "queue_url": self.queue.queue_url}
+            identity = {"queue": names.queue, "queue_url": queue_url}
             self._worker_service(names, spec.size, shared.celery)
         else:
             identity = {
@@ -183,7 +209,7 @@ class DagWorker(Construct):
         if spec.dag_id is not None:
             cdk.Tags.of(self).add(DAG_ID_TAG, spec.dag_id)
 
-    def _queue(self, names: DagNames, shared: SharedPieces) -> sqs.Queue:
+    def _queue(self, names: DagNames, shared: SharedPieces, celery: CeleryPieces) -> sqs.Queue:
         """The DAG's queue: TLS only (enforce_ssl), sent to by the scheduler's role only and
         consumed by the DAG's own role only (explicit denies, dag_queue_policy), and no other
         queue's dead letters (SQS would move them in without a SendMessage the denies see)."""
@@ -193,7 +219,7 @@ class DagWorker(Construct):
             queue_name=names.queue,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            visibility_timeout=cdk.Duration.seconds(CELERY_VISIBILITY_SECONDS),
+            visibility_timeout=celery.visibility,
             redrive_allow_policy=sqs.RedriveAllowPolicy(
                 redrive_permission=sqs.RedrivePermission.DENY_ALL
             ),
@@ -221,29 +247,30 @@ class DagWorker(Construct):
             enable_execute_command=False,
         )
         cdk.Tags.of(service).add(QUEUE_TAG, names.queue)
-        self._first_count(service, names, size)
+        self._first_count(service, names, size, celery)
         capacity = service.auto_scale_task_count(
             min_capacity=size.min_count, max_capacity=size.max_count
         )
         capacity.scale_on_metric(
             "Backlog",
-            metric=backlog(self.queue),
+            metric=backlog(self.queue, celery.minute),
             scaling_steps=backlog_steps(size),
             adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
-            cooldown=cdk.Duration.minutes(1),
+            cooldown=celery.minute,
         )
         # named in the deployment's namespace (CloudFormation would name them after the stack,
         # which no pattern can tell from another deployment's)
         for alarm in capacity.node.find_all():
             if isinstance(alarm, cloudwatch.CfnAlarm):
-                kind = alarm.node.scope.node.id.lower()  # LowerAlarm, UpperAlarm
+                kind = alarm.node.path.split("/")[-2].lower()  # .../LowerAlarm/Resource
                 alarm.alarm_name = names.alarm(f"backlog-{kind.removesuffix('alarm')}")
 
-    def _first_count(self, service: ecs.FargateService, names: DagNames, size: WorkerSize) -> None:
+    def _first_count(
+        self, service: ecs.FargateService, names: DagNames, size: WorkerSize, celery: CeleryPieces
+    ) -> None:
         """A new service starts min_count tasks (ECS would start one: a first deploy of 1,000
         DAGs, 1,000 tasks); an existing one keeps what scaling set. The deploy tells which by a
-        parameter per service, named in the template's metadata (plan.service_parameters)."""
-        stack = cdk.Stack.of(self)
+        parameter per service, named in the template's metadata (ExistingServices)."""
         exists = cdk.CfnParameter(
             self,
             "ServiceExists",
@@ -258,18 +285,14 @@ class DagWorker(Construct):
         )
         cfn_service = service.node.default_child
         cfn_service.add_property_override(
-            "DesiredCount", cdk.Fn.condition_if(new.logical_id, size.min_count, cdk.Aws.NO_VALUE)
+            "DesiredCount", cdk.Fn.condition_if(new.logical_id, size.min_count, celery.no_value)
         )
-        listed = stack.template_options.metadata or {}
-        services = listed.setdefault(EXISTING_SERVICES_METADATA, {})
-        services[stack.resolve(exists.logical_id)] = names.service
-        stack.template_options.metadata = listed
+        celery.services.listed.append((exists.logical_id, names.service))
 
 
-def backlog(queue: sqs.IQueue) -> cloudwatch.IMetric:
+def backlog(queue: sqs.IQueue, period: cdk.Duration) -> cloudwatch.IMetric:
     """Messages waiting plus messages being worked on (a task's message stays in flight until
     the task ends): zero only when no worker has anything to do."""
-    period = cdk.Duration.minutes(1)
     return cloudwatch.MathExpression(
         expression="waiting + running",
         using_metrics={
