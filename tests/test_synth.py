@@ -637,3 +637,22 @@ def test_organisation_role_path_and_prefix_reach_every_role(project: ProjectDir)
         "/platform/airflow/",
         "org_",
     )
+
+
+def test_a_value_of_the_wrong_type_is_refused_by_jsiis_kernel() -> None:
+    """stacks/__init__.py turns off jsii's Python-side type checks (as `python -O` would): the
+    kernel in Node.js still refuses a value of the wrong type, naming what it was passed to."""
+    import jsii._type_checking
+
+    from foundation import synth
+
+    synth._start_cdk()
+    import aws_cdk as cdk
+    from aws_cdk import aws_ecs as ecs
+
+    off = jsii._type_checking.check_type(argname="cpu", value="512", expected_type=int)
+    assert off is None  # typeguard would raise
+    stack = cdk.Stack(cdk.App(), "Typed")
+    refused = r"^Passed to parameter props of new aws-cdk-lib\.aws_ecs\.FargateTaskDefinition: "
+    with pytest.raises(RuntimeError, match=refused + "Unable to deserialize value as "):
+        ecs.FargateTaskDefinition(stack, "TaskDefinition", cpu="512")
