@@ -76,7 +76,8 @@ def build(
     early: Early | None = None,
 ) -> Built:
     """Synthesize the project into `staging`, reusing what the previous assembly proves equal;
-    with nothing to reuse and `early`, in two parts (`_in_two`)."""
+    with nothing to reuse and `early`, in two parts (`_in_two`). `early` is told the stacks
+    built as soon as they are, before the merge, so that their checks start beside it."""
     ns = project.deployment.namespace
     order = [*ns.cluster_stacks, *(ns.worker_stack(s) for s in shards(project))]
     reused, why = _reusable(project, base, previous)
@@ -84,6 +85,8 @@ def build(
         keep = set(reused)
         changed = [s for s in shards(project) if ns.worker_stack(s) not in keep]
         synthesize(project, staging, changed, not keep.issuperset(ns.cluster_stacks))
+        if early:
+            early(staging, [n for n in order if n not in keep])
         why = _merge(staging, previous, reused, order, ns.cluster_stacks)
         if not why:
             return Built(base, [n for n in order if n not in keep], reused)

@@ -30,6 +30,7 @@ from tests.conftest import ROOT, ProjectDir
 
 PROJECT = load_project(ROOT)
 NS = PROJECT.deployment.namespace
+NAME = PROJECT.deployment.name
 NETWORK, DATA, CORE = NS.cluster_stacks
 EXISTING = sorted(p.stem for p in (ROOT / "dag_permissions").glob("*.yaml"))
 NEW = ["alpha_etl", "beta_report", "gamma_sync"]
@@ -194,6 +195,35 @@ def test_a_two_app_build_the_merge_cannot_show_equal_is_built_again_as_one(
     del expected[RECORD]
     assert files(tmp_path / "out") == expected
     assert len(told) == 1 and built.reused == []
+
+
+def test_an_incremental_build_tells_the_stacks_it_built_before_it_merges(
+    project: ProjectDir, example_synth, tmp_path: Path
+) -> None:
+    """The edited DAG's worker stack is told as soon as it is written (cfn-lint's worker lints
+    it while the merge and the toolkit's rules run), before the reused stacks are copied in."""
+    out = with_previous(project, example_synth)
+    apply(project, ("change", "housekeeping", 1))
+    edited = stack_of("housekeeping")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    told = []
+
+    def early(folder: Path, stacks: list[str]) -> None:
+        workers = sorted(p.name for p in folder.glob(f"{NAME}-workers-*.template.json"))
+        assert workers == [f"{edited}.template.json"]  # no reused stack copied in yet
+        told.append({n: (folder / f"{n}.template.json").read_bytes() for n in stacks})
+
+    built = incremental.build(
+        load_project(project.root),
+        record.base_key(project.root, None),
+        staging,
+        record.Previous.read(out),
+        lambda p, o, s, c: synth.synthesize(p, o, s, None, c),
+        early,
+    )
+    assert built.rebuilt == [edited]
+    assert told == [{edited: (staging / f"{edited}.template.json").read_bytes()}]
 
 
 def test_nothing_changed_reuses_the_assembly_and_its_findings_without_building(
