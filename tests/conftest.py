@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -93,4 +95,28 @@ def templates(example_synth) -> dict[str, dict]:
         name: json.loads((example_synth.out / a["properties"]["templateFile"]).read_text())
         for name, a in manifest["artifacts"].items()
         if a["type"] == "aws:cloudformation:stack"
+    }
+
+
+def identity_resources(out: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Each identity construct of an assembly's tree.json (Dag-<dag_id> in a worker stack,
+    UnmanagedDags in core), by path: the type and properties of each CloudFormation resource
+    under it."""
+    tree = json.loads((out / "tree.json").read_text())["tree"]
+
+    def under(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        attributes = node.get("attributes") or {}
+        if "aws:cdk:cloudformation:type" in attributes:
+            yield (
+                attributes["aws:cdk:cloudformation:type"],
+                attributes.get("aws:cdk:cloudformation:props", {}),
+            )
+        for child in (node.get("children") or {}).values():
+            yield from under(child)
+
+    return {
+        f"{stack}/{name}": list(under(node))
+        for stack, top in tree["children"].items()
+        for name, node in (top.get("children") or {}).items()
+        if name.startswith("Dag-") or name == "UnmanagedDags"
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from foundation.iam.evaluate import Request, allows, decide
 from foundation.naming import EXISTING_SERVICES_METADATA, DagNames
 from foundation.project import load_project
 from foundation.synth import run as synth
-from tests.conftest import ROOT, ProjectDir
+from tests.conftest import ROOT, ProjectDir, identity_resources
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow-celery:3.3.2"
 ACCOUNT, REGION = "111122223333", "us-east-1"
@@ -605,3 +606,36 @@ def test_too_many_dags_for_the_worker_stacks_is_named_before_cdk_refuses(tmp_pat
     assert (
         "(CloudFormation's limit is 500) with 67 DAGs in 1 stack(s): raise it to 2" in result.stderr
     )
+
+
+# A Celery DAG's identity besides its managed policies: its acknowledgements (IAM5, ECS2 and
+# SQS3, made on the construct: stacks/nag.py) cover no finding of another resource only while
+# it holds no inline policy, one task definition and one queue (tests/test_synth.py for ECS).
+CELERY_IDENTITY = Counter(
+    {
+        "AWS::IAM::Role": 1,
+        "AWS::EC2::SecurityGroup": 1,
+        "AWS::ECS::TaskDefinition": 1,
+        "AWS::SSM::Parameter": 1,
+        "AWS::SQS::Queue": 1,
+        "AWS::SQS::QueuePolicy": 1,
+        "AWS::ECS::Service": 1,
+        "AWS::ApplicationAutoScaling::ScalableTarget": 1,
+        "AWS::ApplicationAutoScaling::ScalingPolicy": 2,
+        "AWS::CloudWatch::Alarm": 2,
+    }
+)
+
+
+def test_an_identity_holds_no_resource_its_acknowledgements_could_cover(built) -> None:
+    project = built[0]
+    identities = identity_resources(project.root / "cdk.out")
+    name = project.deployment.name
+    assert f"{name}-core/UnmanagedDags" in identities  # unmanaged_dags: baseline
+    assert len(identities) == len(project.dags) + 1
+    for path, resources in identities.items():
+        kinds = Counter(kind for kind, _ in resources)
+        assert kinds.pop("AWS::IAM::ManagedPolicy") >= 1, path
+        assert kinds == CELERY_IDENTITY, path
+        roles = [props for kind, props in resources if kind == "AWS::IAM::Role"]
+        assert len(roles) == 1 and "policies" not in roles[0], path

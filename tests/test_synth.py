@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundation.airflow import runtime_files
 from foundation.airflow.settings import AIRFLOW_PORT
-from foundation.naming import DagNames, Namespace
+from foundation.naming import DagNames, Namespace, worker_shard
 from foundation.project import load_project
 from stacks.app import shards
-from tests.conftest import ROOT, ProjectDir
+from tests.conftest import ROOT, ProjectDir, identity_resources
 
 PROJECT = load_project(ROOT)
 NAME = PROJECT.deployment.name
@@ -656,3 +657,35 @@ def test_a_value_of_the_wrong_type_is_refused_by_jsiis_kernel() -> None:
     refused = r"^Passed to parameter props of new aws-cdk-lib\.aws_ecs\.FargateTaskDefinition: "
     with pytest.raises(RuntimeError, match=refused + "Unable to deserialize value as "):
         ecs.FargateTaskDefinition(stack, "TaskDefinition", cpu="512")
+
+
+# What a DAG's identity construct holds besides its managed policies. Its cdk-nag
+# acknowledgements are made on the construct and so cover all of it (stacks/nag.py): IAM5 for
+# the wildcard resources its managed policies grant, ECS2 for its task definition. That covers
+# no other finding only while no other resource under it can have one: no inline policy, one
+# task definition.
+IDENTITY = Counter(
+    {
+        "AWS::IAM::Role": 1,
+        "AWS::EC2::SecurityGroup": 1,
+        "AWS::ECS::TaskDefinition": 1,
+        "AWS::SSM::Parameter": 1,
+    }
+)
+
+
+def test_an_identity_holds_no_resource_its_acknowledgements_could_cover(example_synth) -> None:
+    identities = identity_resources(example_synth.out)
+    assert sorted(identities) == sorted(
+        f"{NAME}-workers-{worker_shard(dag.dag_id, PROJECT.deployment.worker_stacks):02d}"
+        f"/Dag-{dag.dag_id}"
+        for dag in PROJECT.dags
+    )
+    for path, resources in identities.items():
+        kinds = Counter(kind for kind, _ in resources)
+        assert kinds.pop("AWS::IAM::ManagedPolicy") >= 1, path  # the baseline's at least
+        assert kinds == IDENTITY, path
+        roles = [props for kind, props in resources if kind == "AWS::IAM::Role"]
+        assert [sorted(r) for r in roles] == [
+            ["assumeRolePolicyDocument", "description", "path", "roleName", "tags"]
+        ], path

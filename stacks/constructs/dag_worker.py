@@ -124,8 +124,9 @@ class DagWorker(Construct):
     def __init__(self, scope: Construct, id: str, *, spec: WorkerSpec, shared: SharedPieces):
         super().__init__(scope, id)
         names = spec.names
-        # acknowledged on this construct, in one call: each names a finding only one of its
-        # resources can have (IAM5 on its policies, ECS2 on its task definition, SQS3 on its queue)
+        # acknowledged on this construct, in one call, so they cover all of it: IAM5 for what
+        # its managed policies grant, ECS2 for its task definition, SQS3 for its queue. No other
+        # resource under it may have those findings (test_an_identity_holds_no_resource_...)
         acks = [nag.CLUSTER["environment"]]
         self.role = task_role(
             self,
