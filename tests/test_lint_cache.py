@@ -274,6 +274,19 @@ def test_early_lints_that_start_did_not_take_are_forgotten() -> None:
         assert (pool.early, pool.linting) == ({}, False)
 
 
+def test_templates_the_cache_holds_leave_the_workers_free_to_be_ended(tmp_path: Path) -> None:
+    """An edit put back: its template's findings are cached, so nothing is started early, and
+    the workers are not waited for at the end (asked to exit, each would first tear cfn-lint
+    down, half a second)."""
+    cache = FindingsCache(tmp_path)
+    checked = assembly(clean=template("clean"))
+    cfn_lint.run(checked, cache)
+    with cfn_lint.workers(REGION, 1) as pool:
+        assert pool is not None
+        cfn_lint.start_early({"clean": checked.stacks[0].text}, REGION, cache, pool)
+        assert (pool.early, pool.linting) == ({}, False)
+
+
 @pytest.mark.parametrize("yielding", [True, False])
 def test_workers_beside_a_cold_build_yield_the_cores_to_it(yielding: bool) -> None:
     """Started for a cold build, workers run at a lower priority than the build they fill in

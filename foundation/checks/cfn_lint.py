@@ -157,6 +157,8 @@ class Workers:
 
     def start_early(self, texts: list[str], region: str) -> None:
         """Lint `texts` now, before `start` is given them with the rest of the assembly."""
+        if not texts:
+            return  # nothing to wait for: `close` may end the workers at once
         self.linting = True
         for text in sorted(texts, key=len, reverse=True):
             with contextlib.suppress(BrokenProcessPool):  # `start` lints them in this process
