@@ -229,9 +229,10 @@ def render(grant: Grant, ctx: ArnContext) -> list[Statement]:
 
 def merge(statements: list[Statement]) -> list[Statement]:
     """Fold statements with the same actions and condition into one, resources unioned."""
-    merged: dict[str, Statement] = {}
+    merged: dict[tuple[tuple[str, ...], str | None], Statement] = {}
     for st in statements:
-        key = json.dumps([sorted(st.actions), st.condition], sort_keys=True)
+        condition = None if st.condition is None else json.dumps(st.condition, sort_keys=True)
+        key = (tuple(sorted(st.actions)), condition)
         if key in merged:
             held = merged[key]
             held.resources = tuple(dict.fromkeys(held.resources + st.resources))
