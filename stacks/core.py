@@ -107,19 +107,19 @@ class CoreStack(FoundationStack):
             **bundles,
             **self._web_secrets(),
         }
-        tasks = tasks_principal(deployment.account)
+        self.tasks = tasks_principal(deployment.account)  # whom every task role here trusts
         self.execution_role = task_role(
             self,
             "TaskExecutionRole",
             name=ns.execution_role,
-            principal=tasks,
+            principal=self.tasks,
             path=ns.role_root,
         )
         self.worker_execution_role = task_role(
             self,
             "WorkerExecutionRole",
             name=ns.worker_execution_role,
-            principal=tasks,
+            principal=self.tasks,
             path=ns.role_root,
         )
         self.workers_log_group = logs.LogGroup(
@@ -157,7 +157,7 @@ class CoreStack(FoundationStack):
                 "".join(part.capitalize() for part in spec.name.split("-")),
                 spec=spec,
                 namespace=ns,
-                account=deployment.account,
+                principal=self.tasks,
                 image=image,
                 settings=settings,
                 secrets=self.secrets,
@@ -258,7 +258,7 @@ class CoreStack(FoundationStack):
             namespace=ns,
             ctx=self._ctx,
             stack=self,
-            principal=tasks_principal(self.deployment.account),
+            principal=self.tasks,
             image=image,
             execution_role=self.worker_execution_role,
             log_group=self.workers_log_group,

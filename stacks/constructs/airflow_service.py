@@ -62,7 +62,7 @@ class AirflowService(Construct):
         *,
         spec: ComponentSpec,
         namespace: Namespace,
-        account: str,
+        principal: iam.IPrincipal,  # whom its task role trusts: tasks_principal
         image: ecs.ContainerImage,
         settings: ComponentSettings,
         secrets: dict[str, secretsmanager.ISecret],
@@ -77,7 +77,7 @@ class AirflowService(Construct):
             self,
             "TaskRole",
             name=namespace.role(spec.name),
-            principal=tasks_principal(account),
+            principal=principal,
             path=namespace.role_root,
         )
         self.log_group = logs.LogGroup(
