@@ -18,6 +18,7 @@ from tests.conftest import ROOT, ProjectDir, identity_resources
 
 PROJECT = load_project(ROOT)
 NAME = PROJECT.deployment.name
+NS = PROJECT.deployment.namespace
 WORKER_STACKS = [f"{NAME}-workers-{shard:02d}" for shard in shards(PROJECT)]
 STACKS = [f"{NAME}-network", f"{NAME}-data", f"{NAME}-core", *WORKER_STACKS]
 
@@ -677,7 +678,7 @@ IDENTITY = Counter(
 def test_an_identity_holds_no_resource_its_acknowledgements_could_cover(example_synth) -> None:
     identities = identity_resources(example_synth.out)
     assert sorted(identities) == sorted(
-        f"{NAME}-workers-{worker_shard(dag.dag_id, PROJECT.deployment.worker_stacks):02d}"
+        f"{NS.worker_stack(worker_shard(dag.dag_id, PROJECT.deployment.worker_stacks))}"
         f"/Dag-{dag.dag_id}"
         for dag in PROJECT.dags
     )
