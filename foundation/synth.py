@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -232,37 +234,86 @@ def synthesize(
 # and jsii's Node.js process once this process has started it
 _node_folder: list[Path] = []
 _node: list[Any] = []
+# start_node's thread until it is waited for, and what stopped it, if anything did
+_starting: list[threading.Thread] = []
+_start_failed: list[BaseException] = []
+# the construct libraries the app imports, each loaded after those it needs
+_LIBRARIES = ("constructs", "aws_cdk", "cdk_nag")
+
+
+def start_node() -> None:
+    """Start jsii's Node.js process, with a temporary folder of its own that `release_node`
+    removes, and load the app's construct libraries into it, in a thread: a synth calls this
+    before it loads the project, whose Python work then runs while Node starts and reads the
+    libraries (half a second, measured; the thread only waits on Node). `_start_cdk` waits
+    for it; with no `node` on PATH it starts nothing and `synthesize` says why."""
+    if _node or _starting or shutil.which("node") is None:
+        return
+    from jsii._runtime import kernel
+
+    import stacks  # noqa: F401  (its __init__ sets jsii's environment before Node starts)
+
+    folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
+    _node_folder.append(folder)
+    atexit.register(release_node)
+    libraries = list(_library_tarballs())
+    saved = os.environ.get("TMPDIR")
+    # for Node (tempfile has read it already, in mkdtemp above), put back by the thread once
+    # Node has started (a quarter of a second); a process this one starts meanwhile (a
+    # trigger's check, cfn-lint's workers) works in Node's folder, removed with it
+    os.environ["TMPDIR"] = str(folder)
+    thread = threading.Thread(
+        target=_start, args=(kernel, saved, libraries), name="foundation-node", daemon=True
+    )
+    _starting.append(thread)
+    thread.start()
+
+
+def _start(kernel: Any, saved_tmpdir: str | None, libraries: list[tuple[str, str, str]]) -> None:
+    try:
+        try:
+            process = kernel.provider._process  # starts it
+        finally:
+            if saved_tmpdir is None:
+                del os.environ["TMPDIR"]
+            else:
+                os.environ["TMPDIR"] = saved_tmpdir
+        atexit.unregister(process.stop)
+        _node.append(process)
+        for name, version, tarball in libraries:
+            kernel.load(name, version, tarball)  # as importing the library does, which then
+            # finds it loaded
+    except BaseException as err:  # raised where the synth waits for Node (_start_cdk)
+        _start_failed.append(err)
+
+
+def _library_tarballs() -> Iterator[tuple[str, str, str]]:
+    """Name, version and tarball of each library in _LIBRARIES, as its `_jsii` package loads
+    it (`JSIIAssembly.load`), found without importing it."""
+    for module in _LIBRARIES:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
+        for tarball in sorted((Path(spec.origin).parent / "_jsii").glob("*@*.jsii.tgz")):
+            name, _, version = tarball.name.removesuffix(".jsii.tgz").rpartition("@")
+            yield name, version, str(tarball)
 
 
 def _start_cdk() -> Callable[..., Any]:
     """The app's builder. Importing aws_cdk loads it into jsii's Node.js process, started here
-    (once per process) with a temporary folder of its own that `release_node` removes, also when
-    the start is interrupted (Ctrl-C, which reaches Node too)."""
-    if _node:
-        from stacks.app import build_app
-
-        return build_app
-    folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
-    _node_folder.append(folder)
-    atexit.register(release_node)
-    saved = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)  # read by Node only: tempfile has read it already
+    (once per process) unless `start_node` started it, and removed with its folder when the
+    start fails or is interrupted (Ctrl-C, which reaches Node too)."""
+    start_node()
     try:
-        from jsii._runtime import kernel
-
-        import stacks  # noqa: F401  (its __init__ sets jsii's environment before Node starts)
-
-        _node.append(kernel.provider._process)  # starts it
-        atexit.unregister(_node[0].stop)
+        while _starting:
+            _starting[0].join()
+            _starting.pop()
+        if _start_failed:
+            raise _start_failed.pop()
         from stacks.app import build_app
     except BaseException:
         release_node()
         raise
-    finally:
-        if saved is None:
-            del os.environ["TMPDIR"]
-        else:
-            os.environ["TMPDIR"] = saved
     return build_app
 
 
@@ -275,6 +326,9 @@ def release_node() -> None:
     the constructs and exits once that one has, so both are gone (and counted in this process's
     resource usage) before the work folder is removed."""
     atexit.unregister(release_node)
+    while _starting:  # it may still be starting Node
+        _starting.pop().join()
+    _start_failed.clear()
     while _node:
         node = _node.pop()
         atexit.unregister(node.stop)
@@ -284,6 +338,8 @@ def release_node() -> None:
         except subprocess.TimeoutExpired:
             node._process.kill()
             node._process.wait()
+        with contextlib.suppress(OSError):  # jsii's __del__ then asks the ended Node nothing
+            node._process.stdin.close()
         node._ctx_stack.close()  # the runtime's script, which jsii unpacked
     while _node_folder:
         shutil.rmtree(_node_folder.pop(), ignore_errors=True)
@@ -424,6 +480,8 @@ def _build(
 ) -> SynthResult:
     """Build what changed; `keys`: the inputs' base_key and fingerprint."""
     base, inputs = keys
+    with timings.stage("start Node.js"):
+        start_node()  # Node starts and reads aws-cdk-lib while the project loads
     with timings.stage("load the project"):
         from foundation import incremental
         from foundation.project import Memo, load_project

@@ -5,6 +5,7 @@ user made would be taken)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,117 @@ def test_a_start_interrupted_leaves_no_folder_and_no_traceback(tmp_path: Path) -
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "interrupted [] []\n", "")
     assert list(tmp_path.iterdir()) == []
+
+
+PRELOADED = """
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from foundation import synth
+
+synth.start_node()
+synth._starting[0].join()  # the thread a synth leaves to run while the project loads
+kernel_folders = list(synth._node_folder[0].iterdir())
+print(json.dumps({
+    "imported": sorted(m for m in ("aws_cdk", "cdk_nag", "constructs") if m in sys.modules),
+    "tmpdir": os.environ.get("TMPDIR"),
+    "unpacked": [sorted(p.name for p in (f / "node_modules").iterdir()) for f in kernel_folders],
+}))
+synth._start_cdk()
+assemblies = [
+    importlib.import_module(f"{m}._jsii").__jsii_assembly__
+    for m in ("constructs", "aws_cdk", "cdk_nag")
+]
+print(json.dumps([[a.name, a.version, a.filename] for a in assemblies]))
+print(json.dumps([[n, v, Path(t).name] for n, v, t in synth._library_tarballs()]))
+"""
+
+
+def test_node_loads_the_construct_libraries_before_python_imports_them(tmp_path: Path) -> None:
+    """A synth starts Node.js and loads aws-cdk-lib, constructs and cdk-nag into it in a thread,
+    before it loads the project (synth.start_node): once that thread is done, Node has unpacked
+    the three libraries while Python has imported none of them, TMPDIR is this process's again,
+    and each is loaded under the name, version and tarball its own import loads (the import
+    then finds it loaded; under another name it would be loaded twice)."""
+    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", PRELOADED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    started, imported, preloaded = (json.loads(line) for line in done.stdout.splitlines())
+    assert started == {
+        "imported": [],
+        "tmpdir": str(tmp_path),
+        "unpacked": [["aws-cdk-lib", "cdk-nag", "constructs"]],
+    }
+    assert preloaded == imported
+    assert [name for name, _, _ in imported] == ["constructs", "aws-cdk-lib", "cdk-nag"]
+
+
+FAILED_START = """
+from foundation import synth
+
+synth._library_tarballs = lambda: iter([("aws-cdk-lib", "2.275.0", "/no/such/aws-cdk-lib.tgz")])
+try:
+    synth._start_cdk()
+except RuntimeError as err:
+    print("raised:", err, synth._node, synth._node_folder, synth._starting)
+"""
+
+
+def test_a_start_that_fails_in_its_thread_fails_the_synth_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """What stops Node's start in its thread is raised where the synth waits for Node, which is
+    ended and its folder removed."""
+    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", FAILED_START], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "raised: ENOENT: no such file or directory, open '/no/such/aws-cdk-lib.tgz' [] [] []\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+RELEASED_WHILE_STARTING = """
+import os
+import sys
+from pathlib import Path
+from foundation import synth
+
+synth.start_node()
+synth.release_node()  # as at exit, when the project did not load
+running = []
+for proc in Path("/proc").iterdir():
+    if not proc.name.isdigit() or proc.name == str(os.getpid()):
+        continue
+    try:
+        line = (proc / "cmdline").read_bytes().replace(b"\\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        continue
+    if "node" in line and sys.argv[1] in line:
+        running.append(line)
+print(running, synth._node, synth._node_folder, synth._starting)
+"""
+
+
+def test_node_released_while_it_starts_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
+    """A synth whose project does not load (exit 2) releases Node while its thread may still be
+    starting it: the release waits for the start, then ends both of jsii's Node processes and
+    removes the folder."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = os.environ | {"TMPDIR": str(temporary), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", RELEASED_WHILE_STARTING, str(temporary)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[] [] [] []\n", "")
+    assert list(temporary.iterdir()) == []
