@@ -114,3 +114,56 @@ def test_a_keyword_validator_that_cannot_be_hashed_still_validates() -> None:
     checking = validators.CfnTemplateValidator({}).extend(validators={"mine": Keyword()})
     errors = list(checking(schema={"mine": "red"}).iter_errors("blue"))
     assert [e.message for e in errors] == ["'blue' is not 'red'"]
+
+
+def test_an_evolved_context_is_the_one_cfn_lint_makes_and_keeps_nothing_cached() -> None:
+    """The shortcut copies a Context field by field instead of calling its __init__: the copy
+    equals the one cfn-lint's own evolve makes (`ref_values` merged), recomputes what its parent
+    cached (`module_names`, a cached_property of the resources) and refuses an unknown field."""
+    import dataclasses
+
+    import pytest
+    from cfnlint.context import context
+
+    from foundation.checks import cfn_lint
+
+    cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))  # applies the shortcuts
+    parent = context.Context(regions=["us-east-1"], ref_values={"a": 1})
+    assert parent.module_names == ()  # cached on the parent
+    module = context.Resource({"Type": "Org::Team::Thing::MODULE", "Properties": {}})
+    child = parent.evolve(resources={"Mod": module}, ref_values={"b": 2})
+    fields = {f.name: getattr(parent, f.name) for f in dataclasses.fields(context.Context)}
+    shipped = context.Context(**{**fields, "resources": {"Mod": module}})
+    assert child == dataclasses.replace(shipped, ref_values={"a": 1, "b": 2})
+    assert child.module_names == ("Mod",)
+    with pytest.raises(TypeError, match="unexpected fields: colour"):
+        parent.evolve(colour="red")
+
+
+def test_a_descended_path_is_the_one_cfn_lint_makes() -> None:
+    """Path.descend, copied field by field: the given values appended to new deques (the
+    parent's unchanged), the others the parent's own, and the shipped method's refusals."""
+    from collections import deque
+
+    import pytest
+    from cfnlint.context import context
+
+    from foundation.checks import cfn_lint
+
+    cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))  # applies the shortcuts
+    parent = context.Path(path=deque(["Resources"]), cfn_path=deque(["Resources"]))
+    child = parent.descend(path="Bucket", cfn_path="AWS::S3::Bucket")
+    assert child == context.Path(
+        path=deque(["Resources", "Bucket"]),
+        value_path=deque(),
+        cfn_path=deque(["Resources", "AWS::S3::Bucket"]),
+    )
+    assert parent == context.Path(path=deque(["Resources"]), cfn_path=deque(["Resources"]))
+    assert child.value_path is parent.value_path  # as cfn-lint shares an unchanged deque
+    assert parent.descend(path=None).path is parent.path
+    with pytest.raises(ValueError, match="'Fn::Sub' cannot be in 'cfn_path'"):
+        parent.descend(cfn_path="Fn::Sub")
+    with pytest.raises(ValueError, match="3 cannot be an integer"):
+        parent.descend(cfn_path=3)
+    with pytest.raises(TypeError, match="unexpected fields: colour"):
+        parent.descend(colour="red")

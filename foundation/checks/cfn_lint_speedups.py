@@ -6,7 +6,9 @@ test templates and the toolkit's, to what cfn-lint finds without them.
 
 1. `evolve` (a schema walk's every step makes a new Context, FunctionFilter and validator
    with one field changed) lists the dataclass's fields with `dataclasses.fields` on each call,
-   70,000 times a template; here once per class.
+   70,000 times a template; here once per class. A Context (frozen, so its __init__ sets each
+   of its 17 fields through object.__setattr__) is copied field by field instead, and so is
+   the Path each step's `descend` makes.
 2. `create` makes a new validator class (a dataclass: code generated and exec'd) for each
    `extend`, 700 times a template, for a handful of distinct keyword tables; here once per
    table, function filter and resolvers.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -56,9 +59,31 @@ def _evolve(names: tuple[str, ...]) -> Callable[..., Any]:
     return evolve
 
 
-def _context_evolve(names: tuple[str, ...]) -> Callable[..., Any]:
+def _copy_evolve(cls: type) -> Callable[..., Any]:
+    """`evolve` of a frozen dataclass whose __init__ sets every field and nothing else, twice
+    as fast as calling that __init__ (generated code that sets each field through
+    object.__setattr__): a new instance whose fields come from `changes` or this instance.
+    What a cached_property keeps on the instance is not a field, and is not copied."""
+    init = frozenset(_init_fields(cls))
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def evolve(self: Any, **changes: Any) -> Any:
+        if not init.issuperset(changes):
+            unknown = ", ".join(sorted(set(changes) - init))
+            raise TypeError(f"{type(self).__name__}.evolve() got unexpected fields: {unknown}")
+        own = self.__dict__
+        new = object.__new__(type(self))
+        new.__dict__.update({n: changes[n] if n in changes else own[n] for n in names})
+        return new
+
+    return evolve
+
+
+def _context_evolve(cls: type) -> Callable[..., Any]:
     """Context.evolve, which also merges `ref_values` into the context's own."""
-    evolve = _evolve(names)
+    names = _init_fields(cls)
+    copies = len(names) == len(dataclasses.fields(cls)) and not hasattr(cls, "__post_init__")
+    evolve = _copy_evolve(cls) if copies else _evolve(names)
 
     def context_evolve(self: Any, **changes: Any) -> Any:
         if "ref_values" in changes:
@@ -68,13 +93,38 @@ def _context_evolve(names: tuple[str, ...]) -> Callable[..., Any]:
     return context_evolve
 
 
+def _path_descend(cls: type, functions: Any) -> Callable[..., Any]:
+    """Path.descend (each step of a schema walk), with Path's fields listed once and the new
+    Path copied field by field as `_copy_evolve` does: each field that is given a value is this
+    Path's with the value appended, the others are this Path's."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def descend(self: Any, **kwargs: Any) -> Any:
+        if kwargs.get("cfn_path") in functions:
+            raise ValueError(f"{kwargs['cfn_path']!r} cannot be in 'cfn_path'")
+        if isinstance(kwargs.get("cfn_path"), int):
+            raise ValueError(f"{kwargs['cfn_path']!r} cannot be an integer")
+        if unknown := set(kwargs).difference(names):
+            raise TypeError(f"Path.descend() got unexpected fields: {', '.join(sorted(unknown))}")
+        own = self.__dict__
+        new = object.__new__(type(self))
+        new.__dict__.update(
+            {n: own[n] if kwargs.get(n) is None else own[n] + deque([kwargs[n]]) for n in names}
+        )
+        return new
+
+    return descend
+
+
 def _into_modules() -> None:
     from cfnlint.context import context
     from cfnlint.jsonschema import _filter, validators
 
     if getattr(validators.create, "_foundation", False):
         return
-    context.Context.evolve = _context_evolve(_init_fields(context.Context))
+    context.Context.evolve = _context_evolve(context.Context)
+    if not hasattr(context.Path, "__post_init__"):
+        context.Path.descend = _path_descend(context.Path, context.FUNCTIONS)
     filter_fields = _init_fields(_filter.FunctionFilter)
     _filter.FunctionFilter.evolve = _evolve(filter_fields)
     made = validators.create
