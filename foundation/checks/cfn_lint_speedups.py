@@ -98,14 +98,16 @@ def _path_descend(cls: type, functions: Any) -> Callable[..., Any]:
     Path copied field by field as `_copy_evolve` does: each field that is given a value is this
     Path's with the value appended, the others are this Path's."""
     names = tuple(f.name for f in dataclasses.fields(cls))
+    known = frozenset(names)
 
     def descend(self: Any, **kwargs: Any) -> Any:
         if kwargs.get("cfn_path") in functions:
             raise ValueError(f"{kwargs['cfn_path']!r} cannot be in 'cfn_path'")
         if isinstance(kwargs.get("cfn_path"), int):
             raise ValueError(f"{kwargs['cfn_path']!r} cannot be an integer")
-        if unknown := set(kwargs).difference(names):
-            raise TypeError(f"Path.descend() got unexpected fields: {', '.join(sorted(unknown))}")
+        if not known.issuperset(kwargs):
+            unknown = ", ".join(sorted(set(kwargs) - known))
+            raise TypeError(f"Path.descend() got unexpected fields: {unknown}")
         own = self.__dict__
         new = object.__new__(type(self))
         new.__dict__.update(
