@@ -167,3 +167,25 @@ def test_a_descended_path_is_the_one_cfn_lint_makes() -> None:
         parent.descend(cfn_path=3)
     with pytest.raises(TypeError, match="unexpected fields: colour"):
         parent.descend(colour="red")
+
+
+def test_a_remembered_fragment_is_its_own_documents() -> None:
+    """RefResolver.resolve_fragment, remembered per document and fragment: the same subschema
+    objects cfn-lint's search finds, by id or by path, each document's own for the same
+    fragment, and an unresolvable pointer still refused."""
+    import pytest
+    from cfnlint.schema.resolver import RefResolutionError, RefResolver
+
+    from foundation.checks import cfn_lint
+
+    cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))  # applies the shortcuts
+    first = {"definitions": {"X": {"$id": "#thing", "type": "string"}, "Y": {"type": "integer"}}}
+    second = {"definitions": {"Y": {"type": "boolean"}}}
+    resolver = RefResolver.from_schema(first)
+    for _ in range(2):  # found, then remembered
+        assert resolver.resolve_fragment(first, "thing") is first["definitions"]["X"]
+        assert resolver.resolve_fragment(first, "/definitions/Y") is first["definitions"]["Y"]
+        assert resolver.resolve_fragment(second, "/definitions/Y") is second["definitions"]["Y"]
+        assert resolver.resolve_fragment(second, "") is second
+        with pytest.raises(RefResolutionError, match="Unresolvable JSON pointer"):
+            resolver.resolve_fragment(second, "/definitions/X")

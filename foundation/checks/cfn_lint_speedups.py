@@ -1,8 +1,9 @@
-"""Three shortcuts through cfn-lint's hottest paths that change no finding, applied only to the
+"""Four shortcuts through cfn-lint's hottest paths that change no finding, applied only to the
 cfn-lint versions whose code they were written against (`READ`): any other version lints as it
-ships. They take 28% off the time cfn-lint takes on its own test templates and 40% off a
-1,000-DAG worker template's; tests/test_cfn_lint_speedups.py holds every finding, on cfn-lint's
-test templates and the toolkit's, to what cfn-lint finds without them.
+ships. The first three took 28% off the time cfn-lint takes on its own test templates; all four
+take half off a 1,000-DAG worker template's (1.45 s of CPU against 2.9 s, measured);
+tests/test_cfn_lint_speedups.py holds every finding, on cfn-lint's test templates and the
+toolkit's, to what cfn-lint finds without them.
 
 1. `evolve` (a schema walk's every step makes a new Context, FunctionFilter and validator
    with one field changed) lists the dataclass's fields with `dataclasses.fields` on each call,
@@ -14,6 +15,8 @@ test templates and the toolkit's, to what cfn-lint finds without them.
    table, function filter and resolvers.
 3. Rule E1101's `cfnLint` keyword looks through every child rule's keywords for each keyword
    it validates; here through an index of them, in child-rule order, so findings keep theirs.
+4. A `$ref`'s fragment is found by searching the whole schema for it, 300 times a template
+   for a few dozen distinct schemas and fragments; here once per pair.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 READ = ("1.58.0",)
 _CLASSES_KEPT = 1024  # distinct validator classes: a few dozen per rules loaded
+_FRAGMENTS_KEPT = 4096  # distinct schemas and fragments: a few dozen per template
 
 
 def applies() -> bool:
@@ -118,13 +122,36 @@ def _path_descend(cls: type, functions: Any) -> Callable[..., Any]:
     return descend
 
 
+def _remembered_fragments(resolve_fragment: Callable[..., Any]) -> Callable[..., Any]:
+    """RefResolver.resolve_fragment, which searches its whole document (a resource type's
+    schema) breadth-first for a matching id on each call, 300 times a template for a few dozen
+    distinct documents and fragments; here once per pair. A pure function of the two: the
+    memo keys a document by its identity and holds it, so no other document can take that
+    identity while it is kept (cfn-lint loads each schema once per process and changes none)."""
+    memo: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+    def remembered(self: Any, document: Any, fragment: str) -> Any:
+        key = (id(document), fragment)
+        kept = memo.get(key)
+        if kept is None:
+            if len(memo) >= _FRAGMENTS_KEPT:
+                memo.clear()
+            kept = memo[key] = (document, resolve_fragment(self, document, fragment))
+        return kept[1]
+
+    return remembered
+
+
 def _into_modules() -> None:
     from cfnlint.context import context
     from cfnlint.jsonschema import _filter, validators
+    from cfnlint.schema.resolver import _resolver
 
     if getattr(validators.create, "_foundation", False):
         return
     context.Context.evolve = _context_evolve(context.Context)
+    resolver = _resolver.RefResolver
+    resolver.resolve_fragment = _remembered_fragments(resolver.resolve_fragment)
     if not hasattr(context.Path, "__post_init__"):
         context.Path.descend = _path_descend(context.Path, context.FUNCTIONS)
     filter_fields = _init_fields(_filter.FunctionFilter)
