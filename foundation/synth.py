@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -255,6 +256,10 @@ def start_node() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="foundation-node-"))
     _node_folder.append(folder)
+    # weakref's exit hook, which removes the folder jsii's start unpacks its runtime into (a
+    # TemporaryDirectory, made in the thread), registered before release_node's: exit hooks run
+    # last first, so it runs after release_node has waited for the start
+    weakref.finalize(start_node, _nothing)
     atexit.register(release_node)
     libraries = list(_library_tarballs())
     saved = os.environ.get("TMPDIR")
@@ -267,6 +272,10 @@ def start_node() -> None:
     )
     _starting.append(thread)
     thread.start()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _start(kernel: Any, saved_tmpdir: str | None, libraries: list[tuple[str, str, str]]) -> None:
@@ -294,9 +303,11 @@ def _library_tarballs() -> Iterator[tuple[str, str, str]]:
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
             continue
-        for tarball in sorted((Path(spec.origin).parent / "_jsii").glob("*@*.jsii.tgz")):
-            name, _, version = tarball.name.removesuffix(".jsii.tgz").rpartition("@")
-            yield name, version, str(tarball)
+        tarballs = list((Path(spec.origin).parent / "_jsii").glob("*@*.jsii.tgz"))
+        if len(tarballs) != 1:  # not the one its import would load: the import loads it
+            continue
+        name, _, version = tarballs[0].name.removesuffix(".jsii.tgz").rpartition("@")
+        yield name, version, str(tarballs[0])
 
 
 def _start_cdk() -> Callable[..., Any]:

@@ -189,3 +189,82 @@ def test_a_remembered_fragment_is_its_own_documents() -> None:
         assert resolver.resolve_fragment(second, "") is second
         with pytest.raises(RefResolutionError, match="Unresolvable JSON pointer"):
             resolver.resolve_fragment(second, "/definitions/X")
+
+
+OVERRIDDEN = """
+import json
+import sys
+from pathlib import Path
+
+from foundation.checks import cfn_lint, cfn_lint_speedups
+
+if sys.argv[1] == "shipped":
+    cfn_lint_speedups.READ = ()
+versioning = {"VersioningConfiguration": {"Status": "Suspended"}}
+bucket = {"Type": "AWS::S3::Bucket", "Properties": versioning}
+text = json.dumps({"Resources": {"Bucket": bucket}})
+
+
+def lint():
+    return cfn_lint._lint(text, "us-east-1", tuple(cfn_lint.settings_files()))
+
+
+before = lint()
+only_enabled = {
+    "type": "object",
+    "properties": {"Status": {"type": "string", "enum": ["Enabled"]}},
+    "required": ["Status"],
+    "additionalProperties": False,
+}  # a new object in place of the definition: a fragment remembered before resolves elsewhere
+path = "/definitions/VersioningConfiguration"
+patch = {"op": "replace", "path": path, "value": only_enabled}
+Path("spec.json").write_text(json.dumps({"Patches": {"AWS::S3::Bucket": [patch]}}))
+Path(".cfnlintrc").write_text("override_spec: spec.json\\n")
+print(json.dumps([before, lint()]))
+"""
+
+
+def test_a_warm_process_lints_with_the_schemas_a_new_settings_file_patches(
+    tmp_path: Path,
+) -> None:
+    """A settings file's `override_spec` patches cfn-lint's schemas in place when its rules are
+    loaded again (a warm worker of `synth --watch`): the fragments remembered before are
+    forgotten, and the process finds what cfn-lint as shipped finds."""
+    found = {}
+    for arm in ("shipped", "shortcuts"):
+        folder = tmp_path / arm
+        folder.mkdir()
+        env = os.environ | {"PYTHONPATH": str(ROOT), "HOME": str(folder)}
+        done = subprocess.run(
+            [sys.executable, "-c", OVERRIDDEN, arm],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        found[arm] = json.loads(done.stdout)
+    suspended = ["E3030", "error", "Resources/Bucket", "'Suspended' is not one of ['Enabled']"]
+    assert found["shortcuts"] == found["shipped"] == [[], [suspended]]
+
+
+def test_a_fragment_is_never_another_documents_that_took_its_place() -> None:
+    """Documents made and dropped one after another get the same identity (CPython reuses a
+    freed dict's memory): the memo holds each document it keys, so none is dropped while its
+    entry is kept, and a later one never gets an earlier one's subschema."""
+    from cfnlint.schema.resolver import RefResolver
+
+    from foundation.checks import cfn_lint
+
+    cfn_lint._linter("us-east-1", tuple(cfn_lint.settings_files()))  # applies the shortcuts
+    resolver = RefResolver.from_schema({})
+    found, identities = [], set()
+    document: dict | None = None
+    for value in range(50):
+        definitions = {"Y": {"const": value}}
+        document = None  # dropped: the next dict made may take its memory, so its identity
+        document = {"definitions": definitions}
+        identities.add(id(document))
+        found.append(resolver.resolve_fragment(document, "/definitions/Y")["const"])
+    assert (found, len(identities)) == (list(range(50)), 50)

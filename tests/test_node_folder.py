@@ -150,11 +150,13 @@ def test_a_start_that_fails_in_its_thread_fails_the_synth_and_leaves_nothing(
 RELEASED_WHILE_STARTING = """
 import os
 import sys
+import time
 from pathlib import Path
 from foundation import synth
 
 synth.start_node()
 synth.release_node()  # as at exit, when the project did not load
+time.sleep(1)  # a start that release_node did not wait for would have started Node by now
 running = []
 for proc in Path("/proc").iterdir():
     if not proc.name.isdigit() or proc.name == str(os.getpid()):
@@ -185,3 +187,55 @@ def test_node_released_while_it_starts_leaves_no_process_and_no_folder(tmp_path:
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "[] [] [] []\n", "")
     assert list(temporary.iterdir()) == []
+
+
+EXITED_WHILE_STARTING = """
+import sys
+import threading
+import time
+
+from jsii._kernel.providers import process
+
+unpacked = threading.Event()
+unpack = process._NodeProcess._jsii_runtime
+
+
+def slow_unpack(self):
+    script = unpack(self)  # jsii's runtime, unpacked into a TemporaryDirectory
+    unpacked.set()
+    time.sleep(0.5)  # the exit below begins before Node starts from it
+    return script
+
+
+process._NodeProcess._jsii_runtime = slow_unpack
+import foundation.project
+
+
+def refused(*args, **kwargs):
+    unpacked.wait(60)
+    raise SystemExit(2)  # a project that does not load, while Node starts
+
+
+foundation.project.load_project = refused
+sys.argv = ["foundation", "synth", "--project", sys.argv[1], "--out", sys.argv[2]]
+from foundation.cli import run
+
+run()
+"""
+
+
+def test_an_exit_while_node_starts_prints_nothing_and_leaves_nothing(tmp_path: Path) -> None:
+    """Exit hooks run last first: release_node's must wait for the start before weakref's
+    removes the folder the start unpacked jsii's runtime into (else Node finds no runtime and
+    tracebacks are printed). `foundation synth` whose project fails to load after the runtime
+    is unpacked and before Node starts from it."""
+    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", EXITED_WHILE_STARTING, str(ROOT), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", "")
+    assert list(tmp_path.iterdir()) == []

@@ -30,6 +30,9 @@ from typing import Any
 READ = ("1.58.0",)
 _CLASSES_KEPT = 1024  # distinct validator classes: a few dozen per rules loaded
 _FRAGMENTS_KEPT = 4096  # distinct schemas and fragments: a few dozen per template
+# the subschema each (document, fragment) resolved to, with the document itself: held, so that
+# no other document can take its identity while the entry is kept
+_FRAGMENTS: dict[tuple[int, str], tuple[Any, Any]] = {}
 
 
 def applies() -> bool:
@@ -44,6 +47,7 @@ def apply(rules: Any) -> None:
     if not applies():
         return
     _into_modules()
+    _FRAGMENTS.clear()  # this Runner may have patched the schemas (override_spec)
     _index_keywords(rules["E1101"])
 
 
@@ -125,18 +129,18 @@ def _path_descend(cls: type, functions: Any) -> Callable[..., Any]:
 def _remembered_fragments(resolve_fragment: Callable[..., Any]) -> Callable[..., Any]:
     """RefResolver.resolve_fragment, which searches its whole document (a resource type's
     schema) breadth-first for a matching id on each call, 300 times a template for a few dozen
-    distinct documents and fragments; here once per pair. A pure function of the two: the
-    memo keys a document by its identity and holds it, so no other document can take that
-    identity while it is kept (cfn-lint loads each schema once per process and changes none)."""
-    memo: dict[tuple[int, str], tuple[Any, Any]] = {}
+    distinct documents and fragments; here once per pair, in _FRAGMENTS. A pure function of the
+    two while the document is unchanged: cfn-lint changes its schemas in place only when a
+    Runner applies a settings file's `override_spec`, before any lint with its rules, and
+    `apply`, run on every Runner's rules, empties the memo."""
 
     def remembered(self: Any, document: Any, fragment: str) -> Any:
         key = (id(document), fragment)
-        kept = memo.get(key)
+        kept = _FRAGMENTS.get(key)
         if kept is None:
-            if len(memo) >= _FRAGMENTS_KEPT:
-                memo.clear()
-            kept = memo[key] = (document, resolve_fragment(self, document, fragment))
+            if len(_FRAGMENTS) >= _FRAGMENTS_KEPT:
+                _FRAGMENTS.clear()
+            kept = _FRAGMENTS[key] = (document, resolve_fragment(self, document, fragment))
         return kept[1]
 
     return remembered
