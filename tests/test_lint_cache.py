@@ -302,6 +302,19 @@ def test_workers_beside_a_cold_build_yield_the_cores_to_it(yielding: bool) -> No
         assert synth._lint_processes("base", None) == (cfn_lint.cores(), True)
 
 
+def test_a_worker_collects_garbage_less_often_than_python_by_default() -> None:
+    """Linting allocates millions of short-lived objects: a worker's young collections run
+    every 50,000 allocations, not Python's 700 (a sixth of its CPU, measured); this process
+    keeps Python's own."""
+    import gc
+
+    with cfn_lint.workers(REGION, 1) as pool:
+        assert pool is not None
+        in_worker = pool.pool.submit(gc.get_threshold).result()
+    assert in_worker == cfn_lint.GC_THRESHOLDS == (50_000, 20, 20)
+    assert gc.get_threshold() == (700, 10, 10)
+
+
 STAGES = [
     "compare with the record",
     "start Node.js",

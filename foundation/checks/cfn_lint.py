@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import importlib.util
 import json
 import multiprocessing
@@ -103,8 +104,16 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+# A worker's garbage collector runs a young collection every GC_THRESHOLDS[0] allocations, not
+# every 700: linting allocates millions of short-lived objects (a template's nodes, each step's
+# validator and context), and the collections cost a sixth of a worker's CPU (measured: 4.7 s
+# against 5.7 s for a Celery and an ECS 1,000-DAG worker template, for 40-60 MiB more memory).
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
 def _start_worker(parent: int, yielding: bool) -> None:
     _end_with(parent)
+    gc.set_threshold(*GC_THRESHOLDS)
     if yielding:
         os.nice(YIELDING_NICENESS)
 
