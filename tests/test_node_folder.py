@@ -15,6 +15,14 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
+def run_python(script: str, temporary: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` in an interpreter of its own importing this checkout, with TMPDIR `temporary`."""
+    env = os.environ | {"TMPDIR": str(temporary), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
 def test_node_never_works_in_a_folder_made_before_it(tmp_path: Path) -> None:
     temporary, planted = tmp_path / "tmp", tmp_path / "planted"
     temporary.mkdir()
@@ -31,10 +39,7 @@ def test_node_never_works_in_a_folder_made_before_it(tmp_path: Path) -> None:
         print(sorted(os.listdir({str(planted)!r})))
         """
     )
-    env = os.environ | {"TMPDIR": str(temporary), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
+    done = run_python(script, temporary)
     assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
 
 
@@ -65,10 +70,7 @@ except KeyboardInterrupt:
 def test_a_start_interrupted_leaves_no_folder_and_no_traceback(tmp_path: Path) -> None:
     """Interrupted while aws-cdk-lib loads, the start ends Node, removes its folder at once and
     leaves no exit hook of jsii's to fail on the ended process (a traceback at exit)."""
-    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED], env=env, capture_output=True, text=True, timeout=300
-    )
+    done = run_python(INTERRUPTED, tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, "interrupted [] []\n", "")
     assert list(tmp_path.iterdir()) == []
 
@@ -105,10 +107,7 @@ def test_node_loads_the_construct_libraries_before_python_imports_them(tmp_path:
     the three libraries while Python has imported none of them, TMPDIR is this process's again,
     and each is loaded under the name, version and tarball its own import loads (the import
     then finds it loaded; under another name it would be loaded twice)."""
-    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", PRELOADED], env=env, capture_output=True, text=True, timeout=300
-    )
+    done = run_python(PRELOADED, tmp_path)
     assert done.returncode == 0, done.stderr
     started, imported, preloaded = (json.loads(line) for line in done.stdout.splitlines())
     assert started == {
@@ -136,10 +135,7 @@ def test_a_start_that_fails_in_its_thread_fails_the_synth_and_leaves_nothing(
 ) -> None:
     """What stops Node's start in its thread is raised where the synth waits for Node, which is
     ended and its folder removed."""
-    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", FAILED_START], env=env, capture_output=True, text=True, timeout=300
-    )
+    done = run_python(FAILED_START, tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == (
         "raised: ENOENT: no such file or directory, open '/no/such/aws-cdk-lib.tgz' [] [] []\n"
@@ -177,14 +173,7 @@ def test_node_released_while_it_starts_leaves_no_process_and_no_folder(tmp_path:
     removes the folder."""
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    env = os.environ | {"TMPDIR": str(temporary), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", RELEASED_WHILE_STARTING, str(temporary)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(RELEASED_WHILE_STARTING, temporary, str(temporary))
     assert (done.returncode, done.stdout, done.stderr) == (0, "[] [] [] []\n", "")
     assert list(temporary.iterdir()) == []
 
@@ -229,13 +218,6 @@ def test_an_exit_while_node_starts_prints_nothing_and_leaves_nothing(tmp_path: P
     removes the folder the start unpacked jsii's runtime into (else Node finds no runtime and
     tracebacks are printed). `foundation synth` whose project fails to load after the runtime
     is unpacked and before Node starts from it."""
-    env = os.environ | {"TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", EXITED_WHILE_STARTING, str(ROOT), str(tmp_path / "out")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(EXITED_WHILE_STARTING, tmp_path, str(ROOT), str(tmp_path / "out"))
     assert (done.returncode, done.stdout, done.stderr) == (2, "", "")
     assert list(tmp_path.iterdir()) == []
