@@ -87,11 +87,15 @@ def _copy_evolve(cls: type) -> Callable[..., Any]:
     return evolve
 
 
+def _copyable(cls: type) -> bool:
+    """Whether the dataclass's __init__ sets every field and nothing else, so that a copy made
+    field by field is what it would make."""
+    return all(f.init for f in dataclasses.fields(cls)) and not hasattr(cls, "__post_init__")
+
+
 def _context_evolve(cls: type) -> Callable[..., Any]:
     """Context.evolve, which also merges `ref_values` into the context's own."""
-    names = _init_fields(cls)
-    copies = len(names) == len(dataclasses.fields(cls)) and not hasattr(cls, "__post_init__")
-    evolve = _copy_evolve(cls) if copies else _evolve(names)
+    evolve = _copy_evolve(cls) if _copyable(cls) else _evolve(_init_fields(cls))
 
     def context_evolve(self: Any, **changes: Any) -> Any:
         if "ref_values" in changes:
@@ -156,7 +160,7 @@ def _into_modules() -> None:
     context.Context.evolve = _context_evolve(context.Context)
     resolver = _resolver.RefResolver
     resolver.resolve_fragment = _remembered_fragments(resolver.resolve_fragment)
-    if not hasattr(context.Path, "__post_init__"):
+    if _copyable(context.Path):
         context.Path.descend = _path_descend(context.Path, context.FUNCTIONS)
     filter_fields = _init_fields(_filter.FunctionFilter)
     _filter.FunctionFilter.evolve = _evolve(filter_fields)
