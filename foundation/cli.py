@@ -45,6 +45,7 @@ check_dags_verb = _Module("foundation.check_dags")
 check_dags_parse = _Module("foundation.check_dags.parse")
 check_dags_report = _Module("foundation.check_dags.report")
 config_module = _Module("foundation.config")
+daemon_module = _Module("foundation.daemon")
 deploy_verb = _Module("foundation.deploy")
 destroy_verb = _Module("foundation.destroy")
 dev_verb = _Module("foundation.dev")
@@ -111,6 +112,7 @@ INPUT_ERRORS = (
     "foundation.synth:UnsafeOutput",
     "foundation.synth:ChecksFailed",
     "foundation.dev:DevUnavailable",
+    "foundation.daemon:BadSwitch",
 )
 AWS_ERRORS = ("botocore.exceptions:BotoCoreError", "botocore.exceptions:ClientError")
 RUN_ERRORS = (
@@ -324,7 +326,7 @@ def synth(
         _watch(project, env, out, cold, timings)
         return
     with failures(as_json), output.progress(err, "synth") as stage:
-        result = synth_verb.run(project, env, out, cold, stage)
+        result = _synthesize(project, env, out, cold, stage)
     if as_json:
         output.print_json(synth_verb.as_data(result))
     else:
@@ -336,6 +338,25 @@ def synth(
     if not as_json:
         for line in _next_steps(project, env, out):
             console.print(Text(line), soft_wrap=True)
+
+
+def _synthesize(
+    project: Path, env: str | None, out: Path | None, cold: bool, stage: Callable[[str], None]
+) -> synth_verb.SynthResult:
+    """The project's daemon's synth (foundation/daemon.py) when there may be one; else a synth
+    here, which then starts one for the next."""
+    if not daemon_module.wanted():
+        return synth_verb.run(project, env, out, cold, stage)
+    daemon_module.idle_seconds()  # a bad value is said now, not in the daemon's log
+    where = daemon_module.address(project, env)
+    result = daemon_module.synth(where, out, cold, stage) if where else None
+    if result is not None:
+        return result
+    try:
+        return synth_verb.run(project, env, out, cold, stage)
+    finally:
+        if where:
+            daemon_module.start(where, project, env)
 
 
 def _watch(project: Path, env: str | None, out: Path | None, cold: bool, timings: bool) -> None:
@@ -804,6 +825,38 @@ def dev(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.stop()
+
+
+@app.command()
+def daemon(
+    action: Annotated[
+        str,
+        typer.Argument(
+            metavar="[status|stop]",
+            help="status (the default): the synth daemons running; stop: end them all.",
+        ),
+    ] = "status",
+    as_json: JsonOption = False,
+) -> None:
+    """The synth daemons: one per project keeps CDK and cfn-lint loaded between synths (ended
+    after FOUNDATION_DAEMON_IDLE seconds unused, 1800 by default; FOUNDATION_DAEMON=off: none)."""
+    if action not in ("status", "stop"):
+        raise usage_error(f"{action!r}: use status or stop", as_json)
+    running = daemon_module.running()
+    if action == "stop":
+        stopped = [d for d in running if daemon_module.stop(d.address)]
+        if as_json:
+            output.print_json({"stopped": [d.pid for d in stopped]})
+        else:
+            console.print(f"Stopped {len(stopped)} daemon(s).")
+        return
+    if as_json:
+        output.print_json([views.daemon_data(d) for d in running])
+        return
+    if not running:
+        console.print("No synth daemon is running.")
+    for line in views.daemon_lines(running, time.time()):
+        console.print(Text(line), soft_wrap=True)
 
 
 @app.command("publish-dags")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from foundation.checks.cfn_lint import LintResult
     from foundation.cloudformation.actions import Event, StackState
     from foundation.cloudformation.plan import StackPlan
+    from foundation.daemon import Running
     from foundation.deploy import Outcome
     from foundation.permissions import Answer
     from foundation.synth import SynthResult
@@ -197,6 +198,29 @@ def dev_banner(session: Any) -> list[str]:
         f"Watching {options.dag_folder} (synced to s3://{session.project.deployment.dags_bucket}"
         f"/dags/). Every task runs under its DAG's role; refused calls show here. Ctrl-C stops."
     )
+    return lines
+
+
+def daemon_data(daemon: Running) -> dict[str, Any]:
+    """`foundation daemon --json`: one running daemon."""
+    return {
+        "pid": daemon.pid,
+        "project": daemon.project,
+        "env": daemon.env,
+        "cwd": daemon.cwd,
+        "started": daemon.started,
+    }
+
+
+def daemon_lines(running: list[Running], now: float) -> list[str]:
+    """`foundation daemon`: one line per running daemon."""
+    lines = []
+    for daemon in running:
+        env = f" --env {daemon.env}" if daemon.env else ""
+        minutes = int((now - daemon.started) // 60)
+        lines.append(
+            f"pid {daemon.pid}: {daemon.project}{env}, from {daemon.cwd}, up {minutes} min"
+        )
     return lines
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -15,6 +16,10 @@ from foundation.checks.cache import CACHE_ENV
 from foundation.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Every synth in this process and the commands it starts runs here: a daemon would outlive the
+# test. tests/test_daemon.py turns them on where it tests them.
+os.environ["FOUNDATION_DAEMON"] = "off"
 
 # The local AWS endpoint's fixtures (moto_aws, moto_env), one server for the whole session.
 pytest_plugins = ["tests.moto_server"]
