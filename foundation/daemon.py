@@ -47,6 +47,7 @@ SHELL_VOLATILE = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 # A socket's path may be 104 bytes long on macOS, 108 on Linux; its name takes 21 here
 SOCKET_FOLDER_MAX = 104 - 1 - 21
 LOCK_WAIT = 10.0  # seconds a daemon waits for the one it replaces to end
+LOOK_EVERY = 60.0  # seconds between an idle daemon's looks at the toolkit's code
 _HEADER = struct.Struct(">Q")
 
 
@@ -307,17 +308,21 @@ def _listen(where: Address, root: Path, env: str | None) -> None:
     session = Session(toolkit_key())
     try:
         session.warm(root, env)  # a synth that connects meanwhile waits for it
-        listener.settimeout(idle_seconds())
+        idle, used = idle_seconds(), time.monotonic()
         while True:
+            listener.settimeout(max(0.01, min(LOOK_EVERY, used + idle - time.monotonic())))
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
-                return
+                if time.monotonic() - used >= idle or toolkit_key() != session.toolkit:
+                    return  # no client asks a daemon of a changed toolkit: its key is another
+                continue
             conn.settimeout(None)
             with conn:
                 if not _serve_one(conn, session, root, env):
                     return
             session.warm(root, env)
+            used = time.monotonic()
     except KeyboardInterrupt:
         return
     finally:

@@ -312,6 +312,35 @@ def test_an_idle_daemon_ends_and_tidies_up(
     assert sorted(p.suffix for p in daemons.folder.iterdir()) == [".lock", ".log"]
 
 
+# A daemon whose toolkit changes on disk once it has started (a stand-in for the change: the
+# code is shared by the suite's other processes), looking every half second.
+CHANGED_TOOLKIT = """
+import os, sys
+from pathlib import Path
+from foundation import daemon
+calls = []
+def toolkit_key():
+    calls.append(1)
+    return "changed on disk" if len(calls) > 3 else "as loaded"
+daemon.toolkit_key = toolkit_key
+daemon.LOOK_EVERY = 0.5
+root = Path(sys.argv[1])
+daemon.serve(daemon.key(root, None, dict(os.environ)), root, None)
+"""
+
+
+def test_an_idle_daemon_whose_toolkit_changed_ends(project: ProjectDir, daemons: Daemons) -> None:
+    """No client asks it any more (their key is another), so it ends at its next look rather
+    than hold its memory until its idle time is up."""
+    started = subprocess.Popen(
+        [sys.executable, "-c", CHANGED_TOOLKIT, str(project.root)],
+        cwd=project.root,
+        env=daemons.environment,
+    )
+    assert started.wait(timeout=120) == 0
+    assert sorted(p.suffix for p in daemons.folder.iterdir()) == [".lock"]
+
+
 @pytest.mark.parametrize(
     ("environment", "wanted"),
     [
