@@ -354,6 +354,9 @@ def _synthesize(
         return result
     try:
         return synth_verb.run(project, env, out, cold, stage)
+    except KeyboardInterrupt:
+        where = None  # the user stopped it: start nothing more
+        raise
     finally:
         if where:
             daemon_module.start(where, project, env)
@@ -844,7 +847,7 @@ def daemon(
         raise usage_error(f"{action!r}: use status or stop", as_json)
     running = daemon_module.running()
     if action == "stop":
-        stopped = [d for d in running if daemon_module.stop(d.address)]
+        stopped = [d for d in running if daemon_module.stop(d)]
         if as_json:
             output.print_json({"stopped": [d.pid for d in stopped]})
         else:

@@ -6,21 +6,22 @@ it ends after FOUNDATION_DAEMON_IDLE seconds unused, CI runs without one, and
 `foundation daemon stop` ends them all.
 
 A daemon serves one project as one command line would see it: the same working folder, --env,
-toolkit code and environment (all in its address's key); any other asks another daemon. It
-listens on a Unix socket in a folder only its user may enter, and answers only that user.
-The client prints what the daemon returns as it prints a synth of its own.
+Python and its flags, umask, cores, toolkit code and environment (all in its address's key); any
+other asks another daemon. It listens on a Unix socket in a folder only its user may enter, and
+each end checks that the other runs as the same user (Linux's SO_PEERCRED; elsewhere there is no
+daemon). The client prints what the daemon returns as it prints a synth of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import pickle
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -38,17 +39,48 @@ from foundation.record import toolkit_key
 if TYPE_CHECKING:
     from foundation.synth import Session, SynthResult
 
-SWITCH = "FOUNDATION_DAEMON"  # on, off; unset: on unless CI is set
+SWITCH = "FOUNDATION_DAEMON"  # on, off; unset: on unless a CI service runs it
 IDLE = "FOUNDATION_DAEMON_IDLE"  # seconds a daemon waits for a synth before it ends
 IDLE_DEFAULT = 1800.0
 ON, OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
-# What a shell sets differently for each command, with nothing a synth reads
-SHELL_VOLATILE = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
+# What CI services set (those the ci-info package reads first): a daemon would outlive the job
+CI_VARIABLES = (
+    "CI",
+    "CONTINUOUS_INTEGRATION",
+    "BUILD_NUMBER",
+    "RUN_ID",
+    "JENKINS_URL",
+    "CODEBUILD_BUILD_ID",
+    "TF_BUILD",
+    "TEAMCITY_VERSION",
+)
+# What a shell or a terminal sets differently for each command, tab or connection; nothing a
+# synth reads. Any other variable is in the key: a new value is a new daemon (MAX_DAEMONS).
+SHELL_VOLATILE = frozenset(
+    {
+        "_",
+        "OLDPWD",
+        "PWD",
+        "SHLVL",
+        "TERM_SESSION_ID",
+        "ITERM_SESSION_ID",
+        "TMUX_PANE",
+        "WINDOWID",
+        "GNOME_TERMINAL_SCREEN",
+        "KITTY_WINDOW_ID",
+        "SSH_CLIENT",
+        "SSH_CONNECTION",
+        "SSH_TTY",
+    }
+)
+MAX_DAEMONS = 3  # a user's; starting one more stops the one unused longest
 # A socket's path may be 104 bytes long on macOS, 108 on Linux; its name takes 21 here
 SOCKET_FOLDER_MAX = 104 - 1 - 21
-LOCK_WAIT = 10.0  # seconds a daemon waits for the one it replaces to end
+LOCK_WAIT = 10.0  # seconds to wait for a daemon to end (and a new one for the last to)
+REQUEST_WAIT = 10.0  # seconds a daemon waits for a client's request once it has connected
 LOOK_EVERY = 60.0  # seconds between an idle daemon's looks at the toolkit's code
 _HEADER = struct.Struct(">Q")
+_CREDENTIALS = struct.Struct("iII")  # Linux's struct ucred: pid, uid, gid
 
 
 class BadSwitch(Exception):
@@ -58,11 +90,13 @@ class BadSwitch(Exception):
 def wanted() -> bool:
     """Whether `foundation synth` goes through a daemon."""
     value = os.environ.get(SWITCH, "").strip().lower()
-    if not value:
-        return not os.environ.get("CI")
-    if value in ON + OFF:
-        return value in ON
-    raise BadSwitch(f"{SWITCH}={value!r}: use on or off")
+    if value and value not in ON + OFF:
+        raise BadSwitch(f"{SWITCH}={value!r}: use on or off")
+    if value in OFF or not hasattr(socket, "SO_PEERCRED"):
+        return False
+    return bool(value) or not any(
+        os.environ.get(name, "").strip().lower() not in ("", "0", "false") for name in CI_VARIABLES
+    )
 
 
 def idle_seconds() -> float:
@@ -104,26 +138,43 @@ class Address:
 def private_folder() -> Path | None:
     """The user's daemons' folder, made if missing: only its owner may enter it (a socket in it
     is then reachable by no other user). None when it exists and is not so."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    folder = Path(base) / f"foundation-{os.getuid()}"
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    folder = base / f"foundation-{os.getuid()}"
     try:
         with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=0o700)
-        info = folder.lstat()
+        info, parent = folder.lstat(), base.stat()
     except OSError:
         return None
+    # and in a folder no other user may replace it in: the user's own, or a shared one whose
+    # sticky bit keeps each user's entries theirs (/tmp)
+    owned = parent.st_uid == os.getuid() and not parent.st_mode & 0o022
+    shared = parent.st_uid == 0 and parent.st_mode & stat.S_ISVTX
     private = info.st_uid == os.getuid() and info.st_mode & 0o777 == 0o700
-    return folder if private and folder.is_dir() and not folder.is_symlink() else None
+    mode_ok = stat.S_ISDIR(info.st_mode)  # lstat: a link is not a folder
+    return folder if private and mode_ok and (owned or shared) else None
 
 
 def key(root: Path, env: str | None, environment: dict[str, str]) -> str:
     """What a synth's result depends on besides its inputs' files, as a command line started
     here would run it: the working folder (cfn-lint reads its settings there), the project,
-    --env, Python, the toolkit's code and every environment variable a shell does not change
-    from one command to the next."""
+    --env, Python and its flags, the umask (the files' modes), the cores (cfn-lint's workers),
+    the toolkit's code and every environment variable a shell does not change from one command
+    to the next."""
+    from foundation.checks.cfn_lint import cores
+
     variables = sorted((k, v) for k, v in environment.items() if k not in SHELL_VOLATILE)
-    seen = [os.getcwd(), str(root.resolve()), env, sys.executable, toolkit_key(), variables]
+    umask = os.umask(0o22)
+    os.umask(umask)
+    process = [sys.executable, _interpreter_flags(), umask, cores()]
+    seen = [os.getcwd(), str(root.resolve()), env, *process, toolkit_key(), variables]
     return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
+
+
+def _interpreter_flags() -> list[str]:
+    """Python's command-line flags (-E, -s, -X, -W...), but -P, which every daemon runs with:
+    the working folder is not where the toolkit's modules come from."""
+    return [f for f in subprocess._args_from_interpreter_flags() if f != "-P"]
 
 
 def address(root: Path, env: str | None) -> Address | None:
@@ -160,13 +211,21 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _connect(where: Address) -> socket.socket | None:
+    """A connection to the daemon, if one listens there as this user."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(where.socket))
+        if _peer_uid(sock) == os.getuid():
+            return sock
     except OSError:
-        sock.close()
-        return None
-    return sock
+        pass
+    sock.close()
+    return None
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+    return _CREDENTIALS.unpack(credentials)[1]
 
 
 def synth(
@@ -189,6 +248,8 @@ def synth(
             return None
     if kind == "invalid":
         raise InvalidInput(value)
+    if kind == "raise" and isinstance(value, Exception):
+        raise value
     return value if kind == "result" else None
 
 
@@ -198,11 +259,18 @@ def start(where: Address, root: Path, env: str | None) -> None:
     with contextlib.suppress(OSError), _held(where.lock) as free:
         if not free:
             return
+        others = running()
+        for unused in others[: max(0, len(others) - MAX_DAEMONS + 1)]:
+            stop(unused)
+        with contextlib.suppress(FileNotFoundError):  # the last one's, kept for a look
+            where.log.replace(where.log.with_suffix(".log.1"))
         log = os.open(where.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             subprocess.Popen(
                 [
                     sys.executable,
+                    *_interpreter_flags(),
+                    "-P",
                     "-m",
                     "foundation.daemon",
                     where.key,
@@ -222,6 +290,8 @@ def start(where: Address, root: Path, env: str | None) -> None:
 @contextlib.contextmanager
 def _held(lock: Path, wait: float = 0.0) -> Iterator[bool]:
     """The lock's file held (True) within `wait` seconds, or not (False)."""
+    import fcntl  # here: Unix only, as daemons are (wanted)
+
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
@@ -248,34 +318,46 @@ class Running:
     env: str | None
     cwd: str
     started: float
+    used: float  # when it last served a synth (or started)
     address: Address
 
 
 def running() -> list[Running]:
-    """The user's daemons that answer, oldest first."""
+    """The user's daemons (each holds its lock while it runs), the one unused longest first.
+    Looking does not talk to them: a look is not a use."""
     folder = private_folder()
     found = []
     for info in sorted(folder.glob("*.json")) if folder else []:
         where = Address(info.parent, info.stem)
-        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-            data = json.loads(info.read_text("utf-8"))
-            sock = _connect(where)
-            if sock:
-                sock.close()
-                found.append(Running(**data, address=where))
-    return sorted(found, key=lambda d: d.started)
+        with (
+            contextlib.suppress(OSError, ValueError, TypeError, KeyError),
+            _held(where.lock) as free,
+        ):
+            if not free:
+                data = json.loads(info.read_text("utf-8"))
+                found.append(Running(**data, used=info.stat().st_mtime, address=where))
+    return sorted(found, key=lambda d: d.used)
 
 
-def stop(where: Address) -> bool:
-    """Ask the daemon to end; True once it has (its lock is free)."""
+def stop(daemon: Running) -> bool:
+    """Ask the daemon to end, else (busy, or not answering) TERM it; True once it has ended
+    (its lock is free)."""
+    where = daemon.address
     sock = _connect(where)
-    if sock is None:
-        return False
-    with sock, contextlib.suppress(OSError, EOFError, pickle.UnpicklingError):
-        _send(sock, ("stop", None))
-        _receive(sock)
-    with _held(where.lock, LOCK_WAIT) as ended:
-        return ended
+    asked = False
+    if sock:
+        with sock, contextlib.suppress(OSError, EOFError, pickle.UnpicklingError):
+            sock.settimeout(REQUEST_WAIT)
+            _send(sock, ("stop", None))
+            asked = _receive(sock) == ("stopped", None)
+    for _ in range(2):
+        with _held(where.lock, LOCK_WAIT if asked else 0.0) as ended:
+            if ended:
+                return True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, signal.SIGTERM)
+        asked = True  # a TERM ends it as a stop does
+    return False
 
 
 # The daemon
@@ -317,12 +399,14 @@ def _listen(where: Address, root: Path, env: str | None) -> None:
                 if time.monotonic() - used >= idle or toolkit_key() != session.toolkit:
                     return  # no client asks a daemon of a changed toolkit: its key is another
                 continue
-            conn.settimeout(None)
             with conn:
-                if not _serve_one(conn, session, root, env):
-                    return
-            session.warm(root, env)
-            used = time.monotonic()
+                done = _serve_one(conn, session, root, env)
+            if done is END:
+                return
+            if done is SERVED:
+                where.info.touch()  # when it was last used: `running` orders by it
+                session.warm(root, env)
+                used = time.monotonic()
     except KeyboardInterrupt:
         return
     finally:
@@ -335,61 +419,71 @@ def _listen(where: Address, root: Path, env: str | None) -> None:
         release_node()
 
 
-def _serve_one(conn: socket.socket, session: Session, root: Path, env: str | None) -> bool:
-    """One client's request; whether to serve more."""
+SERVED, IDLE_LOOK, END = "served", "no request", "end"
+
+
+class ClientGone(Exception):
+    """The client hung up (Ctrl-C) while its synth ran."""
+
+
+def _serve_one(conn: socket.socket, session: Session, root: Path, env: str | None) -> str:
+    """One client's request: SERVED, IDLE_LOOK (nothing asked) or END (stop serving)."""
     from foundation import synth as synth_verb
 
-    if not _same_user(conn):
+    if _peer_uid(conn) != os.getuid():
         print("refused a client of another user", flush=True)
-        return True
+        return IDLE_LOOK
+    conn.settimeout(REQUEST_WAIT)  # a client that connects and says nothing holds no one up
     try:
         kind, request = _receive(conn)
     except (OSError, EOFError, pickle.UnpicklingError):
-        return True
+        return IDLE_LOOK
+    conn.settimeout(None)
     if kind == "stop":
         _send(conn, ("stopped", None))
-        return False
+        return END
 
     def on_stage(stage: str) -> None:
-        # a client that hung up (Ctrl-C) makes this raise (EPIPE), at the latest when the
-        # "write" stage starts: nothing is written
-        _send(conn, ("stage", stage))
+        # a client that hung up makes this fail (EPIPE), at the latest when the "write" stage
+        # starts: nothing is written, as its own synth, interrupted, would write nothing
+        try:
+            _send(conn, ("stage", stage))
+        except OSError as error:
+            raise ClientGone() from error
 
+    if session.memo:  # checked again, as a synth in a process of its own checks them
+        session.memo.triggers.clear()
     start = time.monotonic()
     try:
         out = Path(request["out"]) if request["out"] else None
         result = synth_verb.run(root, env, out, request["cold"], on_stage, session)
     except InvalidInput as error:
-        _log(f"invalid input: {len(error.problems)} problem(s)", start)
-        _send(conn, ("invalid", error.problems))
-        return True
-    except OSError:
+        return _answer(conn, ("invalid", error.problems), "invalid input", start, SERVED)
+    except (synth_verb.UnsafeOutput, synth_verb.SynthesisFailed, synth_verb.NodeMissing) as error:
+        return _answer(conn, ("raise", error), type(error).__name__, start, SERVED)
+    except ClientGone:
         _log("the client hung up; nothing written", start)
-        return False
+        return END
     except Exception:
         traceback.print_exc()  # to the log; the client synthesizes itself and says why
-        with contextlib.suppress(OSError):
-            _send(conn, ("failed", None))
-        return False
-    _log(f"rebuilt {len(result.built.rebuilt)} stack(s), written: {result.written}", start)
-    with contextlib.suppress(OSError):
-        _send(conn, ("result", result))
-    return True
+        return _answer(conn, ("failed", None), "failed", start, END)
+    what = f"rebuilt {len(result.built.rebuilt)} stack(s), written: {result.written}"
+    return _answer(conn, ("result", result), what, start, SERVED)
+
+
+def _answer(
+    conn: socket.socket, message: tuple[str, Any], what: str, start: float, then: str
+) -> str:
+    _log(what, start)
+    with contextlib.suppress(OSError):  # hung up at the very end: nothing is lost
+        _send(conn, message)
+    return then
 
 
 def _log(what: str, start: float) -> None:
     print(
         f"{time.strftime('%H:%M:%S')} synth: {what} ({time.monotonic() - start:.2f} s)", flush=True
     )
-
-
-def _same_user(conn: socket.socket) -> bool:
-    """Whether the client runs as this daemon's user (Linux says; elsewhere the private folder
-    is the only way in)."""
-    if not hasattr(socket, "SO_PEERCRED"):
-        return True
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1] == os.getuid()
 
 
 if __name__ == "__main__":

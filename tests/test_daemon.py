@@ -4,6 +4,7 @@ with a daemons' folder of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -11,23 +12,28 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from foundation import daemon
+from foundation import daemon, synth
+from foundation.checks import cfn_lint
 from foundation.checks.cache import CACHE_ENV
+from foundation.project import Memo
 from tests.conftest import ProjectDir
 from tests.test_incremental_synth import files, with_previous
 from tests.test_watch import grant, still_running
 
-CLI = [sys.executable, "-c", "from foundation.cli import run; run()"]
+# The command as installed (its script's folder first on sys.path, not the working folder's)
+CLI = [str(Path(sys.executable).with_name("foundation"))]
 SERVED = re.compile(r"\d\d:\d\d:\d\d synth: (.*) \(\d+\.\d\d s\)")
 
 
@@ -91,7 +97,7 @@ def daemons(monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemons]:
     finally:
         pids = found.pids()
         for running_daemon in daemon.running():
-            daemon.stop(running_daemon.address)
+            daemon.stop(running_daemon)
         shutil.rmtree(runtime)
         left = still_running(pids)
         for pid in left:
@@ -117,6 +123,10 @@ def test_a_synth_through_the_warm_daemon_prints_and_writes_what_a_synth_here_doe
     what the same synths run here do. Invalid input leaves the daemon running; `foundation
     daemon` shows it and `foundation daemon stop` ends it."""
     with_previous(project, example_synth)
+    # a module of the project's name that Python would import from the working folder, were it
+    # on sys.path (`python -c`, `-m`): the daemon runs with -P, as the installed command imports
+    marker = tmp_path / "imported"
+    project.write("yaml.py", f"open({str(marker)!r}, 'w').close()\nfrom _yaml import *\n")
     here = copy(project, tmp_path / "here")
     # findings caches of their own: each synth lints what it rebuilt
     cache, here_cache = tmp_path / "cache", tmp_path / "here-cache"
@@ -147,14 +157,30 @@ def test_a_synth_through_the_warm_daemon_prints_and_writes_what_a_synth_here_doe
         2,
         "1 problem(s); nothing was written.",
     )
+    unsafe = daemons.run(project.root, "synth", "--out", "config/x")
+    alone = daemons.run(here.root, "synth", "--out", "config/x", **here_env)
+    assert (unsafe.returncode, rooted(unsafe.stderr, project.root, cache)) == (
+        alone.returncode,
+        rooted(alone.stderr, here.root, here_cache),
+    )
+    assert unsafe.returncode == 2
     assert daemons.served(started) == [
         "rebuilt 1 stack(s), written: True",
-        "invalid input: 1 problem(s)",
+        "invalid input",
+        "UnsafeOutput",
     ]
     assert daemons.one().pid == started.pid
+    assert not marker.exists()
+    assert stat.S_IMODE(started.address.socket.stat().st_mode) == 0o600
+    assert os.getsid(started.pid) == started.pid  # a session of its own: the terminal's Ctrl-C
+    # is the command's
 
     status = daemons.run(project.root, "daemon")
-    assert status.stdout == f"pid {started.pid}: {project.root}, from {project.root}, up 0 min\n"
+    assert re.fullmatch(
+        rf"pid {started.pid}: {re.escape(str(project.root))}, from "
+        rf"{re.escape(str(project.root))}, up \d+ min\n",
+        status.stdout,
+    )
     stopped = daemons.run(project.root, "daemon", "stop")
     assert stopped.stdout == "Stopped 1 daemon(s).\n"
     assert still_running({started.pid}) == []
@@ -191,7 +217,18 @@ def test_a_client_that_hangs_up_gets_nothing_written_and_the_next_synth_starts_a
     grant(project, "teams/daemon/after-a-kill")
     after = daemons.run(project.root, "synth")
     assert (after.returncode, "Rebuilt 1 stack(s)" in after.stdout) == (0, True)
-    assert daemons.one().pid not in (first.pid, second.pid)
+    third = daemons.one()
+    assert third.pid not in (first.pid, second.pid)
+
+    # a request no synth of this toolkit sends: the daemon cannot say what went wrong, so it
+    # answers that it failed (the command then synthesizes itself) and ends
+    sock = daemon._connect(third.address)
+    assert sock is not None
+    with sock:
+        daemon._send(sock, ("synth", {"out": 5, "cold": False}))
+        assert daemon._receive(sock) == ("failed", None)
+    assert still_running({third.pid}, within=60) == []
+    assert daemons.served(third)[-1] == "failed"
 
 
 # What another user's process sends: the same request, in the daemon's wire format.
@@ -224,7 +261,7 @@ def test_another_user_who_can_reach_the_socket_is_refused(
         other = subprocess.run(
             ["/usr/bin/python3", "-c", OTHER_USER_CLIENT, str(found.address.socket)],
             user=65534,
-            group=65534,
+            group=0,  # root's group: the daemon checks the user, not the group
             capture_output=True,
             text=True,
             timeout=60,
@@ -292,6 +329,22 @@ def test_a_daemon_serves_only_the_command_line_its_key_names(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(daemon, "toolkit_key", lambda: "toolkit two")
     others["the toolkit"] = daemon.key(root, None, environment)
+    monkeypatch.setattr(daemon, "toolkit_key", lambda: "toolkit one")
+    with monkeypatch.context() as patched:
+        patched.setattr(sys, "executable", "/another/python")
+        others["Python"] = daemon.key(root, None, environment)
+    with monkeypatch.context() as patched:
+        patched.setattr(daemon, "_interpreter_flags", lambda: ["-s"])
+        others["Python's flags"] = daemon.key(root, None, environment)
+    with monkeypatch.context() as patched:
+        patched.setattr(cfn_lint, "cores", lambda: 64)
+        others["the cores"] = daemon.key(root, None, environment)
+    umask = os.umask(0o077)
+    try:
+        others["the umask"] = daemon.key(root, None, environment)
+    finally:
+        os.umask(umask)
+    assert daemon.key(root, None, environment) == key
     assert len({key, *others.values()}) == len(others) + 1, others
 
 
@@ -313,14 +366,68 @@ def test_a_daemon_started_for_another_command_line_ends_at_once(
     assert not daemons.folder.exists() or list(daemons.folder.glob("*.sock")) == []
 
 
-def test_an_idle_daemon_ends_and_tidies_up(
+def test_a_daemon_in_use_stays_and_one_idle_ends_and_tidies_up(
     project: ProjectDir, example_synth, daemons: Daemons
 ) -> None:
+    """Each synth starts its idle time again; a look (`foundation daemon`) does not."""
     with_previous(project, example_synth)
-    daemons.run(project.root, "synth", FOUNDATION_DAEMON_IDLE="1")
+    daemons.environment[daemon.IDLE] = "4"
+    daemons.run(project.root, "synth")
     found = daemons.one()
-    assert still_running({found.pid}, within=120) == []
-    assert sorted(p.suffix for p in daemons.folder.iterdir()) == [".lock", ".log"]
+    daemons.run(project.root, "synth")  # waits until it is warm
+    for _ in range(4):
+        time.sleep(1.5)
+        assert "Nothing changed" in daemons.run(project.root, "synth").stdout
+    assert daemons.one().pid == found.pid
+    assert daemons.one().used > found.used  # `running` lists the one unused longest first
+    assert daemons.served(found) == ["rebuilt 0 stack(s), written: True"] * 5
+    for _ in range(4):
+        daemons.run(project.root, "daemon")
+        time.sleep(0.5)
+    assert still_running({found.pid}, within=10) == []
+    assert sorted(p.name for p in daemons.folder.iterdir()) == [
+        f"{found.address.key}.lock",
+        f"{found.address.key}.log",
+    ]
+
+
+# A daemon as `running` and `stop` see one: it holds its lock and has said who it is; it does
+# not listen, so a stop must end it with a TERM.
+STAND_IN = """
+import fcntl, os, sys, time
+lock = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_starting_one_daemon_more_than_the_most_stops_the_one_unused_longest(
+    daemons: Daemons, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = daemon.private_folder()
+    assert folder is not None
+    stand_ins = {}
+    for age, name in enumerate(["newest", "older", "oldest"]):
+        where = daemon.Address(folder, name)
+        process = subprocess.Popen(
+            [sys.executable, "-c", STAND_IN, str(where.lock)], stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout and process.stdout.readline() == "ready\n"
+        info = {"pid": process.pid, "project": name, "env": None, "cwd": "/", "started": 0}
+        where.info.write_text(json.dumps(info))
+        os.utime(where.info, (time.time() - 60 * age,) * 2)
+        stand_ins[name] = process
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda args, **_: started.append(args))
+    assert [d.project for d in daemon.running()] == ["oldest", "older", "newest"]
+    daemon.start(daemon.Address(folder, "another"), tmp_path, None)
+    assert len(started) == 1
+    assert stand_ins["oldest"].wait(timeout=30) == -signal.SIGTERM
+    assert [d.project for d in daemon.running()] == ["older", "newest"]
+    for process in stand_ins.values():
+        process.kill()
+        process.wait()
 
 
 # A daemon whose toolkit changes on disk once it has started (a stand-in for the change: the
@@ -361,13 +468,17 @@ def test_an_idle_daemon_whose_toolkit_changed_ends(project: ProjectDir, daemons:
         ({"FOUNDATION_DAEMON": " OFF "}, False),
         ({"FOUNDATION_DAEMON": "0"}, False),
         ({"FOUNDATION_DAEMON": "yes"}, True),
+        ({"CI": "false"}, True),
+        ({"BUILD_NUMBER": "12"}, False),  # Jenkins
+        ({"CODEBUILD_BUILD_ID": "b:1"}, False),
+        ({"TF_BUILD": "True"}, False),  # Azure Pipelines
     ],
 )
 def test_when_synth_goes_through_a_daemon(
     environment: dict[str, str], wanted: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On by default where a person works; off in CI (as Gradle's and Nx's are), unless asked."""
-    for name in ("CI", "FOUNDATION_DAEMON"):
+    for name in (*daemon.CI_VARIABLES, "FOUNDATION_DAEMON"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -407,3 +518,110 @@ def test_the_wire_format_is_a_length_then_a_pickle() -> None:
         daemon._send(left, ("synth", {"out": None, "cold": False}))
         data = pickle.dumps(("synth", {"out": None, "cold": False}))
         assert right.recv(1000) == struct.pack(">Q", len(data)) + data
+
+
+def _serve_one_here(
+    project: ProjectDir, request: tuple[str, object] | None, session: object
+) -> tuple[str, list[tuple[str, object]]]:
+    """What `_serve_one` (the daemon's part of one request) does in this process, asked over a
+    socket pair (each end this process's user); its answers."""
+    client, server = socket.socketpair()
+    answers: list[tuple[str, object]] = []
+
+    def read() -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                answers.append(daemon._receive(client))
+
+    reader = threading.Thread(target=read, daemon=True)
+    with client:
+        if request:
+            daemon._send(client, request)
+        reader.start()
+        with server:
+            done = daemon._serve_one(server, session, project.root, None)
+        reader.join(timeout=60)
+    return done, answers
+
+
+def test_each_synth_of_the_daemon_checks_the_trigger_classes_again(
+    project: ProjectDir, example_synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class the config adds passed its check when the daemon last loaded the project; its
+    module may have changed since (outside the inputs), so the next synth checks it again, as a
+    synth in a process of its own does, rather than trust the memo a watch keeps."""
+    monkeypatch.chdir(tmp_path)
+    with_previous(project, example_synth)
+    session = synth.Session(daemon.toolkit_key())
+    session.memo = Memo(triggers={"teams.triggers.Passed"})
+    try:
+        done, answers = _serve_one_here(project, ("synth", {"out": None, "cold": False}), session)
+    finally:
+        session.close()
+    assert (done, [kind for kind, _ in answers][-1]) == (daemon.SERVED, "result")
+    assert session.memo.triggers == set()
+
+
+def test_a_client_that_connects_and_says_nothing_holds_no_one_up(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "REQUEST_WAIT", 0.5)
+    done: list[object] = []
+    thread = threading.Thread(
+        target=lambda: done.append(_serve_one_here(project, None, synth.Session("toolkit"))),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout=10)
+    assert done == [(daemon.IDLE_LOOK, [])]
+
+
+def test_ctrl_c_on_a_first_synth_starts_no_daemon(project: ProjectDir, daemons: Daemons) -> None:
+    """The user stopped the command: nothing more of it runs on."""
+    first = subprocess.Popen(
+        [*CLI, "synth", "--cold"],
+        cwd=project.root,
+        env=daemons.environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(2)  # building: a cold synth of the example takes several seconds
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=60) == 130
+    time.sleep(1)
+    assert not daemons.folder.exists() or list(daemons.folder.iterdir()) == []
+
+
+# Another user's process that listens where a daemon's socket would be
+OTHER_USER_SERVER = """
+import socket, sys, time
+sock = socket.socket(socket.AF_UNIX)
+sock.bind(sys.argv[1])
+sock.listen(1)
+print("listening", flush=True)
+conn, _ = sock.accept()
+time.sleep(30)
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root, to run a server as another user")
+def test_a_client_talks_to_no_daemon_of_another_user() -> None:
+    """Should another user's socket stand where the daemon's would (a folder swapped after it
+    was checked), the command does not send it a request or read its answer."""
+    folder = Path(tempfile.mkdtemp(prefix="fd-", dir="/tmp"))
+    folder.chmod(0o777)
+    where = daemon.Address(folder, "theirs")
+    other = subprocess.Popen(
+        ["/usr/bin/python3", "-c", OTHER_USER_SERVER, str(where.socket)],
+        user=65534,
+        group=0,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout and other.stdout.readline() == "listening\n"
+        assert daemon._connect(where) is None
+    finally:
+        other.kill()
+        other.wait()
+        shutil.rmtree(folder)

@@ -255,6 +255,45 @@ def test_a_watch_lints_with_cfn_lint_settings_as_they_are_now(
     assert watched.findings == fresh.findings
 
 
+RULE = """
+from cfnlint.rules import CloudFormationLintRule, RuleMatch
+
+
+class Version(CloudFormationLintRule):
+    id = "W9100"
+    shortdesc = description = "the rule file's version"
+    source_url = ""
+    tags: list = []
+
+    def match(self, cfn):
+        return [RuleMatch(["Resources"], "custom rule VERSION-{}")]
+"""
+
+
+def test_a_warm_process_lints_with_the_rule_files_as_they_are_now(
+    project: ProjectDir, example_synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule file in the folder a `.cfnlintrc` appends changes between two synths of one warm
+    process (a watch, the daemon), nothing else does: the second lints with the new code, as a
+    process of its own would (cfn-lint runs those files again each time it loads its rules)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOUNDATION_CACHE_DIR", str(tmp_path / "cache"))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (tmp_path / ".cfnlintrc").write_text(f"append_rules: [{rules}]\n")
+    out = with_previous(project, example_synth)
+    session = synth.Session(watch.toolkit_key())
+    said = []
+    try:
+        for version in (1, 2):
+            (rules / "version.py").write_text(RULE.format(version))
+            result = synth.run(project.root, None, out, session=session)
+            said.append(sorted({f.message for f in result.findings if f.rule == "W9100"}))
+    finally:
+        session.close()
+    assert said == [["custom rule VERSION-1"], ["custom rule VERSION-2"]]
+
+
 @pytest.mark.parametrize("inside", ["config", "dag_permissions"])
 def test_an_out_inside_the_inputs_is_refused(project: ProjectDir, inside: str) -> None:
     """The assembly (and the synth's staging folder beside it) would be an input of every

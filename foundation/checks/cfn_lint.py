@@ -286,11 +286,38 @@ def settings_paths() -> list[list[Path]]:
 
 
 def settings_files() -> list[bytes]:
-    """The settings cfn-lint would read in the home and the working folder (empty if none)."""
-    return [
+    """The settings cfn-lint would read in the home and the working folder (empty if none),
+    then what they name that cfn-lint reads when it loads its rules (`_named_files`)."""
+    found = [
         next((path.read_bytes() for path in candidates if path.is_file()), b"")
         for candidates in settings_paths()
     ]
+    return found + [data for settings in found for data in _named_files(settings)]
+
+
+def _named_files(settings: bytes) -> list[bytes]:
+    """The files a settings file names whose contents cfn-lint loads with its rules, as they are
+    now (each name, then its bytes): every rule file in an `append_rules` folder (cfn-lint runs
+    them again at each load), `custom_rules` and `override_spec`. A rule module named by its
+    import path is not among them: a process imports it once."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(settings)
+    except yaml.YAMLError:
+        return []  # cfn-lint says what is wrong with it
+    if not isinstance(data, dict):
+        return []
+    rules = data.get("append_rules")
+    named = [data.get("custom_rules"), data.get("override_spec")]
+    found = []
+    for name in [*(rules if isinstance(rules, list) else []), *named]:
+        path = Path(os.path.expanduser(name)) if isinstance(name, str) and name else None
+        files = sorted(path.rglob("*.py")) if path and path.is_dir() else [path]
+        for file in files:
+            if file and file.is_file():
+                found += [str(file).encode(), file.read_bytes()]
+    return found
 
 
 def _is_rows(value: Any) -> bool:
