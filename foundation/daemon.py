@@ -71,6 +71,17 @@ SHELL_VOLATILE = frozenset(
         "SSH_CLIENT",
         "SSH_CONNECTION",
         "SSH_TTY",
+        "SSH_AUTH_SOCK",
+        "GPG_TTY",
+        "TMUX",
+        "STARSHIP_SESSION_KEY",
+        "WT_SESSION",
+        "WSL_INTEROP",
+        "XDG_SESSION_ID",
+        "ZELLIJ_PANE_ID",
+        "WEZTERM_PANE",
+        "ALACRITTY_WINDOW_ID",
+        "VSCODE_GIT_IPC_HANDLE",
     }
 )
 MAX_DAEMONS = 3  # a user's; starting one more stops the one unused longest
@@ -259,9 +270,9 @@ def start(where: Address, root: Path, env: str | None) -> None:
     with contextlib.suppress(OSError), _held(where.lock) as free:
         if not free:
             return
-        others = running()
+        others = [d for d in running() if d.address.key != where.key]  # its lock is ours now
         for unused in others[: max(0, len(others) - MAX_DAEMONS + 1)]:
-            stop(unused)
+            _ask_to_stop(unused)
         with contextlib.suppress(FileNotFoundError):  # the last one's, kept for a look
             where.log.replace(where.log.with_suffix(".log.1"))
         log = os.open(where.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -354,10 +365,32 @@ def stop(daemon: Running) -> bool:
         with _held(where.lock, LOCK_WAIT if asked else 0.0) as ended:
             if ended:
                 return True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(daemon.pid, signal.SIGTERM)
+        _terminate(daemon)
         asked = True  # a TERM ends it as a stop does
     return False
+
+
+def _ask_to_stop(daemon: Running) -> None:
+    """A stop request, not waited for: it ends once its synth under way, if any, is done. One
+    that does not listen (it never will) is TERMed."""
+    sock = _connect(daemon.address)
+    if sock is None:
+        _terminate(daemon)
+        return
+    with sock, contextlib.suppress(OSError):
+        _send(sock, ("stop", None))
+
+
+def _terminate(daemon: Running) -> None:
+    """A TERM, to the daemon the info file names only: a pid the system gave another process
+    since (the daemon killed outright, its info left behind) is left alone."""
+    command = [os.fsencode(a) for a in ("foundation.daemon", daemon.address.key)]
+    try:
+        arguments = Path(f"/proc/{daemon.pid}/cmdline").read_bytes().split(b"\0")
+        if all(a in arguments for a in command):
+            os.kill(daemon.pid, signal.SIGTERM)
+    except (OSError, ProcessLookupError):
+        pass
 
 
 # The daemon

@@ -391,8 +391,8 @@ def test_a_daemon_in_use_stays_and_one_idle_ends_and_tidies_up(
     ]
 
 
-# A daemon as `running` and `stop` see one: it holds its lock and has said who it is; it does
-# not listen, so a stop must end it with a TERM.
+# A daemon as `running` and `stop` see one: it holds its lock, has said who it is and runs
+# with its key in its command line; it does not listen, so a stop must end it with a TERM.
 STAND_IN = """
 import fcntl, os, sys, time
 lock = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
@@ -411,14 +411,16 @@ def test_starting_one_daemon_more_than_the_most_stops_the_one_unused_longest(
     for age, name in enumerate(["newest", "older", "oldest"]):
         where = daemon.Address(folder, name)
         process = subprocess.Popen(
-            [sys.executable, "-c", STAND_IN, str(where.lock)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", STAND_IN, str(where.lock), "foundation.daemon", name],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert process.stdout and process.stdout.readline() == "ready\n"
         info = {"pid": process.pid, "project": name, "env": None, "cwd": "/", "started": 0}
         where.info.write_text(json.dumps(info))
         os.utime(where.info, (time.time() - 60 * age,) * 2)
         stand_ins[name] = process
-    started = []
+    started, popen = [], subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda args, **_: started.append(args))
     assert [d.project for d in daemon.running()] == ["oldest", "older", "newest"]
     daemon.start(daemon.Address(folder, "another"), tmp_path, None)
@@ -428,6 +430,13 @@ def test_starting_one_daemon_more_than_the_most_stops_the_one_unused_longest(
     for process in stand_ins.values():
         process.kill()
         process.wait()
+    # an info file left by a daemon killed outright, its pid now another process's
+    other = popen(["sleep", "60"])
+    daemon._terminate(daemon.Running(other.pid, "x", None, "/", 0, 0, daemon.Address(folder, "x")))
+    time.sleep(0.5)
+    assert other.poll() is None
+    other.kill()
+    other.wait()
 
 
 # A daemon whose toolkit changes on disk once it has started (a stand-in for the change: the

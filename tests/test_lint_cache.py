@@ -450,3 +450,107 @@ def test_a_ctrl_c_leaves_ending_the_workers_to_the_synth(capfd: pytest.CaptureFi
     assert pool.start(texts, REGION)() == [(tuple(cfn_lint.settings_files()), [])]
     pool.close()
     assert capfd.readouterr() == ("", "")
+
+
+# One process linting a template under each settings file in turn, as a warm worker does
+WARM_LINTS = """
+import json, sys
+from pathlib import Path
+from foundation.checks import cfn_lint
+template = json.dumps({"Resources": {
+    "Parameter": {"Type": "AWS::SSM::Parameter", "Properties": {"Type": "String", "Value": "v"}},
+    "Thing": {"Type": "Acme::Test::Thing", "Properties": {"Size": 1}},
+}})
+said = []
+for step in json.loads(sys.argv[1]):
+    for name, text in step.items():
+        Path(name).write_text(text)
+    rows = cfn_lint._lint(template, "us-east-1", tuple(cfn_lint.settings_files()))
+    said.append(sorted(f"{r[0]} {r[2]}" for r in rows))
+print(json.dumps(said))
+"""
+
+
+def _thing_schema(*properties: str) -> str:
+    return json.dumps(
+        {
+            "typeName": "Acme::Test::Thing",
+            "description": "a registry type",
+            "properties": {name: {"type": "integer"} for name in properties},
+            "additionalProperties": False,
+            "primaryIdentifier": ["/properties/Name"],
+        }
+    )
+
+
+def test_a_warm_process_lints_each_settings_file_as_a_fresh_one_does(tmp_path: Path) -> None:
+    """cfn-lint's schemas are one per process, and `override_spec` and `registry_schemas` change
+    them: a process that has linted under such settings must lint under the next ones (none, or
+    a registry schema edited) with the schemas cfn-lint ships, else it finds what a fresh
+    process does not and the findings cache keeps that."""
+    (tmp_path / "schemas").mkdir()
+    steps = [
+        {
+            ".cfnlintrc": "override_spec: spec.json\n",
+            "spec.json": '{"ExcludeResourceTypes": ["AWS::SSM::Parameter"]}',
+        },
+        {
+            ".cfnlintrc": "registry_schemas: [schemas]\n",
+            "schemas/thing.json": _thing_schema("Name", "Size"),
+        },
+        {"schemas/thing.json": _thing_schema("Name")},
+        {".cfnlintrc": "{}\n"},
+    ]
+
+    def lint(run: list[dict[str, str]], folder: Path) -> list[list[str]]:
+        done = subprocess.run(
+            [sys.executable, "-c", WARM_LINTS, json.dumps(run)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    warm = lint(steps, tmp_path)
+    fresh = []
+    for i in range(len(steps)):
+        folder = tmp_path / f"fresh-{i}"
+        (folder / "schemas").mkdir(parents=True)
+        fresh += lint([dict(pair for step in steps[: i + 1] for pair in step.items())], folder)[-1:]
+    assert warm == fresh
+    thing, parameter = "E3006 Resources/Thing", "E3006 Resources/Parameter"
+    assert fresh == [[parameter, thing], [], [], [thing]]
+
+
+def test_the_settings_key_holds_the_files_a_settings_file_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What cfn-lint loads with its rules, by the settings file's names: an edit of any of them
+    is new settings (a new findings key, rules loaded again), as an edit of the file itself."""
+    monkeypatch.chdir(tmp_path)
+    for name, text in {
+        "rules/a.py": "A = 1\n",
+        "rules/sub/b.py": "B = 2\n",
+        "rules/notes.txt": "not a rule\n",
+        "schemas/t.json": "{}\n",
+        "custom.txt": "AWS::S3::Bucket Name EQUALS x WARN\n",
+        "spec.json": "{}\n",
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    settings = (
+        b"append_rules: [rules, missing]\nregistry_schemas: [schemas]\n"
+        b"custom_rules: custom.txt\noverride_spec: spec.json\n"
+    )
+    assert cfn_lint._named_files(settings) == [
+        b"rules/a.py", b"A = 1\n",
+        b"rules/sub/b.py", b"B = 2\n",
+        b"schemas/t.json", b"{}\n",
+        b"custom.txt", b"AWS::S3::Bucket Name EQUALS x WARN\n",
+        b"spec.json", b"{}\n",
+    ]  # fmt: skip
+    assert cfn_lint._named_files(b"append_rules: [" + b"x" * 300 + b"]\n") == [
+        b"OSError: [Errno 36] File name too long: '" + b"x" * 300 + b"'"
+    ]
+    assert cfn_lint._named_files(b"- a list\n") == []

@@ -49,17 +49,22 @@ def options(region: str) -> dict[str, Any]:
     return {"regions": [region], "ignore_checks": IGNORED}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1)
 def _linter(region: str, settings: tuple[bytes, ...]) -> tuple[Any, Any]:
     """cfn-lint's configuration and its rules, loaded once per process, region and settings
     files (`settings_files`, which cfn-lint reads again itself): a process that lints again and
-    again (a warm worker of `synth --watch`) lints with the settings as they are now, as a
-    fresh one would and as the findings cache keys them."""
+    again (a warm worker of `synth --watch`, of the daemon) lints with the settings as they are
+    now, as a fresh one would and as the findings cache keys them. Only the last is kept: the
+    settings' `override_spec` and `registry_schemas` change cfn-lint's schemas, which are one
+    per process, so each new settings starts from the schemas as cfn-lint ships them."""
     from cfnlint.config import ConfigMixIn
     from cfnlint.runner import Runner
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
     from foundation.checks import cfn_lint_speedups
 
+    PROVIDER_SCHEMA_MANAGER.reset()
+    PROVIDER_SCHEMA_MANAGER._registry_schemas.clear()  # which reset() keeps
     config = ConfigMixIn(**options(region))
     rules = Runner(config).rules
     cfn_lint_speedups.apply(rules)
@@ -298,26 +303,33 @@ def settings_files() -> list[bytes]:
 def _named_files(settings: bytes) -> list[bytes]:
     """The files a settings file names whose contents cfn-lint loads with its rules, as they are
     now (each name, then its bytes): every rule file in an `append_rules` folder (cfn-lint runs
-    them again at each load), `custom_rules` and `override_spec`. A rule module named by its
-    import path is not among them: a process imports it once."""
+    them again at each load), every schema in a `registry_schemas` one, `custom_rules` and
+    `override_spec`. A rule module named by its import path is not among them: a process
+    imports it once."""
     import yaml
 
     try:
         data = yaml.safe_load(settings)
-    except yaml.YAMLError:
-        return []  # cfn-lint says what is wrong with it
-    if not isinstance(data, dict):
-        return []
-    rules = data.get("append_rules")
-    named = [data.get("custom_rules"), data.get("override_spec")]
-    found = []
-    for name in [*(rules if isinstance(rules, list) else []), *named]:
-        path = Path(os.path.expanduser(name)) if isinstance(name, str) and name else None
-        files = sorted(path.rglob("*.py")) if path and path.is_dir() else [path]
-        for file in files:
-            if file and file.is_file():
-                found += [str(file).encode(), file.read_bytes()]
-    return found
+        if not isinstance(data, dict):
+            return []
+        folders = [
+            (name, pattern)
+            for key, pattern in (("append_rules", "*.py"), ("registry_schemas", "*.json"))
+            if isinstance(data.get(key), list)
+            for name in data[key]
+        ]
+        files = [(data.get(key), "") for key in ("custom_rules", "override_spec")]
+        found = []
+        for name, pattern in folders + files:
+            path = Path(os.path.expanduser(name)) if isinstance(name, str) and name else None
+            for file in (
+                sorted(path.rglob(pattern)) if path and pattern and path.is_dir() else [path]
+            ):
+                if file and file.is_file():
+                    found += [os.fsencode(file), file.read_bytes()]
+        return found
+    except (yaml.YAMLError, OSError, ValueError, RecursionError) as error:
+        return [f"{type(error).__name__}: {error}".encode()]  # cfn-lint says what is wrong
 
 
 def _is_rows(value: Any) -> bool:
