@@ -23,6 +23,8 @@ from foundation.project import load_project
 from tests.airflow_scenarios import airflow_environment, local_bundle
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 EXAMPLE = load_project(ROOT).deployment
 PASSWORDS = {"alice": "correct horse battery staple", "bob": "Tr0ub4dor&3"}
 LDAP = {
@@ -141,7 +143,12 @@ def test_the_api_server_runs_the_setup_before_airflow() -> None:
     assert api.secrets[settings.WEB_PASSWORDS_ENV].secret == "web_passwords"
     assert api.environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
     command = runtime_files.container_command([["api-server"]], setup=tuple(api.setup))[-1]
-    assert command.index("foundation_web.py") < command.index("exec airflow api-server")
+    *_, web, last = command.split(" && ")
+    assert web == f"python {runtime_files.CONFIG_DIR}/foundation_web.py"
+    assert last == (
+        f"exec python {runtime_files.CONFIG_DIR}/{runtime_files.START} "
+        "--wait-for-migrations 3600 api-server"
+    )
     for component in ("scheduler", "dag-processor", "triggerer"):
         other = settings.cluster_component(deployment, component)
         assert settings.WEB_PASSWORDS_ENV not in other.secrets and not other.setup
@@ -343,8 +350,11 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
     }
     assert json.loads(env[settings.DAG_ROLES_ENV]) == ["sales-analysts", "sales-oncall"]
     command = containers["acme-airflow--dag-processor"]["Command"][-1]
-    sealed = f"exec python {runtime_files.CONFIG_DIR}/{runtime_files.SEALED} dag-processor"
-    assert command.index("airflow roles import") < command.index(sealed)
+    *_, sync, roles, last = command.split(" && ")
+    config = runtime_files.CONFIG_DIR
+    assert sync == f"python {config}/{runtime_files.START} --wait-for-migrations 3600 sync-perm"
+    assert roles == f"airflow roles import {settings.ROLES_FILE}"
+    assert last == f"exec python {config}/{runtime_files.SEALED} dag-processor"
     api_secrets = {
         s["Name"]: s["ValueFrom"] for s in containers["acme-airflow--api-server"]["Secrets"]
     }

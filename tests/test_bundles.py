@@ -244,7 +244,10 @@ def test_one_dag_processor_per_bundle_parses_its_own_alone(templates: dict) -> N
     assert processors == [f"{NAME}--dag-processor-team_a", f"{NAME}--dag-processor-team_b"]
     for bundle in ("team_a", "team_b"):
         container = definitions[f"{NAME}--dag-processor-{bundle}"]
-        sealed = "exec python /opt/airflow/config/foundation_sealed.py dag-processor"
+        sealed = (
+            "exec python /opt/airflow/config/foundation_sealed.py --wait-for-migrations 3600 "
+            "dag-processor"
+        )
         assert container["Command"][-1].endswith(f"{sealed} --bundle-name {bundle}")
         environment = env_of(container)
         config = json.loads(environment["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])

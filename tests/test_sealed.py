@@ -214,6 +214,8 @@ def test_a_sealed_component_starts_through_the_seal_under_the_init() -> None:
         "exec",
         "python",
         f"{runtime_files.CONFIG_DIR}/{runtime_files.SEALED}",
+        "--wait-for-migrations",
+        "3600",
         "triggerer",
     ]
     assert runtime_files.init_entry_point() == [
@@ -222,7 +224,37 @@ def test_a_sealed_component_starts_through_the_seal_under_the_init() -> None:
         runtime_files.INIT_PROGRAM,
         runtime_files.IMAGE_ENTRYPOINT,
     ]
-    plain = runtime_files.container_command([["scheduler"]])
-    assert shlex.split(plain[2].split(" && ")[-1]) == ["exec", "airflow", "scheduler"]
     assert runtime_files.SEALED in runtime_files.FOR_COMPONENTS["ecs"]
     assert runtime_files.SEALED in runtime_files.FOR_COMPONENTS["celery"]
+
+
+def airflow_steps(command: list[str]) -> list[list[str]]:
+    """The command's steps after the runtime files are unpacked, each as its words."""
+    steps = command[2].split(" && ")
+    (unpack,) = [i for i, step in enumerate(steps) if runtime_files.UNPACK in shlex.split(step)]
+    return [shlex.split(step) for step in steps[unpack + 1 :]]
+
+
+def test_the_first_airflow_command_waits_for_the_migrations_in_its_own_process() -> None:
+    """foundation_start.py waits, then runs the command, in one interpreter; so does the seal
+    when it is the first; every later command runs as it is (test_component_start.py)."""
+    start = f"{runtime_files.CONFIG_DIR}/{runtime_files.START}"
+    sealed = f"{runtime_files.CONFIG_DIR}/{runtime_files.SEALED}"
+    wait = ["--wait-for-migrations", "3600"]
+    assert airflow_steps(runtime_files.container_command([["scheduler"]])) == [
+        ["exec", "python", start, *wait, "scheduler"]
+    ]
+    roles = [["sync-perm"], ["roles", "import", "f.json"], ["dag-processor"]]
+    assert airflow_steps(runtime_files.container_command(roles, sealed=True)) == [
+        ["python", start, *wait, "sync-perm"],
+        ["airflow", "roles", "import", "f.json"],
+        ["exec", "python", sealed, "dag-processor"],
+    ]
+    migrate = [["db", "migrate"], ["fab-db", "migrate"]]
+    assert airflow_steps(runtime_files.container_command(migrate, False)) == [
+        ["airflow", "db", "migrate"],
+        ["exec", "airflow", "fab-db", "migrate"],
+    ]
+    assert runtime_files.START in runtime_files.FOR_COMPONENTS["ecs"]
+    assert runtime_files.START in runtime_files.FOR_COMPONENTS["celery"]
+    assert runtime_files.START not in runtime_files.FOR_CELERY_WORKERS

@@ -46,6 +46,7 @@ def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None
         "foundation_refusal.py",
         "foundation_roles.py",
         "foundation_sealed.py",
+        "foundation_start.py",
         "foundation_web.py",
         "foundation_workload.py",
         "plugins",
@@ -296,19 +297,34 @@ def test_signing_key_and_database_only_where_needed(templates: dict) -> None:
 
 def test_the_components_running_dag_authors_code_start_sealed(templates: dict) -> None:
     """The dag-processor and the triggerer: the non-dumpable init in place of dumb-init, and
-    foundation_sealed.py in place of `airflow`; the other components as the image starts them."""
+    foundation_sealed.py in place of `airflow`; the other components as the image starts them,
+    each service's through foundation_start.py."""
     core = templates[f"{NAME}-core"]
-    sealed = f"exec python /opt/airflow/config/{runtime_files.SEALED}"
+    config = "/opt/airflow/config"
+    sealed = f"exec python {config}/{runtime_files.SEALED} --wait-for-migrations 3600"
+    start = f"exec python {config}/{runtime_files.START} --wait-for-migrations 3600"
+    lasts = {}
     for task_def in resources(core, "AWS::ECS::TaskDefinition").values():
         (container,) = task_def["Properties"]["ContainerDefinitions"]
         component = task_def["Properties"]["Family"].removeprefix(f"{NAME}--")
-        last = container["Command"][2].split(" && ")[-1]
+        lasts[component] = container["Command"][2].split(" && ")[-1]
+        checks = {e["Name"]: e["Value"] for e in container["Environment"]}.get(
+            "CONNECTION_CHECK_MAX_COUNT"
+        )
         if component in ("dag-processor", "triggerer"):
             assert container["EntryPoint"] == runtime_files.init_entry_point()
-            assert last == f"{sealed} {component}"
         else:
             assert "EntryPoint" not in container
-            assert not last.startswith(sealed)
+        # every service waits in its own process (foundation_start.py), not the entrypoint's
+        # `airflow db check`, which only the migration keeps (test_component_start.py)
+        assert checks == (None if component == "db-migrate" else "0"), component
+    assert lasts == {
+        "api-server": f"{start} api-server",
+        "scheduler": f"{start} scheduler",
+        "dag-processor": f"{sealed} dag-processor",
+        "triggerer": f"{sealed} triggerer",
+        "db-migrate": "exec airflow db migrate",
+    }
 
 
 def test_no_plaintext_secret_in_any_template(templates: dict) -> None:

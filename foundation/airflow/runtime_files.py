@@ -11,6 +11,8 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
+from foundation.airflow.runtime.foundation_start import WAIT_OPTION
+
 CONFIG_DIR = "/opt/airflow/config"  # the official image's $AIRFLOW_HOME/config, on sys.path
 RUNTIME_ENV = "FOUNDATION_RUNTIME"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
@@ -28,12 +30,15 @@ ROLES_SETUP = "foundation_roles.py"
 WEBSERVER_CONFIG = "webserver_config.py"
 # Runs the dag-processor and the triggerer in place of `airflow` (foundation_sealed.py).
 SEALED = "foundation_sealed.py"
+# Runs a component's first airflow command once the schema is this Airflow's.
+START = "foundation_start.py"
 _CLUSTER = (
     "airflow_local_settings.py",
     "foundation_identity.py",
     WORKLOAD,
     NAMES,
     SEALED,
+    START,
     "foundation_refusal.py",
     DEFERRAL_PLUGIN,
     EXECUTION_API_PLUGIN,
@@ -127,21 +132,23 @@ def container_command(
     sealed: bool = False,
 ) -> list[str]:
     """Join the delivered values, unpack the files, run the setup programs (in the config
-    folder), wait until the database schema matches this Airflow (as the Helm chart's
-    wait-for-migrations does), then run the airflow commands in order, the last in place of
-    the shell (`sealed`: through foundation_sealed.py). `delivered`: each chunked value's name
-    and number of chunks."""
+    folder), then the airflow commands in order, the last in place of the shell (`sealed`:
+    through foundation_sealed.py); the first waits until the database schema matches this
+    Airflow (as the Helm chart's wait-for-migrations does), in its own process
+    (foundation_start.py). `delivered`: each chunked value's name and number of chunks."""
     steps = [_joined(name, count) for name, count in sorted((delivered or {}).items())]
     steps.append(f"python -c {shlex.quote(UNPACK)}")
     steps += [f"python {shlex.quote(f'{CONFIG_DIR}/{program}')}" for program in setup]
-    if wait_for_migrations:
-        steps.append(
-            f"airflow db check-migrations --migration-wait-timeout {MIGRATION_WAIT_SECONDS}"
-        )
-    *first, last = commands
-    steps += [f"airflow {shlex.join(args)}" for args in first]
-    main = f"python {shlex.quote(f'{CONFIG_DIR}/{SEALED}')}" if sealed else "airflow"
-    steps.append(f"exec {main} {shlex.join(last)}")
+    last = len(commands) - 1
+    for index, args in enumerate(commands):
+        program = ["airflow"]
+        if sealed and index == last:
+            program = ["python", f"{CONFIG_DIR}/{SEALED}"]
+        elif wait_for_migrations and index == 0:
+            program = ["python", f"{CONFIG_DIR}/{START}"]
+        if wait_for_migrations and index == 0:
+            program += [WAIT_OPTION, str(MIGRATION_WAIT_SECONDS)]
+        steps.append(("exec " if index == last else "") + shlex.join([*program, *args]))
     return ["bash", "-c", " && ".join(steps)]
 
 

@@ -78,6 +78,9 @@ class ComponentSettings:
     # runs DAG authors' code (DAG files, triggers): started through foundation_sealed.py, under
     # the non-dumpable init (runtime_files.INIT_PROGRAM)
     sealed: bool = False
+    # waits for the database and its migrations in its first airflow command's own process
+    # (foundation_start.py), not in the image entrypoint's `airflow db check` (turned off)
+    waits: bool = False
 
 
 SIMPLE_AUTH_MANAGER = (
@@ -305,6 +308,9 @@ def cluster_component(
         ComponentSettings(environment, credentials), fernet=component != "dag-processor"
     )
     settings.sealed = component in SEALED_COMPONENTS
+    if component != "db-migrate":  # a service's; the migration waits for the database alone
+        settings.waits = True
+        settings.environment["CONNECTION_CHECK_MAX_COUNT"] = "0"
     settings.environment |= {
         "FOUNDATION_PROJECT": deployment.name,
         "FOUNDATION_EXECUTOR": deployment.airflow.executor,

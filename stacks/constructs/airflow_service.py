@@ -103,7 +103,7 @@ class AirflowService(Construct):
             entry_point=runtime_files.init_entry_point() if settings.sealed else None,
             command=runtime_files.container_command(
                 [*settings.before, spec.command, *settings.then],
-                wait_for_migrations=spec.desired_count > 0,
+                wait_for_migrations=settings.waits,
                 setup=tuple(settings.setup),
                 delivered={env: len(parts) for env, parts in delivered.items()},
                 sealed=settings.sealed,

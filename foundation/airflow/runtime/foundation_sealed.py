@@ -4,7 +4,8 @@ through the environment, and the triggerer runs only the trigger classes tasks m
 
 Written by airflow-foundation to $AIRFLOW_HOME/config and run in place of `airflow`:
 
-    python /opt/airflow/config/foundation_sealed.py dag-processor|triggerer [ARGS...]
+    python /opt/airflow/config/foundation_sealed.py [--wait-for-migrations SECONDS] \
+        dag-processor|triggerer [ARGS...]
 
 Airflow's own start (`import airflow`) reads its configuration: the database URL and the Fernet
 key come from `_CMD` programs over secrets ECS injected (FOUNDATION_DB_SECRET,
@@ -232,18 +233,22 @@ def exec_runner(requests, child_stdout, child_stderr, log_fd: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    from foundation_start import WAIT_OPTION, run_airflow, split, wait_for_migrations
+
+    seconds, argv = split(argv)
     component = argv[0] if argv else ""
     if component not in ("dag-processor", "triggerer"):
-        raise SystemExit(f"usage: {sys.argv[0]} dag-processor|triggerer [ARGS...]")
+        raise SystemExit(
+            f"usage: {sys.argv[0]} [{WAIT_OPTION} SECONDS] dag-processor|triggerer [ARGS...]"
+        )
     import airflow  # noqa: F401  (reads the configuration: the _CMD programs run now)
 
+    if seconds is not None:  # no author's code has run yet: nothing to seal from
+        wait_for_migrations(seconds)
     seal(component)
     if component == "triggerer":
         guard()
-    from airflow.__main__ import main as airflow_main
-
-    sys.argv = ["airflow", *argv]
-    airflow_main()
+    run_airflow(argv)
 
 
 if __name__ == "__main__":

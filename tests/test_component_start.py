@@ -1,0 +1,134 @@
+"""A component's start (foundation_start.py), with real Airflow and a real PostgreSQL: it runs
+its command only once the database answers and its schema is this Airflow's, waiting through
+both, and gives up after its timeout having started nothing. The image's own check (`airflow db
+check`) is off for components (CONNECTION_CHECK_MAX_COUNT=0: test_synth.py), so this wait is the
+only thing between a component and a database that is not there yet. The whole cluster starts
+this way in test_e2e*.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from foundation.airflow import runtime_files
+from foundation.local.postgres import LocalPostgres, free_port
+
+PASSWORD = "start-test-password"
+WAITING_FOR_DATABASE = "Waiting for the metadata database"
+WAITING_FOR_MIGRATIONS = "Waiting for migrations"
+
+
+def environment(home: Path, port: int) -> dict[str, str]:
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+            f"postgresql+psycopg2://airflow:{PASSWORD}@127.0.0.1:{port}/airflow"
+        ),
+    }
+
+
+def start(home: Path, port: int, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(home / "config" / runtime_files.START), *args],
+        env=environment(home, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def until(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("start")
+    runtime_files.write(home / "config", "ecs")
+    return home
+
+
+def test_a_component_runs_only_once_the_database_answers_and_is_migrated(home: Path) -> None:
+    port = free_port()
+    component = start(home, port, runtime_files.WAIT_OPTION, "600", "version")
+    postgres = LocalPostgres(port=port)
+    try:
+        time.sleep(8)  # nothing listens on the port: it waits, and ran nothing
+        assert component.poll() is None
+        postgres.start().ensure("airflow", PASSWORD, "airflow")
+        time.sleep(6)  # the database answers, with no schema: it waits still
+        assert component.poll() is None
+        migrate = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=environment(home, port),
+            capture_output=True,
+            text=True,
+        )
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        output, _ = component.communicate(timeout=120)
+    finally:
+        component.kill()
+        postgres.stop()
+    assert component.returncode == 0, output
+    lines = output.splitlines()
+    assert lines[-1] == version("apache-airflow")  # `airflow version` ran, once, last
+    assert output.count(version("apache-airflow")) == 1
+    waited = [line for line in lines if WAITING_FOR_DATABASE in line]
+    # nothing listened at first; then the server may have refused the login a moment, until
+    # its role existed: both are waited through
+    assert waited and "Connection refused" in waited[0], output
+    assert any(WAITING_FOR_MIGRATIONS in line for line in lines), output
+
+
+def test_a_component_whose_schema_never_matches_exits_having_run_nothing(home: Path) -> None:
+    port = free_port()
+    postgres = LocalPostgres(port=port).start()
+    try:
+        postgres.ensure("airflow", PASSWORD, "airflow")
+        component = start(home, port, runtime_files.WAIT_OPTION, "3", "version")
+        output, _ = component.communicate(timeout=120)
+    finally:
+        postgres.stop()
+    assert component.returncode == 1
+    assert version("apache-airflow") not in output
+    last = output.splitlines()[-1]
+    assert last == "the metadata database's schema is not this Airflow's after 3 s"
+
+
+def test_a_component_with_no_database_gives_up_after_its_wait(home: Path) -> None:
+    component = start(home, free_port(), runtime_files.WAIT_OPTION, "7", "version")
+    output, _ = component.communicate(timeout=120)
+    assert component.returncode == 1
+    assert version("apache-airflow") not in output
+    last = output.splitlines()[-1]
+    assert last.startswith("the metadata database did not answer in 7 s: (psycopg2.Operational")
+    assert WAITING_FOR_DATABASE in output  # it tried again before it gave up
+
+
+def test_a_sealed_component_waits_the_same_way_before_it_seals(home: Path) -> None:
+    component = subprocess.run(
+        [
+            sys.executable,
+            str(home / "config" / runtime_files.SEALED),
+            runtime_files.WAIT_OPTION,
+            "4",
+            "dag-processor",
+        ],
+        env=environment(home, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert component.returncode == 1
+    last = component.stderr.splitlines()[-1]
+    assert last.startswith("the metadata database did not answer in 4 s: (psycopg2.Operational")
