@@ -33,13 +33,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, len(os.sched_getaffinity(0)) * 3 // 2)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules marked slow (a minute or more each) first, in their order, so that none
-    starts last and leaves the suite's tail to one process (`--no-loadscope-reorder` keeps this
-    order; xdist's own puts the modules with the most tests first)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @dataclass
 class Run:
     exit_code: int

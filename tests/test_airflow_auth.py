@@ -23,8 +23,6 @@ from foundation.project import load_project
 from tests.airflow_scenarios import airflow_environment, local_bundle
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
-
 EXAMPLE = load_project(ROOT).deployment
 PASSWORDS = {"alice": "correct horse battery staple", "bob": "Tr0ub4dor&3"}
 LDAP = {

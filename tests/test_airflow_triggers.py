@@ -33,8 +33,6 @@ from foundation.project import load_project
 from tests.airflow_scenarios import TEST_JWT_SECRET, local_bundle
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
-
 EXAMPLE = load_project(ROOT).deployment
 PROBE = "tests.airflow_scenarios.probe.ProbeTrigger"
 # The example, with the probe added to its trigger list as a deployment adds a class of its own.

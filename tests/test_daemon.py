@@ -32,8 +32,6 @@ from tests.conftest import ProjectDir
 from tests.test_incremental_synth import files, with_previous
 from tests.test_watch import grant, still_running
 
-pytestmark = pytest.mark.slow
-
 # The command as installed (its script's folder first on sys.path, not the working folder's)
 CLI = [str(Path(sys.executable).with_name("foundation"))]
 SERVED = re.compile(r"\d\d:\d\d:\d\d synth: (.*) \(\d+\.\d\d s\)")

@@ -17,8 +17,6 @@ from foundation.naming import Namespace, worker_shard
 from tests.conftest import ROOT, ProjectDir, Run
 from tests.moto_server import ACCOUNT, MotoAws
 
-pytestmark = pytest.mark.slow
-
 NAME = "acme-airflow"
 BUCKET = f"foundation-{ACCOUNT}-us-east-1-{NAME}"
 

@@ -34,8 +34,6 @@ from foundation.views import LiveReporter
 from tests.conftest import ROOT
 from tests.moto_server import ACCOUNT, REGION, MotoAws
 
-pytestmark = pytest.mark.slow
-
 ENV = "e2e"
 NAME = "acme-e2e"
 RUN_TIMEOUT = 240

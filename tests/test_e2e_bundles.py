@@ -17,8 +17,6 @@ import pytest
 from tests.moto_server import ACCOUNT, MotoAws
 from tests.test_e2e import Booted, boot
 
-pytestmark = pytest.mark.slow
-
 FIXTURE = Path(__file__).parent / "fixtures" / "bundles"
 NAME = "acme-teams-e2e"
 BUNDLES = {"team_a_report": "team_a", "team_b_load": "team_b"}

@@ -34,8 +34,6 @@ from tests.moto_server import ACCOUNT, REGION, MotoAws
 from tests.test_e2e import Booted, _why, every_dag_parsed, migration_ran
 from tests.test_provider_access import assert_denied
 
-pytestmark = pytest.mark.slow
-
 ENV = "e2e-celery"
 NAME = "acme-e2c"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/airflow-celery:3.3.2"

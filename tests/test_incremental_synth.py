@@ -28,8 +28,6 @@ from foundation.project import cluster_inputs, load_project
 from foundation.record import RECORD, Record
 from tests.conftest import ROOT, ProjectDir
 
-pytestmark = pytest.mark.slow
-
 PROJECT = load_project(ROOT)
 NS = PROJECT.deployment.namespace
 NAME = PROJECT.deployment.name

@@ -132,9 +132,22 @@ def test_a_program_that_cannot_start_exits_as_a_shell_would(
         program.write_text("#!/bin/sh\n")
         program.chmod(mode)
     done = subprocess.run(
-        [*UNPRIVILEGED, *INIT, str(program)], env=environment(), capture_output=True, text=True
+        [*UNPRIVILEGED, *INIT, str(program)],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert (done.returncode, done.stderr) == (code, f"foundation init: {program}: {said}\n")
+
+
+def test_a_child_that_ends_at_once_is_waited_for() -> None:
+    """Its SIGCHLD may come before the first process waits: held, it is taken then."""
+    for code in (0, 3):
+        done = subprocess.run(
+            [*UNPRIVILEGED, *INIT, "/bin/sh", "-c", f"exit {code}"], env=environment(), timeout=60
+        )
+        assert done.returncode == code
 
 
 def test_the_first_process_exits_as_its_killed_child() -> None:

@@ -1,6 +1,7 @@
 """ECS, locally: every task of the cluster (a service's, or one RunTask started) runs as a
-process of the image's entrypoint (entrypoint.py) with its task definition's command (or the
-RunTask override), environment and secrets, under its task role's credentials; its state and
+process of the image's entrypoint (entrypoint.py), under the task definition's entryPoint when
+it has one (the sealed components' first process), with its command (or the RunTask override),
+environment and secrets, under its task role's credentials; its state and
 exit code go back into moto's ECS, where `DescribeTasks` reads them as on ECS.
 
 Like the ECS agent, it fetches each container's secrets with the task's *execution* role, and
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,6 +44,8 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+
+from foundation.airflow.runtime_files import IMAGE_ENTRYPOINT
 
 CONTAINER_HOME = "/opt/airflow"  # the official image's AIRFLOW_HOME
 TASK_TRANSITION = "ecs::task"
@@ -279,7 +283,7 @@ class LocalEcs:
         environment, command = self._rewritten(environment, command, home)
         log = (folder / "container.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "foundation.local.entrypoint", *command],
+            [*self._entry_point(container, folder), *command],
             env=self._base(home, folder) | environment,
             cwd=home,
             stdout=log,
@@ -332,6 +336,18 @@ class LocalEcs:
             return text
 
         return {k: rewrite(v) for k, v in environment.items()}, [rewrite(c) for c in command]
+
+    @staticmethod
+    def _entry_point(container: dict, folder: Path) -> list[str]:
+        """The image's entrypoint (entrypoint.py), or the task definition's entryPoint (the
+        sealed components' first process) with the image's entrypoint as it names it."""
+        image = [sys.executable, "-m", "foundation.local.entrypoint"]
+        if not container.get("entryPoint"):
+            return image
+        shim = folder / "entrypoint"
+        shim.write_text(f'#!/bin/sh\nexec {shlex.join(image)} "$@"\n')
+        shim.chmod(0o755)
+        return [str(shim) if arg == IMAGE_ENTRYPOINT else arg for arg in container["entryPoint"]]
 
     @staticmethod
     def _base(home: Path, folder: Path) -> dict[str, str]:
