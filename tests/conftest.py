@@ -27,9 +27,8 @@ pytest_plugins = ["tests.moto_server"]
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: three processes per two cores. Much of the suite waits on the processes it
-    starts (Airflow's components, moto, PostgreSQL, Node.js): with one per core, a core idles
-    a third of the time (measured on 2 cores: 150% CPU and 11:15-11:47 with 2 processes, 172%
-    and 9:03 with 3)."""
+    starts (Airflow's components, moto, PostgreSQL, Node.js): with one per core, the cores were
+    busy 150% of the time (of 200%), 165-190% with three (measured on 2 cores)."""
     return max(1, len(os.sched_getaffinity(0)) * 3 // 2)
 
 
