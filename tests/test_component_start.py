@@ -7,6 +7,8 @@ this way in test_e2e*.py."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from foundation.airflow import runtime_files
-from foundation.local.postgres import LocalPostgres, free_port
+from foundation.local.postgres import SUPERUSER, LocalPostgres, free_port
 
 PASSWORD = "start-test-password"
 WAITING_FOR_DATABASE = "Waiting for the metadata database"
@@ -44,11 +46,20 @@ def start(home: Path, port: int, *args: str) -> subprocess.Popen:
     )
 
 
-def until(condition, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {seconds} s"
-        time.sleep(0.5)
+def sql(postgres: LocalPostgres, statement: str) -> list[tuple]:
+    """A statement on the Airflow database, as the server's superuser over its socket."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=str(postgres.folder), port=postgres.port, user=SUPERUSER, dbname="airflow"
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +143,50 @@ def test_a_sealed_component_waits_the_same_way_before_it_seals(home: Path) -> No
     assert component.returncode == 1
     last = component.stderr.splitlines()[-1]
     assert last.startswith("the metadata database did not answer in 4 s: (psycopg2.Operational")
+
+
+def test_a_database_that_accepts_and_never_answers_cannot_hold_the_start(home: Path) -> None:
+    """A connection that hangs (libpq waits forever by default; a security group that drops
+    packets, a half-open endpoint) ends the process a second after its wait, by SIGALRM."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, says nothing
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        component = start(home, port, runtime_files.WAIT_OPTION, "5", "version")
+        output, _ = component.communicate(timeout=120)
+        took = time.monotonic() - started
+    assert component.returncode == -signal.SIGALRM
+    assert version("apache-airflow") not in output
+    assert took < 30  # Airflow's import, then 6 s
+
+
+def test_the_database_may_restart_while_the_start_waits_for_a_migration(home: Path) -> None:
+    """The server restarts (every connection dropped) while the start waits for the schema:
+    it waits on through the restart, then runs its command once the schema matches."""
+    port = free_port()
+    postgres = LocalPostgres(port=port).start()
+    try:
+        postgres.ensure("airflow", PASSWORD, "airflow")
+        migrate = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=environment(home, port),
+            capture_output=True,
+            text=True,
+        )
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        heads = sql(postgres, "SELECT version_num FROM alembic_version")
+        sql(postgres, "UPDATE alembic_version SET version_num = 'not-yet'")
+        component = start(home, port, runtime_files.WAIT_OPTION, "600", "version")
+        time.sleep(10)
+        assert component.poll() is None
+        data = str(postgres.folder / "data")
+        log = str(postgres.folder / "server.log")  # not the pipe _run reads to its end
+        postgres._run("pg_ctl", "-D", data, "-l", log, "-m", "fast", "-w", "restart")
+        time.sleep(6)
+        assert component.poll() is None
+        sql(postgres, f"UPDATE alembic_version SET version_num = '{heads[0][0]}'")
+        output, _ = component.communicate(timeout=120)
+    finally:
+        component.kill()
+        postgres.stop()
+    assert component.returncode == 0, output
+    assert output.splitlines()[-1] == version("apache-airflow")

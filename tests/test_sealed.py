@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,37 @@ def test_the_first_airflow_command_waits_for_the_migrations_in_its_own_process()
     assert runtime_files.START in runtime_files.FOR_COMPONENTS["ecs"]
     assert runtime_files.START in runtime_files.FOR_COMPONENTS["celery"]
     assert runtime_files.START not in runtime_files.FOR_CELERY_WORKERS
+
+
+def test_local_ecs_kills_the_first_process_and_its_childs_session(tmp_path: Path) -> None:
+    """Local ECS's SIGKILL after a stop's grace (foundation/local/ecs.py) reaches the child the
+    first process started in a session of its own, as ECS's ends the whole container."""
+    from foundation.local.ecs import Running
+
+    child = ["/bin/sh", "-c", "trap '' TERM; echo $$; while :; do sleep 0.1; done"]
+    process = subprocess.Popen(
+        [*INIT, *child],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # as local ECS starts a task
+    )
+    shell = int(process.stdout.readline())
+    running = Running(None, "sealed", process, tmp_path, None)
+    running.signal(signal.SIGTERM)  # forwarded, and ignored
+    time.sleep(1)
+    assert running_state(shell) == "S"
+    running.signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process.stdout.close()
+    deadline = time.monotonic() + 30
+    while running_state(shell) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running_state(shell) in (None, "Z")  # gone, or ended and not yet reaped
+
+
+def running_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None

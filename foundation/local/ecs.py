@@ -97,9 +97,31 @@ class Running:
     port: int | None = None
 
     def signal(self, number: int) -> None:
-        """The whole process group: the entrypoint's shell and whatever it started."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, number)
+        """The whole process group: the entrypoint's shell and whatever it started; SIGKILL
+        also every session under it (the sealed components' first process starts its child
+        in a session of its own, which a killed first process could not forward to)."""
+        groups = {self.process.pid}
+        for pid in _descendants(self.process.pid) if number == signal.SIGKILL else []:
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, number)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid` now, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found, front = [], [pid]
+    while front:
+        below = children.get(front.pop(), [])
+        found += below
+        front += below
+    return found
 
 
 def _environment_list(pairs: list[dict[str, str]] | None) -> dict[str, str]:

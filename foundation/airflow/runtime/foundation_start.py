@@ -17,11 +17,15 @@ then runs; foundation_sealed.py waits the same way.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 
 WAIT_OPTION = "--wait-for-migrations"
 RETRY_SECONDS = 3  # between tries while the database does not answer (the image's sleep)
+# How long the database may not answer (the image's 20 tries, 3 s apart): a wrong password,
+# host or security group fails the task within a minute, not after the hour a migration gets
+ANSWER_SECONDS = 60
 log = logging.getLogger(__name__)
 
 
@@ -36,28 +40,50 @@ def split(argv: list[str]) -> tuple[int | None, list[str]]:
 
 def wait_for_migrations(seconds: int) -> None:
     """As `airflow db check-migrations --migration-wait-timeout SECONDS`, where a database that
-    does not answer yet counts as one not migrated yet (what the entrypoint's `airflow db
-    check` loop waited for): returns once the schema is this Airflow's; exits 1 after
-    `seconds`, having started nothing."""
+    does not answer counts as one not migrated yet for up to ANSWER_SECONDS at a time (what
+    the entrypoint's `airflow db check` loop waited for): returns once the schema is this
+    Airflow's; exits 1 after `seconds` (or once the database has not answered for
+    ANSWER_SECONDS), having started nothing. A connection that hangs cannot hold it longer: the
+    process is killed by SIGALRM a second after `seconds`."""
+    from airflow import settings
     from airflow.utils.db import check_migrations
     from sqlalchemy.exc import OperationalError
 
+    signal.alarm(seconds + 1)  # its default action ends the process
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            check_migrations(timeout=1)  # one look; when the heads differ, a second's sleep
-            return
-        except TimeoutError:
-            answer, pause = "", 0
-            why = f"the metadata database's schema is not this Airflow's after {seconds} s"
-        except OperationalError as error:
-            answer, pause = str(error).splitlines()[0], RETRY_SECONDS
-            why = f"the metadata database did not answer in {seconds} s: {answer}"
-        if time.monotonic() + pause >= deadline:
-            raise SystemExit(why)
-        if answer:
-            log.info("Waiting for the metadata database: %s", answer)
-        time.sleep(pause)
+    answered = time.monotonic()  # when the database last answered (or the wait began)
+    try:
+        while True:
+            try:
+                check_migrations(timeout=1)  # one look; when the heads differ, a second's sleep
+                return
+            except TimeoutError:
+                answer, pause, answered = "", 0, time.monotonic()
+                why = f"the metadata database's schema is not this Airflow's after {seconds} s"
+            except OperationalError as error:
+                answer, pause = str(error).splitlines()[0], RETRY_SECONDS
+                waited = min(seconds, ANSWER_SECONDS)
+                why = f"the metadata database did not answer in {waited} s: {answer}"
+            finally:
+                _forget_session(settings)
+            limit = min(deadline, answered + ANSWER_SECONDS) if answer else deadline
+            if time.monotonic() + pause >= limit:
+                raise SystemExit(why)
+            if answer:
+                log.info("Waiting for the metadata database: %s", answer)
+            time.sleep(pause)
+    finally:
+        signal.alarm(0)
+
+
+def _forget_session(settings) -> None:
+    """Airflow's thread-local session, which check_migrations leaves in a transaction: closed,
+    so that the wait holds no lock, and a connection the database dropped is not kept (its
+    next use would raise PendingRollbackError)."""
+    try:
+        settings.Session.remove()
+    except Exception:  # the connection is gone: closing it failed; drop the session anyway
+        settings.Session.registry.clear()
 
 
 def run_airflow(argv: list[str]) -> None:
