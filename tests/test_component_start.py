@@ -46,6 +46,16 @@ def start(home: Path, port: int, *args: str) -> subprocess.Popen:
     )
 
 
+def migrate(home: Path, port: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=environment(home, port),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def sql(postgres: LocalPostgres, statement: str) -> list[tuple]:
     """A statement on the Airflow database, as the server's superuser over its socket."""
     import psycopg2
@@ -79,13 +89,7 @@ def test_a_component_runs_only_once_the_database_answers_and_is_migrated(home: P
         postgres.start().ensure("airflow", PASSWORD, "airflow")
         time.sleep(6)  # the database answers, with no schema: it waits still
         assert component.poll() is None
-        migrate = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=environment(home, port),
-            capture_output=True,
-            text=True,
-        )
-        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        migrate(home, port)
         output, _ = component.communicate(timeout=120)
     finally:
         component.kill()
@@ -166,13 +170,7 @@ def test_the_database_may_restart_while_the_start_waits_for_a_migration(home: Pa
     postgres = LocalPostgres(port=port).start()
     try:
         postgres.ensure("airflow", PASSWORD, "airflow")
-        migrate = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=environment(home, port),
-            capture_output=True,
-            text=True,
-        )
-        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        migrate(home, port)
         heads = sql(postgres, "SELECT version_num FROM alembic_version")
         sql(postgres, "UPDATE alembic_version SET version_num = 'not-yet'")
         component = start(home, port, runtime_files.WAIT_OPTION, "600", "version")
