@@ -151,16 +151,16 @@ def test_a_sealed_component_waits_the_same_way_before_it_seals(home: Path) -> No
 
 def test_a_database_that_accepts_and_never_answers_cannot_hold_the_start(home: Path) -> None:
     """A connection that hangs (libpq waits forever by default; a security group that drops
-    packets, a half-open endpoint) ends the process a second after its wait, by SIGALRM."""
+    packets, a half-open endpoint) ends the process HANG_SECONDS after its wait, by SIGALRM."""
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, says nothing
         port = silent.getsockname()[1]
         started = time.monotonic()
-        component = start(home, port, runtime_files.WAIT_OPTION, "5", "version")
+        component = start(home, port, runtime_files.WAIT_OPTION, "2", "version")
         output, _ = component.communicate(timeout=120)
         took = time.monotonic() - started
     assert component.returncode == -signal.SIGALRM
     assert version("apache-airflow") not in output
-    assert took < 30  # Airflow's import, then 6 s
+    assert took < 60  # Airflow's import, then 12 s
 
 
 def test_the_database_may_restart_while_the_start_waits_for_a_migration(home: Path) -> None:

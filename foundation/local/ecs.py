@@ -100,11 +100,11 @@ class Running:
         """The whole process group: the entrypoint's shell and whatever it started; SIGKILL
         also every session under it (the sealed components' first process starts its child
         in a session of its own, which a killed first process could not forward to)."""
-        groups = {self.process.pid}
+        groups = [self.process.pid]  # first: once killed, it reaps nothing more
         for pid in _descendants(self.process.pid) if number == signal.SIGKILL else []:
             with contextlib.suppress(ProcessLookupError):
-                groups.add(os.getpgid(pid))
-        for group in groups:
+                groups.append(os.getpgid(pid))
+        for group in dict.fromkeys(groups):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, number)
 

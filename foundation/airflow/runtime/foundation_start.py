@@ -26,6 +26,9 @@ RETRY_SECONDS = 3  # between tries while the database does not answer (the image
 # How long the database may not answer (the image's 20 tries, 3 s apart): a wrong password,
 # host or security group fails the task within a minute, not after the hour a migration gets
 ANSWER_SECONDS = 60
+# A try that hangs (libpq has no connect timeout) ends the process this long after the wait;
+# the loop's own limits come first: a try takes a second or two, several on a loaded machine
+HANG_SECONDS = 10
 log = logging.getLogger(__name__)
 
 
@@ -44,12 +47,12 @@ def wait_for_migrations(seconds: int) -> None:
     the entrypoint's `airflow db check` loop waited for): returns once the schema is this
     Airflow's; exits 1 after `seconds` (or once the database has not answered for
     ANSWER_SECONDS), having started nothing. A connection that hangs cannot hold it longer: the
-    process is killed by SIGALRM a second after `seconds`."""
+    process is killed by SIGALRM HANG_SECONDS after `seconds`."""
     from airflow import settings
     from airflow.utils.db import check_migrations
     from sqlalchemy.exc import OperationalError
 
-    signal.alarm(seconds + 1)  # its default action ends the process
+    signal.alarm(seconds + HANG_SECONDS)  # its default action ends the process
     deadline = time.monotonic() + seconds
     answered = time.monotonic()  # when the database last answered (or the wait began)
     try:
