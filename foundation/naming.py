@@ -216,8 +216,13 @@ class Namespace:
     def secret(self, kind: str) -> str:
         return f"{self.name}/cluster/{kind}"
 
+    @property
+    def parameters(self) -> str:
+        """The root of the cluster's SSM parameters."""
+        return f"/{self.name}/cluster"
+
     def parameter(self, kind: str) -> str:
-        return f"/{self.name}/cluster/{kind}"
+        return f"{self.parameters}/{kind}"
 
     @property
     def cluster(self) -> str:
@@ -298,6 +303,18 @@ class Namespace:
     def workers_security_group_parameter(self) -> str:
         """Where core publishes the security group every DAG's tasks share."""
         return self.parameter("workers-security-group")
+
+    @property
+    def worker_deliveries(self) -> str:
+        """The root of the worker stacks' delivered values (`deliveries`): the shared workers'
+        execution role reads what is under it."""
+        return self.parameter("workers/")
+
+    def deliveries(self, shard: int | None = None) -> str:
+        """Where a stack's delivered values are (runtime_files.delivery): core's, or a worker
+        stack's own. Each stack owns what its task definitions read, so no update or rollback of
+        one stack leaves a task definition naming a parameter another stack's update deleted."""
+        return self.parameters if shard is None else f"{self.worker_deliveries}{shard:02d}"
 
     @property
     def celery_results_table(self) -> str:

@@ -53,7 +53,9 @@ def build_app(
     for shard, dags in shards(project).items():
         if only_shards is not None and shard not in only_shards:
             continue
-        workers = WorkersStack(app, ns.worker_stack(shard), deployment=deployment, dags=dags)
+        workers = WorkersStack(
+            app, ns.worker_stack(shard), deployment=deployment, shard=shard, dags=dags
+        )
         # Worker stacks name core's execution role and log group: deploy them after core. This
         # orders deploys only; no value flows from core, so core never blocks removing a DAG.
         workers.add_stack_dependency(core)

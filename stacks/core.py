@@ -6,8 +6,6 @@ Nothing here references a worker stack: a DAG can be added or removed without to
 
 from __future__ import annotations
 
-import hashlib
-
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -20,7 +18,6 @@ from aws_cdk import aws_servicediscovery as servicediscovery
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from foundation.airflow import runtime_files
 from foundation.airflow import settings as airflow_settings
 from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.config import Deployment, FabAuth
@@ -43,6 +40,7 @@ from stacks.constructs.dag_worker import (
     WorkerSpec,
     bundle_secrets,
 )
+from stacks.constructs.delivery import Deliveries
 from stacks.data import DataStack
 from stacks.image import airflow_image
 from stacks.network import NetworkStack
@@ -149,7 +147,7 @@ class CoreStack(FoundationStack):
             self, deployment.airflow.image, [self.execution_role, self.worker_execution_role]
         )
         self.services: dict[str, AirflowService] = {}
-        self._delivered: dict[tuple[str, str], list[ssm.IStringParameter]] = {}
+        self.deliveries = Deliveries(self, ns.deliveries())
         for spec in components(deployment):
             settings = self._settings(spec, network)
             self.services[spec.name] = AirflowService(
@@ -162,7 +160,7 @@ class CoreStack(FoundationStack):
                 settings=settings,
                 secrets=self.secrets,
                 delivered={
-                    env: self._delivery(env, value) for env, value in settings.delivered.items()
+                    env: self.deliveries(env, value) for env, value in settings.delivered.items()
                 },
                 execution_role=self.execution_role,
                 cluster=self.cluster,
@@ -196,26 +194,6 @@ class CoreStack(FoundationStack):
         self.url = self._load_balancer(vpc, network, api_service)
         cdk.CfnOutput(self, "AirflowUrl", value=self.url)
 
-    def _delivery(self, env: str, value: str) -> list[ssm.IStringParameter]:
-        """A value too large for every task definition, as SSM parameters of 4 KB: made once
-        however many components read it, named by its hash (a new value, new parameters)."""
-        key = (env, value)
-        if key not in self._delivered:
-            digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-            kind = env.lower().replace("_", "-")
-            folder = self.deployment.namespace.parameter(f"{kind}/{digest}")
-            self._delivered[key] = [
-                ssm.StringParameter(
-                    self,
-                    f"{env.title().replace('_', '')}{digest}Part{i}",
-                    parameter_name=f"{folder}/{i}",
-                    string_value=chunk,
-                    description=f"{env}, part {i}: joined in the container before use",
-                )
-                for i, chunk in enumerate(runtime_files.chunks(value))
-            ]
-        return self._delivered[key]
-
     def _celery_pieces(self, network: NetworkStack) -> None:
         """Celery mode: the results table every worker writes and the scheduler reads, and the
         shared workers security group's id for the worker stacks' services."""
@@ -240,6 +218,14 @@ class CoreStack(FoundationStack):
             string_value=self.workers_sg.security_group_id,
         )
         self.celery = CeleryPieces(self.cluster, network.private_subnets, self.workers_sg)
+        # what each worker stack delivers to its worker services (Deliveries)
+        ctx = self._ctx
+        deliveries = f"arn:{ctx.partition}:ssm:{ctx.region}:{ctx.account}:parameter"
+        deliveries += f"{ns.worker_deliveries}*"
+        self.worker_execution_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["ssm:GetParameters"], resources=[deliveries])
+        )
+        nag.acknowledge(self.worker_execution_role, nag.worker_deliveries(deliveries))
 
     def _unmanaged_identity(self, network: NetworkStack, image: ecs.ContainerImage) -> None:
         """The identity DAGs without a manifest run as: no grants at all."""
@@ -265,6 +251,7 @@ class CoreStack(FoundationStack):
             vpc=network.vpc,
             subnet_ids=network.private_subnet_ids,
             secrets=self.secrets,
+            deliveries=self.deliveries,
             celery=self.celery if self.deployment.celery else None,
         )
         DagWorker(self, "UnmanagedDags", spec=spec, shared=shared)

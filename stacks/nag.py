@@ -64,6 +64,16 @@ CLUSTER = {
 }
 
 
+def worker_deliveries(resource: str) -> Acknowledgement:
+    """IAM5 for what the worker stacks deliver (Namespace.worker_deliveries), which core names
+    as one prefix: it knows no worker stack."""
+    return Acknowledgement(
+        f"AwsSolutions-IAM5[Resource::{resource}]",
+        "a prefix: the Celery settings each worker stack delivers to its worker services, read by "
+        "the workers' execution role (ECS) alone; core names no worker stack",
+    )
+
+
 def config_choice(rule: str, field: str) -> Acknowledgement:
     """A finding that follows from a setting the deployment's owner turned off on purpose."""
     return Acknowledgement(rule, f"config {field} is false: the deployment's owner chose it")

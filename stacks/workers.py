@@ -28,6 +28,7 @@ from stacks.constructs.dag_worker import (
     WorkerSpec,
     bundle_secrets,
 )
+from stacks.constructs.delivery import Deliveries
 from stacks.network import imported_vpc
 
 
@@ -38,10 +39,11 @@ class WorkersStack(FoundationStack):
         id: str,
         *,
         deployment: Deployment,
+        shard: int,
         dags: list[Dag],
     ) -> None:
         super().__init__(scope, id, deployment=deployment)
-        shared = shared_pieces(self, deployment)
+        shared = shared_pieces(self, deployment, shard)
         for dag in dags:
             DagWorker(self, f"Dag-{dag.dag_id}", spec=dag_spec(deployment, dag), shared=shared)
         if shared.celery:
@@ -63,9 +65,10 @@ def dag_spec(deployment: Deployment, dag: Dag) -> WorkerSpec:
     )
 
 
-def shared_pieces(scope: Construct, deployment: Deployment) -> SharedPieces:
+def shared_pieces(scope: Construct, deployment: Deployment, shard: int) -> SharedPieces:
     """Core's shared pieces and the network, named rather than referenced: no export ties a
-    worker to core, and only the network stack's fixed exports tie it to the network."""
+    worker to core, and only the network stack's fixed exports tie it to the network. What the
+    stack delivers to its containers is its own (Namespace.deliveries)."""
     ns = deployment.namespace
     vpc = imported_vpc(scope, deployment)
     role = f"{ns.role_root}{ns.worker_execution_role}"
@@ -81,6 +84,7 @@ def shared_pieces(scope: Construct, deployment: Deployment) -> SharedPieces:
         vpc=vpc,
         subnet_ids=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids,
         secrets=bundle_secrets(scope, deployment),
+        deliveries=Deliveries(scope, ns.deliveries(shard)),
         celery=celery_pieces(scope, deployment, vpc) if deployment.celery else None,
     )
 

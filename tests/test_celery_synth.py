@@ -5,6 +5,7 @@ queue under real IAM semantics."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections import Counter
@@ -13,7 +14,12 @@ from typing import Any
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from foundation.airflow.settings import CELERY_EXECUTOR, CELERY_VISIBILITY_SECONDS
+from foundation.airflow import runtime_files
+from foundation.airflow.settings import (
+    CELERY_EXECUTOR,
+    CELERY_VISIBILITY_SECONDS,
+    celery_worker_command,
+)
 from foundation.cloudformation.plan import ResourceChange, service_parameters
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows, decide
@@ -527,6 +533,75 @@ def test_results_table_is_written_by_workers_and_read_by_the_scheduler(built) ->
         }
         if "FOUNDATION_DB_SECRET" in secrets:
             assert not t["Properties"]["Family"].startswith("acme-airflow--worker-")
+
+
+def test_every_worker_service_gets_its_runtime_from_its_stacks_parameters(built) -> None:
+    """The Celery settings every DAG's worker unpacks are in each stack once, as SSM parameters
+    (4 KB each) under the stack's own folder, which only the workers' execution role reads: not
+    inlined in each task definition, and never read across stacks (a stack's update or
+    rollback cannot leave a task definition naming a parameter another stack deleted)."""
+    project, templates = built
+    value = runtime_files.archive(runtime_files.FOR_CELERY_WORKERS)
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    folders = {"acme-airflow-core": "/acme-airflow/cluster"} | {
+        f"acme-airflow-workers-{shard}": f"/acme-airflow/cluster/workers/{shard}"
+        for shard in ("07", "12", "19", "24", "25")
+    }
+    workers = [project.deployment.dag_names(d.dag_id) for d in project.dags]
+    workers.append(project.deployment.namespace.unmanaged)
+    by_role = roles(templates, project.deployment)
+    read = []
+    for names_of in workers:
+        stack, _, task_def = worker_of(templates, names_of)
+        names = [f"{folders[stack]}/foundation-runtime/{digest}/{i}" for i in (0, 1)]
+        made = {
+            r["Properties"]["Name"]: (logical_id, r["Properties"]["Value"])
+            for logical_id, r in templates[stack]["Resources"].items()
+            if r["Type"] == "AWS::SSM::Parameter" and r["Properties"]["Name"] in names
+        }
+        assert "".join(made[name][1] for name in names) == value
+        [container] = task_def["Properties"]["ContainerDefinitions"]
+        assert runtime_files.RUNTIME_ENV not in env_of(task_def)
+        delivered = [s for s in container["Secrets"] if s["Name"].startswith("FOUNDATION_RUNTIME")]
+        parameter = f":ssm:{REGION}:{ACCOUNT}:parameter"
+        assert delivered == [
+            {
+                "Name": f"FOUNDATION_RUNTIME_{i}",
+                "ValueFrom": {
+                    "Fn::Join": [
+                        "",
+                        ["arn:", {"Ref": "AWS::Partition"}, parameter, {"Ref": made[name][0]}],
+                    ]
+                },
+            }
+            for i, name in enumerate(names)
+        ]
+        assert container["Command"] == runtime_files.container_command(
+            [celery_worker_command(names_of, 2)],
+            wait_for_migrations=False,
+            delivered={runtime_files.RUNTIME_ENV: 2},
+        )
+        execution_role = task_def["Properties"]["ExecutionRoleArn"]
+        if stack == "acme-airflow-core":
+            logical_id = execution_role["Fn::GetAtt"][0]
+            execution_role = templates[stack]["Resources"][logical_id]["Properties"]["RoleName"]
+        assert execution_role.rpartition("/")[2] == "acme-airflow--worker-execution"
+        arns = [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}" for name in names]
+        for arn in arns:
+            assert allows(
+                by_role["acme-airflow--worker-execution"], Request("ssm:GetParameters", arn)
+            )
+            for other in workers:  # a task's own role never needs them
+                assert not allows(by_role[other.role], Request("ssm:GetParameters", arn))
+        read += arns
+    assert len(set(read)) == 2 * len(folders)  # each stack's own
+    # nothing else of the cluster's: the components' runtime, the workers' security group
+    for _, r in of_type(templates, "AWS::SSM::Parameter").values():
+        arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{r['Properties']['Name']}"
+        if arn not in read:
+            assert not allows(
+                by_role["acme-airflow--worker-execution"], Request("ssm:GetParameters", arn)
+            ), arn
 
 
 def test_the_stock_image_is_refused_for_celery_naming_what_it_lacks(project: ProjectDir) -> None:

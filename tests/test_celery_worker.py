@@ -114,9 +114,10 @@ def start_worker(
     runtime files, its own queue only, the keys of `creds`. Returns it and its environment."""
     names = deployment.dag_names(dag_id)
     home = folder / "airflow"
-    environment = settings.dag_worker(deployment, dag_id).environment
-    environment |= settings.celery_worker_queue(queue_url, names)
-    unpack(environment.pop(runtime_files.RUNTIME_ENV), home / "config")
+    worker_settings = settings.dag_worker(deployment, dag_id)
+    environment = worker_settings.environment | settings.celery_worker_queue(queue_url, names)
+    assert list(worker_settings.delivered) == [runtime_files.RUNTIME_ENV]
+    unpack(worker_settings.delivered[runtime_files.RUNTIME_ENV], home / "config")
     assert sorted(p.name for p in (home / "config").iterdir()) == sorted(
         runtime_files.FOR_CELERY_WORKERS
     )

@@ -58,6 +58,24 @@ def test_an_unconditioned_listing_allows_head_bucket_and_the_root(
     assert denied(s3.get_object, Bucket=bucket, Key="dags/a.py")  # no GetObject granted
 
 
+def test_get_parameters_is_authorized_for_each_parameter_it_names(moto_aws: MotoAws) -> None:
+    """As the ECS agent reads a task's SSM secrets (ssm:GetParameters): allowed only if the
+    caller may read every parameter named, under a prefix grant as under an exact one."""
+    for name in ("/gaps/many/a", "/gaps/many/b", "/gaps/other"):
+        moto_aws.client("ssm").put_parameter(Name=name, Value=name[-1], Type="String")
+    resource = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/gaps/many/*"
+    grant = {"Effect": "Allow", "Action": "ssm:GetParameters", "Resource": resource}
+    ssm = moto_aws.client("ssm", moto_aws.user_with("many", [[grant]]))
+    got = ssm.get_parameters(Names=["/gaps/many/a", "/gaps/many/b"])["Parameters"]
+    assert sorted((p["Name"], p["Value"]) for p in got) == [
+        ("/gaps/many/a", "a"),
+        ("/gaps/many/b", "b"),
+    ]
+    assert denied(ssm.get_parameters, Names=["/gaps/many/a", "/gaps/other"])
+    assert denied(ssm.get_parameters, Names=["/gaps/other"])
+    assert denied(ssm.get_parameter, Name="/gaps/many/a")  # another action: not granted
+
+
 def test_named_secrets_parameters_and_tables_are_enforced_by_arn(moto_aws: MotoAws) -> None:
     admin = moto_aws.client
     mine = admin("secretsmanager").create_secret(Name="gaps/mine", SecretString="1")["ARN"]
@@ -96,6 +114,7 @@ def test_named_secrets_parameters_and_tables_are_enforced_by_arn(moto_aws: MotoA
     assert denied(secrets.get_secret_value, SecretId="gaps/theirs")
     assert ssm.get_parameter(Name="/gaps/mine")["Parameter"]["Value"] == "1"
     assert denied(ssm.get_parameter, Name="/gaps/theirs")
+    assert denied(ssm.get_parameters, Names=["/gaps/mine"])  # another action: not granted
     dynamodb = moto_aws.client("dynamodb", creds)
     key = {"k": {"S": "a"}}
     assert "Item" not in dynamodb.get_item(TableName="gaps-mine", Key=key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import io
 import shlex
 import zipfile
@@ -114,6 +115,14 @@ CHUNK_CHARS = 4096
 
 def chunks(value: str) -> list[str]:
     return [value[i : i + CHUNK_CHARS] for i in range(0, len(value), CHUNK_CHARS)] or [""]
+
+
+def delivery(folder: str, env: str, value: str) -> list[tuple[str, str]]:
+    """The SSM parameters under `folder` (Namespace.deliveries) that deliver `value` as `env`, in
+    order: each one's name (named by the value's hash: a new value, new parameters) and chunk."""
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    kind = env.lower().replace("_", "-")
+    return [(f"{folder}/{kind}/{digest}/{i}", chunk) for i, chunk in enumerate(chunks(value))]
 
 
 def _joined(name: str, count: int) -> str:

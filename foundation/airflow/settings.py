@@ -376,13 +376,28 @@ def _task_container(deployment: Deployment, bundles: list[DagBundle]) -> dict[st
     environment = _with_bundles(deployment, _common(deployment), bundles)
     environment["CONNECTION_CHECK_MAX_COUNT"] = "0"
     if deployment.celery:
-        # The worker service unpacks its Celery settings itself; `airflow celery worker` is the
-        # provider's, so it names the provider's executor, not the scheduler's subclass.
-        environment |= _executor(deployment) | {
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            runtime_files.RUNTIME_ENV: runtime_files.archive(runtime_files.FOR_CELERY_WORKERS),
-        }
+        # `airflow celery worker` is the provider's, so it names the provider's executor, not
+        # the scheduler's subclass.
+        environment |= _executor(deployment) | {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
     return environment
+
+
+def task_delivered(deployment: Deployment) -> dict[str, str]:
+    """What every task container gets delivered: a Celery worker service unpacks its Celery
+    settings itself, the same for every DAG's (once in the cluster, not in each task
+    definition)."""
+    if not deployment.celery:
+        return {}
+    return {runtime_files.RUNTIME_ENV: runtime_files.archive(runtime_files.FOR_CELERY_WORKERS)}
+
+
+def _task_settings(
+    deployment: Deployment, environment: dict[str, str], bundles: list[DagBundle]
+) -> ComponentSettings:
+    """A task container's: its bundles' credentials and what task containers get delivered."""
+    return ComponentSettings(
+        environment, _bundle_secrets(bundles), delivered=task_delivered(deployment)
+    )
 
 
 def celery_worker_queue(queue_url: str, names: DagNames) -> dict[str, str]:
@@ -428,7 +443,7 @@ def dag_worker(deployment: Deployment, dag_id: str, bundle: str | None = None) -
     }
     if deployment.celery:
         environment[WORKER_DAG_ENV] = dag_id
-    return ComponentSettings(environment, _bundle_secrets(bundles))
+    return _task_settings(deployment, environment, bundles)
 
 
 def unmanaged_worker(deployment: Deployment) -> ComponentSettings:
@@ -438,4 +453,4 @@ def unmanaged_worker(deployment: Deployment) -> ComponentSettings:
     environment = _task_container(deployment, bundles)
     if deployment.celery:
         environment[UNMANAGED_WORKER_ENV] = "true"
-    return ComponentSettings(environment, _bundle_secrets(bundles))
+    return _task_settings(deployment, environment, bundles)

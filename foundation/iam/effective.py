@@ -97,6 +97,8 @@ def render(value: Any, scope: Scope) -> str:
             return f"arn:*:secretsmanager:*:*:secret:{props['Name']}-??????"
         if target.get("Type") == "AWS::SecretsManager::SecretTargetAttachment":
             return render(props.get("SecretId"), scope)
+        if target.get("Type") == "AWS::SSM::Parameter" and isinstance(props.get("Name"), str):
+            return props["Name"]  # a parameter's Ref is its name
         return f"${{{ref}}}"
     if "Fn::GetAtt" in value:
         got = value["Fn::GetAtt"]

@@ -134,7 +134,12 @@ def _secret_value(session: Endpoint, credentials: dict[str, str], value_from: st
     if value_from.split(":")[2] == "ssm":
         name = "/" + value_from.split(":parameter/", 1)[1]
         ssm = session.client("ssm", credentials)
-        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        # ssm:GetParameters, the action the agent calls (and the execution role must be granted)
+        answer = ssm.get_parameters(Names=[name], WithDecryption=True)
+        if answer["InvalidParameters"]:
+            error = {"Code": "InvalidParameters", "Message": f"no parameter {name}"}
+            raise ClientError({"Error": error}, "GetParameters")
+        return answer["Parameters"][0]["Value"]
     parts = value_from.split(":")
     arn, key = ":".join(parts[:7]), parts[7] if len(parts) > 7 else ""
     secrets = session.client("secretsmanager", credentials)

@@ -9,12 +9,12 @@ cluster's components and tasks call with resource-level grants:
 | service | calls | resource |
 |---|---|---|
 | secretsmanager | any with `SecretId` | the secret's ARN (its random suffix included) |
-| ssm | any with `Name` | `parameter/<name>` |
+| ssm | any with `Name`; GetParameters | `parameter/<name>`; each of `Names`, each authorized |
 | dynamodb | any with `TableName` | `table/<name>` |
 | ecs | RunTask, StartTask | the task definition's ARN, with its revision |
 | ecs | DescribeTasks, StopTask, Update/GetTaskProtection | each task's ARN, each authorized |
 
-Other calls naming several resources (BatchGetItem, GetParameters), or none, keep "*". moto still
+Other calls naming several resources (BatchGetItem), or none, keep "*". moto still
 evaluates no condition: the toolkit's IAM evaluation covers them (foundation/iam/evaluate.py).
 
 2. ECS's StopTask of an unknown task answers InvalidParameterException "The referenced task was
@@ -79,11 +79,15 @@ def _secret(response: Any) -> str:
     return f"arn:aws:secretsmanager:{response.region}:{response.current_account}:secret:{secret_id}"
 
 
-def _parameter(response: Any) -> str:
+def _parameter(response: Any) -> str | list[str]:
+    prefix = f"arn:aws:ssm:{response.region}:{response.current_account}:parameter/"
+    names = response._get_param("Names")  # GetParameters: each (what the ECS agent calls)
+    if names and response._get_action() == "GetParameters":
+        return [prefix + name.lstrip("/") for name in names]
     name = response._get_param("Name")
     if not name:
         return "*"
-    return f"arn:aws:ssm:{response.region}:{response.current_account}:parameter/{name.lstrip('/')}"
+    return prefix + name.lstrip("/")
 
 
 def _table(response: Any) -> str:
@@ -116,6 +120,7 @@ def _each(authorize: Any) -> Any:
         for one in resource if isinstance(resource, list) else [resource]:
             authorize(self, one)
 
+    authorize_each.__wrapped__ = authorize  # type: ignore[attr-defined]
     return authorize_each
 
 
@@ -375,9 +380,10 @@ def _enforce_resource_arns() -> None:
         (EC2ContainerServiceResponse, _ecs),
     ):
         response_class._determine_resource = resource
-    authorize = EC2ContainerServiceResponse._authenticate_and_authorize_normal_action
-    if not hasattr(authorize, "__wrapped__"):
-        EC2ContainerServiceResponse._authenticate_and_authorize_normal_action = _each(authorize)
+    for response_class in (EC2ContainerServiceResponse, SimpleSystemManagerResponse):
+        authorize = response_class._authenticate_and_authorize_normal_action
+        if not hasattr(authorize, "__wrapped__"):
+            response_class._authenticate_and_authorize_normal_action = _each(authorize)
         EC2ContainerServiceResponse._authenticate_and_authorize_normal_action.__wrapped__ = (
             authorize
         )

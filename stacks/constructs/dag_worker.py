@@ -39,6 +39,7 @@ from foundation.naming import (
 )
 from stacks import nag
 from stacks.constructs.airflow_service import task_role
+from stacks.constructs.delivery import Deliveries
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class SharedPieces:
     vpc: ec2.IVpc
     subnet_ids: list[str]
     secrets: dict[str, secretsmanager.ISecret]  # by SecretRef.secret; the execution role reads them
+    deliveries: Deliveries  # settings.delivered's parameters; the execution role reads them
     celery: CeleryPieces | None = None  # executor: celery
 
 
@@ -169,12 +171,15 @@ class DagWorker(Construct):
             execution_role=shared.execution_role,
         )
         environment, command = spec.settings.environment, None
+        delivered = {env: shared.deliveries(env, v) for env, v in spec.settings.delivered.items()}
         if shared.celery:
             self.queue = self._queue(names, shared, shared.celery)
             queue_url = self.queue.queue_url
             environment = environment | celery_worker_queue(queue_url, names)
             command = runtime_files.container_command(
-                [celery_worker_command(names, spec.size.concurrency)], wait_for_migrations=False
+                [celery_worker_command(names, spec.size.concurrency)],
+                wait_for_migrations=False,
+                delivered={env: len(parts) for env, parts in delivered.items()},
             )
         self.task_definition.add_container(
             "airflow",
@@ -185,6 +190,11 @@ class DagWorker(Construct):
             secrets={
                 env: ecs.Secret.from_secrets_manager(shared.secrets[ref.secret])
                 for env, ref in spec.settings.secrets.items()
+            }
+            | {
+                f"{env}_{i}": ecs.Secret.from_ssm_parameter(part)
+                for env, parts in delivered.items()
+                for i, part in enumerate(parts)
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
