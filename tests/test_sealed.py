@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,6 +150,39 @@ def test_a_child_that_ends_at_once_is_waited_for() -> None:
             [*UNPRIVILEGED, *INIT, "/bin/sh", "-c", f"exit {code}"], env=environment(), timeout=60
         )
         assert done.returncode == code
+
+
+# In the init's PID namespace: a child that leaves an orphan (reparented to PID 1, the init)
+# which ends 0.3 s later; a second later, the zombies left and what PID 1 runs.
+ORPHANS = """
+import os, sys, time
+first = os.fork()
+if first == 0:
+    if os.fork() == 0:
+        time.sleep(0.3)
+        os._exit(0)
+    os._exit(0)
+os.waitpid(first, 0)
+time.sleep(1.3)
+states = [open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+          for p in os.listdir("/proc") if p.isdigit()]
+print(states.count("Z"), open("/proc/1/cmdline").read().split("\\0")[:2])
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root")
+def test_as_pid_1_the_first_process_reaps_every_orphan() -> None:
+    """As a container's PID 1 (a new PID namespace, as ECS starts it), the init is every
+    orphan's parent: each one that ends is reaped, none left a zombie."""
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", *INIT, sys.executable, "-c", ORPHANS],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"0 {[sys.executable, '-c']}\n"
 
 
 def test_the_first_process_exits_as_its_killed_child() -> None:
