@@ -222,6 +222,10 @@ class Namespace:
         return f"/{self.name}/cluster"
 
     def parameter(self, kind: str) -> str:
+        """One of the cluster's own parameters: never under `worker_deliveries`, which the
+        workers' execution role reads."""
+        if kind.startswith("workers/"):
+            raise ValueError(f"{kind!r} would be under the worker stacks' deliveries")
         return f"{self.parameters}/{kind}"
 
     @property
@@ -308,13 +312,13 @@ class Namespace:
     def worker_deliveries(self) -> str:
         """The root of the worker stacks' delivered values (`deliveries`): the shared workers'
         execution role reads what is under it."""
-        return self.parameter("workers/")
+        return f"{self.parameters}/workers/"
 
     def deliveries(self, shard: int | None = None) -> str:
         """Where a stack's delivered values are (runtime_files.delivery): core's, or a worker
         stack's own. Each stack owns what its task definitions read, so no update or rollback of
         one stack leaves a task definition naming a parameter another stack's update deleted."""
-        return self.parameters if shard is None else f"{self.worker_deliveries}{shard:02d}"
+        return self.parameters if shard is None else f"{self.worker_deliveries}{_shard(shard)}"
 
     @property
     def celery_results_table(self) -> str:
@@ -354,7 +358,7 @@ class Namespace:
         return f"{self.name}-bootstrap"
 
     def worker_stack(self, shard: int) -> str:
-        return f"{self.name}-workers-{shard:02d}"
+        return f"{self.name}-workers-{_shard(shard)}"
 
     def stacks(self, dag_ids: list[str], shards: int) -> list[str]:
         """Every stack of a deployment with these DAGs: no worker stack is left empty."""
@@ -394,6 +398,11 @@ class Namespace:
             "secretsmanager": (f"secret:{name}/",),
             "cloudwatch": (f"alarm:{self.stem}",),
         }
+
+
+def _shard(shard: int) -> str:
+    """A worker stack's number in its names."""
+    return f"{shard:02d}"
 
 
 def worker_shard(dag_id: str, shards: int) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from foundation import triggers
+from foundation.airflow.runtime_files import chunks
+from foundation.airflow.settings import task_delivered
 from foundation.config import (
     BASE_ENDPOINT_SERVICES,
     DAG_ENDPOINT_SERVICES,
@@ -161,9 +163,12 @@ STACK_RESOURCE_LIMIT = 500
 DAG_RESOURCES = {"ecs": 4, "celery": 12}
 
 
-def _stack_loads(project: Project, shards: int) -> dict[int, int]:
+def stack_loads(project: Project, shards: int) -> dict[int, int]:
+    """Each worker stack's resources: its DAGs', and the parameters of what it delivers to
+    their containers (Celery mode: stacks/constructs/delivery.py)."""
     per_dag = DAG_RESOURCES[project.deployment.airflow.executor]
-    loads: dict[int, int] = defaultdict(int)
+    delivered = task_delivered(project.deployment).values()
+    loads: dict[int, int] = defaultdict(lambda: sum(len(chunks(value)) for value in delivered))
     for dag in project.dags:
         loads[worker_shard(dag.dag_id, shards)] += per_dag + len(dag.policy.policies)
     return loads
@@ -172,14 +177,14 @@ def _stack_loads(project: Project, shards: int) -> dict[int, int]:
 def _crowded_worker_stacks(project: Project) -> list[Problem]:
     """CloudFormation takes 500 resources per stack: say so before CDK refuses the app."""
     shards = project.deployment.worker_stacks
-    loads = _stack_loads(project, shards)
+    loads = stack_loads(project, shards)
     if not loads or max(loads.values()) <= STACK_RESOURCE_LIMIT:
         return []
     needed = next(
         (
             n
             for n in range(shards + 1, 201)
-            if max(_stack_loads(project, n).values()) <= STACK_RESOURCE_LIMIT
+            if max(stack_loads(project, n).values()) <= STACK_RESOURCE_LIMIT
         ),
         None,
     )

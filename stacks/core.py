@@ -147,7 +147,7 @@ class CoreStack(FoundationStack):
             self, deployment.airflow.image, [self.execution_role, self.worker_execution_role]
         )
         self.services: dict[str, AirflowService] = {}
-        self.deliveries = Deliveries(self, ns.deliveries())
+        self.deliveries = Deliveries(self, ns.deliveries(), self._ctx)
         for spec in components(deployment):
             settings = self._settings(spec, network)
             self.services[spec.name] = AirflowService(
@@ -219,9 +219,7 @@ class CoreStack(FoundationStack):
         )
         self.celery = CeleryPieces(self.cluster, network.private_subnets, self.workers_sg)
         # what each worker stack delivers to its worker services (Deliveries)
-        ctx = self._ctx
-        deliveries = f"arn:{ctx.partition}:ssm:{ctx.region}:{ctx.account}:parameter"
-        deliveries += f"{ns.worker_deliveries}*"
+        deliveries = self._ctx.ssm_parameter(f"{ns.worker_deliveries}*")
         self.worker_execution_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["ssm:GetParameters"], resources=[deliveries])
         )

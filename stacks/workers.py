@@ -84,7 +84,7 @@ def shared_pieces(scope: Construct, deployment: Deployment, shard: int) -> Share
         vpc=vpc,
         subnet_ids=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids,
         secrets=bundle_secrets(scope, deployment),
-        deliveries=Deliveries(scope, ns.deliveries(shard)),
+        deliveries=Deliveries(scope, ns.deliveries(shard), ArnContext.of(deployment)),
         celery=celery_pieces(scope, deployment, vpc) if deployment.celery else None,
     )
 

@@ -324,14 +324,13 @@ def test_a_fab_deployment_synthesizes_with_each_dags_access(project) -> None:
     processor = containers["acme-airflow--dag-processor"]
     env = {e["Name"]: e["Value"] for e in processor["Environment"]}
     assert settings.DAG_ACCESS_ENV not in env  # delivered once, in SSM parameters
+    by_arn = {  # the parameters core makes, by the literal ARN a task definition names
+        f"arn:aws:ssm:us-east-1:111122223333:parameter{r['Properties']['Name']}": r
+        for r in core["Resources"].values()
+        if r["Type"] == "AWS::SSM::Parameter"
+    }
     parts = [
-        core["Resources"][
-            next(
-                p["Ref"]
-                for p in s["ValueFrom"]["Fn::Join"][1]
-                if "Ref" in p and not p["Ref"].startswith("AWS::")
-            )
-        ]
+        by_arn[s["ValueFrom"]]
         for s in processor["Secrets"]
         if s["Name"].startswith(f"{settings.DAG_ACCESS_ENV}_")
     ]

@@ -24,7 +24,7 @@ from foundation.cloudformation.plan import ResourceChange, service_parameters
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows, decide
 from foundation.naming import EXISTING_SERVICES_METADATA, DagNames
-from foundation.project import load_project
+from foundation.project import load_project, stack_loads
 from foundation.synth import run as synth
 from tests.conftest import ROOT, ProjectDir, identity_resources
 
@@ -563,19 +563,12 @@ def test_every_worker_service_gets_its_runtime_from_its_stacks_parameters(built)
         [container] = task_def["Properties"]["ContainerDefinitions"]
         assert runtime_files.RUNTIME_ENV not in env_of(task_def)
         delivered = [s for s in container["Secrets"] if s["Name"].startswith("FOUNDATION_RUNTIME")]
-        parameter = f":ssm:{REGION}:{ACCOUNT}:parameter"
+        arns = [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}" for name in names]
         assert delivered == [
-            {
-                "Name": f"FOUNDATION_RUNTIME_{i}",
-                "ValueFrom": {
-                    "Fn::Join": [
-                        "",
-                        ["arn:", {"Ref": "AWS::Partition"}, parameter, {"Ref": made[name][0]}],
-                    ]
-                },
-            }
-            for i, name in enumerate(names)
+            {"Name": f"FOUNDATION_RUNTIME_{i}", "ValueFrom": arn} for i, arn in enumerate(arns)
         ]
+        # named by ARN: created before the task definition that reads them, by DependsOn
+        assert {made[name][0] for name in names} <= set(task_def["DependsOn"])
         assert container["Command"] == runtime_files.container_command(
             [celery_worker_command(names_of, 2)],
             wait_for_migrations=False,
@@ -586,7 +579,6 @@ def test_every_worker_service_gets_its_runtime_from_its_stacks_parameters(built)
             logical_id = execution_role["Fn::GetAtt"][0]
             execution_role = templates[stack]["Resources"][logical_id]["Properties"]["RoleName"]
         assert execution_role.rpartition("/")[2] == "acme-airflow--worker-execution"
-        arns = [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}" for name in names]
         for arn in arns:
             assert allows(
                 by_role["acme-airflow--worker-execution"], Request("ssm:GetParameters", arn)
@@ -602,6 +594,18 @@ def test_every_worker_service_gets_its_runtime_from_its_stacks_parameters(built)
             assert not allows(
                 by_role["acme-airflow--worker-execution"], Request("ssm:GetParameters", arn)
             ), arn
+
+
+def test_validate_counts_each_worker_stacks_resources_as_synth_makes_them(built) -> None:
+    """What validate counts against CloudFormation's 500 per stack (its DAGs' resources and the
+    stack's delivered parameters) is what each worker stack holds."""
+    project, templates = built
+    counted = {
+        int(stack.rsplit("-", 1)[1]): len(t["Resources"])
+        for stack, t in templates.items()
+        if "-workers-" in stack
+    }
+    assert counted == dict(stack_loads(project, project.deployment.worker_stacks))
 
 
 def test_the_stock_image_is_refused_for_celery_naming_what_it_lacks(project: ProjectDir) -> None:

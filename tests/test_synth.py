@@ -12,7 +12,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from foundation.airflow import runtime_files
 from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.naming import DagNames, Namespace, worker_shard
-from foundation.project import load_project
+from foundation.project import load_project, stack_loads
 from stacks.app import shards
 from tests.conftest import ROOT, ProjectDir, identity_resources
 
@@ -29,6 +29,15 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
 
 def env_of(container: dict) -> dict[str, str]:
     return {e["Name"]: e["Value"] for e in container.get("Environment", [])}
+
+
+def test_validate_counts_each_worker_stacks_resources_as_synth_makes_them(templates) -> None:
+    counted = {
+        int(stack.rsplit("-", 1)[1]): len(t["Resources"])
+        for stack, t in templates.items()
+        if "-workers-" in stack
+    }
+    assert counted == dict(stack_loads(PROJECT, PROJECT.deployment.worker_stacks))
 
 
 def test_synth_passes_every_check_and_writes_the_assembly(example_synth) -> None:

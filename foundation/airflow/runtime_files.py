@@ -117,12 +117,13 @@ def chunks(value: str) -> list[str]:
     return [value[i : i + CHUNK_CHARS] for i in range(0, len(value), CHUNK_CHARS)] or [""]
 
 
-def delivery(folder: str, env: str, value: str) -> list[tuple[str, str]]:
-    """The SSM parameters under `folder` (Namespace.deliveries) that deliver `value` as `env`, in
-    order: each one's name (named by the value's hash: a new value, new parameters) and chunk."""
+def delivery(folder: str, env: str, value: str) -> tuple[str, list[tuple[str, str]]]:
+    """The SSM parameters under `folder` (Namespace.deliveries) that deliver `value` as `env`:
+    the value's hash, which names them (a new value, new parameters), and each one's name and
+    chunk, in order."""
     digest = hashlib.sha256(value.encode()).hexdigest()[:12]
     kind = env.lower().replace("_", "-")
-    return [(f"{folder}/{kind}/{digest}/{i}", chunk) for i, chunk in enumerate(chunks(value))]
+    return digest, [(f"{folder}/{kind}/{digest}/{i}", c) for i, c in enumerate(chunks(value))]
 
 
 def _joined(name: str, count: int) -> str:

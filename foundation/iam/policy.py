@@ -44,6 +44,10 @@ class ArnContext:
     def of(cls, deployment: Deployment) -> ArnContext:
         return cls(deployment.partition, deployment.region, deployment.account)
 
+    def ssm_parameter(self, name: str) -> str:
+        """The ARN of the parameter `name` (which starts with '/'), or of a prefix of names."""
+        return f"arn:{self.partition}:ssm:{self.region}:{self.account}:parameter{name}"
+
 
 # The longest ARNs a policy can hold: IAM size limits are checked against this.
 WORST_CASE = ArnContext(WORST_CASE_PARTITION, WORST_CASE_REGION, WORST_CASE_ACCOUNT)

@@ -384,6 +384,3 @@ def _enforce_resource_arns() -> None:
         authorize = response_class._authenticate_and_authorize_normal_action
         if not hasattr(authorize, "__wrapped__"):
             response_class._authenticate_and_authorize_normal_action = _each(authorize)
-        EC2ContainerServiceResponse._authenticate_and_authorize_normal_action.__wrapped__ = (
-            authorize
-        )

@@ -10,13 +10,13 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from foundation.airflow import runtime_files
 from foundation.airflow.settings import ComponentSettings
 from foundation.naming import Namespace
 from stacks import nag
+from stacks.constructs.delivery import Delivered
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class AirflowService(Construct):
         image: ecs.ContainerImage,
         settings: ComponentSettings,
         secrets: dict[str, secretsmanager.ISecret],
-        delivered: dict[str, list[ssm.IStringParameter]],
+        delivered: dict[str, Delivered],
         execution_role: iam.IRole,
         cluster: ecs.ICluster,
         security_group: ec2.ISecurityGroup,
@@ -105,7 +105,7 @@ class AirflowService(Construct):
                 [*settings.before, spec.command, *settings.then],
                 wait_for_migrations=settings.waits,
                 setup=tuple(settings.setup),
-                delivered={env: len(parts) for env, parts in delivered.items()},
+                delivered={env: len(d.parameters) for env, d in delivered.items()},
                 sealed=settings.sealed,
             ),
             environment=settings.environment,
@@ -113,15 +113,13 @@ class AirflowService(Construct):
                 env: ecs.Secret.from_secrets_manager(secrets[ref.secret])
                 for env, ref in settings.secrets.items()
             }
-            | {
-                f"{env}_{i}": ecs.Secret.from_ssm_parameter(part)
-                for env, parts in delivered.items()
-                for i, part in enumerate(parts)
-            },
+            | {env: secret for d in delivered.values() for env, secret in d.secrets.items()},
             logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.name, log_group=self.log_group),
             port_mappings=[ecs.PortMapping(container_port=spec.port)] if spec.port else None,
             readonly_root_filesystem=False,
         )
+        for values in delivered.values():
+            values.read_by(self.task_definition)
         nag.acknowledge(self.task_definition, nag.CLUSTER["environment"])
         self.service: ecs.FargateService | None = None
         if spec.desired_count:

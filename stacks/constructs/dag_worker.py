@@ -172,6 +172,8 @@ class DagWorker(Construct):
         )
         environment, command = spec.settings.environment, None
         delivered = {env: shared.deliveries(env, v) for env, v in spec.settings.delivered.items()}
+        if delivered and not shared.celery:
+            raise ValueError("only a Celery worker's command unpacks what is delivered")
         if shared.celery:
             self.queue = self._queue(names, shared, shared.celery)
             queue_url = self.queue.queue_url
@@ -179,7 +181,7 @@ class DagWorker(Construct):
             command = runtime_files.container_command(
                 [celery_worker_command(names, spec.size.concurrency)],
                 wait_for_migrations=False,
-                delivered={env: len(parts) for env, parts in delivered.items()},
+                delivered={env: len(d.parameters) for env, d in delivered.items()},
             )
         self.task_definition.add_container(
             "airflow",
@@ -191,13 +193,11 @@ class DagWorker(Construct):
                 env: ecs.Secret.from_secrets_manager(shared.secrets[ref.secret])
                 for env, ref in spec.settings.secrets.items()
             }
-            | {
-                f"{env}_{i}": ecs.Secret.from_ssm_parameter(part)
-                for env, parts in delivered.items()
-                for i, part in enumerate(parts)
-            },
+            | {env: secret for d in delivered.values() for env, secret in d.secrets.items()},
             logging=ecs.LogDrivers.aws_logs(stream_prefix=names.suffix, log_group=shared.log_group),
         )
+        for values in delivered.values():
+            values.read_by(self.task_definition)
         if shared.celery:
             acks.append(nag.CLUSTER["celery_queue"])
             identity = {"queue": names.queue, "queue_url": queue_url}
