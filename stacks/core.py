@@ -22,6 +22,7 @@ from foundation.airflow import settings as airflow_settings
 from foundation.airflow.settings import AIRFLOW_PORT
 from foundation.config import Deployment, FabAuth
 from foundation.iam import cluster
+from foundation.iam.catalog import catalog
 from foundation.iam.policy import ArnContext, Grant, celery_worker_grants, merge, number, render
 from foundation.manifest import DagAccess
 from foundation.naming import DAG_PROCESSOR, UNMANAGED_PARAMETER_NAME, DagNames
@@ -221,7 +222,9 @@ class CoreStack(FoundationStack):
         # what each worker stack delivers to its worker services (Deliveries)
         deliveries = self._ctx.ssm_parameter(f"{ns.worker_deliveries}*")
         self.worker_execution_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["ssm:GetParameters"], resources=[deliveries])
+            iam.PolicyStatement(
+                actions=catalog().execution_reads["secrets"]["ssm"], resources=[deliveries]
+            )
         )
         nag.acknowledge(self.worker_execution_role, nag.worker_deliveries(deliveries))
 

@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foundation.checks.cache import CACHE_ENV
+from foundation.checks.model import Assembly, StackTemplate
 from foundation.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +136,14 @@ def identity_resources(out: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]
         for name, node in (top.get("children") or {}).items()
         if name.startswith("Dag-") or name == "UnmanagedDags"
     }
+
+
+def mutated(templates: dict[str, dict], change: Callable[[str, dict], None]) -> Assembly:
+    """The synthesized templates with `change` made to a copy of each (its stack's name, its
+    resources), as an assembly the toolkit's rules read."""
+    copied = json.loads(json.dumps(templates))
+    for name, template in copied.items():
+        change(name, template["Resources"])
+    stacks = [StackTemplate(n, t, json.dumps(t)) for n, t in copied.items()]
+    context = {"partition": "aws", "region": "us-east-1", "account": "111122223333"}
+    return Assembly(ROOT, {}, stacks, context)

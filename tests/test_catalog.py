@@ -57,6 +57,20 @@ def test_action_exists_with_the_claimed_access_level(action: str) -> None:
     assert info.access_level == CAT.actions[action]
 
 
+EXECUTION_READS = [
+    *(a for actions in CAT.execution_reads["secrets"].values() for a in actions),
+    *CAT.execution_reads["awslogs"],
+]
+
+
+@pytest.mark.parametrize("action", EXECUTION_READS)
+def test_what_ecs_reads_with_an_execution_role_are_actions_iam_has(action: str) -> None:
+    """FA105's actions, spelled as IAM spells them; each secret's by the service it names."""
+    info = lookup(action)
+    assert info is not None and info.name == action
+    assert set(CAT.execution_reads["secrets"]) == {"secretsmanager", "ssm"}
+
+
 def test_every_granted_action_is_declared_and_every_declared_one_is_granted() -> None:
     granted = {a for kind, access in GRANTS for a in CAT.granted_actions(kind, access)}
     assert granted == set(CAT.actions)

@@ -20,13 +20,14 @@ from foundation.airflow.settings import (
     CELERY_VISIBILITY_SECONDS,
     celery_worker_command,
 )
+from foundation.checks.rules.fa105_execution_role_reads import ExecutionRoleReads
 from foundation.cloudformation.plan import ResourceChange, service_parameters
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows, decide
 from foundation.naming import EXISTING_SERVICES_METADATA, DagNames
 from foundation.project import load_project, stack_loads
 from foundation.synth import run as synth
-from tests.conftest import ROOT, ProjectDir, identity_resources
+from tests.conftest import ROOT, ProjectDir, identity_resources, mutated
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/airflow-celery:3.3.2"
 ACCOUNT, REGION = "111122223333", "us-east-1"
@@ -720,3 +721,50 @@ def test_an_identity_holds_no_resource_its_acknowledgements_could_cover(built) -
         assert [sorted(r) for r in roles] == [
             ["assumeRolePolicyDocument", "description", "path", "roleName", "tags"]
         ], path
+
+
+@pytest.mark.parametrize("grant", [None, "ssm:GetParameter"])
+def test_fa105_names_every_worker_whose_runtime_the_shared_role_may_not_read(
+    built, grant: str | None
+) -> None:
+    """Core's grant of the workers' delivered parameters, taken out or narrowed to
+    ssm:GetParameter (ECS's agent calls GetParameters): FA105 names both parameters of every
+    DAG's worker, which ECS could no longer start, and not the unmanaged DAGs' worker's (in
+    core: it reads core's own parameters, granted apart). The local ECS refuses the same (the
+    GetParameter mutation fails test_e2e_celery); here the toolkit's IAM evaluation stands in
+    for ECS."""
+    project, templates = built
+    prefix = "arn:aws:ssm:us-east-1:111122223333:parameter/acme-airflow/cluster/workers/*"
+
+    def change(name: str, resources: dict) -> None:
+        for resource in resources.values():
+            if resource["Type"] != "AWS::IAM::Policy":
+                continue
+            statements = resource["Properties"]["PolicyDocument"]["Statement"]
+            for statement in [s for s in statements if s["Resource"] == prefix]:
+                statements.remove(statement)
+                if grant:
+                    statements.append(statement | {"Action": grant})
+
+    findings = ExecutionRoleReads().check(mutated(templates, change))
+    digest = hashlib.sha256(
+        runtime_files.archive(runtime_files.FOR_CELERY_WORKERS).encode()
+    ).hexdigest()[:12]
+    workers = [project.deployment.dag_names(d.dag_id) for d in project.dags]
+    expected = []
+    for names in workers:
+        stack, service, _ = worker_of(templates, names)
+        logical_id = service["Properties"]["TaskDefinition"]["Ref"]
+        folder = f"/acme-airflow/cluster/workers/{stack[-2:]}"
+        expected += [
+            (
+                stack,
+                logical_id,
+                "execution role acme-airflow--worker-execution may not ssm:GetParameters "
+                f"arn:aws:ssm:us-east-1:111122223333:parameter{folder}/foundation-runtime/"
+                f"{digest}/{i} (container airflow-worker's secret FOUNDATION_RUNTIME_{i})",
+            )
+            for i in (0, 1)
+        ]
+    assert sorted((f.stack, f.resource, f.message) for f in findings) == sorted(expected)
+    assert len(expected) == 2 * 7

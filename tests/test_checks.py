@@ -14,7 +14,8 @@ from foundation.checks import cfn_lint
 from foundation.checks.model import Assembly, StackTemplate
 from foundation.checks.rules import ALL
 from foundation.checks.rules.fa302_plaintext_secrets import URL_WITH_PASSWORD, _urls_with_password
-from tests.conftest import ProjectDir
+from foundation.project import load_project
+from tests.conftest import ROOT, ProjectDir, mutated
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 CONTEXT = {
@@ -29,6 +30,7 @@ RULES = {rule.id: rule for rule in ALL}
 RESOURCES = {
     "FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"],
     "FA104": ["Task"],
+    "FA105": ["Task"] * 6 + ["ImportedTask"],
     "FA004": ["Policy"] * 5 + ["DagPolicy"] * 2,
     "FA005": ["Policy", "RolePolicy", "Managed", "Split"],
     "FA006": ["Role", "Role", "User"],
@@ -71,6 +73,24 @@ BAD = {
         "task definition is 66,217 bytes; ECS takes 65,536 (largest environment variable: "
         "FOUNDATION_RUNTIME, 66,040 bytes)"
     ],
+    "FA105": [
+        "execution role acme-exec may not secretsmanager:GetSecretValue arn:aws:secretsmanager:"
+        "us-east-1:111122223333:secret:acme/git-AbC123 (container app's secret GIT)",
+        "container app's secret OTHER names ${Unnamed}, which neither resolves to a resource nor "
+        "is named by a statement of execution role acme-exec",
+        "execution role acme-exec may not ssm:GetParameters arn:aws:ssm:us-east-1:111122223333:"
+        "parameter/acme/runtime/0 (container app's secret RUNTIME_0)",
+        "container app's secret CONFIG names arn:aws:s3:::acme-config/app.env: ECS injects only "
+        "Secrets Manager secrets and SSM parameters",
+        "execution role acme-exec may not logs:CreateLogStream arn:aws:logs:us-east-1:"
+        "111122223333:log-group:/acme/tasks:log-stream:app/app/0123456789abcdef0123456789abcdef "
+        "(container app's awslogs driver)",
+        "execution role acme-exec may not logs:PutLogEvents arn:aws:logs:us-east-1:111122223333:"
+        "log-group:/acme/tasks:log-stream:app/app/0123456789abcdef0123456789abcdef (container "
+        "app's awslogs driver)",
+        "execution role arn:aws:iam::111122223333:role/made-elsewhere: not a role of the "
+        "assembly, so what it may read cannot be checked",
+    ],
     "FA302": [
         "SecretString holds a literal value",
         "MasterUserPassword holds a literal value",
@@ -111,6 +131,68 @@ def test_bad_template_is_caught(rule: str) -> None:
     for expected, resource, finding in zip(BAD[rule], resources, findings, strict=True):
         assert expected in finding.message
         assert (finding.rule, finding.resource) == (rule, resource)
+
+
+def test_fa105_names_each_read_the_execution_role_may_not_make_exactly() -> None:
+    findings = RULES["FA105"].check(assembly_of(load("FA105", "bad")))
+    assert [f.message for f in findings] == BAD["FA105"]
+
+
+def test_fa105_names_each_component_whose_role_may_no_longer_read_its_secret(templates) -> None:
+    """The example passes FA105 (its synth runs every rule). With the statement that lets the
+    components' execution role read the Fernet key material taken out of core, FA105 names each
+    component that injects it: the tasks ECS could no longer start. The toolkit's IAM
+    evaluation stands in for ECS here (a secret's ARN ends in a sample of its random suffix)."""
+    assert list(RULES["FA105"].check(mutated(templates, lambda name, resources: None))) == []
+
+    def without_fernet(name: str, resources: dict) -> None:
+        for resource in resources.values():
+            if resource["Type"] == "AWS::IAM::Policy":
+                document = resource["Properties"]["PolicyDocument"]
+                document["Statement"] = [
+                    st for st in document["Statement"] if "FernetKeyMaterial" not in str(st)
+                ]
+
+    secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:acme-airflow/cluster/"
+    findings = RULES["FA105"].check(mutated(templates, without_fernet))
+    assert [(f.stack, f.resource.split("TaskDefinition")[0], f.message) for f in findings] == [
+        (
+            "acme-airflow-core",
+            component,
+            "execution role acme-airflow--task-execution may not secretsmanager:GetSecretValue "
+            f"{secret}fernet-key-material-AbC123 (container {container}'s secret "
+            "FOUNDATION_FERNET_MATERIAL)",
+        )
+        for component, container in (
+            ("ApiServer", "api-server"),
+            ("Scheduler", "scheduler"),
+            ("Triggerer", "triggerer"),
+            ("DbMigrate", "db-migrate"),
+        )
+    ]
+
+
+def test_fa105_names_each_dag_worker_whose_logs_the_shared_role_may_not_write(templates) -> None:
+    """Every DAG's task definition logs through the workers' execution role, which core makes
+    and grants: a worker stack names it by ARN. Without core's logs statement, FA105 names
+    both of the awslogs driver's calls for each of the example's 7 DAGs."""
+
+    def without_logs(name: str, resources: dict) -> None:
+        if name == "acme-airflow-core":
+            policy = resources["WorkerExecutionRoleDefaultPolicy2AE0C78C"]["Properties"]
+            policy["PolicyDocument"]["Statement"] = []
+
+    deployment = load_project(ROOT).deployment
+    group = "arn:aws:logs:us-east-1:111122223333:log-group:/acme-airflow/workers:log-stream:"
+    expected = [
+        f"execution role acme-airflow--worker-execution may not {action} {group}"
+        f"{deployment.dag_names(manifest.stem).suffix}/airflow-worker/"
+        "0123456789abcdef0123456789abcdef (container airflow-worker's awslogs driver)"
+        for manifest in (ROOT / "dag_permissions").glob("*.yaml")
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents")
+    ]
+    findings = RULES["FA105"].check(mutated(templates, without_logs))
+    assert sorted(f.message for f in findings) == sorted(expected) and len(expected) == 14
 
 
 def test_every_rule_has_an_id_and_a_one_line_description() -> None:

@@ -57,6 +57,7 @@ class Catalog:
     cluster_grants: dict[str, dict[str, list[Any]]]
     resource_policies: dict[str, list[dict[str, Any]]]
     escalation: dict[str, list[str]]
+    execution_reads: dict[str, Any]  # what ECS calls with an execution role to start a task
 
     def templates(self, kind: str, access: str) -> list[StatementTemplate]:
         out: list[StatementTemplate] = []
@@ -99,6 +100,7 @@ def catalog() -> Catalog:
         data["cluster_grants"],
         data["resource_policies"],
         data["escalation"],
+        data["execution_reads"],
     )
 
 

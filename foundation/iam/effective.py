@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,9 +76,30 @@ class Scope:
     resources: dict[str, Any]
     pseudo: dict[str, str]  # AWS::Partition, AWS::Region, AWS::AccountId
     exports: dict[str, tuple[Any, dict[str, Any]]]  # name -> (value, its template's resources)
+    # a secret's reference rendered as the ARN of the secret itself (the one a request names),
+    # not as the pattern of every ARN it may have (six random characters end it)
+    concrete: bool = False
 
     def within(self, resources: dict[str, Any]) -> Scope:
-        return Scope(resources, self.pseudo, self.exports)
+        return Scope(resources, self.pseudo, self.exports, self.concrete)
+
+
+PSEUDO = ("AWS::Partition", "AWS::Region", "AWS::AccountId")
+
+
+def secret_arn(name: str, partition: str, region: str, account: str) -> str:
+    """A secret's ARN: Secrets Manager ends it with six random characters, here "AbC123"."""
+    return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-AbC123"
+
+
+def exports_of(templates: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Every export of the templates, by name: its value and its template's resources."""
+    return {
+        output["Export"]["Name"]: (output["Value"], template.get("Resources", {}))
+        for template in templates.values()
+        for output in (template.get("Outputs") or {}).values()
+        if isinstance(output.get("Export", {}).get("Name"), str)
+    }
 
 
 def render(value: Any, scope: Scope) -> str:
@@ -94,11 +116,17 @@ def render(value: Any, scope: Scope) -> str:
         target = scope.resources.get(ref, {})
         props = target.get("Properties", {})
         if target.get("Type") == "AWS::SecretsManager::Secret" and props.get("Name"):
+            if scope.concrete:
+                partition, region, account = (scope.pseudo[p] for p in PSEUDO)
+                return secret_arn(props["Name"], partition, region, account)
             return f"arn:*:secretsmanager:*:*:secret:{props['Name']}-??????"
         if target.get("Type") == "AWS::SecretsManager::SecretTargetAttachment":
             return render(props.get("SecretId"), scope)
         if target.get("Type") == "AWS::SSM::Parameter" and isinstance(props.get("Name"), str):
             return props["Name"]  # a parameter's Ref is its name
+        group = props.get("LogGroupName")
+        if target.get("Type") == "AWS::Logs::LogGroup" and isinstance(group, str):
+            return group  # so is a log group's
         return f"${{{ref}}}"
     if "Fn::GetAtt" in value:
         got = value["Fn::GetAtt"]
@@ -134,19 +162,18 @@ def roles_of(
     templates: dict[str, dict[str, Any]],
     sources: dict[tuple[str, str], str],
     pseudo: dict[str, str],
+    only: Collection[str] | None = None,
 ) -> list[RoleGrants]:
-    """Every role in the templates with the Allow statements of every policy attached to it.
+    """Every role in the templates (with `only`, in those stacks) with the Allow statements of
+    every policy attached to it.
 
     `sources` maps (dag_id, Sid) to where the generated statement came from.
     """
-    exports = {
-        output["Export"]["Name"]: (output["Value"], template.get("Resources", {}))
-        for template in templates.values()
-        for output in (template.get("Outputs") or {}).values()
-        if isinstance(output.get("Export", {}).get("Name"), str)
-    }
+    exports = exports_of(templates)
     out = []
     for stack, template in templates.items():
+        if only is not None and stack not in only:
+            continue
         resources = template.get("Resources", {})
         scope = Scope(resources, pseudo, exports)
         roles = {
@@ -388,8 +415,7 @@ def resource_arns(text: str, partition: str, region: str, account: str) -> list[
     if text.startswith("s3://"):
         bucket, _, key = text[5:].partition("/")
         return [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/{key}"]
-    # a secret: Secrets Manager appends six random characters to the name in its ARN
-    return [f"arn:{partition}:secretsmanager:{region}:{account}:secret:{text}-AbC123"]
+    return [secret_arn(text, partition, region, account)]
 
 
 def request_arn(text: str, partition: str, region: str, account: str) -> str:

@@ -10,6 +10,7 @@ from foundation.checks.rules.fa101_template_limits import TemplateLimits
 from foundation.checks.rules.fa102_iam_limits import IamLimits
 from foundation.checks.rules.fa103_role_quota import RoleQuota
 from foundation.checks.rules.fa104_task_definition_size import TaskDefinitionSize
+from foundation.checks.rules.fa105_execution_role_reads import ExecutionRoleReads
 from foundation.checks.rules.fa201_lookups import NoLookups
 from foundation.checks.rules.fa202_assets import PublishableAssets
 from foundation.checks.rules.fa301_cdk_nag import CdkNag
@@ -26,6 +27,7 @@ ALL = [
     IamLimits(),
     RoleQuota(),
     TaskDefinitionSize(),
+    ExecutionRoleReads(),
     NoLookups(),
     PublishableAssets(),
     CdkNag(),
