@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 
 from foundation.airflow import runtime_files
+from foundation.checks.rules.fa105_execution_role_reads import ExecutionRoleReads
 from foundation.iam.effective import roles_of
 from foundation.iam.evaluate import Request, allows
 from foundation.local.cluster import bundle_files
 from foundation.project import load_project
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, mutated
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bundles"
 TEAMS = load_project(FIXTURE).deployment
@@ -407,3 +408,48 @@ def test_the_gate_refuses_a_dag_id_from_any_other_bundle(identity_module) -> Non
         with pytest.raises(identity_module.IdentityRefused) as refusal:
             gate.resolve(task(dag_id, "team_a"))
         assert str(refusal.value) == f"the identity published for DAG {dag_id!r} names no bundle"
+
+
+def test_fa105_names_every_reader_of_the_deploy_key_when_no_execution_role_may_read_it(
+    git_templates: dict,
+) -> None:
+    """team_b's deploy key is injected by partial ARN (CDK's from_secret_name_v2: no random
+    ending) into the components that fetch its bundle and into team_b's worker, which reads it
+    through the shared workers' execution role that core grants. Without core's statements on
+    it, FA105 names each of them: those tasks would not start."""
+    key = "secret:teams/team-b-deploy-key"
+
+    def without_key(name: str, resources: dict) -> None:
+        for resource in resources.values():
+            if resource["Type"] == "AWS::IAM::Policy":
+                document = resource["Properties"]["PolicyDocument"]
+                document["Statement"] = [s for s in document["Statement"] if key not in str(s)]
+
+    assert list(ExecutionRoleReads().check(mutated(git_templates, lambda *_: None))) == []
+    findings = ExecutionRoleReads().check(mutated(git_templates, without_key))
+    arn = f"arn:aws:secretsmanager:us-east-1:111122223333:{key}-AbC123"
+    assert sorted((f.stack, f.resource, f.message) for f in findings) == sorted(
+        (
+            stack,
+            task,
+            f"execution role acme-teams--{role}-execution may not secretsmanager:GetSecretValue "
+            f"{arn} (container {container}'s secret AIRFLOW_CONN_FOUNDATION_TEAM_B_GIT)",
+        )
+        for stack, task, role, container in (
+            ("acme-teams-core", "ApiServerTaskDefinitionAF9B1663", "task", "api-server"),
+            ("acme-teams-core", "SchedulerTaskDefinitionC738E8BD", "task", "scheduler"),
+            (
+                "acme-teams-core",
+                "DagProcessorTeambTaskDefinitionDE63625D",
+                "task",
+                "dag-processor-team_b",
+            ),
+            ("acme-teams-core", "DbMigrateTaskDefinitionB0CC6A64", "task", "db-migrate"),
+            (
+                "acme-teams-workers-16",
+                "DagteambloadTaskDefinition4120418C",
+                "worker",
+                "airflow-worker",
+            ),
+        )
+    )
