@@ -223,7 +223,7 @@ class CoreStack(FoundationStack):
         deliveries = self._ctx.ssm_parameter(f"{ns.worker_deliveries}*")
         self.worker_execution_role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=catalog().execution_reads["secrets"]["ssm"], resources=[deliveries]
+                actions=list(catalog().execution_reads.secrets["ssm"]), resources=[deliveries]
             )
         )
         nag.acknowledge(self.worker_execution_role, nag.worker_deliveries(deliveries))

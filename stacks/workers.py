@@ -71,8 +71,7 @@ def shared_pieces(scope: Construct, deployment: Deployment, shard: int) -> Share
     stack delivers to its containers is its own (Namespace.deliveries)."""
     ns = deployment.namespace
     vpc = imported_vpc(scope, deployment)
-    role = f"{ns.role_root}{ns.worker_execution_role}"
-    arn = f"arn:{deployment.partition}:iam::{deployment.account}:role{role}"
+    arn = ArnContext.of(deployment).role(ns.role_root, ns.worker_execution_role)
     return SharedPieces(
         namespace=ns,
         ctx=ArnContext.of(deployment),

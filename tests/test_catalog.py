@@ -57,18 +57,25 @@ def test_action_exists_with_the_claimed_access_level(action: str) -> None:
     assert info.access_level == CAT.actions[action]
 
 
-EXECUTION_READS = [
-    *(a for actions in CAT.execution_reads["secrets"].values() for a in actions),
-    *CAT.execution_reads["awslogs"],
-]
-
-
-@pytest.mark.parametrize("action", EXECUTION_READS)
-def test_what_ecs_reads_with_an_execution_role_are_actions_iam_has(action: str) -> None:
-    """FA105's actions, spelled as IAM spells them; each secret's by the service it names."""
-    info = lookup(action)
-    assert info is not None and info.name == action
-    assert set(CAT.execution_reads["secrets"]) == {"secretsmanager", "ssm"}
+def test_what_ecs_reads_with_an_execution_role_are_actions_iam_has() -> None:
+    """FA105's actions, spelled as IAM spells them, each on the resource type FA105 asks for:
+    a secret's by the service it names, the awslogs driver's on a log stream (CreateLogGroup on
+    the group)."""
+    reads = CAT.execution_reads
+    assert set(reads.secrets) == {"secretsmanager", "ssm"}
+    sample = {
+        "secretsmanager": "arn:aws:secretsmanager:us-east-1:111122223333:secret:acme/db-AbC123",
+        "ssm": "arn:aws:ssm:us-east-1:111122223333:parameter/acme/runtime/0",
+    }
+    stream = "arn:aws:logs:us-east-1:111122223333:log-group:/acme/tasks:log-stream:app/app/1"
+    asked = [(a, sample[s]) for s, actions in reads.secrets.items() for a in actions]
+    asked += [(a, stream) for a in reads.awslogs]
+    asked += [(a, stream.split(":log-stream:")[0]) for a in reads.awslogs_create_group]
+    assert {a for a, _ in asked} == reads.actions()
+    for action, arn in asked:
+        info = lookup(action)
+        assert info is not None and info.name == action
+        assert any(arn_matches_format(arn, f) for f in info.arn_formats), (action, arn)
 
 
 def test_every_granted_action_is_declared_and_every_declared_one_is_granted() -> None:

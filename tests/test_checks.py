@@ -30,7 +30,7 @@ RULES = {rule.id: rule for rule in ALL}
 RESOURCES = {
     "FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"],
     "FA104": ["Task"],
-    "FA105": ["Task"] * 6 + ["ImportedTask"],
+    "FA105": ["Task"] * 8 + ["ImportedTask", "NoRoleTask", "IfTask", "UnnamedLogsTask"],
     "FA004": ["Policy"] * 5 + ["DagPolicy"] * 2,
     "FA005": ["Policy", "RolePolicy", "Managed", "Split"],
     "FA006": ["Role", "Role", "User"],
@@ -74,22 +74,28 @@ BAD = {
         "FOUNDATION_RUNTIME, 66,040 bytes)"
     ],
     "FA105": [
+        "execution role acme-exec is denied secretsmanager:GetSecretValue arn:aws:secretsmanager:"
+        "us-east-1:111122223333:secret:acme/db-AbC123 by guard (container app's secret DB)",
         "execution role acme-exec may not secretsmanager:GetSecretValue arn:aws:secretsmanager:"
         "us-east-1:111122223333:secret:acme/git-AbC123 (container app's secret GIT)",
-        "container app's secret OTHER names ${Unnamed}, which neither resolves to a resource nor "
-        "is named by a statement of execution role acme-exec",
+        "container app's secret OTHER names ${Unnamed}, which FA105 cannot resolve to a resource",
         "execution role acme-exec may not ssm:GetParameters arn:aws:ssm:us-east-1:111122223333:"
         "parameter/acme/runtime/0 (container app's secret RUNTIME_0)",
         "container app's secret CONFIG names arn:aws:s3:::acme-config/app.env: ECS injects only "
         "Secrets Manager secrets and SSM parameters",
-        "execution role acme-exec may not logs:CreateLogStream arn:aws:logs:us-east-1:"
+        "container app's secret EMPTY has no ValueFrom",
+        "execution role acme-exec may not logs:CreateLogStream arn:aws:logs:eu-west-1:"
         "111122223333:log-group:/acme/tasks:log-stream:app/app/0123456789abcdef0123456789abcdef "
         "(container app's awslogs driver)",
-        "execution role acme-exec may not logs:PutLogEvents arn:aws:logs:us-east-1:111122223333:"
+        "execution role acme-exec may not logs:PutLogEvents arn:aws:logs:eu-west-1:111122223333:"
         "log-group:/acme/tasks:log-stream:app/app/0123456789abcdef0123456789abcdef (container "
         "app's awslogs driver)",
         "execution role arn:aws:iam::111122223333:role/made-elsewhere: not a role of the "
-        "assembly, so what it may read cannot be checked",
+        "assembly, so its reads cannot be checked",
+        "no execution role: ECS could not read its secrets or write its logs",
+        "ContainerDefinitions is not a list of containers: its reads cannot be checked",
+        "container app's awslogs driver: its log group, region or stream prefix is not one FA105 "
+        "can resolve",
     ],
     "FA302": [
         "SecretString holds a literal value",
@@ -138,6 +144,63 @@ def test_fa105_names_each_read_the_execution_role_may_not_make_exactly() -> None
     assert [f.message for f in findings] == BAD["FA105"]
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"ExecutionRoleArn": {"Fn::GetAtt": ["ExecRole"]}},
+        {"ExecutionRoleArn": 5},
+        {"ContainerDefinitions": [{"Name": "app", "Secrets": {"Fn::If": ["C", [], []]}}]},
+        {"ContainerDefinitions": [{"Name": "app", "Secrets": [{"Fn::If": ["C", {}, {}]}]}]},
+        {"ContainerDefinitions": [{"Name": "app", "Secrets": [{"Name": "X", "ValueFrom": 5}]}]},
+        {"ContainerDefinitions": [{"Secrets": [{"ValueFrom": {"Fn::Join": ["", ["a"], "x"]}}]}]},
+        {"ContainerDefinitions": [{"LogConfiguration": {"LogDriver": "awslogs", "Options": None}}]},
+    ],
+)
+def test_fa105_reads_an_odd_task_definition_as_a_finding_never_a_crash(odd: dict) -> None:
+    template = load("FA105", "good")
+    task = template["Resources"]["WorkerTask"]["Properties"]
+    task.update(odd)
+    template["Resources"]["Role"] = {"Type": "AWS::IAM::Role"}  # no Properties at all
+    findings = list(RULES["FA105"].check(assembly_of(template)))
+    assert [f.resource for f in findings] == ["WorkerTask"] * len(findings) and findings
+
+
+def test_fa105_follows_an_exported_role_and_resolves_no_reference_by_its_name_alone() -> None:
+    """A task definition may name its execution role through another stack's export: the role
+    is that stack's. A secret imported from another stack that declares it without a name has
+    no ARN FA105 can tell; the same logical id granted in the role's own stack is another
+    secret, not a match."""
+    exporter = load("FA105", "good")
+    exporter["Outputs"] = {
+        "Role": {"Value": {"Fn::GetAtt": ["ExecRole", "Arn"]}, "Export": {"Name": "exec-arn"}},
+        "Unnamed": {"Value": {"Ref": "Unnamed"}, "Export": {"Name": "unnamed-secret"}},
+    }
+    importer = json.loads(json.dumps(exporter["Resources"]["WorkerTask"]))
+    importer["Properties"]["ExecutionRoleArn"] = {"Fn::ImportValue": "exec-arn"}
+    container = importer["Properties"]["ContainerDefinitions"][0]
+    container["Secrets"] = [
+        {"Name": "DB", "ValueFrom": "arn:aws:secretsmanager:us-east-1:111122223333:secret:acme/db"},
+        {"Name": "OTHER", "ValueFrom": {"Fn::ImportValue": "unnamed-secret"}},
+    ]
+    container["LogConfiguration"]["Options"]["awslogs-group"] = "/acme/tasks"
+    exporter["Resources"]["Policy"]["Properties"]["PolicyDocument"]["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "Unnamed"},
+        }
+    )
+    findings = RULES["FA105"].check(assembly_of(exporter, {"Resources": {"Task": importer}}))
+    assert [(f.stack, f.resource, f.message) for f in findings] == [
+        (
+            "stack1",
+            "Task",
+            "container app's secret OTHER names ${Unnamed}, which FA105 cannot resolve to a "
+            "resource",
+        )
+    ]
+
+
 def test_fa105_names_each_component_whose_role_may_no_longer_read_its_secret(templates) -> None:
     """The example passes FA105 (its synth runs every rule). With the statement that lets the
     components' execution role read the Fernet key material taken out of core, FA105 names each
@@ -183,16 +246,28 @@ def test_fa105_names_each_dag_worker_whose_logs_the_shared_role_may_not_write(te
             policy["PolicyDocument"]["Statement"] = []
 
     deployment = load_project(ROOT).deployment
+    task_definitions = {
+        r["Properties"]["Family"]: (stack, logical_id)
+        for stack, template in templates.items()
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+    }
     group = "arn:aws:logs:us-east-1:111122223333:log-group:/acme-airflow/workers:log-stream:"
-    expected = [
-        f"execution role acme-airflow--worker-execution may not {action} {group}"
-        f"{deployment.dag_names(manifest.stem).suffix}/airflow-worker/"
-        "0123456789abcdef0123456789abcdef (container airflow-worker's awslogs driver)"
-        for manifest in (ROOT / "dag_permissions").glob("*.yaml")
-        for action in ("logs:CreateLogStream", "logs:PutLogEvents")
-    ]
+    expected = []
+    for manifest in (ROOT / "dag_permissions").glob("*.yaml"):
+        names = deployment.dag_names(manifest.stem)
+        expected += [
+            (
+                *task_definitions[names.task_family],
+                f"execution role acme-airflow--worker-execution may not {action} {group}"
+                f"{names.suffix}/airflow-worker/0123456789abcdef0123456789abcdef (container "
+                "airflow-worker's awslogs driver)",
+            )
+            for action in ("logs:CreateLogStream", "logs:PutLogEvents")
+        ]
     findings = RULES["FA105"].check(mutated(templates, without_logs))
-    assert sorted(f.message for f in findings) == sorted(expected) and len(expected) == 14
+    assert sorted((f.stack, f.resource, f.message) for f in findings) == sorted(expected)
+    assert len(expected) == 14 and all(s.startswith("acme-airflow-workers-") for s, *_ in expected)
 
 
 def test_every_rule_has_an_id_and_a_one_line_description() -> None:

@@ -50,6 +50,30 @@ class ActionInfo:
 
 
 @dataclass(frozen=True)
+class ExecutionReads:
+    """What ECS calls with a task definition's execution role before its task starts."""
+
+    secrets: dict[str, tuple[str, ...]]  # by the service a secret's ARN names
+    awslogs: tuple[str, ...]  # on the task's log stream
+    awslogs_create_group: tuple[str, ...]  # on its log group
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> ExecutionReads:
+        return cls(
+            {service: tuple(actions) for service, actions in data["secrets"].items()},
+            tuple(data["awslogs"]),
+            tuple(data["awslogs_create_group"]),
+        )
+
+    def actions(self) -> set[str]:
+        return {
+            *(a for actions in self.secrets.values() for a in actions),
+            *self.awslogs,
+            *self.awslogs_create_group,
+        }
+
+
+@dataclass(frozen=True)
 class Catalog:
     arns: dict[str, str]
     actions: dict[str, str]
@@ -57,7 +81,7 @@ class Catalog:
     cluster_grants: dict[str, dict[str, list[Any]]]
     resource_policies: dict[str, list[dict[str, Any]]]
     escalation: dict[str, list[str]]
-    execution_reads: dict[str, Any]  # what ECS calls with an execution role to start a task
+    execution_reads: ExecutionReads
 
     def templates(self, kind: str, access: str) -> list[StatementTemplate]:
         out: list[StatementTemplate] = []
@@ -100,7 +124,7 @@ def catalog() -> Catalog:
         data["cluster_grants"],
         data["resource_policies"],
         data["escalation"],
-        data["execution_reads"],
+        ExecutionReads.of(data["execution_reads"]),
     )
 
 

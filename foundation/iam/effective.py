@@ -15,6 +15,7 @@ from typing import Any
 
 from foundation.iam.catalog import lookup
 from foundation.iam.evaluate import Request, allows, glob, listed
+from foundation.iam.policy import ArnContext
 from foundation.naming import DAG_ID_TAG
 
 POLICY_TYPES = ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::RolePolicy")
@@ -58,6 +59,7 @@ class RoleGrants:
     dag_id: str | None  # None for the cluster's own roles
     grants: list[Grant] = field(default_factory=list)
     path: str = "/"
+    denies: list[Grant] = field(default_factory=list)  # its Deny statements, read as Grants are
 
     @property
     def label(self) -> str:
@@ -89,7 +91,10 @@ PSEUDO = ("AWS::Partition", "AWS::Region", "AWS::AccountId")
 
 def secret_arn(name: str, partition: str, region: str, account: str) -> str:
     """A secret's ARN: Secrets Manager ends it with six random characters, here "AbC123"."""
-    return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-AbC123"
+    return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-{SECRET_SAMPLE}"
+
+
+SECRET_SAMPLE = "AbC123"  # stands for the six random characters (arns.SECRET_SUFFIX's '??????')
 
 
 def exports_of(templates: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -117,8 +122,7 @@ def render(value: Any, scope: Scope) -> str:
         props = target.get("Properties", {})
         if target.get("Type") == "AWS::SecretsManager::Secret" and props.get("Name"):
             if scope.concrete:
-                partition, region, account = (scope.pseudo[p] for p in PSEUDO)
-                return secret_arn(props["Name"], partition, region, account)
+                return secret_arn(props["Name"], *(scope.pseudo[p] for p in PSEUDO))
             return f"arn:*:secretsmanager:*:*:secret:{props['Name']}-??????"
         if target.get("Type") == "AWS::SecretsManager::SecretTargetAttachment":
             return render(props.get("SecretId"), scope)
@@ -130,15 +134,20 @@ def render(value: Any, scope: Scope) -> str:
         return f"${{{ref}}}"
     if "Fn::GetAtt" in value:
         got = value["Fn::GetAtt"]
-        logical_id, attribute = got.split(".", 1) if isinstance(got, str) else got
+        got = got.split(".", 1) if isinstance(got, str) else got
+        if not (isinstance(got, list) and len(got) == 2 and all(isinstance(g, str) for g in got)):
+            return "${" + json.dumps(value, sort_keys=True) + "}"
+        logical_id, attribute = got
         target = scope.resources.get(logical_id, {})
         name = target.get("Properties", {}).get("LogGroupName")
         if target.get("Type") == "AWS::Logs::LogGroup" and attribute == "Arn" and name:
+            if scope.concrete:
+                return ArnContext(*(scope.pseudo[p] for p in PSEUDO)).log_group(name) + ":*"
             return f"arn:*:logs:*:*:log-group:{name}:*"
         return f"${{{logical_id}.{attribute}}}"
-    if "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(render(p, scope) for p in parts)
+    joined = value.get("Fn::Join")
+    if isinstance(joined, list) and len(joined) == 2 and isinstance(joined[1], list):
+        return str(joined[0]).join(render(p, scope) for p in joined[1])
     if "Fn::ImportValue" in value:
         name = value["Fn::ImportValue"]
         if isinstance(name, str) and name in scope.exports:
@@ -163,9 +172,10 @@ def roles_of(
     sources: dict[tuple[str, str], str],
     pseudo: dict[str, str],
     only: Collection[str] | None = None,
+    concrete: bool = False,
 ) -> list[RoleGrants]:
     """Every role in the templates (with `only`, in those stacks) with the Allow statements of
-    every policy attached to it.
+    every policy attached to it (`concrete`: references rendered as Scope.concrete has them).
 
     `sources` maps (dag_id, Sid) to where the generated statement came from.
     """
@@ -175,14 +185,14 @@ def roles_of(
         if only is not None and stack not in only:
             continue
         resources = template.get("Resources", {})
-        scope = Scope(resources, pseudo, exports)
+        scope = Scope(resources, pseudo, exports, concrete)
         roles = {
             logical_id: RoleGrants(
                 stack,
                 logical_id,
-                r["Properties"].get("RoleName", logical_id),
-                _tag(r["Properties"], DAG_ID_TAG),
-                path=r["Properties"].get("Path", "/"),
+                r.get("Properties", {}).get("RoleName", logical_id),
+                _tag(r.get("Properties", {}), DAG_ID_TAG),
+                path=r.get("Properties", {}).get("Path", "/"),
             )
             for logical_id, r in resources.items()
             if r["Type"] == "AWS::IAM::Role"
@@ -196,15 +206,15 @@ def roles_of(
                     role = roles[ref]
                     props = r["Properties"]
                     name = _policy_name(policy_id, props)
-                    role.grants += _grants(props["PolicyDocument"], scope, role, sources, name)
+                    _read(props["PolicyDocument"], scope, role, sources, name)
                     attached.add((policy_id, ref))
         for logical_id, role in roles.items():
-            props = resources[logical_id]["Properties"]
+            props = resources[logical_id].get("Properties", {})
             for inline in props.get("Policies", []):
                 name = inline.get("PolicyName", logical_id)
-                role.grants += _grants(inline["PolicyDocument"], scope, role, sources, name)
+                _read(inline["PolicyDocument"], scope, role, sources, name)
             for arn in props.get("ManagedPolicyArns", []):
-                role.grants += _managed(arn, scope, role, sources, attached)
+                _managed(arn, scope, role, sources, attached)
         out += roles.values()
     return out
 
@@ -215,21 +225,34 @@ def _managed(
     role: RoleGrants,
     sources: dict[tuple[str, str], str],
     attached: set[tuple[str, str]],
-) -> list[Grant]:
+) -> None:
     """A role's ManagedPolicyArns entry: a managed policy of the same template is read (once,
     if it also names the role); any other is reported, never dropped."""
     ref = arn.get("Ref") if isinstance(arn, dict) else None
     target = scope.resources.get(ref, {}) if isinstance(ref, str) else {}
     if target.get("Type") == "AWS::IAM::ManagedPolicy":
-        if (ref, role.logical_id) in attached:
-            return []
-        props = target["Properties"]
-        return _grants(props["PolicyDocument"], scope, role, sources, _policy_name(ref, props))
+        if (ref, role.logical_id) not in attached:
+            props = target["Properties"]
+            _read(props["PolicyDocument"], scope, role, sources, _policy_name(ref, props))
+        return
     name = render(arn, scope)
     source = (
         f"managed policy {name}: not in the templates, its statements unknown (may grant anything)"
     )
-    return [Grant(("*",), ("*",), None, source, unknown=True, policy=name)]
+    role.grants.append(Grant(("*",), ("*",), None, source, unknown=True, policy=name))
+
+
+def _read(
+    document: dict[str, Any],
+    scope: Scope,
+    role: RoleGrants,
+    sources: dict[tuple[str, str], str],
+    policy: str,
+) -> None:
+    """A policy document's Allow statements into the role's grants, its Deny ones into its
+    denies."""
+    role.grants += _grants(document, scope, role, sources, policy)
+    role.denies += _grants(document, scope, role, sources, policy, effect="Deny")
 
 
 def _policy_name(logical_id: str, props: dict[str, Any]) -> str:
@@ -243,10 +266,11 @@ def _grants(
     role: RoleGrants,
     sources: dict[tuple[str, str], str],
     policy: str,
+    effect: str = "Allow",
 ) -> list[Grant]:
     grants = []
     for index, st in enumerate(listed(document.get("Statement", []))):
-        if st.get("Effect") != "Allow":
+        if st.get("Effect") != effect:
             continue
         source = sources.get((role.dag_id or "", st.get("Sid", "")), "added by CDK")
         if role.dag_id is None:
@@ -387,7 +411,7 @@ def through_pass_role(
             ):
                 continue
             for target in reachers:
-                arn = f"arn:{partition}:iam::{account}:role{target.path}{target.name}"
+                arn = ArnContext(partition, "", account).role(target.path, target.name)
                 if target is not role and _names(grant, grant.resources, arn, None):
                     found.append(
                         Access(

@@ -48,6 +48,14 @@ class ArnContext:
         """The ARN of the parameter `name` (which starts with '/'), or of a prefix of names."""
         return f"arn:{self.partition}:ssm:{self.region}:{self.account}:parameter{name}"
 
+    def role(self, path: str, name: str) -> str:
+        """The ARN of the role `name` at `path` (which starts and ends with '/')."""
+        return f"arn:{self.partition}:iam::{self.account}:role{path}{name}"
+
+    def log_group(self, name: str) -> str:
+        """The ARN of the log group `name` (its streams: `:log-stream:<stream>` after it)."""
+        return f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:{name}"
+
 
 # The longest ARNs a policy can hold: IAM size limits are checked against this.
 WORST_CASE = ArnContext(WORST_CASE_PARTITION, WORST_CASE_REGION, WORST_CASE_ACCOUNT)

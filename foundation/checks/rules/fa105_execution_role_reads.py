@@ -1,39 +1,59 @@
 """FA105: ECS starts a task only once its execution role has read every secret the task
-definition injects and opened its awslogs stream; a role that may not fails every start of the
-task (ResourceInitializationError), which no template check of CloudFormation's sees.
+definition names (a container's Secrets, its log driver's SecretOptions, its registry
+credentials) and opened its awslogs stream; a role that may not fails every start of the task
+(ResourceInitializationError), which no check of CloudFormation's sees.
 
-Each task definition's execution role (a `GetAtt` of a role in its stack, or an ARN naming a
-role of any stack) is looked up in the assembly, and each read is evaluated against the role's
-statements by the toolkit's IAM evaluation (`catalog.execution_reads` names the actions), as a
-request for one resource: a secret's own ARN (references resolved; a secret name's ARN ends in
-six random characters, here a sample) and the log stream ECS opens. A statement's resource that
-stays an unresolved reference allows only the same reference in the same stack. Conditions are
-set aside. A secret encrypted with a customer managed key also needs kms:Decrypt, not checked:
-the toolkit's secrets use the AWS managed key.
+Each task definition's execution role (a `GetAtt` of a role, in its stack or through an
+export, or an ARN naming a role of any stack) is looked up in the assembly, and each read is
+evaluated against the role's statements by the toolkit's IAM evaluation, as a request for one
+resource (`catalog.execution_reads` names the actions): a secret's own ARN, references
+resolved in the deployment's partition, region and account (a secret declared in a template
+ends in a sample of its six random characters; one named by a literal ARN is named by name, as
+the toolkit's config names secrets, so its random ending is added), and the log stream ECS
+opens.
+
+The rule proves, so it is strict: a read counts as allowed only through a statement whose
+resource the templates resolve and whose condition holds with no context key known (only
+...IfExists and Null hold then); a Deny of the role that may apply refuses it, whatever its
+condition; anything it cannot resolve is a finding. Not read: the permissions boundary (the
+deployment owner's policy, outside the templates), resource policies, and kms:Decrypt for a
+secret under a customer managed key (the toolkit's secrets use the AWS managed key).
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
+from foundation.iam.arns import SECRET_SUFFIX
 from foundation.iam.catalog import catalog
 from foundation.iam.effective import (
     PSEUDO,
+    SECRET_SAMPLE,
     UNRESOLVED,
+    Grant,
     RoleGrants,
     Scope,
     exports_of,
     render,
     roles_of,
 )
-from foundation.iam.evaluate import Request, allows, glob
+from foundation.iam.evaluate import Request, allows
 from foundation.iam.policy import ArnContext
 
 TASK_ID = "0123456789abcdef0123456789abcdef"  # a task's id, in the log stream ECS opens for it
-_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
+
+
+@dataclass(frozen=True)
+class Read:
+    """One call ECS makes with the execution role: the actions on one resource, and why."""
+
+    actions: tuple[str, ...]
+    arn: str
+    why: str
 
 
 class ExecutionRoleReads(Rule):
@@ -42,153 +62,201 @@ class ExecutionRoleReads(Rule):
 
     def check(self, assembly: Assembly) -> Iterator[Finding]:
         ctx = ArnContext(*(assembly.context[k] for k in ("partition", "region", "account")))
-        reads = Reads(assembly, ctx)
+        roles = ExecutionRoles(assembly, ctx)
         for stack in assembly.stacks:
             for logical_id, resource in stack.resources.items():
                 if resource.get("Type") == "AWS::ECS::TaskDefinition":
-                    for message in reads.refused(stack, resource.get("Properties", {})):
+                    for message in roles.refused(stack, _dict(resource.get("Properties"))):
                         yield self.finding(stack.name, logical_id, message)
 
 
-class Reads:
-    """What the assembly's task definitions ask of their execution roles."""
+class ExecutionRoles:
+    """The assembly's roles, found as task definitions name them, with their statements."""
 
     def __init__(self, assembly: Assembly, ctx: ArnContext) -> None:
         self.ctx = ctx
+        self.reads = catalog().execution_reads
         self.templates = {s.name: s.template for s in assembly.stacks}
         self.pseudo = dict(zip(PSEUDO, (ctx.partition, ctx.region, ctx.account), strict=True))
         self.exports = exports_of(self.templates)
-        self.by_arn = {
-            self._role_arn(r["Properties"]): (stack, logical_id)
-            for stack, template in self.templates.items()
-            for logical_id, r in template.get("Resources", {}).items()
-            if r.get("Type") == "AWS::IAM::Role"
-            and isinstance(r.get("Properties", {}).get("RoleName"), str)
+        self.exporters = {  # an export's name -> the stack that exports it
+            name: stack for stack in self.templates for name in _export_names(self.templates[stack])
         }
-        self._grants: dict[str, dict[str, RoleGrants]] = {}  # by stack, then logical id
+        self.by_arn = dict(self._named_roles())
+        self._roles: dict[str, dict[str, RoleGrants]] = {}  # by stack, then logical id
 
-    def _role_arn(self, props: dict[str, Any]) -> str:
-        path = props.get("Path", "/")
-        return f"arn:{self.ctx.partition}:iam::{self.ctx.account}:role{path}{props['RoleName']}"
+    def _named_roles(self) -> Iterator[tuple[str, tuple[str, str]]]:
+        """Each role with a literal name: its ARN, its stack and logical id."""
+        for stack, template in self.templates.items():
+            for logical_id, resource in _dict(template.get("Resources")).items():
+                props = _dict(resource.get("Properties"))
+                if resource.get("Type") == "AWS::IAM::Role" and isinstance(
+                    props.get("RoleName"), str
+                ):
+                    yield (
+                        self.ctx.role(props.get("Path", "/"), props["RoleName"]),
+                        (stack, logical_id),
+                    )
 
     def refused(self, stack: StackTemplate, props: dict[str, Any]) -> Iterator[str]:
+        scope = Scope(stack.resources, self.pseudo, self.exports, concrete=True)
         containers = props.get("ContainerDefinitions", [])
-        if not any(c.get("Secrets") or _awslogs(c) is not None for c in containers):
+        if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+            yield "ContainerDefinitions is not a list of containers: its reads cannot be checked"
             return
-        scope = Scope(stack.resources, self.pseudo, self.exports)
+        reads: list[Read | str] = [r for c in containers for r in self._reads(c, scope)]
+        if not reads:
+            return
         named = props.get("ExecutionRoleArn")
         role = self._role(stack.name, named, scope)
+        if named is None:
+            yield "no execution role: ECS could not read its secrets or write its logs"
+            return
         if role is None:
-            shown = render(named, scope) if named is not None else "none"
             yield (
-                f"execution role {shown}: not a role of the assembly, so what it may read "
-                "cannot be checked"
+                f"execution role {render(named, scope)}: not a role of the assembly, so its "
+                "reads cannot be checked"
             )
             return
-        for container in containers:
-            name = container.get("Name", "?")
-            for secret in container.get("Secrets", []):
-                why = f"container {name}'s secret {secret.get('Name', '?')}"
-                yield from self._read(role, stack.name, secret.get("ValueFrom"), scope, why)
-            if (options := _awslogs(container)) is not None:
-                yield from self._logs(role, name, options, scope)
+        for read in reads:
+            if isinstance(read, str):
+                yield read
+            else:
+                yield from _refusals(role, read)
 
     def _role(self, stack: str, named: Any, scope: Scope) -> RoleGrants | None:
+        imported = named.get("Fn::ImportValue") if isinstance(named, dict) else None
+        if isinstance(imported, str) and imported in self.exporters:
+            stack = self.exporters[imported]
+            named = self.exports[imported][0]
+            scope = scope.within(self.exports[imported][1])
         got = named.get("Fn::GetAtt") if isinstance(named, dict) else None
+        if isinstance(got, str):
+            got = got.split(".", 1)
         if isinstance(got, list) and len(got) == 2 and got[1] == "Arn":
             where: tuple[str, str] | None = (stack, got[0])
         else:
             where = self.by_arn.get(render(named, scope)) if named is not None else None
         if where is None:
             return None
-        if where[0] not in self._grants:
-            found = roles_of(self.templates, {}, self.pseudo, only={where[0]})
-            self._grants[where[0]] = {r.logical_id: r for r in found}
-        return self._grants[where[0]].get(where[1])
+        if where[0] not in self._roles:
+            found = roles_of(self.templates, {}, self.pseudo, only={where[0]}, concrete=True)
+            self._roles[where[0]] = {r.logical_id: r for r in found}
+        return self._roles[where[0]].get(where[1])
 
-    def _read(
-        self, role: RoleGrants, stack: str, value: Any, scope: Scope, why: str
-    ) -> Iterator[str]:
-        by_service = catalog().execution_reads["secrets"]
-        arn = self._requested(value, scope)
-        if arn is None:
-            rendered = render(value, scope)
-            every = [a for actions in by_service.values() for a in actions]
-            if role.stack != stack or not any(_same_reference(role, a, rendered) for a in every):
-                yield (
-                    f"{why} names {rendered}, which neither resolves to a resource nor is "
-                    f"named by a statement of execution role {role.name}"
+    def _reads(self, container: dict[str, Any], scope: Scope) -> Iterator[Read | str]:
+        """Each call ECS makes with the execution role for the container, or why FA105 cannot
+        tell what one would ask for."""
+        name = container.get("Name", "?")
+        logging = _dict(container.get("LogConfiguration"))
+        for field, secrets in (
+            ("Secrets", container.get("Secrets", [])),
+            ("LogConfiguration.SecretOptions", logging.get("SecretOptions", [])),
+        ):
+            if not isinstance(secrets, list):
+                yield f"container {name}'s {field} is not a list: its reads cannot be checked"
+                continue
+            for secret in secrets:
+                env = _dict(secret).get("Name", "?")
+                yield self._secret(
+                    _dict(secret).get("ValueFrom"), scope, f"container {name}'s secret {env}"
                 )
-            return
-        service = arn.split(":")[2]
-        if service not in by_service:
-            yield f"{why} names {arn}: ECS injects only Secrets Manager secrets and SSM parameters"
-            return
-        for action in by_service[service]:
-            if not _allowed(role, action, arn):
-                yield f"execution role {role.name} may not {action} {arn} ({why})"
+        credentials = _dict(container.get("RepositoryCredentials")).get("CredentialsParameter")
+        if credentials is not None:  # a private registry's: a Secrets Manager secret
+            yield self._secret(credentials, scope, f"container {name}'s repository credentials")
+        if logging.get("LogDriver") == "awslogs":
+            yield from self._awslogs(name, _dict(logging.get("Options")), scope)
 
-    def _requested(self, value: Any, scope: Scope) -> str | None:
-        """The ARN ECS asks for: a secret's own (with its random ending when named by name or
-        partial ARN, without a JSON key, version stage or id), or an SSM parameter's; None when a
-        reference stays unresolved."""
-        text = render(value, Scope(scope.resources, scope.pseudo, scope.exports, concrete=True))
+    def _secret(self, value: Any, scope: Scope, why: str) -> Read | str:
+        """The read of a secret or parameter ECS injects: its own ARN (a secret's without a JSON
+        key, version stage or id), or why there is none to check."""
+        if value is None:
+            return f"{why} has no ValueFrom"
+        if not isinstance(value, str | dict):
+            return f"{why} names {value!r}, neither an ARN nor a name"
+        text = render(value, scope)
         if UNRESOLVED.search(text):
-            return None
+            return f"{why} names {text}, which FA105 cannot resolve to a resource"
         if not text.startswith("arn:"):  # a parameter of the task's region, by name
-            return self.ctx.ssm_parameter(text if text.startswith("/") else f"/{text}")
+            text = self.ctx.ssm_parameter(text if text.startswith("/") else f"/{text}")
         parts = text.split(":")
-        if len(parts) >= 7 and parts[2] == "secretsmanager":
-            arn = ":".join(parts[:7])
-            return arn if _SECRET_SUFFIX.search(arn) else f"{arn}-AbC123"
-        return text
+        service = parts[2] if len(parts) > 2 else ""
+        if service not in self.reads.secrets:
+            return (
+                f"{why} names {text}: ECS injects only Secrets Manager secrets and SSM parameters"
+            )
+        if service == "secretsmanager":
+            text = ":".join(parts[:7])
+            declared = render(value, dataclasses.replace(scope, concrete=False))
+            declared = ":".join(declared.split(":")[:7])
+            if not declared.endswith(SECRET_SUFFIX):  # named by name (a partial ARN)
+                text += f"-{SECRET_SAMPLE}"
+        return Read(self.reads.secrets[service], text, why)
 
-    def _logs(
-        self, role: RoleGrants, container: str, options: dict[str, Any], scope: Scope
-    ) -> Iterator[str]:
-        group = render(options.get("awslogs-group"), scope)
-        region = render(options.get("awslogs-region", self.ctx.region), scope)
-        prefix = options.get("awslogs-stream-prefix")
-        stream = f"{prefix}/{container}/{TASK_ID}" if isinstance(prefix, str) else TASK_ID
-        arn = (
-            f"arn:{self.ctx.partition}:logs:{region}:{self.ctx.account}:log-group:{group}"
-            f":log-stream:{stream}"
+    def _awslogs(
+        self, container: str, options: dict[str, Any], scope: Scope
+    ) -> Iterator[Read | str]:
+        why = f"container {container}'s awslogs driver"
+        group, region, prefix = (
+            render(options.get(k, default), scope)
+            for k, default in (
+                ("awslogs-group", None),
+                ("awslogs-region", self.ctx.region),
+                ("awslogs-stream-prefix", None),
+            )
         )
-        for action in catalog().execution_reads["awslogs"]:
-            if UNRESOLVED.search(arn) or not _allowed(role, action, arn):
-                yield (
-                    f"execution role {role.name} may not {action} {arn} (container {container}'s "
-                    "awslogs driver)"
-                )
+        if "awslogs-group" not in options or UNRESOLVED.search(group + region + prefix):
+            yield f"{why}: its log group, region or stream prefix is not one FA105 can resolve"
+            return
+        stream = (
+            f"{prefix}/{container}/{TASK_ID}" if "awslogs-stream-prefix" in options else TASK_ID
+        )
+        log_group = ArnContext(self.ctx.partition, region, self.ctx.account).log_group(group)
+        yield Read(self.reads.awslogs, f"{log_group}:log-stream:{stream}", why)
+        if str(options.get("awslogs-create-group")).lower() == "true":
+            yield Read(self.reads.awslogs_create_group, log_group, why)
 
 
-def _awslogs(container: dict[str, Any]) -> dict[str, Any] | None:
-    """The awslogs driver's options, if the container logs through it."""
-    logging = container.get("LogConfiguration") or {}
-    return logging.get("Options", {}) if logging.get("LogDriver") == "awslogs" else None
+def _refusals(role: RoleGrants, read: Read) -> Iterator[str]:
+    for action in read.actions:
+        request = Request(action, read.arn)
+        denied = [d for d in role.denies if allows([_may_apply(d)], request, known=frozenset())]
+        if denied:
+            by = denied[0].policy
+            yield f"execution role {role.name} is denied {action} {read.arn} by {by} ({read.why})"
+        elif not allows([s for g in role.grants if (s := _certain(g))], request):
+            unknown = [g.policy for g in role.grants if g.unknown]
+            note = f"; its {', '.join(unknown)} is not in the templates" if unknown else ""
+            yield f"execution role {role.name} may not {action} {read.arn} ({read.why}{note})"
 
 
-def _allowed(role: RoleGrants, action: str, arn: str) -> bool:
-    """Whether a statement of the role allows `action` on `arn` through resources the templates
-    resolve (conditions set aside): an unresolved reference in Resource allows nothing here,
-    and one in NotResource may take out anything."""
-    statements = []
-    for grant in role.grants:
-        resolved = [r for r in grant.resources if not UNRESOLVED.search(r)]
-        if grant.unknown or (grant.not_resource and len(resolved) < len(grant.resources)):
-            continue
-        statement = grant.as_statement()
-        statement["NotResource" if grant.not_resource else "Resource"] = resolved
-        statements.append(statement)
-    return allows(statements, Request(action, arn), known=frozenset())
+def _certain(grant: Grant) -> dict[str, Any] | None:
+    """The grant as a statement that allows for certain: nothing through a resource the
+    templates leave unresolved (in NotResource, one could take out anything)."""
+    resolved = [r for r in grant.resources if not UNRESOLVED.search(r)]
+    if grant.unknown or (grant.not_resource and resolved != list(grant.resources)):
+        return None
+    return grant.as_statement() | {"NotResource" if grant.not_resource else "Resource": resolved}
 
 
-def _same_reference(role: RoleGrants, action: str, rendered: str) -> bool:
-    """Whether an Action statement of the role allows `action` on the very reference the task
-    definition names."""
-    return any(
-        not (grant.not_action or grant.not_resource or grant.unknown)
-        and rendered in grant.resources
-        and any(glob(a, action, case_sensitive=False) for a in grant.actions)
-        for grant in role.grants
-    )
+def _may_apply(deny: Grant) -> dict[str, Any]:
+    """A Deny as an Allow statement that applies wherever the Deny may (for `allows`): its
+    conditions set aside, an unresolved resource matching anything, and taking out nothing in
+    NotResource."""
+    statement = {k: v for k, v in deny.as_statement().items() if k != "Condition"}
+    if deny.not_resource:
+        statement["NotResource"] = [r for r in deny.resources if not UNRESOLVED.search(r)]
+    else:
+        statement["Resource"] = [UNRESOLVED.sub("*", r) for r in deny.resources]
+    return statement
+
+
+def _export_names(template: dict[str, Any]) -> Iterator[str]:
+    for output in _dict(template.get("Outputs")).values():
+        name = _dict(_dict(output).get("Export")).get("Name")
+        if isinstance(name, str):
+            yield name
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
