@@ -106,9 +106,12 @@ def _in_two(
     early: Early,
 ) -> bool:
     """A cold build as two apps, so that `early` can start on the first's templates while the
-    second builds: network, data, core and the first third of the worker stacks, then the
-    others, merged as an incremental build merges them, into the bytes one app writes. False,
-    with nothing in `staging`, when the merge cannot show that (a one-app build follows)."""
+    second builds: the first third of the worker stacks, then network, data, core and the
+    other worker stacks, merged as an incremental build merges them (the first app's stacks
+    reused), into the bytes one app writes. The cluster stacks go second: core takes longest to
+    build, and the first templates reach cfn-lint's idle workers sooner without it (1,000 DAGs
+    cold: 37.7 s against 43.3 s, medians of 7 rounds side by side, measured). False, with
+    nothing in `staging`, when the merge cannot show that (a one-app build follows)."""
     ns = project.deployment.namespace
     numbers = list(shards(project))
     first = numbers[: -(-len(numbers) // 3)]
@@ -116,18 +119,18 @@ def _in_two(
         return False
     part = Path(tempfile.mkdtemp(prefix=".synth-first-", dir=staging.parent))
     try:
-        synthesize(project, part, first, True)
-        names = order[: len(ns.cluster_stacks) + len(first)]
+        synthesize(project, part, first, False)
+        names = [ns.worker_stack(s) for s in first]
         early(part, names)
         keys = stack_inputs(project, base)
         record = Record(
             CHANGED,
             base,
-            cluster_key(project, base),
+            CHANGED,
             {ns.worker_stack(s): keys[s] for s in first},
             {f: sha((part / f).read_bytes()) for f in files_under(part)},
         )
-        synthesize(project, staging, numbers[len(first) :], False)
+        synthesize(project, staging, numbers[len(first) :], True)
         if _merge(staging, Previous(part, record), names, order, ns.cluster_stacks):
             _empty(staging)
             return False

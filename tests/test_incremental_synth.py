@@ -163,8 +163,8 @@ def build_in_two(out: Path, early: incremental.Early) -> record.Built:
 def test_a_cold_build_in_two_apps_tells_the_first_and_writes_what_one_app_writes(
     tmp_path: Path, example_synth
 ) -> None:
-    """With something to start early (cfn-lint's workers), a cold build is two apps: network,
-    data, core and the first third of the worker stacks, told as soon as they are written, then
+    """With something to start early (cfn-lint's workers), a cold build is two apps: the first
+    third of the worker stacks, told as soon as they are written, then network, data, core and
     the others; merged, the bytes of one app's build (the session's `example_synth` is built so
     too, and test_another_process_synthesizes_the_same_bytes holds it to one app's)."""
     told = []
@@ -178,7 +178,7 @@ def test_a_cold_build_in_two_apps_tells_the_first_and_writes_what_one_app_writes
     del expected[RECORD]
     assert files(tmp_path / "out") == expected
     stacks = [*NS.cluster_stacks, *(NS.worker_stack(s) for s in project_module.shards(PROJECT))]
-    assert [list(t) for t in told] == [stacks[: 3 + 2]]  # 5 worker stacks: the first 2
+    assert [list(t) for t in told] == [stacks[3 : 3 + 2]]  # 5 worker stacks: the first 2
     assert told[0] == {n: expected[f"{n}.template.json"] for n in told[0]}
     assert (built.rebuilt, built.reused) == (stacks, [])
     assert built.cold == "nothing to reuse at --out (no assembly there with a record, or --cold)"
