@@ -71,13 +71,22 @@ class RoleGrants:
 
 
 @dataclass(frozen=True)
+class Export:
+    """A template's export: its value, and the stack and resources that resolve it."""
+
+    value: Any
+    stack: str
+    resources: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Scope:
     """What resolves a template's references: its resources, the deployment's pseudo parameters
     and every other template's exports."""
 
     resources: dict[str, Any]
     pseudo: dict[str, str]  # AWS::Partition, AWS::Region, AWS::AccountId
-    exports: dict[str, tuple[Any, dict[str, Any]]]  # name -> (value, its template's resources)
+    exports: dict[str, Export]  # by name
     # a secret's reference rendered as the ARN of the secret itself (the one a request names),
     # not as the pattern of every ARN it may have (six random characters end it)
     concrete: bool = False
@@ -87,23 +96,21 @@ class Scope:
 
 
 PSEUDO = ("AWS::Partition", "AWS::Region", "AWS::AccountId")
-
-
-def secret_arn(name: str, partition: str, region: str, account: str) -> str:
-    """A secret's ARN: Secrets Manager ends it with six random characters, here "AbC123"."""
-    return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-{SECRET_SAMPLE}"
-
-
 SECRET_SAMPLE = "AbC123"  # stands for the six random characters (arns.SECRET_SUFFIX's '??????')
 
 
-def exports_of(templates: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """Every export of the templates, by name: its value and its template's resources."""
+def secret_arn(name: str, partition: str, region: str, account: str) -> str:
+    """A secret's ARN: Secrets Manager ends it with six random characters, here a sample."""
+    return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-{SECRET_SAMPLE}"
+
+
+def exports_of(templates: dict[str, dict[str, Any]]) -> dict[str, Export]:
+    """Every export of the templates (by stack), by name."""
     return {
-        output["Export"]["Name"]: (output["Value"], template.get("Resources", {}))
-        for template in templates.values()
+        output["Export"]["Name"]: Export(output["Value"], stack, template.get("Resources", {}))
+        for stack, template in templates.items()
         for output in (template.get("Outputs") or {}).values()
-        if isinstance(output.get("Export", {}).get("Name"), str)
+        if isinstance(output, dict) and isinstance(output.get("Export", {}).get("Name"), str)
     }
 
 
@@ -151,8 +158,8 @@ def render(value: Any, scope: Scope) -> str:
     if "Fn::ImportValue" in value:
         name = value["Fn::ImportValue"]
         if isinstance(name, str) and name in scope.exports:
-            exported, resources = scope.exports[name]
-            return render(exported, scope.within(resources))
+            exported = scope.exports[name]
+            return render(exported.value, scope.within(exported.resources))
         return f"${{import:{name}}}"
     return "${" + json.dumps(value, sort_keys=True) + "}"
 

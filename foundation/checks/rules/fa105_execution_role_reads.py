@@ -79,9 +79,6 @@ class ExecutionRoles:
         self.templates = {s.name: s.template for s in assembly.stacks}
         self.pseudo = dict(zip(PSEUDO, (ctx.partition, ctx.region, ctx.account), strict=True))
         self.exports = exports_of(self.templates)
-        self.exporters = {  # an export's name -> the stack that exports it
-            name: stack for stack in self.templates for name in _export_names(self.templates[stack])
-        }
         self.by_arn = dict(self._named_roles())
         self._roles: dict[str, dict[str, RoleGrants]] = {}  # by stack, then logical id
 
@@ -126,10 +123,9 @@ class ExecutionRoles:
 
     def _role(self, stack: str, named: Any, scope: Scope) -> RoleGrants | None:
         imported = named.get("Fn::ImportValue") if isinstance(named, dict) else None
-        if isinstance(imported, str) and imported in self.exporters:
-            stack = self.exporters[imported]
-            named = self.exports[imported][0]
-            scope = scope.within(self.exports[imported][1])
+        if isinstance(imported, str) and imported in self.exports:
+            export = self.exports[imported]
+            stack, named, scope = export.stack, export.value, scope.within(export.resources)
         got = named.get("Fn::GetAtt") if isinstance(named, dict) else None
         if isinstance(got, str):
             got = got.split(".", 1)
@@ -249,13 +245,6 @@ def _may_apply(deny: Grant) -> dict[str, Any]:
     else:
         statement["Resource"] = [UNRESOLVED.sub("*", r) for r in deny.resources]
     return statement
-
-
-def _export_names(template: dict[str, Any]) -> Iterator[str]:
-    for output in _dict(template.get("Outputs")).values():
-        name = _dict(_dict(output).get("Export")).get("Name")
-        if isinstance(name, str):
-            yield name
 
 
 def _dict(value: Any) -> dict[str, Any]:
