@@ -30,7 +30,7 @@ RULES = {rule.id: rule for rule in ALL}
 RESOURCES = {
     "FA302": ["Secret", "Database"] + ["Task"] * 7 + ["Function"],
     "FA104": ["Task"],
-    "FA105": ["Task"] * 8 + ["ImportedTask", "NoRoleTask", "IfTask", "UnnamedLogsTask"],
+    "FA105": ["Task"] * 9 + ["ImportedTask", "NoRoleTask", "IfTask", "UnnamedLogsTask"],
     "FA004": ["Policy"] * 5 + ["DagPolicy"] * 2,
     "FA005": ["Policy", "RolePolicy", "Managed", "Split"],
     "FA006": ["Role", "Role", "User"],
@@ -78,6 +78,10 @@ BAD = {
         "us-east-1:111122223333:secret:acme/db-AbC123 by guard (container app's secret DB)",
         "execution role acme-exec may not secretsmanager:GetSecretValue arn:aws:secretsmanager:"
         "us-east-1:111122223333:secret:acme/git-AbC123 (container app's secret GIT)",
+        "container app's secret GITHUB names arn:aws:secretsmanager:us-east-1:111122223333:secret:"
+        "acme/team-github by partial ARN, and its name ends as a complete ARN does (a dash and "
+        "six characters): Secrets Manager reads it as complete and finds no secret; rename the "
+        "secret",
         "container app's secret OTHER names ${Unnamed}, which FA105 cannot resolve to a resource",
         "execution role acme-exec may not ssm:GetParameters arn:aws:ssm:us-east-1:111122223333:"
         "parameter/acme/runtime/0 (container app's secret RUNTIME_0)",
@@ -165,11 +169,48 @@ def test_fa105_reads_an_odd_task_definition_as_a_finding_never_a_crash(odd: dict
     assert [f.resource for f in findings] == ["WorkerTask"] * len(findings) and findings
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from(["Ref", "*"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["Ref", "Fn::GetAtt", "Fn::Join", "Fn::Sub", "Name", "ValueFrom", "x"]),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=8,
+)
+SPOTS = [
+    ("WorkerTask", "ExecutionRoleArn"),
+    ("WorkerTask", "ContainerDefinitions"),
+    ("Task", "ContainerDefinitions"),
+    ("Policy", "PolicyDocument"),
+    ("Policy", "Roles"),
+    ("ExecRole", "RoleName"),
+    ("Secret", "Name"),
+    ("Logs", "LogGroupName"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(SPOTS), JSON)
+def test_fa105_never_raises_whatever_a_template_holds(spot: tuple[str, str], value) -> None:
+    """Any JSON in any place FA105 reads gives findings or none, never an exception (the synth
+    runs every rule unguarded)."""
+    template = load("FA105", "good")
+    resource, prop = spot
+    template["Resources"][resource]["Properties"][prop] = value
+    for finding in RULES["FA105"].check(assembly_of(template)):
+        assert finding.rule == "FA105" and finding.message
+
+
 def test_fa105_follows_an_exported_role_and_resolves_no_reference_by_its_name_alone() -> None:
     """A task definition may name its execution role through another stack's export: the role
-    is that stack's. A secret imported from another stack that declares it without a name has
-    no ARN FA105 can tell; the same logical id granted in the role's own stack is another
-    secret, not a match."""
+    is that stack's, and so is a policy of any stack that names the role by its name (a Deny
+    here). A secret imported from another stack that declares it without a name has no ARN
+    FA105 can tell; the same logical id granted in the role's own stack is another secret, not
+    a match."""
     exporter = load("FA105", "good")
     exporter["Outputs"] = {
         "Role": {"Value": {"Fn::GetAtt": ["ExecRole", "Arn"]}, "Export": {"Name": "exec-arn"}},
@@ -190,14 +231,34 @@ def test_fa105_follows_an_exported_role_and_resolves_no_reference_by_its_name_al
             "Resource": {"Ref": "Unnamed"},
         }
     )
-    findings = RULES["FA105"].check(assembly_of(exporter, {"Resources": {"Task": importer}}))
+    guard = {  # in the importing stack, naming the role by its name
+        "Type": "AWS::IAM::Policy",
+        "Properties": {
+            "PolicyName": "guard",
+            "Roles": ["acme-exec"],
+            "PolicyDocument": {
+                "Statement": [
+                    {"Effect": "Deny", "Action": "secretsmanager:Get*", "Resource": "*:acme/db-*"},
+                ]
+            },
+        },
+    }
+    importing = {"Resources": {"Task": importer, "Guard": guard}}
+    findings = RULES["FA105"].check(assembly_of(exporter, importing))
+    denied = (
+        "execution role acme-exec is denied secretsmanager:GetSecretValue arn:aws:secretsmanager:"
+        "us-east-1:111122223333:secret:acme/db-AbC123 by guard (container app's secret {})"
+    )
     assert [(f.stack, f.resource, f.message) for f in findings] == [
+        ("stack0", "Task", denied.format("DB")),  # the role's, wherever its task definitions are
+        ("stack0", "Task", denied.format("DB_PASSWORD")),
+        ("stack1", "Task", denied.format("DB")),
         (
             "stack1",
             "Task",
             "container app's secret OTHER names ${Unnamed}, which FA105 cannot resolve to a "
             "resource",
-        )
+        ),
     ]
 
 

@@ -161,19 +161,22 @@ def build_in_two(out: Path, early: incremental.Early) -> record.Built:
 
 
 def test_a_cold_build_in_two_apps_tells_the_first_and_writes_what_one_app_writes(
-    tmp_path: Path, example_synth
+    tmp_path: Path, example_synth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With something to start early (cfn-lint's workers), a cold build is two apps: the first
     third of the worker stacks, told as soon as they are written, then network, data, core and
     the others; merged, the bytes of one app's build (the session's `example_synth` is built so
     too, and test_another_process_synthesizes_the_same_bytes holds it to one app's)."""
-    told = []
+    told, merged = [], []
+    merge = incremental._merge
+    monkeypatch.setattr(incremental, "_merge", lambda *a: merged.append(merge(*a)) or merged[-1])
 
     def early(folder: Path, stacks: list[str]) -> None:
         assert list((tmp_path / "out").iterdir()) == []  # before the second app builds
         told.append({n: (folder / f"{n}.template.json").read_bytes() for n in stacks})
 
     built = build_in_two(tmp_path / "out", early)
+    assert merged == [""]  # the two apps were merged, not built again as one
     expected = files(example_synth.out)
     del expected[RECORD]
     assert files(tmp_path / "out") == expected

@@ -106,12 +106,19 @@ def secret_arn(name: str, partition: str, region: str, account: str) -> str:
 
 def exports_of(templates: dict[str, dict[str, Any]]) -> dict[str, Export]:
     """Every export of the templates (by stack), by name."""
-    return {
-        output["Export"]["Name"]: Export(output["Value"], stack, template.get("Resources", {}))
-        for stack, template in templates.items()
-        for output in (template.get("Outputs") or {}).values()
-        if isinstance(output, dict) and isinstance(output.get("Export", {}).get("Name"), str)
-    }
+    exports = {}
+    for stack, template in templates.items():
+        outputs = _object(_object(template).get("Outputs"))
+        named = {
+            name: output["Value"]
+            for output in outputs.values()
+            if isinstance(name := _object(_object(output).get("Export")).get("Name"), str)
+            and "Value" in output
+        }
+        if named:
+            resources = _resources(template)
+            exports |= {name: Export(value, stack, resources) for name, value in named.items()}
+    return exports
 
 
 def render(value: Any, scope: Scope) -> str:
@@ -123,6 +130,8 @@ def render(value: Any, scope: Scope) -> str:
         return str(value)
     if "Ref" in value:
         ref = value["Ref"]
+        if not isinstance(ref, str):
+            return _unresolved(value)
         if ref in scope.pseudo:
             return scope.pseudo[ref]
         target = scope.resources.get(ref, {})
@@ -138,12 +147,12 @@ def render(value: Any, scope: Scope) -> str:
         group = props.get("LogGroupName")
         if target.get("Type") == "AWS::Logs::LogGroup" and isinstance(group, str):
             return group  # so is a log group's
-        return f"${{{ref}}}"
+        return _unresolved(ref)
     if "Fn::GetAtt" in value:
         got = value["Fn::GetAtt"]
         got = got.split(".", 1) if isinstance(got, str) else got
         if not (isinstance(got, list) and len(got) == 2 and all(isinstance(g, str) for g in got)):
-            return "${" + json.dumps(value, sort_keys=True) + "}"
+            return _unresolved(value)
         logical_id, attribute = got
         target = scope.resources.get(logical_id, {})
         name = target.get("Properties", {}).get("LogGroupName")
@@ -151,7 +160,7 @@ def render(value: Any, scope: Scope) -> str:
             if scope.concrete:
                 return ArnContext(*(scope.pseudo[p] for p in PSEUDO)).log_group(name) + ":*"
             return f"arn:*:logs:*:*:log-group:{name}:*"
-        return f"${{{logical_id}.{attribute}}}"
+        return _unresolved(f"{logical_id}.{attribute}")
     joined = value.get("Fn::Join")
     if isinstance(joined, list) and len(joined) == 2 and isinstance(joined[1], list):
         return str(joined[0]).join(render(p, scope) for p in joined[1])
@@ -160,18 +169,48 @@ def render(value: Any, scope: Scope) -> str:
         if isinstance(name, str) and name in scope.exports:
             exported = scope.exports[name]
             return render(exported.value, scope.within(exported.resources))
-        return f"${{import:{name}}}"
-    return "${" + json.dumps(value, sort_keys=True) + "}"
+        return _unresolved(f"import:{name}")
+    return _unresolved(value)
 
 
-def _role_refs(props: dict[str, Any]) -> list[str]:
-    """The roles a policy applies to: `Roles` (Policy, ManagedPolicy) or `RoleName` (RolePolicy)."""
-    roles = props.get("Roles", []) + ([props["RoleName"]] if "RoleName" in props else [])
-    return [r["Ref"] for r in roles if isinstance(r, dict) and "Ref" in r]
+def _unresolved(what: Any) -> str:
+    """`${...}` naming what stays unresolved, with no brace inside (UNRESOLVED finds it)."""
+    text = what if isinstance(what, str) else json.dumps(what, sort_keys=True)
+    return "${" + text.replace("{", "(").replace("}", ")") + "}"
+
+
+def _role_refs(props: dict[str, Any]) -> list[Any]:
+    """The roles a policy applies to: `Roles` (Policy, ManagedPolicy) or `RoleName` (RolePolicy),
+    each a `Ref` or a role's name."""
+    roles = props.get("Roles", [])
+    roles = (roles if isinstance(roles, list) else []) + (
+        [props["RoleName"]] if "RoleName" in props else []
+    )
+    return [r["Ref"] if isinstance(r, dict) else r for r in roles]
 
 
 def _tag(props: dict[str, Any], key: str) -> str | None:
-    return next((t["Value"] for t in props.get("Tags", []) if t.get("Key") == key), None)
+    tags = props.get("Tags", [])
+    return next(
+        (t.get("Value") for t in tags if isinstance(t, dict) and t.get("Key") == key)
+        if isinstance(tags, list)
+        else (),
+        None,
+    )
+
+
+def _resources(template: Any) -> dict[str, dict[str, Any]]:
+    """A template's resources that are objects (with their Properties an object too)."""
+    resources = template.get("Resources") if isinstance(template, dict) else None
+    return {
+        logical_id: {**r, "Properties": _object(r.get("Properties"))}
+        for logical_id, r in (resources.items() if isinstance(resources, dict) else [])
+        if isinstance(r, dict)
+    }
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def roles_of(
@@ -181,49 +220,54 @@ def roles_of(
     only: Collection[str] | None = None,
     concrete: bool = False,
 ) -> list[RoleGrants]:
-    """Every role in the templates (with `only`, in those stacks) with the Allow statements of
-    every policy attached to it (`concrete`: references rendered as Scope.concrete has them).
+    """Every role in the templates (with `only`, in those stacks) with the Allow and Deny
+    statements of every policy attached to it: by `Ref` in its own template, or by its name in
+    any (`concrete`: references rendered as Scope.concrete has them).
 
     `sources` maps (dag_id, Sid) to where the generated statement came from.
     """
     exports = exports_of(templates)
-    out = []
-    for stack, template in templates.items():
-        if only is not None and stack not in only:
-            continue
-        resources = template.get("Resources", {})
-        scope = Scope(resources, pseudo, exports, concrete)
-        roles = {
-            logical_id: RoleGrants(
-                stack,
-                logical_id,
-                r.get("Properties", {}).get("RoleName", logical_id),
-                _tag(r.get("Properties", {}), DAG_ID_TAG),
-                path=r.get("Properties", {}).get("Path", "/"),
-            )
-            for logical_id, r in resources.items()
-            if r["Type"] == "AWS::IAM::Role"
-        }
-        attached: set[tuple[str, str]] = set()  # (policy, role) pairs read
-        for policy_id, r in resources.items():
-            if r["Type"] not in POLICY_TYPES:
+    resources = {stack: _resources(template) for stack, template in templates.items()}
+    roles = {
+        (stack, logical_id): RoleGrants(
+            stack,
+            logical_id,
+            r["Properties"].get("RoleName", logical_id),
+            _tag(r["Properties"], DAG_ID_TAG),
+            path=r["Properties"].get("Path", "/"),
+        )
+        for stack in templates
+        if only is None or stack in only
+        for logical_id, r in resources[stack].items()
+        if r.get("Type") == "AWS::IAM::Role"
+    }
+    by_name = {role.name: role for role in roles.values() if isinstance(role.name, str)}
+    attached: set[tuple[str, str, str]] = set()  # (stack, policy, role) read
+    for stack, found in resources.items():
+        scope = Scope(found, pseudo, exports, concrete)
+        for policy_id, r in found.items():
+            if r.get("Type") not in POLICY_TYPES:
                 continue
             for ref in _role_refs(r["Properties"]):
-                if ref in roles:
-                    role = roles[ref]
-                    props = r["Properties"]
-                    name = _policy_name(policy_id, props)
-                    _read(props["PolicyDocument"], scope, role, sources, name)
-                    attached.add((policy_id, ref))
-        for logical_id, role in roles.items():
-            props = resources[logical_id].get("Properties", {})
-            for inline in props.get("Policies", []):
-                name = inline.get("PolicyName", logical_id)
-                _read(inline["PolicyDocument"], scope, role, sources, name)
-            for arn in props.get("ManagedPolicyArns", []):
-                _managed(arn, scope, role, sources, attached)
-        out += roles.values()
-    return out
+                role = roles.get((stack, ref)) if isinstance(ref, str) else None
+                role = role or (by_name.get(ref) if isinstance(ref, str) else None)
+                if role is not None:
+                    name = _policy_name(policy_id, r["Properties"])
+                    _read(r["Properties"].get("PolicyDocument"), scope, role, sources, name)
+                    attached.add((stack, policy_id, role.logical_id))
+    for (stack, logical_id), role in roles.items():
+        scope = Scope(resources[stack], pseudo, exports, concrete)
+        props = resources[stack][logical_id]["Properties"]
+        for inline in _listed_objects(props.get("Policies")):
+            name = inline.get("PolicyName", logical_id)
+            _read(inline.get("PolicyDocument"), scope, role, sources, name)
+        for arn in props.get("ManagedPolicyArns") or []:
+            _managed(arn, scope, role, sources, attached)
+    return list(roles.values())
+
+
+def _listed_objects(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _managed(
@@ -231,16 +275,16 @@ def _managed(
     scope: Scope,
     role: RoleGrants,
     sources: dict[tuple[str, str], str],
-    attached: set[tuple[str, str]],
+    attached: set[tuple[str, str, str]],
 ) -> None:
     """A role's ManagedPolicyArns entry: a managed policy of the same template is read (once,
     if it also names the role); any other is reported, never dropped."""
     ref = arn.get("Ref") if isinstance(arn, dict) else None
     target = scope.resources.get(ref, {}) if isinstance(ref, str) else {}
     if target.get("Type") == "AWS::IAM::ManagedPolicy":
-        if (ref, role.logical_id) not in attached:
+        if (role.stack, ref, role.logical_id) not in attached:
             props = target["Properties"]
-            _read(props["PolicyDocument"], scope, role, sources, _policy_name(ref, props))
+            _read(props.get("PolicyDocument"), scope, role, sources, _policy_name(ref, props))
         return
     name = render(arn, scope)
     source = (
@@ -250,7 +294,7 @@ def _managed(
 
 
 def _read(
-    document: dict[str, Any],
+    document: Any,
     scope: Scope,
     role: RoleGrants,
     sources: dict[tuple[str, str], str],
@@ -258,6 +302,7 @@ def _read(
 ) -> None:
     """A policy document's Allow statements into the role's grants, its Deny ones into its
     denies."""
+    document = _object(document)
     role.grants += _grants(document, scope, role, sources, policy)
     role.denies += _grants(document, scope, role, sources, policy, effect="Deny")
 
@@ -277,7 +322,7 @@ def _grants(
 ) -> list[Grant]:
     grants = []
     for index, st in enumerate(listed(document.get("Statement", []))):
-        if st.get("Effect") != effect:
+        if not isinstance(st, dict) or st.get("Effect") != effect:
             continue
         source = sources.get((role.dag_id or "", st.get("Sid", "")), "added by CDK")
         if role.dag_id is None:
@@ -291,7 +336,7 @@ def _grants(
         resources = st["NotResource"] if not_resource else st.get("Resource", [])
         grants.append(
             Grant(
-                tuple(listed(actions)),
+                tuple(a for a in listed(actions) if isinstance(a, str)),
                 tuple(render(v, scope) for v in listed(resources)),
                 st.get("Condition"),
                 source,

@@ -12,17 +12,19 @@ ends in a sample of its six random characters; one named by a literal ARN is nam
 the toolkit's config names secrets, so its random ending is added), and the log stream ECS
 opens.
 
-The rule proves, so it is strict: a read counts as allowed only through a statement whose
-resource the templates resolve and whose condition holds with no context key known (only
-...IfExists and Null hold then); a Deny of the role that may apply refuses it, whatever its
-condition; anything it cannot resolve is a finding. Not read: the permissions boundary (the
-deployment owner's policy, outside the templates), resource policies, and kms:Decrypt for a
-secret under a customer managed key (the toolkit's secrets use the AWS managed key).
+The rule proves, so it is strict: a read counts as allowed only through a statement with no
+condition whose resource the templates resolve; a Deny of the role that may apply refuses it,
+whatever its condition; anything it cannot resolve is a finding, and so is a secret named by a
+partial ARN whose name ends as a complete ARN does (Secrets Manager would not find it).
+Not read: the permissions boundary (the deployment owner's policy, outside the templates),
+resource policies, and kms:Decrypt for a secret under a customer managed key (the toolkit's
+secrets use the AWS managed key).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,8 @@ from foundation.iam.evaluate import Request, allows
 from foundation.iam.policy import ArnContext
 
 TASK_ID = "0123456789abcdef0123456789abcdef"  # a task's id, in the log stream ECS opens for it
+# what Secrets Manager takes for the random ending of a complete ARN
+_LOOKS_COMPLETE = re.compile(r"-[A-Za-z0-9]{6}$")
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,8 @@ class ExecutionRoleReads(Rule):
         ctx = ArnContext(*(assembly.context[k] for k in ("partition", "region", "account")))
         roles = ExecutionRoles(assembly, ctx)
         for stack in assembly.stacks:
-            for logical_id, resource in stack.resources.items():
-                if resource.get("Type") == "AWS::ECS::TaskDefinition":
+            for logical_id, resource in _dict(stack.template.get("Resources")).items():
+                if _dict(resource).get("Type") == "AWS::ECS::TaskDefinition":
                     for message in roles.refused(stack, _dict(resource.get("Properties"))):
                         yield self.finding(stack.name, logical_id, message)
 
@@ -86,8 +90,8 @@ class ExecutionRoles:
         """Each role with a literal name: its ARN, its stack and logical id."""
         for stack, template in self.templates.items():
             for logical_id, resource in _dict(template.get("Resources")).items():
-                props = _dict(resource.get("Properties"))
-                if resource.get("Type") == "AWS::IAM::Role" and isinstance(
+                props = _dict(_dict(resource).get("Properties"))
+                if _dict(resource).get("Type") == "AWS::IAM::Role" and isinstance(
                     props.get("RoleName"), str
                 ):
                     yield (
@@ -96,7 +100,7 @@ class ExecutionRoles:
                     )
 
     def refused(self, stack: StackTemplate, props: dict[str, Any]) -> Iterator[str]:
-        scope = Scope(stack.resources, self.pseudo, self.exports, concrete=True)
+        scope = Scope(_dict(stack.template.get("Resources")), self.pseudo, self.exports, True)
         containers = props.get("ContainerDefinitions", [])
         if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
             yield "ContainerDefinitions is not a list of containers: its reads cannot be checked"
@@ -184,8 +188,13 @@ class ExecutionRoles:
         if service == "secretsmanager":
             text = ":".join(parts[:7])
             declared = render(value, dataclasses.replace(scope, concrete=False))
-            declared = ":".join(declared.split(":")[:7])
-            if not declared.endswith(SECRET_SUFFIX):  # named by name (a partial ARN)
+            if not ":".join(declared.split(":")[:7]).endswith(SECRET_SUFFIX):  # a partial ARN
+                if _LOOKS_COMPLETE.search(text):
+                    return (
+                        f"{why} names {text} by partial ARN, and its name ends as a complete "
+                        "ARN does (a dash and six characters): Secrets Manager reads it as "
+                        "complete and finds no secret; rename the secret"
+                    )
                 text += f"-{SECRET_SAMPLE}"
         return Read(self.reads.secrets[service], text, why)
 
@@ -227,10 +236,15 @@ def _refusals(role: RoleGrants, read: Read) -> Iterator[str]:
 
 
 def _certain(grant: Grant) -> dict[str, Any] | None:
-    """The grant as a statement that allows for certain: nothing through a resource the
-    templates leave unresolved (in NotResource, one could take out anything)."""
+    """The grant as a statement that allows for certain: none with a condition (ECS's request
+    carries keys FA105 cannot know), nothing through a resource the templates leave unresolved
+    (in NotResource, one could take out anything)."""
     resolved = [r for r in grant.resources if not UNRESOLVED.search(r)]
-    if grant.unknown or (grant.not_resource and resolved != list(grant.resources)):
+    if (
+        grant.unknown
+        or grant.condition
+        or (grant.not_resource and resolved != list(grant.resources))
+    ):
         return None
     return grant.as_statement() | {"NotResource" if grant.not_resource else "Resource": resolved}
 
