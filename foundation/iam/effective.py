@@ -186,7 +186,7 @@ def _role_refs(props: dict[str, Any]) -> list[Any]:
     roles = (roles if isinstance(roles, list) else []) + (
         [props["RoleName"]] if "RoleName" in props else []
     )
-    return [r["Ref"] if isinstance(r, dict) else r for r in roles]
+    return [r.get("Ref") if isinstance(r, dict) else r for r in roles]
 
 
 def _tag(props: dict[str, Any], key: str) -> str | None:
