@@ -71,7 +71,11 @@ def test_what_ecs_reads_with_an_execution_role_are_actions_iam_has() -> None:
     asked = [(a, sample[s]) for s, actions in reads.secrets.items() for a in actions]
     asked += [(a, stream) for a in reads.awslogs]
     asked += [(a, stream.split(":log-stream:")[0]) for a in reads.awslogs_create_group]
-    assert {a for a, _ in asked} == reads.actions()
+    repository = "arn:aws:ecr:us-east-1:111122223333:repository/airflow-celery"
+    asked += [(a, repository) for a in reads.ecr_image]
+    for action in reads.ecr_login:  # takes no resource
+        assert lookup(action) is not None and lookup(action).arn_formats == ()
+    assert {a for a, _ in asked} | set(reads.ecr_login) == reads.actions()
     for action, arn in asked:
         info = lookup(action)
         assert info is not None and info.name == action

@@ -768,3 +768,52 @@ def test_fa105_names_every_worker_whose_runtime_the_shared_role_may_not_read(
         ]
     assert sorted((f.stack, f.resource, f.message) for f in findings) == sorted(expected)
     assert len(expected) == 2 * 7
+
+
+def test_fa105_names_every_task_whose_role_may_not_pull_the_ecr_image(built) -> None:
+    """Celery mode runs an ECR image, which each execution role must be allowed to pull. With
+    core's ECR statements taken out of both execution roles' policies, FA105 names the pull's
+    four calls for every task definition of the cluster (components, db-migrate, every DAG's
+    worker and the unmanaged DAGs'): ECS would fail each with CannotPullContainerError."""
+    _, templates = built
+
+    def without_ecr(name: str, resources: dict) -> None:
+        for resource in resources.values():
+            if resource["Type"] == "AWS::IAM::Policy":
+                document = resource["Properties"]["PolicyDocument"]
+                document["Statement"] = [s for s in document["Statement"] if "ecr:" not in str(s)]
+
+    repository = "arn:aws:ecr:us-east-1:111122223333:repository/airflow-celery"
+    calls = [
+        (action, repository)
+        for action in (
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchGetImage",
+        )
+    ] + [("ecr:GetAuthorizationToken", "*")]
+    expected = []
+    for stack, template in templates.items():
+        for logical_id, r in template["Resources"].items():
+            if r["Type"] != "AWS::ECS::TaskDefinition":
+                continue
+            role = r["Properties"]["ExecutionRoleArn"]
+            if isinstance(role, dict):
+                role = template["Resources"][role["Fn::GetAtt"][0]]["Properties"]["RoleName"]
+            role = role.rpartition("/")[2]
+            [container] = r["Properties"]["ContainerDefinitions"]
+            expected += [
+                (
+                    stack,
+                    logical_id,
+                    f"execution role {role} may not {action} {arn} "
+                    f"(container {container['Name']}'s image)",
+                )
+                for action, arn in calls
+            ]
+    findings = ExecutionRoleReads().check(mutated(templates, without_ecr))
+    assert sorted((f.stack, f.resource, f.message) for f in findings) == sorted(expected)
+    # api-server, scheduler, dag-processor, triggerer and db-migrate under the components' role;
+    # 7 DAGs' workers and the unmanaged DAGs' under the workers'
+    roles = Counter(m.split()[2] for *_, m in expected)
+    assert roles == {"acme-airflow--task-execution": 4 * 5, "acme-airflow--worker-execution": 4 * 8}

@@ -10,6 +10,23 @@ WILDCARD = re.compile(r"[*?]")
 SECRET_SUFFIX = "-??????"
 
 
+ECR_IMAGE = re.compile(
+    r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?P<cn>\.cn)?/"
+    r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>.+))?"
+)
+
+
+def ecr_repository(image: str) -> str | None:
+    """The ARN of the ECR repository an image URI names (None: not an ECR image)."""
+    found = ECR_IMAGE.fullmatch(image)
+    if found is None:
+        return None
+    partition = "aws-cn" if found["cn"] else "aws"
+    return (
+        f"arn:{partition}:ecr:{found['region']}:{found['account']}:repository/{found['repository']}"
+    )
+
+
 @dataclass(frozen=True)
 class Arn:
     partition: str

@@ -56,13 +56,17 @@ class ExecutionReads:
     secrets: dict[str, tuple[str, ...]]  # by the service a secret's ARN names
     awslogs: tuple[str, ...]  # on the task's log stream
     awslogs_create_group: tuple[str, ...]  # on its log group
+    ecr_image: tuple[str, ...]  # on an ECR image's repository
+    ecr_login: tuple[str, ...]  # on "*"
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> ExecutionReads:
         return cls(
             {service: tuple(actions) for service, actions in data["secrets"].items()},
-            tuple(data["awslogs"]),
-            tuple(data["awslogs_create_group"]),
+            *(
+                tuple(data[k])
+                for k in ("awslogs", "awslogs_create_group", "ecr_image", "ecr_login")
+            ),
         )
 
     def actions(self) -> set[str]:
@@ -70,6 +74,8 @@ class ExecutionReads:
             *(a for actions in self.secrets.values() for a in actions),
             *self.awslogs,
             *self.awslogs_create_group,
+            *self.ecr_image,
+            *self.ecr_login,
         }
 
 

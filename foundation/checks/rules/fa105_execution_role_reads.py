@@ -1,7 +1,8 @@
 """FA105: ECS starts a task only once its execution role has read every secret the task
 definition names (a container's Secrets, its log driver's SecretOptions, its registry
-credentials) and opened its awslogs stream; a role that may not fails every start of the task
-(ResourceInitializationError), which no check of CloudFormation's sees.
+credentials), pulled its ECR image and opened its awslogs stream; a role that may not fails
+every start of the task (ResourceInitializationError, CannotPullContainerError), which no check
+of CloudFormation's sees.
 
 Each task definition's execution role (a `GetAtt` of a role, in its stack or through an
 export, or an ARN naming a role of any stack) is looked up in the assembly, and each read is
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundation.checks.model import Assembly, Finding, Rule, StackTemplate
-from foundation.iam.arns import SECRET_SUFFIX
+from foundation.iam.arns import SECRET_SUFFIX, ecr_repository
 from foundation.iam.catalog import catalog
 from foundation.iam.effective import (
     PSEUDO,
@@ -164,6 +165,7 @@ class ExecutionRoles:
         credentials = _dict(container.get("RepositoryCredentials")).get("CredentialsParameter")
         if credentials is not None:  # a private registry's: a Secrets Manager secret
             yield self._secret(credentials, scope, f"container {name}'s repository credentials")
+        yield from self._image(name, container.get("Image"), scope)
         if logging.get("LogDriver") == "awslogs":
             yield from self._awslogs(name, _dict(logging.get("Options")), scope)
 
@@ -197,6 +199,16 @@ class ExecutionRoles:
                     )
                 text += f"-{SECRET_SAMPLE}"
         return Read(self.reads.secrets[service], text, why)
+
+    def _image(self, container: str, image: Any, scope: Scope) -> Iterator[Read | str]:
+        """An ECR image's pull (a public registry's asks the role for nothing)."""
+        why = f"container {container}'s image"
+        text = render(image, scope)
+        if UNRESOLVED.search(text):
+            yield f"{why} is {text}, which FA105 cannot resolve"
+        elif repository := ecr_repository(text):
+            yield Read(self.reads.ecr_image, repository, why)
+            yield Read(self.reads.ecr_login, "*", why)
 
     def _awslogs(
         self, container: str, options: dict[str, Any], scope: Scope
