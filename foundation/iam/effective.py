@@ -108,15 +108,15 @@ def exports_of(templates: dict[str, dict[str, Any]]) -> dict[str, Export]:
     """Every export of the templates (by stack), by name."""
     exports = {}
     for stack, template in templates.items():
-        outputs = _object(_object(template).get("Outputs"))
+        outputs = as_object(as_object(template).get("Outputs"))
         named = {
             name: output["Value"]
             for output in outputs.values()
-            if isinstance(name := _object(_object(output).get("Export")).get("Name"), str)
+            if isinstance(name := as_object(as_object(output).get("Export")).get("Name"), str)
             and "Value" in output
         }
         if named:
-            resources = _resources(template)
+            resources = resources_of(template)
             exports |= {name: Export(value, stack, resources) for name, value in named.items()}
     return exports
 
@@ -199,17 +199,18 @@ def _tag(props: dict[str, Any], key: str) -> str | None:
     )
 
 
-def _resources(template: Any) -> dict[str, dict[str, Any]]:
+def resources_of(template: Any) -> dict[str, dict[str, Any]]:
     """A template's resources that are objects (with their Properties an object too)."""
     resources = template.get("Resources") if isinstance(template, dict) else None
     return {
-        logical_id: {**r, "Properties": _object(r.get("Properties"))}
+        logical_id: {**r, "Properties": as_object(r.get("Properties"))}
         for logical_id, r in (resources.items() if isinstance(resources, dict) else [])
         if isinstance(r, dict)
     }
 
 
-def _object(value: Any) -> dict[str, Any]:
+def as_object(value: Any) -> dict[str, Any]:
+    """The value if it is a JSON object, else an empty one (templates are read as they come)."""
     return value if isinstance(value, dict) else {}
 
 
@@ -227,7 +228,7 @@ def roles_of(
     `sources` maps (dag_id, Sid) to where the generated statement came from.
     """
     exports = exports_of(templates)
-    resources = {stack: _resources(template) for stack, template in templates.items()}
+    resources = {stack: resources_of(template) for stack, template in templates.items()}
     roles = {
         (stack, logical_id): RoleGrants(
             stack,
@@ -302,7 +303,7 @@ def _read(
 ) -> None:
     """A policy document's Allow statements into the role's grants, its Deny ones into its
     denies."""
-    document = _object(document)
+    document = as_object(document)
     role.grants += _grants(document, scope, role, sources, policy)
     role.denies += _grants(document, scope, role, sources, policy, effect="Deny")
 

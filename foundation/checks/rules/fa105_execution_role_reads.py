@@ -40,8 +40,10 @@ from foundation.iam.effective import (
     Grant,
     RoleGrants,
     Scope,
+    as_object,
     exports_of,
     render,
+    resources_of,
     roles_of,
 )
 from foundation.iam.evaluate import Request, allows
@@ -69,9 +71,9 @@ class ExecutionRoleReads(Rule):
         ctx = ArnContext(*(assembly.context[k] for k in ("partition", "region", "account")))
         roles = ExecutionRoles(assembly, ctx)
         for stack in assembly.stacks:
-            for logical_id, resource in _dict(stack.template.get("Resources")).items():
-                if _dict(resource).get("Type") == "AWS::ECS::TaskDefinition":
-                    for message in roles.refused(stack, _dict(resource.get("Properties"))):
+            for logical_id, resource in resources_of(stack.template).items():
+                if resource.get("Type") == "AWS::ECS::TaskDefinition":
+                    for message in roles.refused(stack, resource["Properties"]):
                         yield self.finding(stack.name, logical_id, message)
 
 
@@ -90,18 +92,14 @@ class ExecutionRoles:
     def _named_roles(self) -> Iterator[tuple[str, tuple[str, str]]]:
         """Each role with a literal name: its ARN, its stack and logical id."""
         for stack, template in self.templates.items():
-            for logical_id, resource in _dict(template.get("Resources")).items():
-                props = _dict(_dict(resource).get("Properties"))
-                if _dict(resource).get("Type") == "AWS::IAM::Role" and isinstance(
-                    props.get("RoleName"), str
-                ):
-                    yield (
-                        self.ctx.role(props.get("Path", "/"), props["RoleName"]),
-                        (stack, logical_id),
-                    )
+            for logical_id, resource in resources_of(template).items():
+                name = resource["Properties"].get("RoleName")
+                if resource.get("Type") == "AWS::IAM::Role" and isinstance(name, str):
+                    path = resource["Properties"].get("Path", "/")
+                    yield self.ctx.role(path, name), (stack, logical_id)
 
     def refused(self, stack: StackTemplate, props: dict[str, Any]) -> Iterator[str]:
-        scope = Scope(_dict(stack.template.get("Resources")), self.pseudo, self.exports, True)
+        scope = Scope(as_object(stack.template.get("Resources")), self.pseudo, self.exports, True)
         containers = props.get("ContainerDefinitions", [])
         if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
             yield "ContainerDefinitions is not a list of containers: its reads cannot be checked"
@@ -149,7 +147,7 @@ class ExecutionRoles:
         """Each call ECS makes with the execution role for the container, or why FA105 cannot
         tell what one would ask for."""
         name = container.get("Name", "?")
-        logging = _dict(container.get("LogConfiguration"))
+        logging = as_object(container.get("LogConfiguration"))
         for field, secrets in (
             ("Secrets", container.get("Secrets", [])),
             ("LogConfiguration.SecretOptions", logging.get("SecretOptions", [])),
@@ -158,16 +156,16 @@ class ExecutionRoles:
                 yield f"container {name}'s {field} is not a list: its reads cannot be checked"
                 continue
             for secret in secrets:
-                env = _dict(secret).get("Name", "?")
+                env = as_object(secret).get("Name", "?")
                 yield self._secret(
-                    _dict(secret).get("ValueFrom"), scope, f"container {name}'s secret {env}"
+                    as_object(secret).get("ValueFrom"), scope, f"container {name}'s secret {env}"
                 )
-        credentials = _dict(container.get("RepositoryCredentials")).get("CredentialsParameter")
+        credentials = as_object(container.get("RepositoryCredentials")).get("CredentialsParameter")
         if credentials is not None:  # a private registry's: a Secrets Manager secret
             yield self._secret(credentials, scope, f"container {name}'s repository credentials")
         yield from self._image(name, container.get("Image"), scope)
         if logging.get("LogDriver") == "awslogs":
-            yield from self._awslogs(name, _dict(logging.get("Options")), scope)
+            yield from self._awslogs(name, as_object(logging.get("Options")), scope)
 
     def _secret(self, value: Any, scope: Scope, why: str) -> Read | str:
         """The read of a secret or parameter ECS injects: its own ARN (a secret's without a JSON
@@ -271,7 +269,3 @@ def _may_apply(deny: Grant) -> dict[str, Any]:
     else:
         statement["Resource"] = [UNRESOLVED.sub("*", r) for r in deny.resources]
     return statement
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
